@@ -1,0 +1,114 @@
+package fjson
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestParseValid(t *testing.T) {
+	cases := []string{
+		`{}`, `[]`, `0`, `-0.5e+10`, `"a\u00e9\ud83d\ude00\n"`, `{"a":[1,2,{"b":null}],"c":true,"d":false}`,
+		" \n{ \"x\" : 1.50 } \t",
+	}
+	for _, c := range cases {
+		v, err := Parse([]byte(c))
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		// compact output must be equal JSON to the input per encoding/json
+		var a, b any
+		if err := json.Unmarshal([]byte(c), &a); err != nil {
+			t.Fatal(err)
+		}
+		out := AppendCompact(nil, v)
+		if err := json.Unmarshal(out, &b); err != nil {
+			t.Fatalf("%s: compact output %s invalid: %v", c, out, err)
+		}
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		if string(ja) != string(jb) {
+			t.Fatalf("%s: %s != %s", c, ja, jb)
+		}
+	}
+}
+
+func TestDecimalPreserved(t *testing.T) {
+	v, err := Parse([]byte(`{"value": 1.50, "s": "a\u0041"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(AppendCompact(nil, v)); got != `{"value":1.50,"s":"a\u0041"}` {
+		t.Fatalf("got %s", got)
+	}
+	if v.Get("s").String() != "aA" {
+		t.Fatalf("decoded %q", v.Get("s").String())
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	cases := map[string]string{
+		`{"a":1,"a":2}`:             "duplicate key",
+		`{"a":{"b":1,"b":1}}`:       "a.b",
+		`{"a":[{"x":1,"x":2}]}`:     "a[0].x",
+		`{`:                         "member name",
+		`{"a":1,}`:                  "member name",
+		`[1,]`:                      "unexpected",
+		`01`:                        "after the top-level",
+		`1.`:                        "decimal point",
+		`"\x"`:                      "escape",
+		"\"a\x01\"":                 "control",
+		"\"\xff\"":                  "UTF-8",
+		`tru`:                       "literal",
+		`{} {}`:                     "after the top-level",
+		`{"a" 1}`:                   "':'",
+		`"abc`:                      "unterminated",
+		strings.Repeat("[", 300):    "nesting",
+		``:                          "end of input",
+	}
+	for in, want := range cases {
+		_, err := Parse([]byte(in))
+		if err == nil {
+			t.Errorf("%q: no error", in)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %q does not mention %q", in, err, want)
+		}
+	}
+}
+
+func TestDuplicateKeysLargeObject(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; i < 40; i++ {
+		b.WriteString(`"k` + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `":1,`)
+	}
+	b.WriteString(`"kaa":2}`)
+	if _, err := Parse([]byte(b.String())); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Fatalf("want duplicate error, got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,"x",null]}`, `"\ud800"`, `[[[]]]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := Parse(data)
+		if err != nil {
+			return
+		}
+		out := AppendCompact(nil, v)
+		v2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("compact output does not parse: %v", err)
+		}
+		if !Equal(v, v2) {
+			t.Fatalf("round trip changed the value")
+		}
+		if !json.Valid(out) {
+			t.Fatalf("compact output invalid for encoding/json")
+		}
+	})
+}
