@@ -1,0 +1,236 @@
+// Package postgres is the PostgreSQL store: storage/sqlstore on a pgx v5 pool.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+func init() {
+	sqlstore.RegisterUniqueViolation(func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	})
+}
+
+// Dialect is PostgreSQL's.
+var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE"}
+
+// Config says where the store lives.
+type Config struct {
+	// URL is a postgres:// connection URL.
+	URL string
+	// Schema, when set, is created if missing and used as the search_path
+	// (tests isolate themselves this way).
+	Schema string
+}
+
+// migrationLock is the advisory lock key that serialises migrations when
+// several gateway replicas start at once.
+const migrationLock = 0x66686972 // "fhir"
+
+// Open connects, applies the migrations and returns the store.
+func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Store, error) {
+	db, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return sqlstore.New(db, Dialect, opts), nil
+}
+
+// Migrate applies the migrations and reports which ran.
+func Migrate(ctx context.Context, cfg Config) ([]string, error) {
+	db, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return migrate(ctx, db)
+}
+
+func migrate(ctx context.Context, db *DB) ([]string, error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
+		return nil, fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLock) }()
+	return sqlstore.Migrate(ctx, db, migrations, "migrations")
+}
+
+// OpenDB connects without migrating.
+func OpenDB(ctx context.Context, cfg Config) (*DB, error) {
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: bad URL: %w", err)
+	}
+	if cfg.Schema != "" {
+		if !validIdent(cfg.Schema) {
+			return nil, fmt.Errorf("postgres: invalid schema name %q", cfg.Schema)
+		}
+		pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if cfg.Schema != "" {
+		if _, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+cfg.Schema); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: create schema: %w", err)
+		}
+	}
+	db := &DB{pool: pool}
+	if err := db.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func validIdent(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// DB adapts a pgx pool to sqlstore.DB.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var _ sqlstore.DB = (*DB)(nil)
+
+// Pool returns the pgx pool (River uses it).
+func (d *DB) Pool() *pgxpool.Pool { return d.pool }
+
+var rebound sync.Map // '?' SQL -> '$n' SQL
+
+// rebind turns '?' placeholders into PostgreSQL's $1, $2, ...
+func rebind(q string) string {
+	if v, ok := rebound.Load(q); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	out := b.String()
+	rebound.Store(q, out)
+	return out
+}
+
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type conn struct{ q querier }
+
+func (c conn) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := c.q.Exec(ctx, rebind(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (c conn) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	rows, err := c.q.Query(ctx, rebind(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgRows{rows}, nil
+}
+
+func (c conn) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return pgRow{c.q.QueryRow(ctx, rebind(q), args...)}
+}
+
+func (d *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return conn{d.pool}.Exec(ctx, q, args...)
+}
+
+func (d *DB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	return conn{d.pool}.Query(ctx, q, args...)
+}
+
+func (d *DB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return conn{d.pool}.QueryRow(ctx, q, args...)
+}
+
+func (d *DB) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pgTx{conn{tx}, tx}, nil
+}
+
+func (d *DB) Ping(ctx context.Context) error {
+	if err := d.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+func (d *DB) Close() error {
+	d.pool.Close()
+	return nil
+}
+
+type pgRows struct{ pgx.Rows }
+
+func (r pgRows) Close() { r.Rows.Close() }
+
+type pgRow struct{ pgx.Row }
+
+func (r pgRow) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sqlstore.ErrNoRows
+	}
+	return err
+}
+
+type pgTx struct {
+	conn
+	tx pgx.Tx
+}
+
+func (t pgTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t pgTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }

@@ -1,0 +1,34 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+	"github.com/fhirgate/fhirgate/storage/storagetest"
+)
+
+func TestStore(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T, c *storagetest.Clock) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.db")
+	first, err := sqlite.Migrate(context.Background(), path)
+	if err != nil || len(first) == 0 {
+		t.Fatalf("first migrate: %v %v", first, err)
+	}
+	again, err := sqlite.Migrate(context.Background(), path)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second migrate applied %v (%v)", again, err)
+	}
+}

@@ -1,0 +1,61 @@
+// Package sqlstore is the one SQL implementation of storage.Store that the
+// SQLite and PostgreSQL backends share: same statements, same behaviour,
+// with the few dialect differences (placeholders, migrations, locking)
+// supplied by each backend. Backends adapt their driver to DB.
+package sqlstore
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNoRows is what a Row.Scan of an empty result answers; backends map
+// their driver's own error to it.
+var ErrNoRows = errors.New("sqlstore: no rows")
+
+// Rows is a result set.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Conn runs statements. SQL is written with '?' placeholders; the dialect
+// rewrites them.
+type Conn interface {
+	Exec(ctx context.Context, sql string, args ...any) (int64, error)
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) Row
+}
+
+// TxConn is a Conn inside a transaction.
+type TxConn interface {
+	Conn
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// DB is a backend's connection pool.
+type DB interface {
+	Conn
+	// Begin starts a read-write transaction. SQLite takes the write lock
+	// immediately; PostgreSQL uses READ COMMITTED plus row locks.
+	Begin(ctx context.Context) (TxConn, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Dialect names the SQL differences between backends.
+type Dialect struct {
+	Name string
+	// ForUpdate is appended to a SELECT that reads a row about to be
+	// changed (" FOR UPDATE" on PostgreSQL, "" on SQLite whose write lock
+	// is already exclusive).
+	ForUpdate string
+}

@@ -1,0 +1,440 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// Hooks let higher layers keep derived data (the search index) in the same
+// transaction as every write. Both are optional.
+type Hooks struct {
+	// AfterWrite runs inside the writing transaction after a version was
+	// stored; res is nil for a deletion.
+	AfterWrite func(ctx context.Context, c Conn, typ, id string, res *fhir.Resource) error
+}
+
+// Options configure a Store.
+type Options struct {
+	// Now is the clock; time.Now when nil. Tests fake it.
+	Now   func() time.Time
+	Hooks Hooks
+}
+
+// Store implements storage.Store on a DB.
+type Store struct {
+	db      DB
+	dialect Dialect
+	now     func() time.Time
+	hooks   Hooks
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// New returns a Store over db. The schema must already be migrated.
+func New(db DB, d Dialect, opts Options) *Store {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, dialect: d, now: now, hooks: opts.Hooks}
+}
+
+// DB returns the underlying pool, for backends and the search layer.
+func (s *Store) DB() DB { return s.db }
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// SetHooks replaces the write hooks; call before the store is used.
+func (s *Store) SetHooks(h Hooks) { s.hooks = h }
+
+// Ping implements storage.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
+
+// Close implements storage.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// micros is how instants are stored: microseconds since the Unix epoch.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// clock returns the store's "now" truncated to the millisecond precision
+// that meta.lastUpdated is written with, so that the stored column and the
+// JSON agree.
+func (s *Store) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
+
+const readSQL = `SELECT version, last_updated, deleted, body FROM resources WHERE res_type = ? AND res_id = ?`
+
+func readCurrent(ctx context.Context, c Conn, typ, id, forUpdate string) (*fhir.Resource, bool, error) {
+	var (
+		version, lu int64
+		deleted     int
+		body        []byte
+	)
+	err := c.QueryRow(ctx, readSQL+forUpdate, typ, id).Scan(&version, &lu, &deleted, &body)
+	if errors.Is(err, ErrNoRows) {
+		return nil, false, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", typ, err)
+	}
+	r := &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(version, 10), LastUpdated: fromMicros(lu), Raw: body}
+	return r, deleted != 0, nil
+}
+
+func (s *Store) read(ctx context.Context, c Conn, typ, id string) (*fhir.Resource, error) {
+	r, deleted, err := readCurrent(ctx, c, typ, id, "")
+	if err != nil {
+		return nil, err
+	}
+	if deleted {
+		return r, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
+	}
+	return r, nil
+}
+
+// Read implements storage.Reader. A deleted resource answers ErrGone along
+// with a Resource that carries only its deleted version and time.
+func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	return s.read(ctx, s.db, typ, id)
+}
+
+func (s *Store) vread(ctx context.Context, c Conn, typ, id, vid string) (*fhir.Resource, error) {
+	v, err := strconv.ParseInt(vid, 10, 64)
+	if err != nil || v < 1 {
+		return nil, fmt.Errorf("%s/%s version %q: %w", typ, id, vid, storage.ErrNotFound)
+	}
+	var (
+		lu      int64
+		deleted int
+		body    []byte
+	)
+	err = c.QueryRow(ctx, `SELECT last_updated, deleted, body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version = ?`,
+		typ, id, v).Scan(&lu, &deleted, &body)
+	if errors.Is(err, ErrNoRows) {
+		return nil, fmt.Errorf("%s/%s version %d: %w", typ, id, v, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vread %s: %w", typ, err)
+	}
+	r := &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body}
+	if deleted != 0 {
+		return r, fmt.Errorf("%s/%s version %d: %w", typ, id, v, storage.ErrGone)
+	}
+	return r, nil
+}
+
+// VRead implements storage.Reader.
+func (s *Store) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
+	return s.vread(ctx, s.db, typ, id, vid)
+}
+
+// InTx implements storage.Store.
+func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err error) {
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = c.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+		if err != nil {
+			_ = c.Rollback(context.WithoutCancel(ctx))
+			return
+		}
+		if cerr := c.Commit(ctx); cerr != nil {
+			err = fmt.Errorf("commit: %w", cerr)
+		}
+	}()
+	return fn(&tx{s: s, c: c})
+}
+
+// Create implements storage.Writer.
+func (s *Store) Create(ctx context.Context, res *fhir.Resource) (out *fhir.Resource, err error) {
+	err = s.InTx(ctx, func(t storage.Tx) error {
+		out, err = t.Create(ctx, res)
+		return err
+	})
+	return out, err
+}
+
+// Update implements storage.Writer.
+func (s *Store) Update(ctx context.Context, res *fhir.Resource, opts storage.UpdateOptions) (out *fhir.Resource, created bool, err error) {
+	err = s.InTx(ctx, func(t storage.Tx) error {
+		out, created, err = t.Update(ctx, res, opts)
+		return err
+	})
+	return out, created, err
+}
+
+// Delete implements storage.Writer.
+func (s *Store) Delete(ctx context.Context, typ, id string, opts storage.DeleteOptions) (vid string, err error) {
+	err = s.InTx(ctx, func(t storage.Tx) error {
+		vid, err = t.Delete(ctx, typ, id, opts)
+		return err
+	})
+	return vid, err
+}
+
+// tx implements storage.Tx on one transaction.
+type tx struct {
+	s *Store
+	c TxConn
+}
+
+// Conn exposes the transaction's connection to the search layer.
+func (t *tx) Conn() Conn { return t.c }
+
+func (t *tx) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	return t.s.read(ctx, t.c, typ, id)
+}
+
+func (t *tx) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
+	return t.s.vread(ctx, t.c, typ, id, vid)
+}
+
+func (t *tx) History(ctx context.Context, q storage.HistoryQuery) (*storage.HistoryPage, error) {
+	return t.s.history(ctx, t.c, q)
+}
+
+func (t *tx) Create(ctx context.Context, res *fhir.Resource) (*fhir.Resource, error) {
+	if res.ID == "" || !fhir.ValidID(res.ID) {
+		return nil, fmt.Errorf("create %s: invalid id", res.Type)
+	}
+	var one int
+	err := t.c.QueryRow(ctx, `SELECT 1 FROM resources WHERE res_type = ? AND res_id = ?`, res.Type, res.ID).Scan(&one)
+	if err == nil {
+		return nil, fmt.Errorf("%s/%s: %w", res.Type, res.ID, storage.ErrAlreadyExists)
+	}
+	if !errors.Is(err, ErrNoRows) {
+		return nil, fmt.Errorf("create %s: %w", res.Type, err)
+	}
+	return t.write(ctx, res, 1, "POST", false)
+}
+
+func (t *tx) Update(ctx context.Context, res *fhir.Resource, opts storage.UpdateOptions) (*fhir.Resource, bool, error) {
+	if res.ID == "" || !fhir.ValidID(res.ID) {
+		return nil, false, fmt.Errorf("update %s: invalid id", res.Type)
+	}
+	method := opts.Method
+	if method == "" {
+		method = "PUT"
+	}
+	cur, _, err := readCurrent(ctx, t.c, res.Type, res.ID, t.s.dialect.ForUpdate)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		if opts.IfMatch != "" {
+			return nil, false, fmt.Errorf("%s/%s has no version %s: %w", res.Type, res.ID, opts.IfMatch, storage.ErrVersionConflict)
+		}
+		if !opts.AllowCreate {
+			return nil, false, err
+		}
+		out, err := t.write(ctx, res, 1, method, false)
+		return out, true, err
+	case err != nil:
+		return nil, false, err
+	}
+	if opts.IfMatch != "" && opts.IfMatch != cur.VersionID {
+		return nil, false, fmt.Errorf("%s/%s is at version %s, not %s: %w", res.Type, res.ID, cur.VersionID, opts.IfMatch, storage.ErrVersionConflict)
+	}
+	v, _ := strconv.ParseInt(cur.VersionID, 10, 64)
+	out, err := t.write(ctx, res, v+1, method, true)
+	return out, false, err
+}
+
+func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOptions) (string, error) {
+	cur, deleted, err := readCurrent(ctx, t.c, typ, id, t.s.dialect.ForUpdate)
+	if err != nil {
+		return "", err
+	}
+	if opts.IfMatch != "" && opts.IfMatch != cur.VersionID {
+		return "", fmt.Errorf("%s/%s is at version %s, not %s: %w", typ, id, cur.VersionID, opts.IfMatch, storage.ErrVersionConflict)
+	}
+	if deleted {
+		return cur.VersionID, nil
+	}
+	v, _ := strconv.ParseInt(cur.VersionID, 10, 64)
+	now := t.s.clock()
+	seq, err := t.insertVersion(ctx, typ, id, v+1, now, true, "DELETE", nil)
+	if err != nil {
+		return "", err
+	}
+	if _, err := t.c.Exec(ctx, `UPDATE resources SET version = ?, last_updated = ?, deleted = 1, body = NULL, seq = ? WHERE res_type = ? AND res_id = ?`,
+		v+1, micros(now), seq, typ, id); err != nil {
+		return "", fmt.Errorf("delete %s: %w", typ, err)
+	}
+	if h := t.s.hooks.AfterWrite; h != nil {
+		if err := h(ctx, t.c, typ, id, nil); err != nil {
+			return "", err
+		}
+	}
+	return strconv.FormatInt(v+1, 10), nil
+}
+
+func (t *tx) insertVersion(ctx context.Context, typ, id string, v int64, now time.Time, deleted bool, method string, body []byte) (int64, error) {
+	del := 0
+	if deleted {
+		del = 1
+	}
+	var seq int64
+	err := t.c.QueryRow(ctx, `INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		typ, id, v, micros(now), del, method, body).Scan(&seq)
+	if err != nil {
+		if isUniqueViolation(err) {
+			// a concurrent writer took this version first
+			if v == 1 {
+				return 0, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrAlreadyExists)
+			}
+			return 0, fmt.Errorf("%s/%s version %d written concurrently: %w", typ, id, v, storage.ErrVersionConflict)
+		}
+		return 0, fmt.Errorf("write %s version: %w", typ, err)
+	}
+	return seq, nil
+}
+
+// write stores res as version v (meta set here, inside the transaction,
+// so that the version id and the time are the ones committed).
+func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method string, exists bool) (*fhir.Resource, error) {
+	now := t.s.clock()
+	out := res.WithMeta(res.ID, strconv.FormatInt(v, 10), now)
+	seq, err := t.insertVersion(ctx, out.Type, out.ID, v, now, false, method, out.Raw)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		_, err = t.c.Exec(ctx, `UPDATE resources SET version = ?, last_updated = ?, deleted = 0, body = ?, seq = ? WHERE res_type = ? AND res_id = ?`,
+			v, micros(now), out.Raw, seq, out.Type, out.ID)
+	} else {
+		_, err = t.c.Exec(ctx, `INSERT INTO resources (res_type, res_id, version, last_updated, deleted, body, seq) VALUES (?, ?, ?, ?, 0, ?, ?)`,
+			out.Type, out.ID, v, micros(now), out.Raw, seq)
+	}
+	if err != nil {
+		if isUniqueViolation(err) {
+			return nil, fmt.Errorf("%s/%s: %w", out.Type, out.ID, storage.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("write %s: %w", out.Type, err)
+	}
+	if h := t.s.hooks.AfterWrite; h != nil {
+		if err := h(ctx, t.c, out.Type, out.ID, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// uniqueViolation is set by backends to recognise their driver's
+// unique-constraint error.
+var uniqueViolation func(error) bool
+
+// RegisterUniqueViolation lets a backend teach the store its driver's
+// unique-constraint error.
+func RegisterUniqueViolation(f func(error) bool) {
+	prev := uniqueViolation
+	uniqueViolation = func(err error) bool { return f(err) || (prev != nil && prev(err)) }
+}
+
+func isUniqueViolation(err error) bool { return uniqueViolation != nil && uniqueViolation(err) }
+
+// History implements storage.Reader.
+func (s *Store) History(ctx context.Context, q storage.HistoryQuery) (*storage.HistoryPage, error) {
+	return s.history(ctx, s.db, q)
+}
+
+func (s *Store) history(ctx context.Context, c Conn, q storage.HistoryQuery) (*storage.HistoryPage, error) {
+	where := "1 = 1"
+	var args []any
+	if q.Type != "" {
+		where += " AND v.res_type = ?"
+		args = append(args, q.Type)
+	}
+	if q.ID != "" {
+		where += " AND v.res_id = ?"
+		args = append(args, q.ID)
+	}
+	if !q.Since.IsZero() {
+		where += " AND v.last_updated >= ?"
+		args = append(args, micros(q.Since))
+	}
+	if !q.At.IsZero() {
+		// the version current at q.At: the newest one at or before it
+		where += ` AND v.last_updated <= ? AND NOT EXISTS (SELECT 1 FROM resource_versions n
+			WHERE n.res_type = v.res_type AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated <= ?)`
+		args = append(args, micros(q.At), micros(q.At))
+	}
+	var total int
+	if err := c.QueryRow(ctx, "SELECT COUNT(*) FROM resource_versions v WHERE "+where, args...).Scan(&total); err != nil {
+		return nil, fmt.Errorf("history count: %w", err)
+	}
+	if q.Cursor != "" {
+		cur, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		where += " AND v.seq < ?"
+		args = append(args, cur)
+	}
+	count := q.Count
+	if count <= 0 {
+		count = 50
+	}
+	rows, err := c.Query(ctx, `SELECT v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.method, v.body
+		FROM resource_versions v WHERE `+where+` ORDER BY v.seq DESC LIMIT ?`, append(args, count+1)...)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	defer rows.Close()
+	page := &storage.HistoryPage{Total: total}
+	var lastSeq int64
+	for rows.Next() {
+		var (
+			seq, ver, lu int64
+			deleted      int
+			e            storage.HistoryEntry
+			body         []byte
+		)
+		if err := rows.Scan(&seq, &e.Type, &e.ID, &ver, &lu, &deleted, &e.Method, &body); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		if len(page.Entries) == count {
+			page.Next = encodeCursor(lastSeq)
+			break
+		}
+		lastSeq = seq
+		e.VersionID = strconv.FormatInt(ver, 10)
+		e.LastUpdated = fromMicros(lu)
+		if deleted == 0 {
+			e.Resource = &fhir.Resource{Type: e.Type, ID: e.ID, VersionID: e.VersionID, LastUpdated: e.LastUpdated, Raw: body}
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return page, nil
+}
+
+func encodeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(seq, 10)))
+}
+
+func decodeCursor(s string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, storage.ErrInvalidCursor
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || n < 0 {
+		return 0, storage.ErrInvalidCursor
+	}
+	return n, nil
+}

@@ -1,0 +1,118 @@
+// Package storage defines the gateway's resource store: every version of
+// every resource, kept as the exact JSON the gateway accepted, with
+// all-or-nothing writes. Implementations live in storage/sqlite and
+// storage/postgres and both pass the storagetest suite.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+)
+
+// Sentinel errors. Implementations wrap them; callers test with errors.Is.
+var (
+	// ErrNotFound: no such resource or version.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrGone: the resource's current version is a deletion.
+	ErrGone = errors.New("storage: resource deleted")
+	// ErrVersionConflict: an If-Match style precondition did not hold.
+	ErrVersionConflict = errors.New("storage: version conflict")
+	// ErrAlreadyExists: create of an id that is already taken.
+	ErrAlreadyExists = errors.New("storage: already exists")
+	// ErrInvalidCursor: a paging cursor the store did not issue.
+	ErrInvalidCursor = errors.New("storage: invalid page cursor")
+)
+
+// Reader reads resources and their history.
+type Reader interface {
+	// Read returns the current version of a resource. A deleted resource
+	// answers ErrGone, an unknown one ErrNotFound.
+	Read(ctx context.Context, typ, id string) (*fhir.Resource, error)
+	// VRead returns one version. A version that is a deletion answers ErrGone.
+	VRead(ctx context.Context, typ, id, versionID string) (*fhir.Resource, error)
+	// History lists versions newest first.
+	History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
+}
+
+// Writer changes resources. Every method writes one new version.
+type Writer interface {
+	// Create stores res as version 1 under res.ID, which the caller assigns.
+	// It answers ErrAlreadyExists when the id is taken (even by a deleted resource).
+	Create(ctx context.Context, res *fhir.Resource) (*fhir.Resource, error)
+	// Update stores res as the next version of res.Type/res.ID. With
+	// IfMatch set, the current version must equal it (ErrVersionConflict
+	// otherwise). Without AllowCreate, an unknown id answers ErrNotFound.
+	Update(ctx context.Context, res *fhir.Resource, opts UpdateOptions) (stored *fhir.Resource, created bool, err error)
+	// Delete records a deletion as the next version. Deleting an unknown
+	// resource answers ErrNotFound; deleting a deleted one changes nothing
+	// and answers its deleted version.
+	Delete(ctx context.Context, typ, id string, opts DeleteOptions) (versionID string, err error)
+}
+
+// UpdateOptions qualify an Update.
+type UpdateOptions struct {
+	IfMatch     string // required current version id, "" for none
+	AllowCreate bool   // update-as-create of an unknown id
+	// Method is recorded in history: PUT (the default) or PATCH.
+	Method string
+}
+
+// DeleteOptions qualify a Delete.
+type DeleteOptions struct {
+	IfMatch string
+}
+
+// Tx is a transaction: reads see its own writes; nothing is visible to
+// others until it commits.
+type Tx interface {
+	Reader
+	Writer
+}
+
+// Store is a resource store.
+type Store interface {
+	Reader
+	Writer
+	// InTx runs fn in one transaction, committed if fn returns nil and
+	// rolled back otherwise. A transaction Bundle, a pull batch and a
+	// package are each written through one InTx.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
+
+// HistoryQuery selects versions for a history interaction. Type and ID
+// narrow it to a type or one resource; empty means the whole system.
+type HistoryQuery struct {
+	Type, ID string
+	Since    time.Time // only versions updated at or after (zero: no bound)
+	At       time.Time // only the version current at this instant (zero: all)
+	Count    int       // page size
+	// Cursor is the opaque position returned in HistoryPage.Next.
+	Cursor string
+}
+
+// HistoryEntry is one version in a history page.
+type HistoryEntry struct {
+	Type, ID    string
+	VersionID   string
+	LastUpdated time.Time
+	// Method is the interaction that made the version: POST, PUT, PATCH or DELETE.
+	Method string
+	// Resource is nil for a deletion.
+	Resource *fhir.Resource
+}
+
+// HistoryPage is one page of a history, newest first.
+type HistoryPage struct {
+	Entries []HistoryEntry
+	// Next is the cursor of the following page, "" on the last page.
+	Next string
+	// Total is the number of versions matching the query.
+	Total int
+}
