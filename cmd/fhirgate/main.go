@@ -1,0 +1,288 @@
+// Command fhirgate is the FHIR R4 records gateway: one binary that serves
+// the FHIR API, migrates its store and runs its tools.
+//
+//	fhirgate serve   [--addr] [--db] [--auth] [--config]
+//	fhirgate migrate [--db]
+//	fhirgate version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `fhirgate — FHIR R4 records gateway
+
+Usage:
+  fhirgate serve    run the FHIR server
+  fhirgate migrate  apply the store's schema migrations and exit
+  fhirgate version  print the version
+
+Run "fhirgate <command> -h" for a command's flags.
+`)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "fhirgate", version)
+	case "-h", "--help", "help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "fhirgate: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "fhirgate:", err)
+		return 1
+	}
+	return 0
+}
+
+// envDefault returns the environment variable's value or def.
+func envDefault(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// Defaults of the stable outside contract.
+const (
+	defaultAddr = "127.0.0.1:8080"
+	defaultDB   = "sqlite:./fhirgate-data/fhirgate.db"
+	defaultAuth = "oidc"
+)
+
+type serveFlags struct {
+	addr, db, auth, config, logLevel string
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := &serveFlags{}
+	fs.StringVar(&f.addr, "addr", envDefault("FHIRGATE_ADDR", defaultAddr), "listen address (env FHIRGATE_ADDR)")
+	fs.StringVar(&f.db, "db", envDefault("FHIRGATE_DB", defaultDB), "store: sqlite:<path> or postgres://... (env FHIRGATE_DB)")
+	fs.StringVar(&f.auth, "auth", envDefault("FHIRGATE_AUTH", defaultAuth), "oidc (verify access tokens) or none (loopback only) (env FHIRGATE_AUTH)")
+	fs.StringVar(&f.config, "config", envDefault("FHIRGATE_CONFIG", ""), "YAML config file (env FHIRGATE_CONFIG)")
+	fs.StringVar(&f.logLevel, "log-level", envDefault("FHIRGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env FHIRGATE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad log level %q", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// isLoopback reports whether a listen address binds only to loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// openStore opens the store named by a --db value.
+func openStore(ctx context.Context, db string, opts sqlstore.Options) (storage.Store, error) {
+	switch {
+	case strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://"):
+		return postgres.Open(ctx, postgres.Config{URL: db}, opts)
+	case strings.HasPrefix(db, "sqlite:"):
+		return sqlite.Open(ctx, sqlitePath(db), opts)
+	}
+	return nil, fmt.Errorf("--db must be sqlite:<path> or postgres://..., not %q", redactURL(db))
+}
+
+func sqlitePath(db string) string {
+	p := strings.TrimPrefix(db, "sqlite:")
+	p = strings.TrimPrefix(p, "//")
+	return filepath.Clean(p)
+}
+
+// redactURL hides a password in a database URL before it is printed.
+func redactURL(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest := s[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				return s[:i+3] + rest[:colon] + ":***" + rest[at:]
+			}
+		}
+	}
+	return s
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Parse("", nil)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(f.config)
+	if err != nil {
+		return err
+	}
+	switch f.auth {
+	case "none":
+		if !isLoopback(f.addr) {
+			return fmt.Errorf("--auth=none serves patient data without authentication and is only allowed on a loopback address (127.0.0.1:port, [::1]:port, localhost:port), not %q", f.addr)
+		}
+		log.Warn("authentication is OFF (--auth=none): every request is served without a token; for local use only", "addr", f.addr)
+	case "oidc":
+		if len(cfg.Auth.Issuers) == 0 {
+			return errors.New("--auth=oidc needs at least one issuer under auth.issuers in the --config file; for local use on loopback run with --auth=none")
+		}
+		return errors.New("--auth=oidc token verification is not available in this build yet; run on loopback with --auth=none")
+	default:
+		return fmt.Errorf("--auth must be oidc or none, not %q", f.auth)
+	}
+	store, err := openStore(ctx, f.db, sqlstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv := server.New(server.Config{
+		Store:        store,
+		Logger:       log,
+		BaseURL:      cfg.Server.BaseURL,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		Version:      version,
+	})
+	return listenAndServe(ctx, f.addr, srv, log)
+}
+
+// listenAndServe serves until ctx is cancelled (SIGINT/SIGTERM), then shuts
+// down gracefully, letting in-flight requests finish.
+func listenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("fhirgate serving", "addr", ln.Addr().String(), "version", version)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", envDefault("FHIRGATE_DB", defaultDB), "store: sqlite:<path> or postgres://... (env FHIRGATE_DB)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var (
+		applied []string
+		err     error
+	)
+	switch {
+	case strings.HasPrefix(*db, "postgres://") || strings.HasPrefix(*db, "postgresql://"):
+		applied, err = postgres.Migrate(ctx, postgres.Config{URL: *db})
+	case strings.HasPrefix(*db, "sqlite:"):
+		applied, err = sqlite.Migrate(ctx, sqlitePath(*db))
+	default:
+		return fmt.Errorf("--db must be sqlite:<path> or postgres://..., not %q", redactURL(*db))
+	}
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "schema is up to date")
+	}
+	for _, name := range applied {
+		fmt.Fprintln(stdout, "applied", name)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+// Package config reads the gateway's YAML configuration file. Unknown keys
+// are errors, and Validate reports every problem at once, each with its
+// line, instead of stopping at the first.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole file.
+type Config struct {
+	Server     Server     `yaml:"server"`
+	Auth       Auth       `yaml:"auth"`
+	Sources    []Source   `yaml:"sources"`
+	Validation Validation `yaml:"validation"`
+
+	// file is where the config was read from, for messages.
+	file string
+	root *yaml.Node
+}
+
+// Server holds HTTP settings that are not flags.
+type Server struct {
+	// BaseURL is the public FHIR base used in links and Location headers.
+	BaseURL string `yaml:"baseURL"`
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+}
+
+// Auth configures token verification.
+type Auth struct {
+	Issuers []Issuer `yaml:"issuers"`
+	Clients []Client `yaml:"clients"`
+}
+
+// Issuer is an OpenID Connect provider whose access tokens are accepted.
+type Issuer struct {
+	URL           string `yaml:"url"`
+	Audience      string `yaml:"audience"`
+	FHIRUserClaim string `yaml:"fhirUserClaim"`
+	// IntrospectionURL, ClientID and SecretEnv enable opaque tokens.
+	IntrospectionURL string `yaml:"introspectionURL"`
+	ClientID         string `yaml:"clientID"`
+	SecretEnv        string `yaml:"secretEnv"`
+	// PatientMapping maps token subjects to Patient references.
+	PatientMapping map[string]string `yaml:"patientMapping"`
+}
+
+// Client is an OAuth client that is not an end user.
+type Client struct {
+	ClientID     string `yaml:"clientID"`
+	Role         string `yaml:"role"`
+	Organization string `yaml:"organization"`
+}
+
+// Source is one upstream system the gateway pulls from. Config is kept as a
+// YAML node: each adapter decodes (strictly) its own shape.
+type Source struct {
+	ID     string    `yaml:"id"`
+	Type   string    `yaml:"type"`
+	Config yaml.Node `yaml:"config"`
+}
+
+// Validation configures fhir/validate.
+type Validation struct {
+	// Profiles are files of StructureDefinitions (or Bundles of them) to load.
+	Profiles []string `yaml:"profiles"`
+}
+
+// Load reads and strictly decodes the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse strictly decodes YAML; name is used in messages.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{file: name}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return c, nil
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	c.root = &root
+	return c, nil
+}
+
+// Problems collects configuration errors with their location.
+type Problems struct {
+	File  string
+	Items []string
+}
+
+// Add records a problem at a line (0 when unknown).
+func (p *Problems) Add(line int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if line > 0 {
+		msg = fmt.Sprintf("%s:%d: %s", p.File, line, msg)
+	} else if p.File != "" {
+		msg = p.File + ": " + msg
+	}
+	p.Items = append(p.Items, msg)
+}
+
+// Err returns nil when there were no problems.
+func (p *Problems) Err() error {
+	if len(p.Items) == 0 {
+		return nil
+	}
+	return errors.New("invalid configuration:\n  " + strings.Join(p.Items, "\n  "))
+}
+
+// Validate checks everything the core knows about; adapters validate their
+// own config blocks (see SourceLine for locations).
+func (c *Config) Validate() error {
+	p := &Problems{File: c.file}
+	c.ValidateInto(p)
+	return p.Err()
+}
+
+// ValidateInto adds the core's problems to p.
+func (c *Config) ValidateInto(p *Problems) {
+	seen := map[string]bool{}
+	for i, s := range c.Sources {
+		line := c.line("sources", i)
+		switch {
+		case s.ID == "":
+			p.Add(line, "sources[%d]: id is required", i)
+		case seen[s.ID]:
+			p.Add(line, "sources[%d]: duplicate id %q", i, s.ID)
+		}
+		seen[s.ID] = true
+		if s.Type == "" {
+			p.Add(line, "sources[%d]: type is required", i)
+		}
+	}
+	for i, is := range c.Auth.Issuers {
+		line := c.line("auth.issuers", i)
+		if !strings.HasPrefix(is.URL, "https://") && !strings.HasPrefix(is.URL, "http://127.0.0.1") && !strings.HasPrefix(is.URL, "http://localhost") {
+			p.Add(line, "auth.issuers[%d]: url must be https (http only for loopback)", i)
+		}
+		if is.Audience == "" {
+			p.Add(line, "auth.issuers[%d]: audience is required", i)
+		}
+	}
+	for i, cl := range c.Auth.Clients {
+		line := c.line("auth.clients", i)
+		if cl.ClientID == "" {
+			p.Add(line, "auth.clients[%d]: clientID is required", i)
+		}
+		switch cl.Role {
+		case "provider":
+			if !strings.HasPrefix(cl.Organization, "Organization/") && !strings.HasPrefix(cl.Organization, "PractitionerRole/") {
+				p.Add(line, "auth.clients[%d]: a provider needs organization: Organization/<id> or PractitionerRole/<id>", i)
+			}
+		case "system":
+		default:
+			p.Add(line, "auth.clients[%d]: role must be provider or system", i)
+		}
+	}
+	if c.Server.MaxBodyBytes < 0 {
+		p.Add(c.line("server", -1), "server.maxBodyBytes must not be negative")
+	}
+}
+
+// SourceLine is the line of sources[i], for adapters' messages.
+func (c *Config) SourceLine(i int) int { return c.line("sources", i) }
+
+// File is the file the config came from.
+func (c *Config) File() string { return c.file }
+
+// line finds the line of a dotted path's i-th sequence item (or the
+// mapping itself when i < 0).
+func (c *Config) line(path string, i int) int {
+	if c.root == nil || len(c.root.Content) == 0 {
+		return 0
+	}
+	n := c.root.Content[0]
+	for _, key := range strings.Split(path, ".") {
+		next := (*yaml.Node)(nil)
+		if n.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					next = n.Content[j+1]
+				}
+			}
+		}
+		if next == nil {
+			return 0
+		}
+		n = next
+	}
+	if i >= 0 && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i].Line
+	}
+	return n.Line
+}

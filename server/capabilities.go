@@ -1,0 +1,176 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/gin-gonic/gin"
+)
+
+// CapabilityContributor adds what a component registers (search
+// parameters, operations, security) to the generated CapabilityStatement.
+type CapabilityContributor func(cs *CapabilityStatement)
+
+// CapabilityStatement is the subset of the resource the gateway fills.
+type CapabilityStatement struct {
+	ResourceType   string            `json:"resourceType"`
+	Status         string            `json:"status"`
+	Date           string            `json:"date"`
+	Publisher      string            `json:"publisher,omitempty"`
+	Kind           string            `json:"kind"`
+	Software       *csSoftware       `json:"software,omitempty"`
+	Implementation *csImplementation `json:"implementation,omitempty"`
+	FHIRVersion    string            `json:"fhirVersion"`
+	Format         []string          `json:"format"`
+	PatchFormat    []string          `json:"patchFormat,omitempty"`
+	Rest           []CSRest          `json:"rest"`
+}
+
+type csSoftware struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+type csImplementation struct {
+	Description string `json:"description"`
+	URL         string `json:"url,omitempty"`
+}
+
+// CSRest is CapabilityStatement.rest.
+type CSRest struct {
+	Mode        string          `json:"mode"`
+	Security    json.RawMessage `json:"security,omitempty"`
+	Resource    []CSResource    `json:"resource"`
+	Interaction []CSInteraction `json:"interaction,omitempty"`
+	SearchParam []CSSearchParam `json:"searchParam,omitempty"`
+	Operation   []CSOperation   `json:"operation,omitempty"`
+	Compartment []string        `json:"compartment,omitempty"`
+}
+
+// CSResource is CapabilityStatement.rest.resource.
+type CSResource struct {
+	Type              string          `json:"type"`
+	Profile           string          `json:"profile,omitempty"`
+	SupportedProfile  []string        `json:"supportedProfile,omitempty"`
+	Interaction       []CSInteraction `json:"interaction"`
+	Versioning        string          `json:"versioning"`
+	ReadHistory       bool            `json:"readHistory"`
+	UpdateCreate      bool            `json:"updateCreate"`
+	ConditionalCreate bool            `json:"conditionalCreate"`
+	ConditionalRead   string          `json:"conditionalRead"`
+	ConditionalUpdate bool            `json:"conditionalUpdate"`
+	ConditionalDelete string          `json:"conditionalDelete"`
+	SearchInclude     []string        `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string        `json:"searchRevInclude,omitempty"`
+	SearchParam       []CSSearchParam `json:"searchParam,omitempty"`
+	Operation         []CSOperation   `json:"operation,omitempty"`
+}
+
+// CSInteraction is an interaction code.
+type CSInteraction struct {
+	Code string `json:"code"`
+}
+
+// CSSearchParam is a supported search parameter.
+type CSSearchParam struct {
+	Name          string `json:"name"`
+	Definition    string `json:"definition,omitempty"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+// CSOperation is a supported operation.
+type CSOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
+}
+
+var (
+	typeInteractions = []string{InteractionRead, InteractionVRead, InteractionUpdate, InteractionPatch, InteractionDelete,
+		InteractionHistoryInstance, InteractionHistoryType, InteractionCreate, InteractionSearchType}
+	systemInteractions = []string{"transaction", "batch", "search-system", InteractionHistorySystem}
+)
+
+// AddCapabilities registers a contributor; call before serving.
+func (s *Server) AddCapabilities(f CapabilityContributor) { s.contributors = append(s.contributors, f) }
+
+// capabilityStatement generates the statement from the route table and
+// the contributors: what is claimed is exactly what is registered.
+func (s *Server) capabilityStatement(base string) *CapabilityStatement {
+	registered := map[string]bool{}
+	for _, r := range s.routes {
+		registered[r.Name] = true
+	}
+	cs := &CapabilityStatement{
+		ResourceType:   "CapabilityStatement",
+		Status:         "active",
+		Date:           fhir.FormatInstant(s.started),
+		Publisher:      "fhirgate",
+		Kind:           "instance",
+		Software:       &csSoftware{Name: s.cfg.Software, Version: s.cfg.Version},
+		Implementation: &csImplementation{Description: "fhirgate FHIR R4 records gateway", URL: base},
+		FHIRVersion:    "4.0.1",
+		Format:         []string{"application/fhir+json", "json"},
+		PatchFormat:    []string{"application/json-patch+json"},
+	}
+	rest := CSRest{Mode: "server"}
+	var codes []CSInteraction
+	for _, code := range typeInteractions {
+		if registered[code] {
+			codes = append(codes, CSInteraction{Code: code})
+		}
+	}
+	for _, t := range fhir.ResourceTypes {
+		rest.Resource = append(rest.Resource, CSResource{
+			Type:              t,
+			Profile:           "http://hl7.org/fhir/StructureDefinition/" + t,
+			Interaction:       codes,
+			Versioning:        "versioned-update",
+			ReadHistory:       registered[InteractionVRead],
+			UpdateCreate:      registered[InteractionUpdate],
+			ConditionalRead:   "not-supported",
+			ConditionalDelete: "not-supported",
+		})
+	}
+	for _, code := range systemInteractions {
+		if registered[code] {
+			rest.Interaction = append(rest.Interaction, CSInteraction{Code: code})
+		}
+	}
+	cs.Rest = []CSRest{rest}
+	for _, f := range s.contributors {
+		f(cs)
+	}
+	return cs
+}
+
+func (s *Server) capabilities(c *gin.Context) {
+	if mode := c.Query("mode"); mode != "" && mode != "full" {
+		s.fail(c, fhir.Errorf(http.StatusBadRequest, "not-supported", []string{"mode"}, "only mode=full is supported"))
+		return
+	}
+	base := s.baseURL(c.Request)
+	if b, ok := s.capsCache.Load(base); ok {
+		s.writeJSON(c, http.StatusOK, b.([]byte))
+		return
+	}
+	b, err := json.Marshal(s.capabilityStatement(base))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.capsCache.Store(base, b)
+	s.writeJSON(c, http.StatusOK, b)
+}
+
+// ResourceEntry returns the statement's entry for a type, for contributors.
+func (cs *CapabilityStatement) ResourceEntry(typ string) *CSResource {
+	i, ok := slices.BinarySearchFunc(cs.Rest[0].Resource, typ, func(r CSResource, t string) int { return strings.Compare(r.Type, t) })
+	if !ok {
+		return nil
+	}
+	return &cs.Rest[0].Resource[i]
+}

@@ -1,0 +1,102 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/gin-gonic/gin"
+)
+
+// pathType validates the :type segment (404 for an unknown type).
+func pathType(c *gin.Context) (string, error) {
+	t := c.Param("type")
+	if !fhir.IsResourceType(t) {
+		return "", fhir.Errorf(http.StatusNotFound, "not-supported", nil, "%q is not an R4 resource type", t)
+	}
+	return t, nil
+}
+
+// pathTypeID validates :type and :id.
+func pathTypeID(c *gin.Context) (string, string, error) {
+	t, err := pathType(c)
+	if err != nil {
+		return "", "", err
+	}
+	id := c.Param("id")
+	if !fhir.ValidID(id) {
+		return "", "", fhir.Errorf(http.StatusBadRequest, "value", nil, "the id in the URL must match [A-Za-z0-9\\-\\.]{1,64}")
+	}
+	return t, id, nil
+}
+
+// read answers GET [type]/[id] (and HEAD).
+func (s *Server) read(c *gin.Context) {
+	if strings.HasPrefix(c.Param("id"), "$") {
+		s.typeOperation(c)
+		return
+	}
+	typ, id, err := pathTypeID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
+	if err != nil {
+		s.failRead(c, r, err, typ+"/"+id)
+		return
+	}
+	s.writeVersion(c, r)
+}
+
+// vread answers GET [type]/[id]/_history/[vid].
+func (s *Server) vread(c *gin.Context) {
+	typ, id, err := pathTypeID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, c.Param("vid"))
+	if err != nil {
+		s.failRead(c, r, err, typ+"/"+id+"/_history/"+c.Param("vid"))
+		return
+	}
+	s.writeVersion(c, r)
+}
+
+// failRead answers a read error naming what was asked for; a deletion
+// keeps its version headers.
+func (s *Server) failRead(c *gin.Context, r *fhir.Resource, err error, what string) {
+	switch {
+	case errors.Is(err, storage.ErrGone):
+		if r != nil {
+			versionHeaders(c, r)
+		}
+		err = fhir.Errorf(http.StatusGone, "deleted", nil, "%s has been deleted", what)
+	case errors.Is(err, storage.ErrNotFound):
+		err = fhir.Errorf(http.StatusNotFound, "not-found", nil, "%s is not known", what)
+	}
+	s.fail(c, err)
+}
+
+// writeVersion answers a resource version, honouring If-None-Match and
+// If-Modified-Since with 304.
+func (s *Server) writeVersion(c *gin.Context, r *fhir.Resource) {
+	versionHeaders(c, r)
+	if inm := c.GetHeader("If-None-Match"); inm != "" {
+		if v, err := parseETag(inm); err == nil && v == r.VersionID {
+			c.Status(http.StatusNotModified)
+			c.Writer.WriteHeaderNow()
+			return
+		}
+	} else if ims := c.GetHeader("If-Modified-Since"); ims != "" {
+		if t, ok := httpTime(ims); ok && !r.LastUpdated.Truncate(1e9).After(t) {
+			c.Status(http.StatusNotModified)
+			c.Writer.WriteHeaderNow()
+			return
+		}
+	}
+	s.writeJSON(c, http.StatusOK, r.Raw)
+}

@@ -1,0 +1,180 @@
+// Package server is the gateway's FHIR REST interface: Gin routes and
+// middleware, one file per interaction. It knows HTTP and nothing about
+// SQL; everything it stores goes through storage.Store.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+)
+
+// DefaultMaxBodyBytes is the request body limit when Config leaves it unset.
+const DefaultMaxBodyBytes = 32 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Store holds the resources. Required.
+	Store storage.Store
+	// Logger receives the access log and errors; never bodies or tokens.
+	Logger *slog.Logger
+	// BaseURL is the public FHIR base (e.g. https://gw.example.org/fhir).
+	// When empty it is derived from each request's Host.
+	BaseURL string
+	// MaxBodyBytes bounds request bodies (413 beyond); DefaultMaxBodyBytes when 0.
+	MaxBodyBytes int64
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// NewID assigns ids to created resources; time-ordered UUIDs when nil.
+	NewID func() string
+	// Software names the server in the CapabilityStatement.
+	Software, Version string
+}
+
+// levelAccess is the level of the access log.
+const levelAccess = slog.LevelInfo
+
+// Interaction codes used in routes and the CapabilityStatement.
+const (
+	InteractionRead            = "read"
+	InteractionVRead           = "vread"
+	InteractionUpdate          = "update"
+	InteractionPatch           = "patch"
+	InteractionDelete          = "delete"
+	InteractionHistoryInstance = "history-instance"
+	InteractionHistoryType     = "history-type"
+	InteractionCreate          = "create"
+	InteractionSearchType      = "search-type"
+	InteractionHistorySystem   = "history-system"
+	InteractionCapabilities    = "capabilities"
+	InteractionOperation       = "operation"
+	InteractionHealth          = "health"
+)
+
+// Route is one registered endpoint. The route table is the single source of
+// what the server answers: the CapabilityStatement and the authorisation
+// tests are generated from it.
+type Route struct {
+	Method  string
+	Path    string // Gin pattern
+	Name    string // interaction code
+	Public  bool   // answered without authentication (metadata, health)
+	handler gin.HandlerFunc
+}
+
+// Server is the FHIR REST server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *gin.Engine
+	routes []Route
+	now    func() time.Time
+	newID  func() string
+
+	started      time.Time
+	contributors []CapabilityContributor
+	capsCache    sync.Map // base URL -> CapabilityStatement JSON
+}
+
+// New builds a Server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Software == "" {
+		cfg.Software = "fhirgate"
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, newID: cfg.NewID}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.started = s.now()
+	if s.newID == nil {
+		s.newID = func() string { return uuid.Must(uuid.NewV7()).String() }
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RemoveExtraSlash = false
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.UseRawPath = true
+	e.UnescapePathValues = true
+	e.ContextWithFallback = true
+	e.Use(s.recoverer(), s.accessLog(), s.negotiate())
+	e.NoRoute(func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-supported", nil, "no FHIR interaction at %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.fail(c, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", nil, "method %s is not allowed at this path", c.Request.Method))
+	})
+	s.engine = e
+	s.registerRoutes()
+	return s
+}
+
+func (s *Server) registerRoutes() {
+	add := func(r Route) {
+		s.routes = append(s.routes, r)
+		s.engine.Handle(r.Method, r.Path, r.handler)
+	}
+	add(Route{Method: http.MethodGet, Path: "/healthz", Name: InteractionHealth, Public: true, handler: s.healthz})
+	add(Route{Method: http.MethodGet, Path: "/readyz", Name: InteractionHealth, Public: true, handler: s.readyz})
+	add(Route{Method: http.MethodGet, Path: "/metadata", Name: InteractionCapabilities, Public: true, handler: s.capabilities})
+	add(Route{Method: http.MethodGet, Path: "/_history", Name: InteractionHistorySystem, handler: s.historySystem})
+	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.create})
+	add(Route{Method: http.MethodGet, Path: "/:type/_history", Name: InteractionHistoryType, handler: s.historyType})
+	add(Route{Method: http.MethodGet, Path: "/:type/:id", Name: InteractionRead, handler: s.read})
+	add(Route{Method: http.MethodHead, Path: "/:type/:id", Name: InteractionRead, handler: s.read})
+	add(Route{Method: http.MethodPut, Path: "/:type/:id", Name: InteractionUpdate, handler: s.update})
+	add(Route{Method: http.MethodPatch, Path: "/:type/:id", Name: InteractionPatch, handler: s.patch})
+	add(Route{Method: http.MethodDelete, Path: "/:type/:id", Name: InteractionDelete, handler: s.delete})
+	add(Route{Method: http.MethodGet, Path: "/:type/:id/_history", Name: InteractionHistoryInstance, handler: s.historyInstance})
+	add(Route{Method: http.MethodGet, Path: "/:type/:id/_history/:vid", Name: InteractionVRead, handler: s.vread})
+}
+
+// Routes returns the route table.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+func (s *Server) healthz(c *gin.Context) {
+	c.Header("Content-Type", "application/json")
+	c.String(http.StatusOK, `{"status":"ok"}`)
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	c.Header("Content-Type", "application/json")
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		c.String(http.StatusServiceUnavailable, `{"status":"store unreachable"}`)
+		return
+	}
+	c.String(http.StatusOK, `{"status":"ready"}`)
+}
+
+// baseURL is the FHIR base for links and fullUrls.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimRight(s.cfg.BaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
