@@ -1,0 +1,3 @@
+package validate
+
+//go:generate go run ./internal/gen -testdata ../../../shared/testdata -out model.json.gz
