@@ -33,6 +33,34 @@ func (w *walker) newBundle(node *fjson.Value) *bundleCtx {
 	return b
 }
 
+// checkBdl7 implements bdl-7: "(type = 'history') or
+// entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()".
+func (w *walker) checkBdl7(node *fjson.Value, cons []*constraint) {
+	var bdl7 *constraint
+	for _, c := range cons {
+		if c.native == nativeBdl7 {
+			bdl7 = c
+		}
+	}
+	entries := node.Get("entry")
+	if bdl7 == nil || node.Get("type").String() == "history" || entries == nil || entries.Kind != fjson.Array {
+		return
+	}
+	seen := make(map[string]bool, len(entries.Items))
+	for _, e := range entries.Items {
+		fu := e.Get("fullUrl")
+		if fu == nil || fu.Kind != fjson.String {
+			continue
+		}
+		k := fu.Str + "\x00" + e.Get("resource").Get("meta").Get("versionId").String()
+		if seen[k] {
+			w.errorf(codeInvariant, "bdl-7: "+bdl7.human)
+			return
+		}
+		seen[k] = true
+	}
+}
+
 // bundleChecks applies the Bundle rules that are not invariants in the
 // definitions but that the HL7 validator enforces: fullUrl is absolute, and
 // a link relation occurs once.

@@ -3,6 +3,7 @@ package validate
 import (
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -43,6 +44,13 @@ const (
 	// nativeExt1 is ext-1, "extension.exists() != value.exists()", checked
 	// directly on each Extension.
 	nativeExt1
+	// nativeDom3 is dom-3: every contained resource is referenced from the
+	// resource ("#id") or refers to its container ("#"). The FHIRPath form
+	// walks the whole resource four times per contained resource.
+	nativeDom3
+	// nativeBdl7 is bdl-7: fullUrl (with meta.versionId) is unique in a
+	// Bundle other than a history; isDistinct() is quadratic in the engine.
+	nativeBdl7
 )
 
 // constraint is an invariant of an element or type.
@@ -50,6 +58,10 @@ type constraint struct {
 	key, severity, human, expr string
 	bestPractice               bool
 	native                     nativeCheck
+
+	// needed, when set, tells whether the invariant can fail on node at
+	// all; when it cannot, evaluation is skipped (see guards).
+	needed func(node *fjson.Value) bool
 
 	once     sync.Once
 	compiled invariantExpr
@@ -65,9 +77,92 @@ func newConstraint(c defs.Constraint) *constraint {
 		k.native = nativeEle1
 	case "ext-1":
 		k.native = nativeExt1
+	case "dom-3":
+		k.native = nativeDom3
+	case "bdl-7":
+		k.native = nativeBdl7
+	}
+	k.needed = guards[c.Key]
+	if k.needed == nil {
+		k.needed = leadingGuard(c.Expression)
 	}
 	return k
 }
+
+// leadingGuard derives a guard from the common form "a.empty() or
+// b.hasValue().not() or REST": the invariant holds whenever one of a, b is
+// absent, so it only needs evaluating when all of them are present.
+func leadingGuard(expr string) func(*fjson.Value) bool {
+	var names []string
+	rest := expr
+	for {
+		i := 0
+		for i < len(rest) && (rest[i] >= 'a' && rest[i] <= 'z' || rest[i] >= 'A' && rest[i] <= 'Z' || rest[i] >= '0' && rest[i] <= '9') {
+			i++
+		}
+		if i == 0 || !(rest[0] >= 'a' && rest[0] <= 'z') {
+			break
+		}
+		name, after := rest[:i], rest[i:]
+		matched := false
+		for _, form := range []string{".empty() or ", ".hasValue().not() or ", ".exists().not() or "} {
+			if strings.HasPrefix(after, form) {
+				names = append(names, name)
+				rest = after[len(form):]
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			break
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return func(n *fjson.Value) bool {
+		for _, name := range names {
+			if !hasElement(n, name) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// hasElement reports whether the object n has a member for the FHIRPath
+// name: name itself, its "_name" extension, or a choice form nameType.
+func hasElement(n *fjson.Value, name string) bool {
+	if n == nil || n.Kind != fjson.Object {
+		return true // not an object: let the engine decide
+	}
+	for _, m := range n.Members {
+		k := m.Key
+		if k[0] == '_' {
+			k = k[1:]
+		}
+		if strings.HasPrefix(k, name) && (len(k) == len(name) || k[len(name)] >= 'A' && k[len(name)] <= 'Z') {
+			return true
+		}
+	}
+	return false
+}
+
+// guards skip invariants that are true by construction on most nodes, so
+// that the FHIRPath engine only runs where the answer is in doubt. Each
+// guard is tied to the shape of the core expression, which a test checks.
+var guards = map[string]func(*fjson.Value) bool{
+	// dom-2 to dom-5 start with "contained." and hold when there is no
+	// contained resource.
+	"dom-2": hasContained,
+	"dom-4": hasContained,
+	"dom-5": hasContained,
+	// ref-1 starts with "reference.startsWith('#').not() or": it holds
+	// unless the reference is local.
+	"ref-1": func(n *fjson.Value) bool { return strings.HasPrefix(n.Get("reference").String(), "#") },
+}
+
+func hasContained(n *fjson.Value) bool { return n.Get("contained") != nil }
 
 // expr returns the compiled expression, or nil if it cannot be evaluated.
 func (c *constraint) compiledExpr() invariantExpr {
@@ -134,4 +229,57 @@ func InvariantCounts() (total, native, compiled int) {
 		}
 	}
 	return total, native, compiled
+}
+
+// checkDom3 implements dom-3 for a resource with contained resources. Any
+// string value "#id" anywhere in the resource counts as a reference (the
+// expression looks at reference, canonical, uri and url values; accepting
+// other string elements too can only make it more lenient).
+func (w *walker) checkDom3(node *fjson.Value, cons []*constraint) {
+	var dom3 *constraint
+	for _, c := range cons {
+		if c.native == nativeDom3 {
+			dom3 = c
+		}
+	}
+	contained := node.Get("contained")
+	if dom3 == nil || contained == nil || contained.Kind != fjson.Array {
+		return
+	}
+	refs := map[string]bool{}
+	collectLocalRefs(node, refs)
+	for i, c := range contained.Items {
+		id := c.Get("id")
+		if id != nil && id.Kind == fjson.String && refs[id.Str] {
+			continue
+		}
+		// A contained resource may instead refer to its container ("#").
+		inner := map[string]bool{}
+		collectLocalRefs(c, inner)
+		if inner[""] {
+			continue
+		}
+		w.push("contained", i, "")
+		w.errorf(codeInvariant, "dom-3: "+dom3.human)
+		w.pop()
+	}
+}
+
+// collectLocalRefs adds the text after '#' of every string value in v that
+// starts with '#'.
+func collectLocalRefs(v *fjson.Value, refs map[string]bool) {
+	switch v.Kind {
+	case fjson.String:
+		if strings.HasPrefix(v.Str, "#") {
+			refs[v.Str[1:]] = true
+		}
+	case fjson.Object:
+		for _, m := range v.Members {
+			collectLocalRefs(m.Value, refs)
+		}
+	case fjson.Array:
+		for _, it := range v.Items {
+			collectLocalRefs(it, refs)
+		}
+	}
 }

@@ -175,8 +175,14 @@ func (w *walker) resource(node *fjson.Value, place resPlace) {
 	w.object(node, td.root.children, true)
 	if td.name == "Bundle" {
 		w.bundleChecks(node)
+		if !w.v.opts.SkipInvariants {
+			w.checkBdl7(node, td.root.constraints)
+		}
 	}
 	w.invariants(node, td.root.constraints, td.name)
+	if !w.v.opts.SkipInvariants && place != resContained {
+		w.checkDom3(node, td.root.constraints)
+	}
 	w.resourceProfiles(node, td, place)
 	w.res = saved
 }
@@ -589,7 +595,7 @@ func (w *walker) invariants(node *fjson.Value, cs []*constraint, typeName string
 		return
 	}
 	for _, c := range cs {
-		if c.native != notNative || c.bestPractice && !w.v.opts.BestPractice {
+		if c.native != notNative || c.bestPractice && !w.v.opts.BestPractice || c.needed != nil && !c.needed(node) {
 			continue
 		}
 		e := c.compiledExpr()
