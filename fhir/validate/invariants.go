@@ -48,6 +48,9 @@ const (
 	// resource ("#id") or refers to its container ("#"). The FHIRPath form
 	// walks the whole resource four times per contained resource.
 	nativeDom3
+	// nativeDom2 is dom-2, "contained.contained.empty()", checked when a
+	// contained resource is walked.
+	nativeDom2
 	// nativeBdl7 is bdl-7: fullUrl (with meta.versionId) is unique in a
 	// Bundle other than a history; isDistinct() is quadratic in the engine.
 	nativeBdl7
@@ -77,6 +80,8 @@ func newConstraint(c defs.Constraint) *constraint {
 		k.native = nativeEle1
 	case "ext-1":
 		k.native = nativeExt1
+	case "dom-2":
+		k.native = nativeDom2
 	case "dom-3":
 		k.native = nativeDom3
 	case "bdl-7":
@@ -154,7 +159,6 @@ func hasElement(n *fjson.Value, name string) bool {
 var guards = map[string]func(*fjson.Value) bool{
 	// dom-2 to dom-5 start with "contained." and hold when there is no
 	// contained resource.
-	"dom-2": hasContained,
 	"dom-4": hasContained,
 	"dom-5": hasContained,
 	// ref-1 starts with "reference.startsWith('#').not() or": it holds

@@ -69,15 +69,15 @@ func (w *walker) pathString() string {
 			b.WriteByte('.')
 		}
 		b.WriteString(s.name)
-		if s.ofType != "" {
-			b.WriteString(".ofType(")
-			b.WriteString(s.ofType)
-			b.WriteByte(')')
-		}
 		if s.idx >= 0 {
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(int(s.idx)))
 			b.WriteByte(']')
+		}
+		if s.ofType != "" {
+			b.WriteString(".ofType(")
+			b.WriteString(s.ofType)
+			b.WriteByte(')')
 		}
 	}
 	return b.String()
@@ -160,8 +160,9 @@ func (w *walker) resource(node *fjson.Value, place resPlace) {
 		rc.root = w.res.root
 		rc.contained = w.res.contained
 		if node.Get("contained") != nil {
+			// dom-2, reported here, where the path can name the culprit
 			w.push("contained", -1, "")
-			w.errorf(codeStructure, "a contained resource must not contain resources (dom-2)")
+			w.errorf(codeInvariant, "dom-2: If the resource is contained in another resource, it SHALL NOT contain nested Resources")
 			w.pop()
 		}
 	} else {
@@ -250,7 +251,7 @@ func (w *walker) object(node *fjson.Value, cs *childSet, isResource bool) {
 			n = w.complexMember(el, s.t, m.Value)
 		}
 		if el.choice && n > 0 && w.counts[base+el.idx] > 0 {
-			w.push(m.Key, -1, "")
+			w.push(el.name, -1, el.types[s.t].code)
 			w.errorf(codeStructure, "only one type of "+el.name+"[x] may be present")
 			w.pop()
 		}
