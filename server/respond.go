@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,12 @@ const ctxPretty = "fhirgate.pretty"
 // and _pretty.
 func (s *Server) negotiate() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		q := c.Request.URL.Query()
+		q, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			s.fail(c, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "the query string is malformed (bad %%-escape or separator)"))
+			c.Abort()
+			return
+		}
 		if f := q.Get("_format"); f != "" {
 			if !jsonFormat(f) {
 				s.fail(c, fhir.Errorf(http.StatusNotAcceptable, "not-supported", []string{"_format"}, "_format %q is not supported: this server speaks FHIR JSON only", f))

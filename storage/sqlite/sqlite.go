@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"modernc.org/sqlite"
@@ -103,6 +104,36 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 // DB adapts database/sql to sqlstore.DB with a writer and a reader pool.
 type DB struct {
 	w, r *sql.DB
+
+	// Prepared reader statements, by SQL text. Preparing costs about as
+	// much as running a point read, so the hot reads keep theirs. Bounded:
+	// dynamically built SQL beyond maxStmts is run unprepared.
+	mu     sync.Mutex // serialises preparing
+	stmts  sync.Map   // string -> *sql.Stmt
+	nstmts int
+}
+
+const maxStmts = 256
+
+func (d *DB) readStmt(ctx context.Context, q string) *sql.Stmt {
+	if st, ok := d.stmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st, ok := d.stmts.Load(q); ok {
+		return st.(*sql.Stmt)
+	}
+	if d.nstmts >= maxStmts {
+		return nil
+	}
+	st, err := d.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	d.stmts.Store(q, st)
+	d.nstmts++
+	return st
 }
 
 var _ sqlstore.DB = (*DB)(nil)
@@ -131,6 +162,15 @@ func (d *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 }
 
 func (d *DB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	if !isWrite(q) {
+		if st := d.readStmt(ctx, q); st != nil {
+			rows, err := st.QueryContext(ctx, args...)
+			if err != nil {
+				return nil, err
+			}
+			return sqlRows{rows}, nil
+		}
+	}
 	rows, err := d.pick(q).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -139,6 +179,11 @@ func (d *DB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, e
 }
 
 func (d *DB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	if !isWrite(q) {
+		if st := d.readStmt(ctx, q); st != nil {
+			return sqlRow{st.QueryRowContext(ctx, args...)}
+		}
+	}
 	return sqlRow{d.pick(q).QueryRowContext(ctx, q, args...)}
 }
 
@@ -158,6 +203,10 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 func (d *DB) Close() error {
+	d.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	return errors.Join(d.r.Close(), d.w.Close())
 }
 

@@ -17,10 +17,17 @@ import (
 // EnvVar names the variable holding the test server's URL.
 const EnvVar = "FHIRGATE_TEST_POSTGRES"
 
+// RequireEnvVar, when set (CI sets it), turns a missing EnvVar into a
+// failure instead of a skip, so PostgreSQL tests cannot silently not run.
+const RequireEnvVar = "FHIRGATE_REQUIRE_POSTGRES"
+
 // Config returns a config for a fresh schema that is dropped when the test ends.
 func Config(t testing.TB) postgres.Config {
 	t.Helper()
 	url := os.Getenv(EnvVar)
+	if url == "" && os.Getenv(RequireEnvVar) != "" {
+		t.Fatalf("PostgreSQL tests must run here (%s is set) but %s is empty", RequireEnvVar, EnvVar)
+	}
 	if url == "" {
 		t.Skipf("PostgreSQL tests skipped: set %s (for example postgres://postgres@127.0.0.1:5432/test)", EnvVar)
 	}

@@ -1,0 +1,71 @@
+package server_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+)
+
+// benchStores runs b once per store kind (PostgreSQL only when configured).
+func benchStores(b *testing.B, fn func(b *testing.B, h *harness)) {
+	for _, k := range storeKinds {
+		b.Run(k.name, func(b *testing.B) {
+			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
+				b.Skip("set FHIRGATE_TEST_POSTGRES")
+			}
+			fn(b, newHarness(b, k, serverConfigForFuzz()))
+		})
+	}
+}
+
+func serve(b *testing.B, h *harness, method, path string, body []byte, want int) {
+	req := httptest.NewRequest(method, path, nil)
+	if body != nil {
+		req = httptest.NewRequest(method, path, bytesReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	w := httptest.NewRecorder()
+	h.srv.ServeHTTP(w, req)
+	if w.Code != want {
+		b.Fatalf("%s %s: %d", method, path, w.Code)
+	}
+}
+
+// BenchmarkCreate measures POST /Patient end to end in process.
+func BenchmarkCreate(b *testing.B) {
+	benchStores(b, func(b *testing.B, h *harness) {
+		body := []byte(patientBody)
+		b.SetBytes(int64(len(body)))
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			serve(b, h, http.MethodPost, "/Patient", body, http.StatusCreated)
+		}
+	})
+}
+
+// BenchmarkRead measures GET /Patient/{id} with parallel clients.
+func BenchmarkRead(b *testing.B) {
+	benchStores(b, func(b *testing.B, h *harness) {
+		id := h.create(patientBody)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				serve(b, h, http.MethodGet, "/Patient/"+id, nil, http.StatusOK)
+			}
+		})
+	})
+}
+
+// BenchmarkVRead measures GET /Patient/{id}/_history/{vid}.
+func BenchmarkVRead(b *testing.B) {
+	benchStores(b, func(b *testing.B, h *harness) {
+		id := h.create(patientBody)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				serve(b, h, http.MethodGet, "/Patient/"+id+"/_history/1", nil, http.StatusOK)
+			}
+		})
+	})
+}

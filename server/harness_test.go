@@ -1,0 +1,139 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+// harness is a server on a real store, driven in process.
+type harness struct {
+	t     testing.TB
+	store storage.Store
+	srv   *server.Server
+}
+
+type storeKind struct {
+	name string
+	open func(t testing.TB) storage.Store
+}
+
+var storeKinds = []storeKind{
+	{"sqlite", func(t testing.TB) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fhirgate.db"), sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"postgres", func(t testing.TB) storage.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// eachStore runs fn once per store kind, as subtests.
+func eachStore(t *testing.T, fn func(t *testing.T, h *harness)) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			fn(t, newHarness(t, k, server.Config{}))
+		})
+	}
+}
+
+func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
+	st := k.open(t)
+	t.Cleanup(func() { st.Close() })
+	cfg.Store = st
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = "http://fhir.test"
+	}
+	return &harness{t: t, store: st, srv: server.New(cfg)}
+}
+
+// do sends one request; headers are "Name: value" strings.
+func (h *harness) do(method, path string, body []byte, headers ...string) *httptest.ResponseRecorder {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for _, hv := range headers {
+		k, v, _ := strings.Cut(hv, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	w := httptest.NewRecorder()
+	h.srv.ServeHTTP(w, req)
+	return w
+}
+
+// mustStatus fails unless the response has the status.
+func mustStatus(t testing.TB, w *httptest.ResponseRecorder, want int) {
+	t.Helper()
+	if w.Code != want {
+		t.Fatalf("status %d, want %d; body: %.600s", w.Code, want, w.Body.String())
+	}
+}
+
+// jsonMap decodes a body into a generic map.
+func jsonMap(t testing.TB, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("body is not a JSON object: %v: %.300s", err, b)
+	}
+	return m
+}
+
+// outcome checks that a body is an OperationOutcome with an error issue
+// and returns its first issue.
+func outcome(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	m := jsonMap(t, w.Body.Bytes())
+	if m["resourceType"] != "OperationOutcome" {
+		t.Fatalf("not an OperationOutcome: %s", w.Body.String())
+	}
+	issues, _ := m["issue"].([]any)
+	if len(issues) == 0 {
+		t.Fatalf("OperationOutcome without issues")
+	}
+	is := issues[0].(map[string]any)
+	if is["severity"] != "error" && is["severity"] != "fatal" {
+		t.Fatalf("first issue severity %v", is["severity"])
+	}
+	if is["code"] == nil || is["code"] == "" {
+		t.Fatalf("issue without code")
+	}
+	return is
+}
+
+var _ = http.StatusOK
+
+func serverConfigForFuzz() server.Config { return server.Config{MaxBodyBytes: 1 << 16} }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
