@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fhirgate/fhirgate/internal/testdata"
+	"github.com/fhirgate/fhirgate/internal/sharedtest"
 )
 
 // stripServerFields removes what the server sets on write: id,
@@ -36,7 +36,7 @@ type sample struct {
 // exampleResources lists every official example except transaction and
 // batch Bundles (those are processed, not stored, by the search issue).
 func exampleResources(t testing.TB) []sample {
-	dir := testdata.Path(t, "fhir-r4-examples")
+	dir := sharedtest.Path(t, "fhir-r4-examples")
 	var out []sample
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
@@ -64,7 +64,7 @@ func exampleResources(t testing.TB) []sample {
 
 // syntheaResources lists every resource inside the Synthea bundles.
 func syntheaResources(t testing.TB) []sample {
-	files, err := filepath.Glob(testdata.Path(t, "synthea-r4", "*.json"))
+	files, err := filepath.Glob(sharedtest.Path(t, "synthea-r4", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no Synthea bundles: %v", err)
 	}

@@ -1,6 +1,6 @@
-// Package testdata locates the shared public test data (../shared/testdata
+// Package sharedtest locates the shared public test data (../shared/testdata
 // beside the module root) for tests, skipping them when it is absent.
-package testdata
+package sharedtest
 
 import (
 	"os"
