@@ -42,6 +42,9 @@ type Writer interface {
 	// Create stores res as version 1 under res.ID, which the caller assigns.
 	// It answers ErrAlreadyExists when the id is taken (even by a deleted resource).
 	Create(ctx context.Context, res *fhir.Resource) (*fhir.Resource, error)
+	// CreateMany is Create for many resources at once (the fast path for
+	// loading Bundles); it fails as a whole.
+	CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Resource, error)
 	// Update stores res as the next version of res.Type/res.ID. With
 	// IfMatch set, the current version must equal it (ErrVersionConflict
 	// otherwise). Without AllowCreate, an unknown id answers ErrNotFound.

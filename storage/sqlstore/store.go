@@ -6,18 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
+// Write is one stored version, as handed to Hooks.AfterWrite.
+type Write struct {
+	Type, ID string
+	// Resource is the stored version; nil for a deletion.
+	Resource *fhir.Resource
+	// Created is true when the resource did not exist before.
+	Created bool
+}
+
 // Hooks let higher layers keep derived data (the search index) in the same
-// transaction as every write. Both are optional.
+// transaction as every write.
 type Hooks struct {
-	// AfterWrite runs inside the writing transaction after a version was
-	// stored; res is nil for a deletion.
-	AfterWrite func(ctx context.Context, c Conn, typ, id string, res *fhir.Resource) error
+	// AfterWrite runs inside the writing transaction after versions were
+	// stored (one call per batch).
+	AfterWrite func(ctx context.Context, c Conn, writes []Write) error
 }
 
 // Options configure a Store.
@@ -159,6 +169,15 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 	return fn(&tx{s: s, c: c})
 }
 
+// CreateMany implements storage.Writer.
+func (s *Store) CreateMany(ctx context.Context, res []*fhir.Resource) (out []*fhir.Resource, err error) {
+	err = s.InTx(ctx, func(t storage.Tx) error {
+		out, err = t.CreateMany(ctx, res)
+		return err
+	})
+	return out, err
+}
+
 // Create implements storage.Writer.
 func (s *Store) Create(ctx context.Context, res *fhir.Resource) (out *fhir.Resource, err error) {
 	err = s.InTx(ctx, func(t storage.Tx) error {
@@ -274,7 +293,7 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 		return "", fmt.Errorf("delete %s: %w", typ, err)
 	}
 	if h := t.s.hooks.AfterWrite; h != nil {
-		if err := h(ctx, t.c, typ, id, nil); err != nil {
+		if err := h(ctx, t.c, []Write{{Type: typ, ID: id}}); err != nil {
 			return "", err
 		}
 	}
@@ -325,7 +344,91 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 		return nil, fmt.Errorf("write %s: %w", out.Type, err)
 	}
 	if h := t.s.hooks.AfterWrite; h != nil {
-		if err := h(ctx, t.c, out.Type, out.ID, out); err != nil {
+		if err := h(ctx, t.c, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists}}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// createBatchRows bounds the rows of one multi-row INSERT (SQLite allows
+// 32766 parameters; PostgreSQL 65535).
+const createBatchRows = 200
+
+// CreateMany stores each resource as version 1 in multi-row INSERTs: the
+// fast path for loading transaction Bundles and pull batches. Any id
+// already taken fails the whole call with ErrAlreadyExists.
+func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Resource, error) {
+	now := t.s.clock()
+	out := make([]*fhir.Resource, len(res))
+	for i, r := range res {
+		if r.ID == "" || !fhir.ValidID(r.ID) {
+			return nil, fmt.Errorf("create %s: invalid id", r.Type)
+		}
+		out[i] = r.WithMeta(r.ID, "1", now)
+	}
+	for start := 0; start < len(out); start += createBatchRows {
+		chunk := out[start:min(start+createBatchRows, len(out))]
+		var (
+			b    strings.Builder
+			args = make([]any, 0, len(chunk)*6)
+		)
+		b.WriteString(`INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method, body) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, 1, ?, 0, 'POST', ?)")
+			args = append(args, r.Type, r.ID, micros(now), r.Raw)
+		}
+		b.WriteString(" RETURNING res_type, res_id, seq")
+		rows, err := t.c.Query(ctx, b.String(), args...)
+		if err != nil {
+			if isUniqueViolation(err) {
+				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
+			}
+			return nil, fmt.Errorf("create batch: %w", err)
+		}
+		seqs := make(map[[2]string]int64, len(chunk))
+		for rows.Next() {
+			var typ, id string
+			var seq int64
+			if err := rows.Scan(&typ, &id, &seq); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("create batch: %w", err)
+			}
+			seqs[[2]string{typ, id}] = seq
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			if isUniqueViolation(err) {
+				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
+			}
+			return nil, fmt.Errorf("create batch: %w", err)
+		}
+		b.Reset()
+		args = args[:0]
+		b.WriteString(`INSERT INTO resources (res_type, res_id, version, last_updated, deleted, body, seq) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, 1, ?, 0, ?, ?)")
+			args = append(args, r.Type, r.ID, micros(now), r.Raw, seqs[[2]string{r.Type, r.ID}])
+		}
+		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
+			if isUniqueViolation(err) {
+				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
+			}
+			return nil, fmt.Errorf("create batch: %w", err)
+		}
+	}
+	if h := t.s.hooks.AfterWrite; h != nil {
+		ws := make([]Write, len(out))
+		for i, r := range out {
+			ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true}
+		}
+		if err := h(ctx, t.c, ws); err != nil {
 			return nil, err
 		}
 	}

@@ -63,6 +63,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"History", testHistory},
 		{"HistorySinceAt", testHistorySinceAt},
 		{"HistoryBadCursor", testHistoryBadCursor},
+		{"CreateMany", testCreateMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -516,5 +517,47 @@ func testHistoryBadCursor(t *testing.T, s storage.Store, _ *Clock) {
 		if _, err := s.History(context.Background(), storage.HistoryQuery{Cursor: cur}); !errors.Is(err, storage.ErrInvalidCursor) {
 			t.Errorf("cursor %q: %v", cur, err)
 		}
+	}
+}
+
+func testCreateMany(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	var batch []*fhir.Resource
+	for i := 0; i < 450; i++ { // more than one multi-row chunk
+		batch = append(batch, patient(t, fmt.Sprintf("b%d", i), fmt.Sprintf("F%d", i)))
+	}
+	batch = append(batch, mustParse(t, `{"resourceType":"Observation","id":"b0","valueQuantity":{"value":1.50}}`))
+	out, err := s.CreateMany(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(batch) {
+		t.Fatalf("%d results for %d resources", len(out), len(batch))
+	}
+	for i, r := range out {
+		got, err := s.Read(ctx, r.Type, r.ID)
+		if err != nil || string(got.Raw) != string(r.Raw) || got.VersionID != "1" {
+			t.Fatalf("resource %d (%s/%s): %v", i, r.Type, r.ID, err)
+		}
+	}
+	if !strings.Contains(string(out[450].Raw), `"value":1.50`) {
+		t.Fatalf("decimal lost: %s", out[450].Raw)
+	}
+	h, err := s.History(ctx, storage.HistoryQuery{Count: 1000})
+	if err != nil || h.Total != 451 {
+		t.Fatalf("history total %d (%v)", h.Total, err)
+	}
+	// one taken id fails the whole batch
+	_, err = s.CreateMany(ctx, []*fhir.Resource{patient(t, "fresh", "A"), patient(t, "b7", "dup")})
+	if !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("taken id: %v", err)
+	}
+	if _, err := s.Read(ctx, "Patient", "fresh"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("partial batch visible: %v", err)
+	}
+	// a duplicate inside the batch too
+	_, err = s.CreateMany(ctx, []*fhir.Resource{patient(t, "twin", "A"), patient(t, "twin", "B")})
+	if !errors.Is(err, storage.ErrAlreadyExists) {
+		t.Fatalf("duplicate in batch: %v", err)
 	}
 }
