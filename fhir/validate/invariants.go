@@ -143,7 +143,7 @@ func hasElement(n *fjson.Value, name string) bool {
 	}
 	for _, m := range n.Members {
 		k := m.Key
-		if k[0] == '_' {
+		if strings.HasPrefix(k, "_") {
 			k = k[1:]
 		}
 		if strings.HasPrefix(k, name) && (len(k) == len(name) || k[len(name)] >= 'A' && k[len(name)] <= 'Z') {
