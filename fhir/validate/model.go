@@ -235,6 +235,7 @@ func loadModel(gz []byte) (*model, error) {
 			}
 		}
 	}
+	slices.Sort(m.unchecked)
 	return m, nil
 }
 
