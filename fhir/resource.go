@@ -4,6 +4,7 @@ package fhir
 
 import (
 	"net/http"
+	"regexp"
 	"slices"
 	"time"
 
@@ -21,6 +22,8 @@ type Resource struct {
 	Raw  []byte
 	root *fjson.Value
 }
+
+var resourceTypeRe = regexp.MustCompile(`^\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"`)
 
 // IsResourceType reports whether t is one of the 146 concrete R4 resource types.
 func IsResourceType(t string) bool {
@@ -51,7 +54,12 @@ func Parse(body []byte) (*Resource, error) {
 	if err != nil {
 		var expr []string
 		if je, ok := err.(*fjson.Error); ok && je.Path != "" {
-			expr = []string{je.Path}
+			// FHIRPath starts at the resource type; find it without a tree
+			if m := resourceTypeRe.FindSubmatch(body); m != nil && IsResourceType(string(m[1])) {
+				expr = []string{string(m[1]) + "." + je.Path}
+			} else {
+				expr = []string{je.Path}
+			}
 		}
 		return nil, Errorf(http.StatusBadRequest, "structure", expr, "%s", err.Error())
 	}

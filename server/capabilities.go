@@ -104,6 +104,7 @@ func (s *Server) capabilityStatement(base string) *CapabilityStatement {
 	for _, r := range s.routes {
 		registered[r.Name] = true
 	}
+	registered["batch"] = registered[InteractionTransaction] // one route serves both
 	cs := &CapabilityStatement{
 		ResourceType:   "CapabilityStatement",
 		Status:         "active",

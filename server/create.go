@@ -25,6 +25,10 @@ func (s *Server) create(c *gin.Context) {
 		return
 	}
 	res.ID = s.newID()
+	if err := s.validateWrite(res, ""); err != nil {
+		s.fail(c, err)
+		return
+	}
 	out, err := s.cfg.Store.Create(c.Request.Context(), res)
 	if err != nil {
 		s.fail(c, err)

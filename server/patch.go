@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"mime"
 	"net/http"
@@ -31,48 +32,55 @@ func (s *Server) patch(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	ops, err := jsonpatch.Parse(body)
-	if err != nil {
-		s.fail(c, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "%s", err.Error()))
-		return
-	}
-	opts := storage.UpdateOptions{Method: http.MethodPatch}
-	if im := c.GetHeader("If-Match"); im != "" {
-		if opts.IfMatch, err = parseETag(im); err != nil {
-			s.fail(c, err)
-			return
-		}
-	}
 	var out *fhir.Resource
 	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
-		cur, err := tx.Read(c.Request.Context(), typ, id)
-		if err != nil {
-			return err
-		}
-		if opts.IfMatch != "" && opts.IfMatch != cur.VersionID {
-			return preconditionError(storage.ErrVersionConflict, opts.IfMatch)
-		}
-		patched, err := jsonpatch.Apply(cur.Root(), ops)
-		if err != nil {
-			status := http.StatusUnprocessableEntity
-			if errors.Is(err, jsonpatch.ErrMalformed) {
-				status = http.StatusBadRequest
-			}
-			return fhir.Errorf(status, "processing", nil, "%s", err.Error())
-		}
-		res, err := fhir.Parse(fjson.AppendCompact(nil, patched))
-		if err != nil {
-			return fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "the patched resource is not valid: %s", err.Error())
-		}
-		if err := checkBodyFitsURL(res, typ, id); err != nil {
-			return fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "a patch may not change the resource's type or id")
-		}
-		out, _, err = tx.Update(c.Request.Context(), res, opts)
+		out, err = s.applyPatch(c.Request.Context(), tx, typ, id, body, c.GetHeader("If-Match"))
 		return err
 	})
 	if err != nil {
-		s.fail(c, preconditionError(err, opts.IfMatch))
+		s.fail(c, err)
 		return
 	}
 	s.writeResult(c, http.StatusOK, out, "patched "+out.Type+"/"+out.ID)
+}
+
+// applyPatch applies a JSON Patch document to the current version of
+// typ/id inside tx and stores the result as a PATCH version.
+func (s *Server) applyPatch(ctx context.Context, tx storage.Tx, typ, id string, doc []byte, ifMatch string) (*fhir.Resource, error) {
+	ops, err := jsonpatch.Parse(doc)
+	if err != nil {
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "%s", err.Error())
+	}
+	if ifMatch != "" {
+		if ifMatch, err = parseETag(ifMatch); err != nil {
+			return nil, err
+		}
+	}
+	cur, err := tx.Read(ctx, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	if ifMatch != "" && ifMatch != cur.VersionID {
+		return nil, preconditionError(storage.ErrVersionConflict, ifMatch)
+	}
+	patched, err := jsonpatch.Apply(cur.Root(), ops)
+	if err != nil {
+		status := http.StatusUnprocessableEntity
+		if errors.Is(err, jsonpatch.ErrMalformed) {
+			status = http.StatusBadRequest
+		}
+		return nil, fhir.Errorf(status, "processing", nil, "%s", err.Error())
+	}
+	res, err := fhir.Parse(fjson.AppendCompact(nil, patched))
+	if err != nil {
+		return nil, fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "the patched resource is not valid: %s", err.Error())
+	}
+	if err := checkBodyFitsURL(res, typ, id); err != nil {
+		return nil, fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "a patch may not change the resource's type or id")
+	}
+	if err := s.validateWrite(res, ""); err != nil {
+		return nil, err
+	}
+	out, _, err := tx.Update(ctx, res, storage.UpdateOptions{IfMatch: ifMatch, Method: http.MethodPatch})
+	return out, preconditionError(err, ifMatch)
 }

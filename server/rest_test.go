@@ -298,13 +298,13 @@ func TestErrorStatuses(t *testing.T) {
 			expr         string
 		}{
 			{"malformed JSON", h, "POST", "/Patient", `{"resourceType":"Patient",`, nil, 400, "structure", ""},
-			{"duplicate key", h, "POST", "/Patient", `{"resourceType":"Patient","active":true,"active":false}`, nil, 400, "structure", "active"},
+			{"duplicate key", h, "POST", "/Patient", `{"resourceType":"Patient","active":true,"active":false}`, nil, 400, "structure", "Patient.active"},
 			{"not an object", h, "POST", "/Patient", `[1,2]`, nil, 400, "structure", ""},
 			{"no resourceType", h, "POST", "/Patient", `{"active":true}`, nil, 400, "required", "resourceType"},
 			{"unknown resourceType", h, "POST", "/Patient", `{"resourceType":"Patientt"}`, nil, 400, "value", "resourceType"},
 			{"bad id in body", h, "PUT", "/Patient/x", `{"resourceType":"Patient","id":"a b"}`, nil, 400, "value", "Patient.id"},
 			{"empty body", h, "POST", "/Patient", ``, nil, 400, "required", ""},
-			{"invalid utf-8", h, "POST", "/Patient", "{\"resourceType\":\"Patient\",\"x\":\"\xff\"}", nil, 400, "structure", "x"},
+			{"invalid utf-8", h, "POST", "/Patient", "{\"resourceType\":\"Patient\",\"x\":\"\xff\"}", nil, 400, "structure", "Patient.x"},
 			{"bad _count", h, "GET", "/Patient/_history?_count=abc", "", nil, 400, "value", "_count"},
 			{"bad _since", h, "GET", "/_history?_since=yesterday", "", nil, 400, "value", "_since"},
 			{"malformed query", h, "GET", "/_history?_cursor=%%%", "", nil, 400, "invalid", ""},

@@ -35,6 +35,8 @@ type Config struct {
 	Now func() time.Time
 	// NewID assigns ids to created resources; time-ordered UUIDs when nil.
 	NewID func() string
+	// Validator checks every written resource (422 on errors); nil: none.
+	Validator Validator
 	// Software names the server in the CapabilityStatement.
 	Software, Version string
 }
@@ -54,6 +56,7 @@ const (
 	InteractionCreate          = "create"
 	InteractionSearchType      = "search-type"
 	InteractionHistorySystem   = "history-system"
+	InteractionTransaction     = "transaction"
 	InteractionCapabilities    = "capabilities"
 	InteractionOperation       = "operation"
 	InteractionHealth          = "health"
@@ -133,6 +136,7 @@ func (s *Server) registerRoutes() {
 	add(Route{Method: http.MethodGet, Path: "/readyz", Name: InteractionHealth, Public: true, handler: s.readyz})
 	add(Route{Method: http.MethodGet, Path: "/metadata", Name: InteractionCapabilities, Public: true, handler: s.capabilities})
 	add(Route{Method: http.MethodGet, Path: "/_history", Name: InteractionHistorySystem, handler: s.historySystem})
+	add(Route{Method: http.MethodPost, Path: "/", Name: InteractionTransaction, handler: s.transaction})
 	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.create})
 	add(Route{Method: http.MethodGet, Path: "/:type/_history", Name: InteractionHistoryType, handler: s.historyType})
 	add(Route{Method: http.MethodGet, Path: "/:type/:id", Name: InteractionRead, handler: s.read})

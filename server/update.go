@@ -26,6 +26,10 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.validateWrite(res, ""); err != nil {
+		s.fail(c, err)
+		return
+	}
 	opts := storage.UpdateOptions{AllowCreate: true, Method: http.MethodPut}
 	if im := c.GetHeader("If-Match"); im != "" {
 		if opts.IfMatch, err = parseETag(im); err != nil {
