@@ -166,8 +166,25 @@ func numberRange(s string) (v, lo, hi float64, ok bool) {
 	if i := strings.IndexByte(mant, '.'); i >= 0 {
 		decimals = len(mant) - i - 1
 	}
-	half := 0.5 * math.Pow(10, float64(exp-decimals))
-	return v, v - half, v + half, true
+	// half = 5 * 10^(exp-decimals-1), computed exactly so that the bounds
+	// are the nearest floats to the decimal bounds (5.35, not 5.3500000000000005).
+	half := new(big.Rat).SetFrac(big.NewInt(5), big.NewInt(10))
+	p := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(exp-decimals))), nil)
+	if exp-decimals >= 0 {
+		half.Mul(half, new(big.Rat).SetInt(p))
+	} else {
+		half.Quo(half, new(big.Rat).SetInt(p))
+	}
+	lo, _ = new(big.Rat).Sub(r, half).Float64()
+	hi, _ = new(big.Rat).Add(r, half).Float64()
+	return v, lo, hi, true
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // splitReference interprets a reference string. A relative reference
