@@ -122,7 +122,9 @@ func leadingGuard(expr string) func(*fjson.Value) bool {
 			break
 		}
 	}
-	if len(names) == 0 {
+	// "implies" and "xor" bind looser than (or as loose as) "or": with one
+	// of them at the top level the leading terms do not decide the result.
+	if len(names) == 0 || topLevelWord(rest, "implies") || topLevelWord(rest, "xor") {
 		return nil
 	}
 	return func(n *fjson.Value) bool {
@@ -133,6 +135,32 @@ func leadingGuard(expr string) func(*fjson.Value) bool {
 		}
 		return true
 	}
+}
+
+// topLevelWord reports whether the operator word occurs in expr outside
+// parentheses, brackets and string literals.
+func topLevelWord(expr, word string) bool {
+	depth := 0
+	for i := 0; i < len(expr); i++ {
+		switch c := expr[i]; c {
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			depth--
+		case '\'', '`':
+			for i++; i < len(expr) && expr[i] != c; i++ {
+				if expr[i] == '\\' {
+					i++
+				}
+			}
+		default:
+			if depth == 0 && strings.HasPrefix(expr[i:], word) &&
+				(i == 0 || expr[i-1] == ' ') && (i+len(word) == len(expr) || expr[i+len(word)] == ' ') {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasElement reports whether the object n has a member for the FHIRPath

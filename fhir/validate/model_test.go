@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,9 @@ func TestGuards(t *testing.T) {
 			}
 		}
 	}
+	if leadingGuard("a.empty() or (b implies c)") == nil || leadingGuard("a.empty() or b = 'x implies y'") == nil {
+		t.Error("no guard where implies is nested or quoted")
+	}
 	g := leadingGuard("start.hasValue().not() or end.hasValue().not() or (start <= end)")
 	if g == nil {
 		t.Fatal("no guard for per-1")
@@ -120,7 +124,8 @@ func TestGuards(t *testing.T) {
 			t.Errorf("per-1 guard on %s = %v, want %v", body, got, want)
 		}
 	}
-	if leadingGuard("a.exists() and b.empty()") != nil || leadingGuard("(x.empty()) or y") != nil {
+	if leadingGuard("a.exists() and b.empty()") != nil || leadingGuard("(x.empty()) or y") != nil ||
+		leadingGuard("a.empty() or b implies c") != nil || leadingGuard("a.empty() or b xor c") != nil {
 		t.Error("guard derived from an expression that does not have the form")
 	}
 }
@@ -152,6 +157,37 @@ func BenchmarkLoadModel(b *testing.B) {
 	for b.Loop() {
 		if _, err := loadModel(modelGz); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestGuardsSound evaluates, over the official examples, the Synthea data
+// and the mutation bases, every invariant that a guard would skip: none of
+// them may fail.
+func TestGuardsSound(t *testing.T) {
+	if engine == nil {
+		t.Skip("no FHIRPath engine")
+	}
+	v := New(Options{BestPractice: true})
+	bodies := readFiles(t, "fhir-r4-examples/*/*.json")
+	for k, b := range readFiles(t, "synthea-r4/*.json") {
+		bodies[k] = b
+	}
+	for i, b := range []string{basePatient, baseObservation, baseCondition, baseBundle} {
+		bodies[fmt.Sprint("base", i)] = []byte(b)
+	}
+	for name, body := range bodies {
+		root, err := fjson.Parse(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := v.newWalker()
+		w.auditGuards = true
+		w.topResource(root, nil)
+		for _, is := range w.issues {
+			if is.Severity == fhir.SeverityFatal {
+				t.Errorf("%s: %s at %v", name, is.Details.Text, is.Expression)
+			}
 		}
 	}
 }

@@ -197,3 +197,31 @@ func TestAddProfilesErrors(t *testing.T) {
 		t.Error("profile of an unknown type accepted")
 	}
 }
+
+// TestConcurrentUse validates from several goroutines while profiles are
+// added (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	v := New(Options{})
+	sd := testProfile(t)
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- true }()
+			for i := 0; i < 20; i++ {
+				v.ValidateJSON([]byte(profiledPatient))
+				v.ValidateJSON([]byte(baseObservation))
+			}
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		if err := v.AddProfile(sd); err != nil {
+			t.Error(err)
+		}
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+	if issues := v.ValidateJSON([]byte(profiledPatient)); len(issues) > 0 {
+		t.Errorf("issues after concurrent use:\n%s", dump(issues))
+	}
+}

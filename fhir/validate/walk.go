@@ -52,6 +52,9 @@ type walker struct {
 	// inProfile is set while checking a profile, whose walk does not look
 	// at the profiles of nested resources.
 	inProfile bool
+	// auditGuards (tests only) evaluates the invariants that guards skip
+	// and reports a fatal issue when one of them fails.
+	auditGuards bool
 }
 
 func (w *walker) push(name string, idx int, ofType string) {
@@ -596,7 +599,10 @@ func (w *walker) invariants(node *fjson.Value, cs []*constraint, typeName string
 		return
 	}
 	for _, c := range cs {
-		if c.native != notNative || c.bestPractice && !w.v.opts.BestPractice || c.needed != nil && !c.needed(node) {
+		if c.native != notNative || c.bestPractice && !w.v.opts.BestPractice {
+			continue
+		}
+		if c.needed != nil && !c.needed(node) && !w.auditGuards {
 			continue
 		}
 		e := c.compiledExpr()
@@ -609,6 +615,10 @@ func (w *walker) invariants(node *fjson.Value, cs []*constraint, typeName string
 			continue
 		}
 		if nonEmpty && !ok {
+			if w.auditGuards && c.needed != nil && !c.needed(node) {
+				w.add(fhir.SeverityFatal, codeInvariant, "guard of "+c.key+" skipped a failing node", "")
+				continue
+			}
 			sev := fhir.SeverityError
 			if c.severity == "warning" || c.bestPractice {
 				sev = fhir.SeverityWarning
