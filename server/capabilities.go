@@ -175,3 +175,22 @@ func (cs *CapabilityStatement) ResourceEntry(typ string) *CSResource {
 	}
 	return &cs.Rest[0].Resource[i]
 }
+
+// operationCapabilities lists the registered operations.
+func (s *Server) operationCapabilities(cs *CapabilityStatement) {
+	for _, op := range s.operations {
+		entry := CSOperation{Name: op.Name, Definition: op.Definition}
+		if op.System {
+			cs.Rest[0].Operation = append(cs.Rest[0].Operation, entry)
+		}
+		if !op.Type && !op.Instance {
+			continue
+		}
+		for i := range cs.Rest[0].Resource {
+			r := &cs.Rest[0].Resource[i]
+			if op.Types == nil || slices.Contains(op.Types, r.Type) {
+				r.Operation = append(r.Operation, entry)
+			}
+		}
+	}
+}

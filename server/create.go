@@ -2,10 +2,20 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/gin-gonic/gin"
 )
+
+// createOrOperation answers POST [type], or POST [base]/$op.
+func (s *Server) createOrOperation(c *gin.Context) {
+	if strings.HasPrefix(c.Param("type"), "$") {
+		s.systemOperation(c)
+		return
+	}
+	s.create(c)
+}
 
 // create answers POST [type]: the server assigns the id (an id in the body
 // is ignored, as R4 says), 201 with Location, ETag and Last-Modified.

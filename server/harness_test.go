@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -48,19 +50,33 @@ var storeKinds = []storeKind{
 	}},
 }
 
-// eachStore runs fn once per store kind, as subtests.
+// eachStore runs fn once per store kind, as subtests, on a validating server.
 func eachStore(t *testing.T, fn func(t *testing.T, h *harness)) {
+	eachStoreWith(t, server.Config{}, fn)
+}
+
+// eachStoreWith is eachStore with a server config.
+func eachStoreWith(t *testing.T, cfg server.Config, fn func(t *testing.T, h *harness)) {
 	for _, k := range storeKinds {
 		t.Run(k.name, func(t *testing.T) {
-			fn(t, newHarness(t, k, server.Config{}))
+			fn(t, newHarness(t, k, cfg))
 		})
 	}
 }
+
+// noValidation is a Validator that accepts everything: tests of storage
+// behaviour use it to store resources the validator rightly flags.
+type noValidation struct{}
+
+func (noValidation) Validate(*fhir.Resource) []fhir.Issue { return nil }
 
 func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
 	st := k.open(t)
 	t.Cleanup(func() { st.Close() })
 	cfg.Store = st
+	if cfg.Validator == nil {
+		cfg.Validator = validate.Default()
+	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://fhir.test"
 	}

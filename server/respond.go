@@ -138,6 +138,16 @@ func tooLarge(limit int64) error {
 	return fhir.Errorf(http.StatusRequestEntityTooLarge, "too-long", nil, "the request body is larger than the limit of %d bytes", limit)
 }
 
+// readBodyJSON reads a body that must be FHIR JSON.
+func (s *Server) readBodyJSON(c *gin.Context) ([]byte, error) {
+	if err := requireJSONBody(c); err != nil {
+		return nil, err
+	}
+	return s.readBody(c)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
 // readResource reads and parses the body as a resource.
 func (s *Server) readResource(c *gin.Context) (*fhir.Resource, error) {
 	if err := requireJSONBody(c); err != nil {

@@ -84,6 +84,7 @@ type Server struct {
 
 	started      time.Time
 	contributors []CapabilityContributor
+	operations   []Operation
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 }
 
@@ -124,6 +125,10 @@ func New(cfg Config) *Server {
 	})
 	s.engine = e
 	s.registerRoutes()
+	if cfg.Validator != nil {
+		s.registerValidate()
+	}
+	s.AddCapabilities(s.operationCapabilities)
 	return s
 }
 
@@ -137,7 +142,8 @@ func (s *Server) registerRoutes() {
 	add(Route{Method: http.MethodGet, Path: "/metadata", Name: InteractionCapabilities, Public: true, handler: s.capabilities})
 	add(Route{Method: http.MethodGet, Path: "/_history", Name: InteractionHistorySystem, handler: s.historySystem})
 	add(Route{Method: http.MethodPost, Path: "/", Name: InteractionTransaction, handler: s.transaction})
-	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.create})
+	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.createOrOperation})
+	s.engine.GET("/:type", s.searchOrOperation)
 	add(Route{Method: http.MethodGet, Path: "/:type/_history", Name: InteractionHistoryType, handler: s.historyType})
 	add(Route{Method: http.MethodGet, Path: "/:type/:id", Name: InteractionRead, handler: s.read})
 	add(Route{Method: http.MethodHead, Path: "/:type/:id", Name: InteractionRead, handler: s.read})
@@ -146,6 +152,11 @@ func (s *Server) registerRoutes() {
 	add(Route{Method: http.MethodDelete, Path: "/:type/:id", Name: InteractionDelete, handler: s.delete})
 	add(Route{Method: http.MethodGet, Path: "/:type/:id/_history", Name: InteractionHistoryInstance, handler: s.historyInstance})
 	add(Route{Method: http.MethodGet, Path: "/:type/:id/_history/:vid", Name: InteractionVRead, handler: s.vread})
+	// operations and compartments are dispatched inside these handlers;
+	// RegisterOperation lists each operation in the route table
+	s.engine.POST("/:type/:id", s.postTypeOrOperation)
+	s.engine.GET("/:type/:id/:op", s.instanceOperation)
+	s.engine.POST("/:type/:id/:op", s.instanceOperation)
 }
 
 // Routes returns the route table.

@@ -155,7 +155,7 @@ func TestTransactionSemantics(t *testing.T) {
 		other := h.create(patientBody)
 		body := `{"resourceType":"Bundle","type":"transaction","entry":[
 			{"request":{"method":"GET","url":"Patient/` + other + `"}},
-			{"fullUrl":"urn:uuid:obs","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:pat"},"hasMember":[{"reference":"urn:uuid:obs2"}]},"request":{"method":"POST","url":"Observation"}},
+			{"fullUrl":"urn:uuid:obs","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:pat"},"hasMember":[{"reference":"urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"}]},"request":{"method":"POST","url":"Observation"}},
 			{"fullUrl":"urn:uuid:pat","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
 			{"fullUrl":"http://other.example/Observation/obs2","resource":{"resourceType":"Observation","id":"obs2","status":"final","code":{"text":"y"}},"request":{"method":"PUT","url":"Observation/obs2"}},
 			{"request":{"method":"DELETE","url":"Patient/` + old + `"}}]}`
@@ -180,7 +180,7 @@ func TestTransactionSemantics(t *testing.T) {
 		if ref := obs["subject"].(map[string]any)["reference"]; ref != pat[:strings.Index(pat, "/_history")] {
 			t.Fatalf("subject %v, patient at %s", ref, pat)
 		}
-		if ref := obs["hasMember"].([]any)[0].(map[string]any)["reference"]; ref != "urn:uuid:obs2" {
+		if ref := obs["hasMember"].([]any)[0].(map[string]any)["reference"]; ref != "urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d" {
 			t.Fatalf("a reference that matches no fullUrl must stay as is, got %v", ref)
 		}
 		mustStatus(t, h.do(http.MethodGet, "/Observation/obs2", nil), http.StatusOK)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -215,14 +216,34 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
+	validator, err := newValidator(cfg)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
 		Store:        store,
+		Validator:    validator,
 		Logger:       log,
 		BaseURL:      cfg.Server.BaseURL,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Version:      version,
 	})
 	return listenAndServe(ctx, f.addr, srv, log)
+}
+
+// newValidator builds the write validator with the profiles the config names.
+func newValidator(cfg *config.Config) (*validate.Validator, error) {
+	v := validate.New(validate.Options{})
+	for _, f := range cfg.Validation.Profiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("validation.profiles: %w", err)
+		}
+		if _, err := v.AddProfiles(b); err != nil {
+			return nil, fmt.Errorf("validation.profiles %s: %w", f, err)
+		}
+	}
+	return v, nil
 }
 
 // listenAndServe serves until ctx is cancelled (SIGINT/SIGTERM), then shuts
