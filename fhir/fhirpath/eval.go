@@ -19,6 +19,9 @@ type ctx struct {
 	this     Collection // $this
 	index    int        // $index
 	total    Collection // $total
+	// memo caches the results of constant paths (%resource.descendants())
+	// for the duration of one evaluation; shared by copies of the context.
+	memo *map[*pathNode]Collection
 }
 
 // node is a compiled expression. eval must not modify in, and callers must
@@ -91,9 +94,52 @@ func knownEnv(name string) bool {
 	return ok
 }
 
-type pathNode struct{ left, right node }
+type pathNode struct {
+	left, right node
+	// constant is set for paths that start at an environment variable and
+	// only navigate (%resource.descendants().reference): their value does
+	// not depend on the focus, so one evaluation computes them once.
+	constant bool
+}
+
+// isConstantPath reports whether n evaluates to the same collection
+// wherever it appears in one evaluation.
+func isConstantPath(n node) bool {
+	switch x := n.(type) {
+	case *envNode:
+		return true
+	case *pathNode:
+		if !isConstantPath(x.left) {
+			return false
+		}
+		switch r := x.right.(type) {
+		case *memberNode:
+			return true
+		case *funcNode:
+			return len(r.args) == 0
+		}
+	}
+	return false
+}
 
 func (n *pathNode) eval(c *ctx, in Collection) (Collection, error) {
+	if n.constant && c.memo != nil {
+		if *c.memo == nil {
+			*c.memo = map[*pathNode]Collection{}
+		}
+		if v, ok := (*c.memo)[n]; ok {
+			return v, nil
+		}
+		v, err := n.evalPath(c, in)
+		if err == nil {
+			(*c.memo)[n] = v
+		}
+		return v, err
+	}
+	return n.evalPath(c, in)
+}
+
+func (n *pathNode) evalPath(c *ctx, in Collection) (Collection, error) {
 	l, err := n.left.eval(c, in)
 	if err != nil {
 		return nil, err

@@ -443,3 +443,24 @@ func FuzzCompileEval(f *testing.F) {
 		_, _ = e.Eval(node, "", nil)
 	})
 }
+
+// TestConstantPathsPerEvaluation checks that memoised constant paths
+// (%resource.descendants()) are recomputed for each evaluation and shared
+// inside one, including inside iterating functions.
+func TestConstantPathsPerEvaluation(t *testing.T) {
+	e := MustCompile("name.where(%resource.descendants().ofType(HumanName).count() > 1).family")
+	a, _ := fjson.Parse([]byte(`{"resourceType":"Patient","name":[{"family":"a"},{"family":"b"}]}`))
+	b, _ := fjson.Parse([]byte(`{"resourceType":"Patient","name":[{"family":"c"}]}`))
+	for i, tc := range []struct {
+		node *fjson.Value
+		want []string
+	}{{a, []string{"a", "b"}}, {b, []string{}}, {a, []string{"a", "b"}}} {
+		got, err := e.Eval(tc.node, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := render(got); !slices.Equal(g, tc.want) {
+			t.Errorf("evaluation %d = %q, want %q", i, g, tc.want)
+		}
+	}
+}

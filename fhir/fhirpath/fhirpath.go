@@ -26,8 +26,9 @@ const maxExprLen = 16 << 10
 
 // Expr is a compiled FHIRPath expression. It is safe for concurrent use.
 type Expr struct {
-	src  string
-	root node
+	src      string
+	root     node
+	hasConst bool // evaluations memoise constant paths
 }
 
 // Compile parses a FHIRPath expression. Syntax errors are *SyntaxError;
@@ -37,11 +38,11 @@ func Compile(expr string) (*Expr, error) {
 	if len(expr) > maxExprLen {
 		return nil, &SyntaxError{0, fmt.Sprintf("expression longer than %d bytes", maxExprLen)}
 	}
-	root, err := parse(expr)
+	root, hasConst, err := parse(expr)
 	if err != nil {
 		return nil, err
 	}
-	return &Expr{src: expr, root: root}, nil
+	return &Expr{src: expr, root: root, hasConst: hasConst}, nil
 }
 
 // MustCompile is Compile for expressions known to be valid; it panics on error.
@@ -108,6 +109,9 @@ func (e *Expr) Eval(node *fjson.Value, typeName string, env *Env) (Collection, e
 	}
 	focus := Collection{{Node: node, Type: typeName}}
 	c := &ctx{env: env, context: focus, this: focus}
+	if e.hasConst {
+		c.memo = new(map[*pathNode]Collection)
+	}
 	if env != nil && env.Resource != nil {
 		c.resource = Collection{{Node: env.Resource, Type: env.Resource.Get("resourceType").String()}}
 	} else if node.Get("resourceType") != nil {

@@ -12,25 +12,26 @@ import (
 const maxNesting = 200
 
 type parser struct {
-	toks  []token
-	pos   int
-	depth int
+	toks     []token
+	pos      int
+	depth    int
+	hasConst bool // a constant path was built: evaluations need a memo
 }
 
-func parse(src string) (node, error) {
+func parse(src string) (node, bool, error) {
 	toks, err := lex(src)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	p := &parser{toks: toks}
 	n, err := p.expr(0)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if t := p.peek(); t.kind != tEOF {
-		return nil, p.errf(t, "unexpected %q", t.text)
+		return nil, false, p.errf(t, "unexpected %q", t.text)
 	}
-	return n, nil
+	return n, p.hasConst, nil
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -171,7 +172,10 @@ func (p *parser) invocationChain() (node, error) {
 			if err != nil {
 				return nil, err
 			}
-			n = &pathNode{left: n, right: step}
+			pn := &pathNode{left: n, right: step}
+			pn.constant = isConstantPath(pn) && !isVolatile(step)
+			p.hasConst = p.hasConst || pn.constant
+			n = pn
 		case "[":
 			p.next()
 			idx, err := p.expr(0)
@@ -381,4 +385,10 @@ func (p *parser) call(name token) (node, error) {
 		}
 	}
 	return fn, nil
+}
+
+// isVolatile reports functions whose value changes between calls.
+func isVolatile(n node) bool {
+	f, ok := n.(*funcNode)
+	return ok && (f.name == "now" || f.name == "today" || f.name == "timeOfDay")
 }
