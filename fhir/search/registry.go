@@ -1,9 +1,3 @@
-// Package search holds the FHIR R4 search machinery that does not touch a
-// database: the registry of every official search parameter (built from the
-// embedded search-parameters.json), index extraction (the normalised values
-// a resource is found by, per parameter type), and query parsing (prefixes,
-// modifiers, chains, _has, _include and the result parameters) into a Query
-// that a store compiles to SQL.
 package search
 
 import (
@@ -94,6 +88,10 @@ type Component struct {
 	Expression string
 	expr       *fhirpath.Expr
 }
+
+// Expr returns the compiled Expression (nil when it is empty), for stores
+// that evaluate parameters in memory.
+func (p *Param) Expr() *fhirpath.Expr { return p.expr }
 
 // HasTarget reports whether a reference parameter may point to type t.
 func (p *Param) HasTarget(t string) bool { return slices.Contains(p.Targets, t) }
