@@ -64,3 +64,19 @@ func benchFiles(b *testing.B, files map[string][]byte, v *Validator) {
 	}
 	b.ReportMetric(float64(resources)*float64(b.N)/b.Elapsed().Seconds(), "resources/s")
 }
+
+// BenchmarkValidateObservation is the cost of validating one small resource
+// (already parsed), as on a REST write.
+func BenchmarkValidateObservation(b *testing.B) {
+	root, err := fjson.Parse([]byte(baseObservation))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := New(Options{})
+	b.SetBytes(int64(len(baseObservation)))
+	for b.Loop() {
+		if issues := v.ValidateValue(root); len(issues) > 0 {
+			b.Fatal(issues)
+		}
+	}
+}
