@@ -159,14 +159,13 @@ type model struct {
 	regexes     map[string]string
 	unchecked   []string // required value sets without codes
 	element     *typeDef // the Element type, for "_name" members
-	extension   *typeDef
+	rawSize     int      // bytes of the decompressed model
 }
 
 var (
-	loadOnce   sync.Once
-	coreModel  *model
-	coreErr    error
-	loadedSize int
+	loadOnce  sync.Once
+	coreModel *model
+	coreErr   error
 )
 
 // core returns the lazily loaded R4 model. The embedded data is generated
@@ -190,12 +189,11 @@ func loadModel(gz []byte) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	loadedSize = len(raw)
 	var dm defs.Model
 	if err := json.Unmarshal(raw, &dm); err != nil {
 		return nil, err
 	}
-	m := &model{types: make(map[string]*typeDef, len(dm.Types)), regexes: dm.Regexes}
+	m := &model{types: make(map[string]*typeDef, len(dm.Types)), regexes: dm.Regexes, rawSize: len(raw)}
 	for _, c := range dm.Constraints {
 		m.constraints = append(m.constraints, newConstraint(c))
 	}
@@ -222,8 +220,7 @@ func loadModel(gz []byte) (*model, error) {
 		}
 	}
 	m.element = m.types["Element"]
-	m.extension = m.types["Extension"]
-	if m.element == nil || m.extension == nil || m.types["Patient"] == nil {
+	if m.element == nil || m.types["Extension"] == nil || m.types["Patient"] == nil {
 		return nil, fmt.Errorf("model lacks core types")
 	}
 	seen := map[string]bool{}

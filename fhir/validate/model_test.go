@@ -21,7 +21,7 @@ func TestModelCoversR4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("model: %d bytes embedded, %d bytes JSON, loaded in %v", len(modelGz), loadedSize, time.Since(start))
+	t.Logf("model: %d bytes embedded, %d bytes JSON, loaded in %v", len(modelGz), m.rawSize, time.Since(start))
 	var resources []string
 	for name, td := range m.types {
 		if td.kind == kindResource && !td.abstract {

@@ -29,10 +29,8 @@ type seg struct {
 
 // resCtx is the resource being walked.
 type resCtx struct {
-	node   *fjson.Value // %resource
-	root   *fjson.Value // %rootResource
-	typ    string
-	parent *resCtx
+	node *fjson.Value // %resource
+	root *fjson.Value // %rootResource
 	// contained maps the ids of the root resource's contained resources to
 	// their types, for "#id" references.
 	contained map[string]string
@@ -155,7 +153,7 @@ func (w *walker) resource(node *fjson.Value, place resPlace) {
 	} else {
 		w.path[len(w.path)-1].ofType = td.name
 	}
-	rc := &resCtx{node: node, root: node, typ: td.name, parent: w.res}
+	rc := &resCtx{node: node, root: node}
 	if w.res != nil {
 		rc.bundle = w.res.bundle
 	}
