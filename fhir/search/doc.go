@@ -23,8 +23,9 @@
 //
 //	string     t.Norm starts with v.Text; :contains t.Norm contains v.Text;
 //	           :exact t.Exact = v.Raw
-//	token      (v.AnySystem or t.System = v.System) and (v.Code = "" or
-//	           t.Code = v.Code); :text t.Text starts with v.Text; :not no
+//	token      t.Code != "" and (v.AnySystem or t.System = v.System) and
+//	           (v.Code = "" or t.Code = v.Code) (rows with an empty Code only
+//	           carry text); :text t.Text starts with v.Text; :not no
 //	           row matches (resources without P match); :of-type
 //	           t.TypeSystem = v.TypeSystem, t.TypeCode = v.TypeCode,
 //	           t.Code = v.Code
