@@ -464,3 +464,38 @@ func TestConstantPathsPerEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEvalResource evaluates a set of search and invariant expressions on
+// arbitrary JSON documents: nothing may panic.
+func FuzzEvalResource(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,{"id":"x"}]}],"birthDate":"2000"}`,
+		`{"resourceType":"Observation","valueQuantity":{"value":1e400},"component":[{"valueString":"x"}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","contained":[{"resourceType":"Patient"}]}}]}`,
+		`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}],"managingOrganization":{"reference":"#o"}}`,
+		`{"resourceType":"Observation","effectivePeriod":{"start":"2020-13","end":"x"},"valueRange":{"low":{"value":"1"}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	exprs := []*Expr{
+		MustCompile("hasValue() or (children().count() > id.count())"),
+		MustCompile("contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists()).not()).trace('unmatched', id).empty()"),
+		MustCompile("(Observation.value as Quantity) | (Observation.component.value as Quantity)"),
+		MustCompile("Observation.effective.start <= Observation.effective.end"),
+		MustCompile("Observation.value.low < Observation.value.high"),
+		MustCompile("Patient.name.given.where($this.length() > 0).count()"),
+		MustCompile("Bundle.entry.resource.descendants().count()"),
+		MustCompile("descendants().ofType(Reference).where(resolve() is Patient)"),
+		MustCompile("Patient.birthDate < today()"),
+		MustCompile("children().select($this.toString()).distinct()"),
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		node, err := fjson.Parse(data)
+		if err != nil {
+			return
+		}
+		for _, e := range exprs {
+			_, _ = e.Eval(node, "", &Env{Resource: node, RootResource: node})
+		}
+	})
+}

@@ -527,3 +527,17 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseQuery(b *testing.B) {
+	r := testRegistry(b)
+	vals, err := url.ParseQuery("patient=Patient/123&code=http://loinc.org|8302-2,http://loinc.org|29463-7&date=ge2020-01-01&date=lt2021&_sort=-date&_count=50&_include=Observation:patient")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.ParseQuery("Observation", vals, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
