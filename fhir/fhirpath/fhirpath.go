@@ -8,6 +8,15 @@
 // comparisons of dates, quantities and numbers follow the specification.
 // Primitive elements merge their JSON value with the "_name" companion that
 // holds their id and extensions.
+//
+// Every operator of FHIRPath N1 is supported, and the functions of the
+// existence, filtering, subsetting, combining, conversion, string, math,
+// tree-navigation and utility groups, plus the FHIR ones: extension(),
+// hasValue(), getValue(), resolve() and htmlChecks() (a well-formedness and
+// active-content check of the narrative). Terminology and profile functions
+// (memberOf, conformsTo, subsumes, ...) make Compile fail with
+// ErrUnsupported. Every search parameter expression and every invariant of
+// the R4 core definitions compiles.
 package fhirpath
 
 import (
