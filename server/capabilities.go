@@ -133,7 +133,9 @@ func (s *Server) capabilityStatement(base string) *CapabilityStatement {
 			ReadHistory:       registered[InteractionVRead],
 			UpdateCreate:      registered[InteractionUpdate],
 			ConditionalRead:   "not-supported",
-			ConditionalDelete: "not-supported",
+			ConditionalCreate: registered[InteractionCreate] && registered[InteractionSearchType],
+			ConditionalUpdate: registered[InteractionConditionalUpdate],
+			ConditionalDelete: condDelete(registered[InteractionConditionalDelete]),
 		})
 	}
 	for _, code := range systemInteractions {
@@ -192,5 +194,31 @@ func (s *Server) operationCapabilities(cs *CapabilityStatement) {
 				r.Operation = append(r.Operation, entry)
 			}
 		}
+	}
+}
+
+func condDelete(ok bool) string {
+	if ok {
+		return "multiple"
+	}
+	return "not-supported"
+}
+
+// searchCapabilities lists every search parameter of every type, and the
+// include/revinclude forms.
+func (s *Server) searchCapabilities(cs *CapabilityStatement) {
+	for i := range cs.Rest[0].Resource {
+		r := &cs.Rest[0].Resource[i]
+		for _, p := range s.cfg.Search.Params(r.Type) {
+			if p.Type.String() == "special" {
+				continue
+			}
+			r.SearchParam = append(r.SearchParam, CSSearchParam{Name: p.Code, Definition: p.URL, Type: p.Type.String()})
+			if p.Type.String() == "reference" {
+				r.SearchInclude = append(r.SearchInclude, r.Type+":"+p.Code)
+			}
+		}
+		r.SearchInclude = append(r.SearchInclude, "*")
+		r.SearchRevInclude = append(r.SearchRevInclude, "*")
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
+	"github.com/gin-gonic/gin"
 )
 
 // conditionalMatches returns the current resources of typ that match a
@@ -40,3 +41,94 @@ func decodeBase64(s string) ([]byte, error) {
 	}
 	return base64.RawStdEncoding.DecodeString(s)
 }
+
+// conditionalUpdate answers PUT [type]?[search]: no match creates (with
+// the body's id or a new one), one match updates it, several answer 412.
+func (s *Server) conditionalUpdate(c *gin.Context) {
+	typ, err := pathType(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := s.readResource(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res.Type != typ {
+		s.fail(c, fhir.Errorf(http.StatusUnprocessableEntity, "invalid", []string{"resourceType"}, "the body is a %s but the URL names a %s", res.Type, typ))
+		return
+	}
+	var (
+		out     *fhir.Resource
+		created bool
+	)
+	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
+		match, err := s.conditionalMatch(c.Request.Context(), tx, typ, c.Request.URL.RawQuery, -1, "")
+		if err != nil {
+			return err
+		}
+		switch {
+		case match != nil:
+			if res.ID != "" && res.ID != match.ID {
+				return fhir.Errorf(http.StatusUnprocessableEntity, "invalid", []string{typ + ".id"}, "the body's id is not the id of the matching resource")
+			}
+			res.ID = match.ID
+		case res.ID == "":
+			res.ID = s.newID()
+		}
+		if err := s.validateWrite(res, ""); err != nil {
+			return err
+		}
+		out, created, err = tx.Update(c.Request.Context(), res, storage.UpdateOptions{AllowCreate: true, Method: http.MethodPut})
+		return err
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		c.Header("Location", s.location(c, out))
+	}
+	s.writeResult(c, status, out, "updated "+out.Type+"/"+out.ID)
+}
+
+// conditionalDelete answers DELETE [type]?[search]: every match is deleted
+// (none is fine).
+func (s *Server) conditionalDelete(c *gin.Context) {
+	typ, err := pathType(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.Request.URL.RawQuery == "" {
+		s.fail(c, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", nil, "DELETE on a type needs search parameters (conditional delete)"))
+		return
+	}
+	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
+		matches, err := s.searchAll(c.Request.Context(), tx, typ, c.Request.URL.RawQuery, maxConditionalDeletes+1)
+		if err != nil {
+			return err
+		}
+		if len(matches) > maxConditionalDeletes {
+			return fhir.Errorf(http.StatusPreconditionFailed, "too-costly", nil, "the condition matches more than %d resources", maxConditionalDeletes)
+		}
+		for _, m := range matches {
+			if _, err := tx.Delete(c.Request.Context(), typ, m.ID, storage.DeleteOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
+}
+
+// maxConditionalDeletes bounds one conditional delete.
+const maxConditionalDeletes = 100

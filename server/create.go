@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
 
@@ -39,8 +40,28 @@ func (s *Server) create(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out, err := s.cfg.Store.Create(c.Request.Context(), res)
-	if err != nil {
+	var out *fhir.Resource
+	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		// conditional create: the search and the create in one transaction
+		var existing *fhir.Resource
+		err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
+			m, err := s.conditionalMatch(c.Request.Context(), tx, typ, strings.TrimPrefix(cond, "?"), -1, "")
+			if err != nil || m != nil {
+				existing = m
+				return err
+			}
+			out, err = tx.Create(c.Request.Context(), res)
+			return err
+		})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if existing != nil {
+			s.writeResult(c, http.StatusOK, existing, "a matching "+typ+" exists; nothing was created")
+			return
+		}
+	} else if out, err = s.cfg.Store.Create(c.Request.Context(), res); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
@@ -33,16 +34,25 @@ type storeKind struct {
 	open func(t testing.TB) storage.Store
 }
 
+// testRegistry is the search registry the test stores index with.
+var testRegistry = func() *search.Registry {
+	r, err := search.New(search.Options{BaseURL: "http://fhir.test", Reserved: []string{"_cursor"}})
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
 var storeKinds = []storeKind{
 	{"sqlite", func(t testing.TB) storage.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fhirgate.db"), sqlstore.Options{})
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fhirgate.db"), sqlstore.Options{Registry: testRegistry})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}},
 	{"postgres", func(t testing.TB) storage.Store {
-		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{})
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: testRegistry})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,6 +90,7 @@ func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://fhir.test"
 	}
+	cfg.Search = testRegistry
 	return &harness{t: t, store: st, srv: server.New(cfg)}
 }
 

@@ -93,8 +93,13 @@ func (s *Server) typeOperation(c *gin.Context) {
 	op.Handler(c, typ, "")
 }
 
-// postTypeOrOperation answers POST [type]/[x]: only operations live there.
+// postTypeOrOperation answers POST [type]/[x]: only operations and
+// _search live there.
 func (s *Server) postTypeOrOperation(c *gin.Context) {
+	if c.Param("id") == "_search" {
+		s.searchPost(c)
+		return
+	}
 	if strings.HasPrefix(c.Param("id"), "$") {
 		s.typeOperation(c)
 		return

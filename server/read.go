@@ -10,9 +10,15 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
+// serverPaths are the base's own endpoints: other methods on them are 405.
+var serverPaths = map[string]bool{"metadata": true, "healthz": true, "readyz": true, "_history": true}
+
 // pathType validates the :type segment (404 for an unknown type).
 func pathType(c *gin.Context) (string, error) {
 	t := c.Param("type")
+	if serverPaths[t] {
+		return "", fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", nil, "method %s is not allowed at /%s", c.Request.Method, t)
+	}
 	if !fhir.IsResourceType(t) {
 		return "", fhir.Errorf(http.StatusNotFound, "not-supported", nil, "%q is not an R4 resource type", t)
 	}

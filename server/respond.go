@@ -138,6 +138,18 @@ func tooLarge(limit int64) error {
 	return fhir.Errorf(http.StatusRequestEntityTooLarge, "too-long", nil, "the request body is larger than the limit of %d bytes", limit)
 }
 
+// readBodyAllowEmpty reads a body within the limit; empty is fine.
+func (s *Server) readBodyAllowEmpty(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fhir.BadRequest("could not read the request body")
+	}
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		return nil, tooLarge(s.cfg.MaxBodyBytes)
+	}
+	return body, nil
+}
+
 // readBodyJSON reads a body that must be FHIR JSON.
 func (s *Server) readBodyJSON(c *gin.Context) ([]byte, error) {
 	if err := requireJSONBody(c); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -35,6 +36,9 @@ type Config struct {
 	Now func() time.Time
 	// NewID assigns ids to created resources; time-ordered UUIDs when nil.
 	NewID func() string
+	// Search is the search-parameter registry; the store must index with
+	// the same one. Required.
+	Search *search.Registry
 	// Validator checks every written resource (422 on errors); nil: none.
 	Validator Validator
 	// Software names the server in the CapabilityStatement.
@@ -57,6 +61,9 @@ const (
 	InteractionSearchType      = "search-type"
 	InteractionHistorySystem   = "history-system"
 	InteractionTransaction     = "transaction"
+	// conditional forms, claimed through conditionalUpdate/conditionalDelete
+	InteractionConditionalUpdate = "conditional-update"
+	InteractionConditionalDelete = "conditional-delete"
 	InteractionCapabilities    = "capabilities"
 	InteractionOperation       = "operation"
 	InteractionHealth          = "health"
@@ -96,6 +103,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.Search == nil {
+		panic("server: Config.Search is required")
+	}
 	if cfg.Software == "" {
 		cfg.Software = "fhirgate"
 	}
@@ -128,6 +138,8 @@ func New(cfg Config) *Server {
 	if cfg.Validator != nil {
 		s.registerValidate()
 	}
+	s.registerEverything()
+	s.AddCapabilities(s.searchCapabilities)
 	s.AddCapabilities(s.operationCapabilities)
 	return s
 }
@@ -143,7 +155,10 @@ func (s *Server) registerRoutes() {
 	add(Route{Method: http.MethodGet, Path: "/_history", Name: InteractionHistorySystem, handler: s.historySystem})
 	add(Route{Method: http.MethodPost, Path: "/", Name: InteractionTransaction, handler: s.transaction})
 	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.createOrOperation})
-	s.engine.GET("/:type", s.searchOrOperation)
+	add(Route{Method: http.MethodGet, Path: "/:type", Name: InteractionSearchType, handler: s.searchOrOperation})
+	s.routes = append(s.routes, Route{Method: http.MethodPost, Path: "/:type/_search", Name: InteractionSearchType})
+	add(Route{Method: http.MethodPut, Path: "/:type", Name: InteractionConditionalUpdate, handler: s.conditionalUpdate})
+	add(Route{Method: http.MethodDelete, Path: "/:type", Name: InteractionConditionalDelete, handler: s.conditionalDelete})
 	add(Route{Method: http.MethodGet, Path: "/:type/_history", Name: InteractionHistoryType, handler: s.historyType})
 	add(Route{Method: http.MethodGet, Path: "/:type/:id", Name: InteractionRead, handler: s.read})
 	add(Route{Method: http.MethodHead, Path: "/:type/:id", Name: InteractionRead, handler: s.read})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
 )
 
 // Sentinel errors. Implementations wrap them; callers test with errors.Is.
@@ -24,6 +25,8 @@ var (
 	ErrAlreadyExists = errors.New("storage: already exists")
 	// ErrInvalidCursor: a paging cursor the store did not issue.
 	ErrInvalidCursor = errors.New("storage: invalid page cursor")
+	// ErrInvalidSearch: a search the store cannot run as asked.
+	ErrInvalidSearch = errors.New("storage: invalid search")
 )
 
 // Reader reads resources and their history.
@@ -35,6 +38,43 @@ type Reader interface {
 	VRead(ctx context.Context, typ, id, versionID string) (*fhir.Resource, error)
 	// History lists versions newest first.
 	History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
+	// Search runs a parsed FHIR search over the current versions.
+	Search(ctx context.Context, req SearchRequest) (*SearchResult, error)
+	// Everything pages through a Patient's compartment and what it refers to.
+	Everything(ctx context.Context, req EverythingRequest) (*SearchResult, error)
+}
+
+// SearchRequest is one page of a search.
+type SearchRequest struct {
+	Query *search.Query
+	// Cursor continues from SearchResult.Next of the previous page.
+	Cursor string
+	// PatientCompartment, when set, restricts the search to the
+	// compartment of that Patient id (GET /Patient/{id}/{type}).
+	PatientCompartment string
+}
+
+// SearchResult is one page of results.
+type SearchResult struct {
+	// Matches are the page's matching resources, in order.
+	Matches []*fhir.Resource
+	// Included are the resources _include/_revinclude added.
+	Included []*fhir.Resource
+	// Total counts all matches; -1 when not computed (_total=none).
+	Total int
+	// Next is the cursor of the next page; "" on the last page.
+	Next string
+}
+
+// EverythingRequest is one page of Patient/$everything.
+type EverythingRequest struct {
+	PatientID string
+	// Start and End bound the care dates (zero: open); Since bounds
+	// lastUpdated (zero: none); Types restricts the resource types.
+	Start, End, Since time.Time
+	Types             []string
+	Count             int
+	Cursor            string
 }
 
 // Writer changes resources. Every method writes one new version.

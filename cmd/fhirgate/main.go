@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
@@ -211,7 +212,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("--auth must be oidc or none, not %q", f.auth)
 	}
-	store, err := openStore(ctx, f.db, sqlstore.Options{})
+	registry, err := search.New(search.Options{BaseURL: cfg.Server.BaseURL, Reserved: []string{"_cursor"}})
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, f.db, sqlstore.Options{Registry: registry})
 	if err != nil {
 		return err
 	}
@@ -222,6 +227,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	srv := server.New(server.Config{
 		Store:        store,
+		Search:       registry,
 		Validator:    validator,
 		Logger:       log,
 		BaseURL:      cfg.Server.BaseURL,

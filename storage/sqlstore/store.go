@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -35,14 +36,18 @@ type Options struct {
 	// Now is the clock; time.Now when nil. Tests fake it.
 	Now   func() time.Time
 	Hooks Hooks
+	// Registry, when set, keeps the search index: every write extracts its
+	// search values in the same transaction.
+	Registry *search.Registry
 }
 
 // Store implements storage.Store on a DB.
 type Store struct {
 	db      DB
 	dialect Dialect
-	now     func() time.Time
-	hooks   Hooks
+	now      func() time.Time
+	hooks    Hooks
+	registry *search.Registry
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -53,7 +58,7 @@ func New(db DB, d Dialect, opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, dialect: d, now: now, hooks: opts.Hooks}
+	return &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry}
 }
 
 // DB returns the underlying pool, for backends and the search layer.
@@ -292,10 +297,8 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 		v+1, micros(now), seq, typ, id); err != nil {
 		return "", fmt.Errorf("delete %s: %w", typ, err)
 	}
-	if h := t.s.hooks.AfterWrite; h != nil {
-		if err := h(ctx, t.c, []Write{{Type: typ, ID: id}}); err != nil {
-			return "", err
-		}
+	if err := t.afterWrite(ctx, []Write{{Type: typ, ID: id}}); err != nil {
+		return "", err
 	}
 	return strconv.FormatInt(v+1, 10), nil
 }
@@ -343,10 +346,8 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 		}
 		return nil, fmt.Errorf("write %s: %w", out.Type, err)
 	}
-	if h := t.s.hooks.AfterWrite; h != nil {
-		if err := h(ctx, t.c, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists}}); err != nil {
-			return nil, err
-		}
+	if err := t.afterWrite(ctx, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists}}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -423,16 +424,25 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 			return nil, fmt.Errorf("create batch: %w", err)
 		}
 	}
-	if h := t.s.hooks.AfterWrite; h != nil {
-		ws := make([]Write, len(out))
-		for i, r := range out {
-			ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true}
-		}
-		if err := h(ctx, t.c, ws); err != nil {
-			return nil, err
-		}
+	ws := make([]Write, len(out))
+	for i, r := range out {
+		ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true}
+	}
+	if err := t.afterWrite(ctx, ws); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// afterWrite maintains the search index and runs the hooks.
+func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
+	if err := t.s.reindexWrites(ctx, t.c, ws); err != nil {
+		return err
+	}
+	if h := t.s.hooks.AfterWrite; h != nil {
+		return h(ctx, t.c, ws)
+	}
+	return nil
 }
 
 // uniqueViolation is set by backends to recognise their driver's

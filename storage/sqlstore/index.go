@@ -1,0 +1,274 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+)
+
+// indexTables are the search index tables, in the order rows are written.
+var indexTables = []string{"idx_string", "idx_token", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_patient"}
+
+// Instants are indexed as microseconds; the open ends of periods map to
+// the extremes of int64 so that range comparisons need no NULL handling.
+func timeKey(t time.Time) int64 {
+	switch {
+	case !t.After(search.MinTime):
+		return math.MinInt64
+	case !t.Before(search.MaxTime):
+		return math.MaxInt64
+	}
+	return t.UnixMicro()
+}
+
+// numKey keeps numbers finite for both databases.
+func numKey(f float64) float64 {
+	switch {
+	case math.IsInf(f, 1) || f > math.MaxFloat64/2:
+		return math.MaxFloat64
+	case math.IsInf(f, -1) || f < -math.MaxFloat64/2:
+		return -math.MaxFloat64
+	case math.IsNaN(f):
+		return 0
+	}
+	return f
+}
+
+// rowBatch accumulates the rows of one index table for a multi-row INSERT.
+type rowBatch struct {
+	table string
+	cols  string
+	width int
+	args  []any
+}
+
+// maxParams keeps one statement under SQLite's parameter limit.
+const maxParams = 30000
+
+func (b *rowBatch) flush(ctx context.Context, c Conn) error {
+	if len(b.args) == 0 {
+		return nil
+	}
+	rows := len(b.args) / b.width
+	var sb strings.Builder
+	sb.Grow(64 + rows*(b.width*3))
+	sb.WriteString("INSERT INTO ")
+	sb.WriteString(b.table)
+	sb.WriteString(" (")
+	sb.WriteString(b.cols)
+	sb.WriteString(") VALUES ")
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", b.width), ",") + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(ph)
+	}
+	if _, err := c.Exec(ctx, sb.String(), b.args...); err != nil {
+		return fmt.Errorf("index %s: %w", b.table, err)
+	}
+	b.args = b.args[:0]
+	return nil
+}
+
+func (b *rowBatch) add(ctx context.Context, c Conn, vals ...any) error {
+	b.args = append(b.args, vals...)
+	if len(b.args)+b.width > maxParams {
+		return b.flush(ctx, c)
+	}
+	return nil
+}
+
+// indexWriter writes index rows for many resources with few statements.
+type indexWriter struct {
+	batches [8]rowBatch
+}
+
+func newIndexWriter() *indexWriter {
+	w := &indexWriter{}
+	cols := []string{
+		"res_type, res_id, param, grp, comp, norm, exact",
+		"res_type, res_id, param, grp, comp, system, code, text, type_system, type_code",
+		"res_type, res_id, param, grp, comp, target_type, target_id, url, version, ident_system, ident_value",
+		"res_type, res_id, param, grp, comp, lo, hi",
+		"res_type, res_id, param, grp, comp, lo, hi, value",
+		"res_type, res_id, param, grp, comp, system, code, unit, lo, hi, value",
+		"res_type, res_id, param, grp, comp, value",
+		"res_type, res_id, patient_id",
+	}
+	for i, t := range indexTables {
+		w.batches[i] = rowBatch{table: t, cols: cols[i], width: strings.Count(cols[i], ",") + 1}
+	}
+	return w
+}
+
+func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *search.Index) error {
+	b := &w.batches
+	for _, v := range ix.Strings {
+		if err := b[0].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.Norm, v.Exact); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.Tokens {
+		if err := b[1].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.System, v.Code, v.Text, v.TypeSystem, v.TypeCode); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.Refs {
+		if err := b[2].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.TargetType, v.TargetID, v.URL, v.Version, v.IdentifierSystem, v.IdentifierValue); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.Dates {
+		if err := b[3].add(ctx, c, typ, id, v.Param, v.Group, v.Component, timeKey(v.Lo), timeKey(v.Hi)); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.Numbers {
+		if err := b[4].add(ctx, c, typ, id, v.Param, v.Group, v.Component, numKey(v.Lo), numKey(v.Hi), v.Value); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.Quantities {
+		if err := b[5].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.System, v.Code, v.Unit, numKey(v.Lo), numKey(v.Hi), v.Value); err != nil {
+			return err
+		}
+	}
+	for _, v := range ix.URIs {
+		if err := b[6].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.Value); err != nil {
+			return err
+		}
+	}
+	for _, p := range ix.Patients {
+		if err := b[7].add(ctx, c, typ, id, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *indexWriter) flush(ctx context.Context, c Conn) error {
+	for i := range w.batches {
+		if err := w.batches[i].flush(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reindexWrites replaces the index rows of the written resources. New
+// resources have no rows to delete.
+func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error {
+	if s.registry == nil {
+		return nil
+	}
+	for _, wr := range writes {
+		if wr.Created {
+			continue
+		}
+		if err := deleteIndex(ctx, c, wr.Type, wr.ID); err != nil {
+			return err
+		}
+	}
+	iw := newIndexWriter()
+	for _, wr := range writes {
+		if wr.Resource == nil {
+			continue
+		}
+		ix, err := s.registry.Extract(wr.Resource)
+		if err != nil {
+			return fmt.Errorf("index %s/%s: %w", wr.Type, wr.ID, err)
+		}
+		if err := iw.add(ctx, c, wr.Type, wr.ID, ix); err != nil {
+			return err
+		}
+	}
+	return iw.flush(ctx, c)
+}
+
+func deleteIndex(ctx context.Context, c Conn, typ, id string) error {
+	for _, t := range indexTables {
+		if _, err := c.Exec(ctx, "DELETE FROM "+t+" WHERE res_type = ? AND res_id = ?", typ, id); err != nil {
+			return fmt.Errorf("unindex %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Reindex rebuilds the whole search index from the current versions (after
+// a change of the search parameters or the extraction rules), in batches,
+// each in its own transaction. It reports how many resources it indexed.
+func (s *Store) Reindex(ctx context.Context, progress func(done int)) (int, error) {
+	if s.registry == nil {
+		return 0, fmt.Errorf("reindex: no search registry configured")
+	}
+	if err := s.inTx(ctx, func(c Conn) error {
+		for _, t := range indexTables {
+			if _, err := c.Exec(ctx, "DELETE FROM "+t); err != nil {
+				return fmt.Errorf("reindex: clear %s: %w", t, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	done := 0
+	lastType, lastID := "", ""
+	for {
+		rows, err := s.db.Query(ctx, `SELECT res_type, res_id, version, last_updated, body FROM resources
+			WHERE deleted = 0 AND (res_type > ? OR (res_type = ? AND res_id > ?)) ORDER BY res_type, res_id LIMIT 500`, lastType, lastType, lastID)
+		if err != nil {
+			return done, fmt.Errorf("reindex: %w", err)
+		}
+		var batch []Write
+		for rows.Next() {
+			var (
+				typ, id string
+				v, lu   int64
+				body    []byte
+			)
+			if err := rows.Scan(&typ, &id, &v, &lu, &body); err != nil {
+				rows.Close()
+				return done, fmt.Errorf("reindex: %w", err)
+			}
+			batch = append(batch, Write{Type: typ, ID: id, Created: true,
+				Resource: &fhir.Resource{Type: typ, ID: id, VersionID: fmt.Sprint(v), LastUpdated: fromMicros(lu), Raw: body}})
+			lastType, lastID = typ, id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return done, fmt.Errorf("reindex: %w", err)
+		}
+		if len(batch) == 0 {
+			return done, nil
+		}
+		if err := s.inTx(ctx, func(c Conn) error { return s.reindexWrites(ctx, c, batch) }); err != nil {
+			return done, err
+		}
+		done += len(batch)
+		if progress != nil {
+			progress(done)
+		}
+	}
+}
+
+// inTx runs fn on a raw transaction connection.
+func (s *Store) inTx(ctx context.Context, fn func(c Conn) error) (err error) {
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = c.Rollback(context.WithoutCancel(ctx))
+			return
+		}
+		err = c.Commit(ctx)
+	}()
+	return fn(c)
+}

@@ -1,0 +1,776 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// compiler turns search clauses into SQL over the index tables. Every
+// clause becomes a set of matching ids ("SELECT res_id ... WHERE res_type =
+// ?"), so clauses, chains and reverse chains compose by nesting.
+type compiler struct {
+	args []any
+}
+
+func (c *compiler) arg(v any) string {
+	c.args = append(c.args, v)
+	return "?"
+}
+
+// tableFor is the index table of a parameter type.
+func tableFor(t search.ParamType) string {
+	switch t {
+	case search.TypeString:
+		return "idx_string"
+	case search.TypeToken:
+		return "idx_token"
+	case search.TypeReference:
+		return "idx_ref"
+	case search.TypeDate:
+		return "idx_date"
+	case search.TypeNumber:
+		return "idx_number"
+	case search.TypeQuantity:
+		return "idx_quantity"
+	case search.TypeURI:
+		return "idx_uri"
+	}
+	return ""
+}
+
+// likeEscape escapes LIKE wildcards; patterns use ESCAPE '\'.
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+const escape = ` ESCAPE '\'`
+
+// matchIDs returns SQL selecting the ids of resources of typ that satisfy cl.
+func (c *compiler) matchIDs(typ string, cl *search.Clause) (string, error) {
+	switch {
+	case cl.Has != nil:
+		inner, err := c.matchIDs(cl.Has.Type, cl.Has.Clause)
+		if err != nil {
+			return "", err
+		}
+		return "SELECT h.target_id FROM idx_ref h WHERE h.res_type = " + c.arg(cl.Has.Type) + " AND h.param = " + c.arg(cl.Has.Param) +
+			" AND h.target_type = " + c.arg(typ) + " AND h.res_id IN (" + inner + ")", nil
+	case cl.Chain != nil:
+		var parts []string
+		head := "SELECT ch.res_id FROM idx_ref ch WHERE ch.res_type = " + c.arg(typ) + " AND ch.param = " + c.arg(cl.Param) + " AND ("
+		for _, t := range cl.Chain.Types {
+			inner, err := c.matchIDs(t, cl.Chain.Clause)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, "(ch.target_type = "+c.arg(t)+" AND ch.target_id IN ("+inner+"))")
+		}
+		if len(parts) == 0 {
+			return "", fmt.Errorf("chain on %s has no target type", cl.Param)
+		}
+		return head + strings.Join(parts, " OR ") + ")", nil
+	}
+	switch cl.Param {
+	case "_id":
+		return c.idClause(typ, cl)
+	case "_lastUpdated":
+		return c.lastUpdatedClause(typ, cl)
+	}
+	if cl.Modifier == search.ModMissing {
+		present := c.presentIDs(typ, cl)
+		if !cl.Missing {
+			return present, nil
+		}
+		return "SELECT res_id FROM resources WHERE res_type = " + c.arg(typ) + " AND deleted = 0 AND res_id NOT IN (" + present + ")", nil
+	}
+	if cl.Type == search.TypeComposite {
+		return c.compositeClause(typ, cl)
+	}
+	table := tableFor(cl.Type)
+	if table == "" {
+		return "", fmt.Errorf("parameter %s of type %s cannot be searched", cl.Param, cl.Type)
+	}
+	var ors []string
+	for i := range cl.Values {
+		cond, err := c.valueCond("i", cl.Type, cl.Modifier, &cl.Values[i])
+		if err != nil {
+			return "", err
+		}
+		ors = append(ors, cond)
+	}
+	q := "SELECT i.res_id FROM " + table + " i WHERE i.res_type = " + c.arg(typ) + " AND i.param = " + c.arg(cl.Param) +
+		" AND (" + strings.Join(ors, " OR ") + ")"
+	if cl.Modifier == search.ModNot {
+		// :not matches resources with no matching value, including those
+		// without the parameter at all
+		return "SELECT res_id FROM resources WHERE res_type = " + c.arg(typ) + " AND deleted = 0 AND res_id NOT IN (" + q + ")", nil
+	}
+	return q, nil
+}
+
+// presentIDs selects resources that have any value of the clause's parameter.
+func (c *compiler) presentIDs(typ string, cl *search.Clause) string {
+	t := cl.Type
+	if t == search.TypeComposite && cl.Def != nil && len(cl.Def.Components) > 0 {
+		t = cl.Def.Components[0].Type
+	}
+	table := tableFor(t)
+	if table == "" {
+		table = "idx_token"
+	}
+	return "SELECT res_id FROM " + table + " WHERE res_type = " + c.arg(typ) + " AND param = " + c.arg(cl.Param)
+}
+
+func (c *compiler) idClause(typ string, cl *search.Clause) (string, error) {
+	var ids []string
+	for _, v := range cl.Values {
+		id := v.Code
+		if id == "" {
+			id = v.Raw
+		}
+		ids = append(ids, c.arg(id))
+	}
+	q := "SELECT res_id FROM resources WHERE res_type = " + c.arg(typ) + " AND deleted = 0"
+	switch cl.Modifier {
+	case search.ModMissing:
+		if cl.Missing {
+			return q + " AND 1 = 0", nil
+		}
+		return q, nil
+	case search.ModNot:
+		return q + " AND res_id NOT IN (" + strings.Join(ids, ", ") + ")", nil
+	}
+	return q + " AND res_id IN (" + strings.Join(ids, ", ") + ")", nil
+}
+
+func (c *compiler) lastUpdatedClause(typ string, cl *search.Clause) (string, error) {
+	q := "SELECT res_id FROM resources u WHERE u.res_type = " + c.arg(typ) + " AND u.deleted = 0"
+	if cl.Modifier == search.ModMissing {
+		if cl.Missing {
+			return q + " AND 1 = 0", nil
+		}
+		return q, nil
+	}
+	var ors []string
+	for i := range cl.Values {
+		v := &cl.Values[i]
+		lo, hi := c.arg(timeKey(v.Start)), c.arg(timeKey(v.End))
+		ors = append(ors, rangeCond(v.Prefix, "u.last_updated", "u.last_updated", lo, hi))
+	}
+	return q + " AND (" + strings.Join(ors, " OR ") + ")", nil
+}
+
+// rangeCond compiles a prefix comparison of an indexed range [tlo, thi]
+// against a searched range [slo, shi] (see search.Prefix).
+func rangeCond(p search.Prefix, tlo, thi, slo, shi string) string {
+	eq := tlo + " >= " + slo + " AND " + thi + " <= " + shi
+	switch p {
+	case search.PrefixNe:
+		return "(" + tlo + " < " + slo + " OR " + thi + " > " + shi + ")"
+	case search.PrefixGt:
+		return thi + " > " + shi
+	case search.PrefixLt:
+		return tlo + " < " + slo
+	case search.PrefixGe:
+		return "(" + thi + " > " + shi + " OR (" + eq + "))"
+	case search.PrefixLe:
+		return "(" + tlo + " < " + slo + " OR (" + eq + "))"
+	case search.PrefixSa:
+		return tlo + " > " + shi
+	case search.PrefixEb:
+		return thi + " < " + slo
+	case search.PrefixAp:
+		return "(" + tlo + " <= " + shi + " AND " + thi + " >= " + slo + ")"
+	}
+	return "(" + eq + ")"
+}
+
+// valueCond compiles one value against index rows aliased a.
+func (c *compiler) valueCond(a string, t search.ParamType, m search.Modifier, v *search.Value) (string, error) {
+	col := func(name string) string { return a + "." + name }
+	switch t {
+	case search.TypeString:
+		switch m {
+		case search.ModExact:
+			return col("exact") + " = " + c.arg(v.Raw), nil
+		case search.ModContains:
+			return col("norm") + " LIKE " + c.arg("%"+likeEscape(v.Text)+"%") + escape, nil
+		}
+		return col("norm") + " LIKE " + c.arg(likeEscape(v.Text)+"%") + escape, nil
+	case search.TypeToken:
+		switch m {
+		case search.ModText:
+			return col("text") + " LIKE " + c.arg(likeEscape(v.Text)+"%") + escape, nil
+		case search.ModOfType:
+			return "(" + col("type_system") + " = " + c.arg(v.TypeSystem) + " AND " + col("type_code") + " = " + c.arg(v.TypeCode) +
+				" AND " + col("code") + " = " + c.arg(v.Code) + ")", nil
+		}
+		var conds []string
+		if !v.AnySystem {
+			conds = append(conds, col("system")+" = "+c.arg(v.System))
+		}
+		if v.Code != "" {
+			conds = append(conds, col("code")+" = "+c.arg(v.Code))
+		}
+		if len(conds) == 0 {
+			return "1 = 1", nil
+		}
+		return "(" + strings.Join(conds, " AND ") + ")", nil
+	case search.TypeReference:
+		if m == search.ModIdentifier {
+			conds := []string{col("ident_value") + " = " + c.arg(v.Code)}
+			if !v.AnySystem {
+				conds = append(conds, col("ident_system")+" = "+c.arg(v.System))
+			}
+			return "(" + strings.Join(conds, " AND ") + ")", nil
+		}
+		if v.URL != "" && v.RefID == "" {
+			cond := col("url") + " = " + c.arg(v.URL)
+			if v.Version != "" {
+				cond += " AND " + col("version") + " = " + c.arg(v.Version)
+			}
+			return "(" + cond + ")", nil
+		}
+		cond := col("target_id") + " = " + c.arg(v.RefID)
+		if v.RefType != "" {
+			cond += " AND " + col("target_type") + " = " + c.arg(v.RefType)
+		}
+		return "(" + cond + ")", nil
+	case search.TypeDate:
+		return rangeCond(v.Prefix, col("lo"), col("hi"), c.arg(timeKey(v.Start)), c.arg(timeKey(v.End))), nil
+	case search.TypeNumber:
+		return rangeCond(v.Prefix, col("lo"), col("hi"), c.arg(numKey(v.Low)), c.arg(numKey(v.High))), nil
+	case search.TypeQuantity:
+		cond := rangeCond(v.Prefix, col("lo"), col("hi"), c.arg(numKey(v.Low)), c.arg(numKey(v.High)))
+		if v.Code != "" {
+			if v.AnySystem {
+				cond += " AND (" + col("code") + " = " + c.arg(v.Code) + " OR " + col("unit") + " = " + c.arg(v.Code) + ")"
+			} else {
+				cond += " AND " + col("system") + " = " + c.arg(v.System) + " AND " + col("code") + " = " + c.arg(v.Code)
+			}
+		}
+		return "(" + cond + ")", nil
+	case search.TypeURI:
+		switch m {
+		case search.ModBelow:
+			return col("value") + " LIKE " + c.arg(likeEscape(v.Raw)+"%") + escape, nil
+		case search.ModAbove:
+			return c.arg(v.Raw) + " LIKE (" + col("value") + " || '%')", nil
+		case search.ModContains:
+			return col("value") + " LIKE " + c.arg("%"+likeEscape(v.Raw)+"%") + escape, nil
+		}
+		return col("value") + " = " + c.arg(v.Raw), nil
+	}
+	return "", fmt.Errorf("parameters of type %s cannot be searched here", t)
+}
+
+// compositeClause joins the component rows of one element (same grp).
+func (c *compiler) compositeClause(typ string, cl *search.Clause) (string, error) {
+	if cl.Def == nil || len(cl.Def.Components) == 0 {
+		return "", fmt.Errorf("composite parameter %s has no components", cl.Param)
+	}
+	comps := cl.Def.Components
+	var ors []string
+	for vi := range cl.Values {
+		v := &cl.Values[vi]
+		if len(v.Parts) != len(comps) {
+			return "", fmt.Errorf("composite value for %s has %d parts, want %d", cl.Param, len(v.Parts), len(comps))
+		}
+		var b strings.Builder
+		b.WriteString("SELECT k0.res_id FROM " + tableFor(comps[0].Type) + " k0")
+		for i := 1; i < len(comps); i++ {
+			k := "k" + strconv.Itoa(i)
+			b.WriteString(" JOIN " + tableFor(comps[i].Type) + " " + k + " ON " + k + ".res_type = k0.res_type AND " + k + ".res_id = k0.res_id AND " +
+				k + ".param = k0.param AND " + k + ".grp = k0.grp AND " + k + ".comp = " + strconv.Itoa(i))
+		}
+		b.WriteString(" WHERE k0.res_type = " + c.arg(typ) + " AND k0.param = " + c.arg(cl.Param) + " AND k0.comp = 0")
+		for i := range comps {
+			cond, err := c.valueCond("k"+strconv.Itoa(i), comps[i].Type, search.ModNone, &v.Parts[i])
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(" AND " + cond)
+		}
+		ors = append(ors, b.String())
+	}
+	return strings.Join(ors, " UNION "), nil
+}
+
+// sortExpr is the SQL value a resource sorts by for one key; missing
+// values sort last in either direction.
+func (c *compiler) sortExpr(k search.SortKey) (string, error) {
+	switch k.Param {
+	case "_id":
+		return "r.res_id", nil
+	case "_lastUpdated":
+		return "r.last_updated", nil
+	}
+	agg, col, missingAsc, missingDesc := "MIN", "", any(nil), any(nil)
+	if k.Desc {
+		agg = "MAX"
+	}
+	switch k.Type {
+	case search.TypeDate:
+		col, missingAsc, missingDesc = "lo", int64(math.MaxInt64), int64(math.MinInt64)
+		if k.Desc {
+			col = "hi"
+		}
+	case search.TypeNumber, search.TypeQuantity:
+		col, missingAsc, missingDesc = "lo", math.MaxFloat64, -math.MaxFloat64
+		if k.Desc {
+			col = "hi"
+		}
+	case search.TypeString:
+		col, missingAsc, missingDesc = "norm", "\U0010FFFF", ""
+	case search.TypeToken:
+		col, missingAsc, missingDesc = "code", "\U0010FFFF", ""
+	case search.TypeReference:
+		col, missingAsc, missingDesc = "target_id", "\U0010FFFF", ""
+	case search.TypeURI:
+		col, missingAsc, missingDesc = "value", "\U0010FFFF", ""
+	default:
+		return "", fmt.Errorf("cannot sort by %s", k.Param)
+	}
+	missing := missingAsc
+	if k.Desc {
+		missing = missingDesc
+	}
+	return "COALESCE((SELECT " + agg + "(s." + col + ") FROM " + tableFor(k.Type) + " s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = " +
+		c.arg(k.Param) + "), " + c.arg(missing) + ")", nil
+}
+
+// cursor is the keyset position of the last row of a page.
+type cursor struct {
+	Keys []json.RawMessage `json:"k,omitempty"`
+	ID   string            `json:"i"`
+	Type string            `json:"t,omitempty"`
+	// Stage is $everything's: 0 compartment, 1 referenced resources.
+	Stage int `json:"s,omitempty"`
+}
+
+func encodeSearchCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeSearchCursor(s string) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" && c.Type == "" {
+		return c, storage.ErrInvalidCursor
+	}
+	return c, nil
+}
+
+// Search implements storage.Reader.
+func (s *Store) Search(ctx context.Context, req storage.SearchRequest) (*storage.SearchResult, error) {
+	return s.search(ctx, s.db, req)
+}
+
+func (t *tx) Search(ctx context.Context, req storage.SearchRequest) (*storage.SearchResult, error) {
+	return t.s.search(ctx, t.c, req)
+}
+
+func (t *tx) Everything(ctx context.Context, req storage.EverythingRequest) (*storage.SearchResult, error) {
+	return t.s.everything(ctx, t.c, req)
+}
+
+// Everything implements storage.Reader.
+func (s *Store) Everything(ctx context.Context, req storage.EverythingRequest) (*storage.SearchResult, error) {
+	return s.everything(ctx, s.db, req)
+}
+
+func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) (*storage.SearchResult, error) {
+	q := req.Query
+	if q.ResourceType == "" {
+		return s.systemSearch(ctx, db, req)
+	}
+	typ := q.ResourceType
+	c := &compiler{}
+	where := "r.res_type = " + c.arg(typ) + " AND r.deleted = 0"
+	if req.PatientCompartment != "" {
+		where += " AND r.res_id IN (SELECT res_id FROM idx_patient WHERE patient_id = " + c.arg(req.PatientCompartment) + " AND res_type = " + c.arg(typ) + ")"
+	}
+	for i := range q.Clauses {
+		sub, err := c.matchIDs(typ, &q.Clauses[i])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
+		}
+		where += " AND r.res_id IN (" + sub + ")"
+	}
+	res := &storage.SearchResult{Total: -1}
+	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM resources r WHERE "+where, c.args...).Scan(&res.Total); err != nil {
+			return nil, fmt.Errorf("search count: %w", err)
+		}
+	}
+	if q.Summary == search.SummaryCount || q.Count == 0 {
+		return res, nil
+	}
+	// select with sort keys, then page by keyset
+	sel := "r.res_id, r.version, r.last_updated, r.body"
+	var order []string
+	for i, k := range q.Sort {
+		e, err := c.sortExpr(k)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
+		}
+		sel += ", " + e + " AS s" + strconv.Itoa(i)
+		dir := ""
+		if k.Desc {
+			dir = " DESC"
+		}
+		order = append(order, "s"+strconv.Itoa(i)+dir)
+	}
+	order = append(order, "res_id")
+	inner := "SELECT " + sel + " FROM resources r WHERE " + where
+	outer := "SELECT * FROM (" + inner + ") q"
+	if req.Cursor != "" {
+		cur, err := decodeSearchCursor(req.Cursor)
+		if err != nil || len(cur.Keys) != len(q.Sort) {
+			return nil, storage.ErrInvalidCursor
+		}
+		cond, err := c.keysetCond(q.Sort, cur)
+		if err != nil {
+			return nil, err
+		}
+		outer += " WHERE " + cond
+	}
+	outer += " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + c.arg(q.Count+1)
+	rows, err := db.Query(ctx, outer, c.args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	var last []any
+	for rows.Next() {
+		var (
+			id      string
+			v, lu   int64
+			body    []byte
+			sortv   = make([]any, len(q.Sort))
+			targets = []any{&id, &v, &lu, &body}
+		)
+		for i := range sortv {
+			targets = append(targets, &sortv[i])
+		}
+		if err := rows.Scan(targets...); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		if len(res.Matches) == q.Count {
+			res.Next = encodeSearchCursor(cursorFrom(last))
+			break
+		}
+		res.Matches = append(res.Matches, &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body})
+		last = append(sortv, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	rows.Close()
+	if err := s.includes(ctx, db, q, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+var errUnsearchable = fmt.Errorf("%w: unsupported search", storage.ErrInvalidSearch)
+
+func cursorFrom(last []any) cursor {
+	c := cursor{ID: last[len(last)-1].(string)}
+	for _, v := range last[:len(last)-1] {
+		switch x := v.(type) {
+		case []byte:
+			v = string(x)
+		}
+		b, _ := json.Marshal(v)
+		c.Keys = append(c.Keys, b)
+	}
+	return c
+}
+
+// keysetCond continues after the cursor's row in the sort order.
+func (c *compiler) keysetCond(keys []search.SortKey, cur cursor) (string, error) {
+	// (s0 > k0) OR (s0 = k0 AND ((s1 > k1) OR (s1 = k1 AND ... res_id > id)))
+	cond := "res_id > " + c.arg(cur.ID)
+	for i := len(keys) - 1; i >= 0; i-- {
+		var v any
+		if err := json.Unmarshal(cur.Keys[i], &v); err != nil {
+			return "", storage.ErrInvalidCursor
+		}
+		if f, ok := v.(float64); ok && keys[i].Type != search.TypeNumber && keys[i].Type != search.TypeQuantity {
+			if f == math.Trunc(f) {
+				v = int64(f)
+			}
+		}
+		col := "s" + strconv.Itoa(i)
+		op := " > "
+		if keys[i].Desc {
+			op = " < "
+		}
+		cond = "(" + col + op + c.arg(v) + " OR (" + col + " = " + c.arg(v) + " AND " + cond + "))"
+	}
+	return cond, nil
+}
+
+// includes adds _include and _revinclude targets (and one :iterate level).
+func (s *Store) includes(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult) error {
+	if len(q.Includes) == 0 && len(q.RevIncludes) == 0 || len(res.Matches) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, r := range res.Matches {
+		seen[r.Type+"/"+r.ID] = true
+	}
+	round := res.Matches
+	for level := 0; level < 2; level++ {
+		var found []*fhir.Resource
+		for _, in := range q.Includes {
+			if level == 1 && !in.Iterate {
+				continue
+			}
+			got, err := s.includeTargets(ctx, db, in, round, seen)
+			if err != nil {
+				return err
+			}
+			found = append(found, got...)
+		}
+		for _, in := range q.RevIncludes {
+			if level == 1 && !in.Iterate {
+				continue
+			}
+			got, err := s.revIncludes(ctx, db, in, round, seen)
+			if err != nil {
+				return err
+			}
+			found = append(found, got...)
+		}
+		res.Included = append(res.Included, found...)
+		if len(found) == 0 {
+			break
+		}
+		round = found
+	}
+	return nil
+}
+
+func groupIDs(rs []*fhir.Resource) map[string][]string {
+	out := map[string][]string{}
+	for _, r := range rs {
+		out[r.Type] = append(out[r.Type], r.ID)
+	}
+	return out
+}
+
+func (c *compiler) inList(vals []string) string {
+	ph := make([]string, len(vals))
+	for i, v := range vals {
+		ph[i] = c.arg(v)
+	}
+	return strings.Join(ph, ", ")
+}
+
+func (s *Store) includeTargets(ctx context.Context, db Conn, in search.Include, from []*fhir.Resource, seen map[string]bool) ([]*fhir.Resource, error) {
+	var refs [][2]string
+	for typ, ids := range groupIDs(from) {
+		if in.Source != "" && in.Source != typ {
+			continue
+		}
+		c := &compiler{}
+		q := "SELECT DISTINCT target_type, target_id FROM idx_ref WHERE res_type = " + c.arg(typ) + " AND res_id IN (" + c.inList(ids) + ") AND target_id <> ''"
+		if !in.Wildcard {
+			q += " AND param = " + c.arg(in.Param)
+		}
+		if in.Target != "" {
+			q += " AND target_type = " + c.arg(in.Target)
+		}
+		rows, err := db.Query(ctx, q, c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("_include: %w", err)
+		}
+		for rows.Next() {
+			var t, id string
+			if err := rows.Scan(&t, &id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("_include: %w", err)
+			}
+			if t != "" && !seen[t+"/"+id] {
+				seen[t+"/"+id] = true
+				refs = append(refs, [2]string{t, id})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("_include: %w", err)
+		}
+	}
+	return s.loadMany(ctx, db, refs)
+}
+
+func (s *Store) revIncludes(ctx context.Context, db Conn, in search.Include, from []*fhir.Resource, seen map[string]bool) ([]*fhir.Resource, error) {
+	var refs [][2]string
+	for typ, ids := range groupIDs(from) {
+		if in.Target != "" && in.Target != typ {
+			continue
+		}
+		c := &compiler{}
+		q := "SELECT DISTINCT res_type, res_id FROM idx_ref WHERE target_type = " + c.arg(typ) + " AND target_id IN (" + c.inList(ids) + ")"
+		if in.Source != "" {
+			q += " AND res_type = " + c.arg(in.Source)
+		}
+		if !in.Wildcard {
+			q += " AND param = " + c.arg(in.Param)
+		}
+		rows, err := db.Query(ctx, q, c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("_revinclude: %w", err)
+		}
+		for rows.Next() {
+			var t, id string
+			if err := rows.Scan(&t, &id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("_revinclude: %w", err)
+			}
+			if !seen[t+"/"+id] {
+				seen[t+"/"+id] = true
+				refs = append(refs, [2]string{t, id})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("_revinclude: %w", err)
+		}
+	}
+	return s.loadMany(ctx, db, refs)
+}
+
+// loadMany reads current versions of (type, id) pairs, skipping deleted
+// and missing ones, in a stable order.
+func (s *Store) loadMany(ctx context.Context, db Conn, refs [][2]string) ([]*fhir.Resource, error) {
+	byType := map[string][]string{}
+	for _, r := range refs {
+		byType[r[0]] = append(byType[r[0]], r[1])
+	}
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	var out []*fhir.Resource
+	for _, t := range types {
+		ids := byType[t]
+		for start := 0; start < len(ids); start += 500 {
+			chunk := ids[start:min(start+500, len(ids))]
+			c := &compiler{}
+			q := "SELECT res_id, version, last_updated, body FROM resources WHERE res_type = " + c.arg(t) + " AND deleted = 0 AND res_id IN (" + c.inList(chunk) + ") ORDER BY res_id"
+			rs, err := scanResources(ctx, db, t, q, c.args)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rs...)
+		}
+	}
+	return out, nil
+}
+
+func scanResources(ctx context.Context, db Conn, typ, q string, args []any) ([]*fhir.Resource, error) {
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer rows.Close()
+	var out []*fhir.Resource
+	for rows.Next() {
+		var (
+			id    string
+			v, lu int64
+			body  []byte
+		)
+		if err := rows.Scan(&id, &v, &lu, &body); err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		out = append(out, &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body})
+	}
+	return out, rows.Err()
+}
+
+// systemSearch runs a search across types (GET [base]?...), ordered by type then id.
+func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchRequest) (*storage.SearchResult, error) {
+	q := req.Query
+	if len(q.Sort) > 0 {
+		return nil, fmt.Errorf("%w: _sort is not supported in a whole-system search", storage.ErrInvalidSearch)
+	}
+	types := q.Types
+	if len(types) == 0 {
+		types = fhir.ResourceTypes
+	}
+	c := &compiler{}
+	var parts []string
+	for _, t := range types {
+		where := "r.res_type = " + c.arg(t) + " AND r.deleted = 0"
+		for i := range q.Clauses {
+			sub, err := c.matchIDs(t, &q.Clauses[i])
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
+			}
+			where += " AND r.res_id IN (" + sub + ")"
+		}
+		parts = append(parts, where)
+	}
+	where := "((" + strings.Join(parts, ") OR (") + "))"
+	res := &storage.SearchResult{Total: -1}
+	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM resources r WHERE "+where, c.args...).Scan(&res.Total); err != nil {
+			return nil, fmt.Errorf("search count: %w", err)
+		}
+	}
+	if q.Summary == search.SummaryCount || q.Count == 0 {
+		return res, nil
+	}
+	sqlq := "SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM resources r WHERE " + where
+	if req.Cursor != "" {
+		cur, err := decodeSearchCursor(req.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		sqlq += " AND (r.res_type > " + c.arg(cur.Type) + " OR (r.res_type = " + c.arg(cur.Type) + " AND r.res_id > " + c.arg(cur.ID) + "))"
+	}
+	sqlq += " ORDER BY r.res_type, r.res_id LIMIT " + c.arg(q.Count+1)
+	rows, err := db.Query(ctx, sqlq, c.args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			typ, id string
+			v, lu   int64
+			body    []byte
+		)
+		if err := rows.Scan(&typ, &id, &v, &lu, &body); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		if len(res.Matches) == q.Count {
+			lastR := res.Matches[len(res.Matches)-1]
+			res.Next = encodeSearchCursor(cursor{Type: lastR.Type, ID: lastR.ID})
+			break
+		}
+		res.Matches = append(res.Matches, &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	rows.Close()
+	return res, s.includes(ctx, db, q, res)
+}
