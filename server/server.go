@@ -64,9 +64,9 @@ const (
 	// conditional forms, claimed through conditionalUpdate/conditionalDelete
 	InteractionConditionalUpdate = "conditional-update"
 	InteractionConditionalDelete = "conditional-delete"
-	InteractionCapabilities    = "capabilities"
-	InteractionOperation       = "operation"
-	InteractionHealth          = "health"
+	InteractionCapabilities      = "capabilities"
+	InteractionOperation         = "operation"
+	InteractionHealth            = "health"
 )
 
 // Route is one registered endpoint. The route table is the single source of

@@ -43,8 +43,8 @@ type Options struct {
 
 // Store implements storage.Store on a DB.
 type Store struct {
-	db      DB
-	dialect Dialect
+	db       DB
+	dialect  Dialect
 	now      func() time.Time
 	hooks    Hooks
 	registry *search.Registry
