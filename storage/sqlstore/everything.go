@@ -93,7 +93,8 @@ func (s *Store) everythingCompartment(ctx context.Context, db Conn, req storage.
 		q += " AND (p.res_type > " + c.arg(cur.Type) + " OR (p.res_type = " + c.arg(cur.Type) + " AND p.res_id > " + c.arg(cur.ID) + "))"
 	}
 	q += " ORDER BY p.res_type, p.res_id LIMIT " + c.arg(count+1)
-	return scanTyped(ctx, db, q, c.args, count)
+	fq, fargs := c.finish(q)
+	return scanTyped(ctx, db, fq, fargs, count)
 }
 
 func (s *Store) everythingReferenced(ctx context.Context, db Conn, req storage.EverythingRequest, cur cursor, count int) ([]*fhir.Resource, bool, error) {
@@ -108,7 +109,8 @@ func (s *Store) everythingReferenced(ctx context.Context, db Conn, req storage.E
 		q += " AND (r.res_type > " + c.arg(cur.Type) + " OR (r.res_type = " + c.arg(cur.Type) + " AND r.res_id > " + c.arg(cur.ID) + "))"
 	}
 	q += " ORDER BY r.res_type, r.res_id LIMIT " + c.arg(count+1)
-	return scanTyped(ctx, db, q, c.args, count)
+	fq, fargs := c.finish(q)
+	return scanTyped(ctx, db, fq, fargs, count)
 }
 
 // scanTyped reads (type, id, version, lastUpdated, body) rows; more is

@@ -18,13 +18,44 @@ import (
 // compiler turns search clauses into SQL over the index tables. Every
 // clause becomes a set of matching ids ("SELECT res_id ... WHERE res_type =
 // ?"), so clauses, chains and reverse chains compose by nesting.
+//
+// Fragments are built in whatever order is convenient, so arg returns a
+// numbered marker instead of "?"; finish puts the arguments in the order
+// their markers appear in the final SQL.
 type compiler struct {
 	args []any
 }
 
+const (
+	markOpen  = "?\x01"
+	markClose = "\x02"
+)
+
 func (c *compiler) arg(v any) string {
 	c.args = append(c.args, v)
-	return "?"
+	return markOpen + strconv.Itoa(len(c.args)-1) + markClose
+}
+
+// finish replaces the markers by "?" and orders the arguments to match.
+func (c *compiler) finish(sql string) (string, []any) {
+	var (
+		b    strings.Builder
+		args = make([]any, 0, len(c.args))
+	)
+	b.Grow(len(sql))
+	for {
+		i := strings.Index(sql, markOpen)
+		if i < 0 {
+			b.WriteString(sql)
+			return b.String(), args
+		}
+		j := strings.Index(sql[i:], markClose)
+		n, _ := strconv.Atoi(sql[i+len(markOpen) : i+j])
+		b.WriteString(sql[:i])
+		b.WriteByte('?')
+		args = append(args, c.args[n])
+		sql = sql[i+j+len(markClose):]
+	}
 }
 
 // tableFor is the index table of a parameter type.
@@ -357,6 +388,9 @@ type cursor struct {
 	Type string            `json:"t,omitempty"`
 	// Stage is $everything's: 0 compartment, 1 referenced resources.
 	Stage int `json:"s,omitempty"`
+	// Snap and Off page through a sorted search's snapshot.
+	Snap string `json:"n,omitempty"`
+	Off  int    `json:"o,omitempty"`
 }
 
 func encodeSearchCursor(c cursor) string {
@@ -367,7 +401,7 @@ func encodeSearchCursor(c cursor) string {
 func decodeSearchCursor(s string) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.ID == "" && c.Type == "" {
+	if err != nil || json.Unmarshal(b, &c) != nil || c.Off < 0 {
 		return c, storage.ErrInvalidCursor
 	}
 	return c, nil
@@ -411,7 +445,8 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 	}
 	res := &storage.SearchResult{Total: -1}
 	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
-		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM resources r WHERE "+where, c.args...).Scan(&res.Total); err != nil {
+		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
+		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
 		}
 	}
@@ -436,9 +471,25 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 	order = append(order, "res_id")
 	inner := "SELECT " + sel + " FROM resources r WHERE " + where
 	outer := "SELECT * FROM (" + inner + ") q"
+	if len(q.Sort) > 0 {
+		// Sort values can change while a client pages: sorted searches page
+		// through a snapshot of the ordered ids taken at the first page.
+		if req.Cursor != "" {
+			cur, err := decodeSearchCursor(req.Cursor)
+			if err != nil || cur.Snap == "" {
+				return nil, storage.ErrInvalidCursor
+			}
+			return s.snapshotPage(ctx, db, q, res, typ, cur)
+		}
+		ids, err := c.sortedIDs(ctx, db, outer, order)
+		if err != nil {
+			return nil, err
+		}
+		return s.firstSnapshotPage(ctx, db, q, res, typ, ids)
+	}
 	if req.Cursor != "" {
 		cur, err := decodeSearchCursor(req.Cursor)
-		if err != nil || len(cur.Keys) != len(q.Sort) {
+		if err != nil || len(cur.Keys) != len(q.Sort) || cur.ID == "" {
 			return nil, storage.ErrInvalidCursor
 		}
 		cond, err := c.keysetCond(q.Sort, cur)
@@ -448,7 +499,8 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 		outer += " WHERE " + cond
 	}
 	outer += " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + c.arg(q.Count+1)
-	rows, err := db.Query(ctx, outer, c.args...)
+	oq, oargs := c.finish(outer)
+	rows, err := db.Query(ctx, oq, oargs...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
@@ -595,7 +647,8 @@ func (s *Store) includeTargets(ctx context.Context, db Conn, in search.Include, 
 		if in.Target != "" {
 			q += " AND target_type = " + c.arg(in.Target)
 		}
-		rows, err := db.Query(ctx, q, c.args...)
+		sq, sargs := c.finish(q)
+		rows, err := db.Query(ctx, sq, sargs...)
 		if err != nil {
 			return nil, fmt.Errorf("_include: %w", err)
 		}
@@ -632,7 +685,8 @@ func (s *Store) revIncludes(ctx context.Context, db Conn, in search.Include, fro
 		if !in.Wildcard {
 			q += " AND param = " + c.arg(in.Param)
 		}
-		rows, err := db.Query(ctx, q, c.args...)
+		sq, sargs := c.finish(q)
+		rows, err := db.Query(ctx, sq, sargs...)
 		if err != nil {
 			return nil, fmt.Errorf("_revinclude: %w", err)
 		}
@@ -674,7 +728,8 @@ func (s *Store) loadMany(ctx context.Context, db Conn, refs [][2]string) ([]*fhi
 			chunk := ids[start:min(start+500, len(ids))]
 			c := &compiler{}
 			q := "SELECT res_id, version, last_updated, body FROM resources WHERE res_type = " + c.arg(t) + " AND deleted = 0 AND res_id IN (" + c.inList(chunk) + ") ORDER BY res_id"
-			rs, err := scanResources(ctx, db, t, q, c.args)
+			sq, sargs := c.finish(q)
+			rs, err := scanResources(ctx, db, t, sq, sargs)
 			if err != nil {
 				return nil, err
 			}
@@ -731,7 +786,8 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 	where := "((" + strings.Join(parts, ") OR (") + "))"
 	res := &storage.SearchResult{Total: -1}
 	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
-		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM resources r WHERE "+where, c.args...).Scan(&res.Total); err != nil {
+		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
+		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
 		}
 	}
@@ -747,7 +803,8 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 		sqlq += " AND (r.res_type > " + c.arg(cur.Type) + " OR (r.res_type = " + c.arg(cur.Type) + " AND r.res_id > " + c.arg(cur.ID) + "))"
 	}
 	sqlq += " ORDER BY r.res_type, r.res_id LIMIT " + c.arg(q.Count+1)
-	rows, err := db.Query(ctx, sqlq, c.args...)
+	fq, fargs := c.finish(sqlq)
+	rows, err := db.Query(ctx, fq, fargs...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}

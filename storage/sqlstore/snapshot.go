@@ -1,0 +1,107 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// Sorted searches with more results than this page by keyset instead of
+// keeping a snapshot (and may then move a resource whose sort value
+// changes between pages).
+const (
+	maxSnapshotIDs = 20000
+	snapshotTTL    = time.Hour
+)
+
+// sortedIDs runs the ordered query for ids only.
+func (c *compiler) sortedIDs(ctx context.Context, db Conn, outer string, order []string) ([]string, error) {
+	q := "SELECT res_id FROM (" + outer + ") z ORDER BY " + strings.Join(order, ", ") + " LIMIT " + c.arg(maxSnapshotIDs+1)
+	fq, args := c.finish(q)
+	rows, err := db.Query(ctx, fq, args...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (s *Store) firstSnapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, ids []string) (*storage.SearchResult, error) {
+	if len(ids) > maxSnapshotIDs {
+		ids = ids[:maxSnapshotIDs]
+	}
+	page := ids[:min(q.Count, len(ids))]
+	if len(ids) > q.Count {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		snap := hex.EncodeToString(b)
+		now := s.clock()
+		if _, err := db.Exec(ctx, `DELETE FROM search_snapshots WHERE created < ?`, micros(now.Add(-snapshotTTL))); err != nil {
+			return nil, fmt.Errorf("search snapshot: %w", err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO search_snapshots (id, created, ids) VALUES (?, ?, ?)`, snap, micros(now), []byte(strings.Join(ids, "\n"))); err != nil {
+			return nil, fmt.Errorf("search snapshot: %w", err)
+		}
+		res.Next = encodeSearchCursor(cursor{Snap: snap, Off: q.Count})
+	}
+	return s.fillSnapshotPage(ctx, db, q, res, typ, page)
+}
+
+func (s *Store) snapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, cur cursor) (*storage.SearchResult, error) {
+	var blob []byte
+	err := db.QueryRow(ctx, `SELECT ids FROM search_snapshots WHERE id = ?`, cur.Snap).Scan(&blob)
+	if errors.Is(err, ErrNoRows) {
+		return nil, fmt.Errorf("search snapshot expired: %w", storage.ErrInvalidCursor)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("search snapshot: %w", err)
+	}
+	ids := strings.Split(string(blob), "\n")
+	if cur.Off > len(ids) {
+		return nil, storage.ErrInvalidCursor
+	}
+	end := min(cur.Off+q.Count, len(ids))
+	if end < len(ids) {
+		res.Next = encodeSearchCursor(cursor{Snap: cur.Snap, Off: end})
+	}
+	return s.fillSnapshotPage(ctx, db, q, res, typ, ids[cur.Off:end])
+}
+
+// fillSnapshotPage loads the page's resources in snapshot order (resources
+// deleted since the snapshot are left out).
+func (s *Store) fillSnapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, ids []string) (*storage.SearchResult, error) {
+	refs := make([][2]string, len(ids))
+	for i, id := range ids {
+		refs[i] = [2]string{typ, id}
+	}
+	loaded, err := s.loadMany(ctx, db, refs)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*fhir.Resource, len(loaded))
+	for _, r := range loaded {
+		byID[r.ID] = r
+	}
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			res.Matches = append(res.Matches, r)
+		}
+	}
+	return res, s.includes(ctx, db, q, res)
+}
