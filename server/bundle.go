@@ -102,9 +102,18 @@ func (b *bundleWriter) bytes() []byte {
 		out = strconv.AppendInt(out, int64(b.totalN), 10)
 	}
 	if len(b.links) > 0 {
-		j, _ := json.Marshal(b.links)
-		out = append(out, `,"link":`...)
-		out = append(out, j...)
+		out = append(out, `,"link":[`...)
+		for i, l := range b.links {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, `{"relation":`...)
+			out = fjson.AppendString(out, l.Relation)
+			out = append(out, `,"url":`...)
+			out = fjson.AppendString(out, l.URL)
+			out = append(out, '}')
+		}
+		out = append(out, ']')
 	}
 	if len(b.entries) > 0 {
 		out = append(out, `,"entry":[`...)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
 
 // loadedPatient is one Synthea bundle after loading: its resources with
@@ -501,5 +504,25 @@ func TestSearchErrorsAndModes(t *testing.T) {
 			t.Fatalf("$everything before 2020: %d entries", n)
 		}
 		_ = url.Values{}
+	})
+}
+
+// TestReindex: after the index is rebuilt from the stored resources,
+// searches answer as before.
+func TestReindex(t *testing.T) {
+	eachStore(t, func(t *testing.T, h *harness) {
+		pid := h.create(patientBody)
+		for i := 0; i < 30; i++ {
+			h.create(fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"}}`, pid))
+		}
+		before := h.do(http.MethodGet, "/Observation?patient="+pid+"&_summary=count", nil).Body.String()
+		n, err := h.store.(*sqlstore.Store).Reindex(context.Background(), nil)
+		if err != nil || n != 31 {
+			t.Fatalf("reindex: %d, %v", n, err)
+		}
+		after := h.do(http.MethodGet, "/Observation?patient="+pid+"&_summary=count", nil).Body.String()
+		if before != after || !strings.Contains(after, `"total":30`) {
+			t.Fatalf("before %s, after %s", before, after)
+		}
 	})
 }

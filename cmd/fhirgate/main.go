@@ -45,6 +45,7 @@ func usage(w io.Writer) {
 Usage:
   fhirgate serve    run the FHIR server
   fhirgate migrate  apply the store's schema migrations and exit
+  fhirgate reindex  rebuild the search index from the stored resources
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -64,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "reindex":
+		err = cmdReindex(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fhirgate", version)
 	case "-h", "--help", "help":
@@ -311,5 +314,33 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, name := range applied {
 		fmt.Fprintln(stdout, "applied", name)
 	}
+	return nil
+}
+
+func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", envDefault("FHIRGATE_DB", defaultDB), "store: sqlite:<path> or postgres://... (env FHIRGATE_DB)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	registry, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db, sqlstore.Options{Registry: registry})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	start := time.Now()
+	n, err := st.(*sqlstore.Store).Reindex(ctx, func(done int) {
+		fmt.Fprintf(stderr, "\rreindexed %d resources", done)
+	})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return nil
 }
