@@ -4,7 +4,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/fhirgate/fhirgate/server"
 )
 
 // benchStores runs b once per store kind (PostgreSQL only when configured).
@@ -14,7 +17,7 @@ func benchStores(b *testing.B, fn func(b *testing.B, h *harness)) {
 			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
 				b.Skip("set FHIRGATE_TEST_POSTGRES")
 			}
-			fn(b, newHarness(b, k, serverConfigForFuzz()))
+			fn(b, newHarness(b, k, server.Config{}))
 		})
 	}
 }
@@ -69,3 +72,30 @@ func BenchmarkVRead(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkSyntheaLoad posts every Synthea transaction bundle (validated,
+// indexed) and reports resources per second.
+func BenchmarkSyntheaLoad(b *testing.B) {
+	files := syntheaFiles(b)
+	var bodies [][]byte
+	n := 0
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies = append(bodies, body)
+		n += bytesCount(body, `"request":`)
+	}
+	benchStores(b, func(b *testing.B, h *harness) {
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			for _, body := range bodies {
+				serve(b, h, http.MethodPost, "/", body, http.StatusOK)
+			}
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "resources/s")
+	})
+}
+
+func bytesCount(b []byte, sub string) int { return strings.Count(string(b), sub) }

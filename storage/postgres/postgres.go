@@ -234,3 +234,11 @@ type pgTx struct {
 
 func (t pgTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
 func (t pgTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
+
+// CopyRows bulk-loads rows with COPY inside the transaction.
+func (t pgTx) CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error {
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	return err
+}
+
+var _ sqlstore.Copier = pgTx{}

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"modernc.org/sqlite"
@@ -71,7 +72,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		}
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
+	for _, p := range []string{"page_size(16384)", "journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -83,6 +84,12 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
+	// Writers do not checkpoint the WAL themselves: a background
+	// connection does, so that commits do not pay for copying pages back.
+	if _, err := w.ExecContext(ctx, "PRAGMA wal_autocheckpoint=0"); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	q.Add("_pragma", "query_only(1)")
 	r, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
 	if err != nil {
@@ -93,17 +100,48 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
-	db := &DB{w: w, r: r}
+	ck, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	db := &DB{w: w, r: r, ck: ck, stop: make(chan struct{}), done: make(chan struct{})}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	go db.checkpointer()
 	return db, nil
+}
+
+// checkpointInterval is how often the WAL is copied back into the database.
+const checkpointInterval = 500 * time.Millisecond
+
+// checkpointer runs passive checkpoints (which never block writers or
+// readers) in the background, and a full one at close.
+func (d *DB) checkpointer() {
+	defer close(d.done)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			return
+		case <-t.C:
+			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // DB adapts database/sql to sqlstore.DB with a writer and a reader pool.
 type DB struct {
 	w, r *sql.DB
+	// ck checkpoints the WAL in the background until stop is closed.
+	ck         *sql.DB
+	stop, done chan struct{}
 
 	// Prepared reader statements, by SQL text. Preparing costs about as
 	// much as running a point read, so the hot reads keep theirs. Bounded:
@@ -203,11 +241,16 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 func (d *DB) Close() error {
+	if d.stop != nil {
+		close(d.stop)
+		<-d.done
+		d.stop = nil
+	}
 	d.stmts.Range(func(_, st any) bool {
 		st.(*sql.Stmt).Close()
 		return true
 	})
-	return errors.Join(d.r.Close(), d.w.Close())
+	return errors.Join(d.r.Close(), d.w.Close(), d.ck.Close())
 }
 
 type sqlRows struct{ *sql.Rows }

@@ -59,3 +59,10 @@ type Dialect struct {
 	// is already exclusive).
 	ForUpdate string
 }
+
+// Copier is implemented by connections that can bulk-load rows faster than
+// multi-row INSERTs (PostgreSQL's COPY). The index writer uses it when the
+// transaction's connection offers it.
+type Copier interface {
+	CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error
+}

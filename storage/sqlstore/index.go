@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -55,6 +58,18 @@ func (b *rowBatch) flush(ctx context.Context, c Conn) error {
 		return nil
 	}
 	rows := len(b.args) / b.width
+	if cp, ok := c.(Copier); ok {
+		data := make([][]any, rows)
+		for i := range data {
+			data[i] = b.args[i*b.width : (i+1)*b.width]
+		}
+		cols := strings.Split(b.cols, ", ")
+		if err := cp.CopyRows(ctx, b.table, cols, data); err != nil {
+			return fmt.Errorf("index %s: %w", b.table, err)
+		}
+		b.args = nil
+		return nil
+	}
 	var sb strings.Builder
 	sb.Grow(64 + rows*(b.width*3))
 	sb.WriteString("INSERT INTO ")
@@ -78,7 +93,7 @@ func (b *rowBatch) flush(ctx context.Context, c Conn) error {
 
 func (b *rowBatch) add(ctx context.Context, c Conn, vals ...any) error {
 	b.args = append(b.args, vals...)
-	if len(b.args)+b.width > maxParams {
+	if _, copier := c.(Copier); !copier && len(b.args)+b.width > maxParams {
 		return b.flush(ctx, c)
 	}
 	return nil
@@ -175,20 +190,57 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error
 			return err
 		}
 	}
+	idx, err := s.extractAll(writes)
+	if err != nil {
+		return err
+	}
 	iw := newIndexWriter()
-	for _, wr := range writes {
-		if wr.Resource == nil {
+	for i, wr := range writes {
+		if idx[i] == nil {
 			continue
 		}
-		ix, err := s.registry.Extract(wr.Resource)
-		if err != nil {
-			return fmt.Errorf("index %s/%s: %w", wr.Type, wr.ID, err)
-		}
-		if err := iw.add(ctx, c, wr.Type, wr.ID, ix); err != nil {
+		if err := iw.add(ctx, c, wr.Type, wr.ID, idx[i]); err != nil {
 			return err
 		}
 	}
 	return iw.flush(ctx, c)
+}
+
+// extractAll computes the index values of many writes on all cores (the
+// FHIRPath evaluation is the CPU-heavy part of indexing a batch).
+func (s *Store) extractAll(writes []Write) ([]*search.Index, error) {
+	out := make([]*search.Index, len(writes))
+	errs := make([]error, len(writes))
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	if len(writes) < 16 {
+		workers = 1
+	}
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(writes) {
+					return
+				}
+				if r := writes[i].Resource; r != nil {
+					out[i], errs[i] = s.registry.Extract(r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("index %s/%s: %w", writes[i].Type, writes[i].ID, err)
+		}
+	}
+	return out, nil
 }
 
 func deleteIndex(ctx context.Context, c Conn, typ, id string) error {
