@@ -226,6 +226,7 @@ type fetch struct {
 	refs      map[string]bool
 	res       adapters.Result
 	serverNow time.Time
+	stopped   bool // the sink failed: call it no more
 }
 
 func (f *fetch) run(req adapters.FetchRequest, forceEverything bool) error {
@@ -383,7 +384,11 @@ func (f *fetch) emit(r *fhir.Resource) error {
 	if f.types != nil && !f.types[r.Type] {
 		return nil
 	}
+	if f.stopped {
+		return context.Canceled // the sink failed in another goroutine; that error is reported
+	}
 	if err := f.sink(r); err != nil {
+		f.stopped = true
 		f.cancel()
 		return adapters.SinkError(err)
 	}

@@ -164,6 +164,9 @@ type Request struct {
 	// Retry decides whether an error status is worth repeating; nil is
 	// RetryStatus.
 	Retry func(status int, body []byte) bool
+	// Resumed says the caller is repeating the request itself (a download
+	// resumed after it broke off): its first attempt counts as a retry.
+	Resumed bool
 }
 
 // RetryStatus is the default retry decision: 408, 429, 500, 502, 503, 504.
@@ -315,7 +318,7 @@ func (c *Client) retry(ctx context.Context, r *Request, handle attemptFunc) erro
 		if err := ctx.Err(); err != nil {
 			return fail(0, attempt, err)
 		}
-		status, body, hdr, err := c.attempt(ctx, r, method, target, attempt > 0, handle)
+		status, body, hdr, err := c.attempt(ctx, r, method, target, attempt > 0 || r.Resumed, handle)
 		var (
 			retryable bool
 			wait      time.Duration
@@ -350,7 +353,7 @@ func (c *Client) retry(ctx context.Context, r *Request, handle attemptFunc) erro
 		default:
 			cause = statusError(status, body)
 			retryable = retryStatus(status, body)
-			if d, ok := parseRetryAfter(hdr.Get("Retry-After"), c.clock.Now()); ok && retryable {
+			if d, ok := ParseRetryAfter(hdr.Get("Retry-After"), c.clock.Now()); ok && retryable {
 				if d > c.cfg.MaxRetryDelay {
 					e := fail(status, attempt+1, fmt.Errorf("%w: asked to wait %s, more than maxRetryDelay %s", cause, d, c.cfg.MaxRetryDelay))
 					e.RetryAfter, e.Outcome = d, outcomeOf(body)
@@ -532,8 +535,9 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// parseRetryAfter reads Retry-After as delay-seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+// ParseRetryAfter reads a Retry-After value, delay-seconds or an HTTP date
+// (relative to now); ok is false when it is absent or invalid.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
