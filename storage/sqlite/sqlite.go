@@ -51,8 +51,16 @@ func Open(ctx context.Context, path string, opts sqlstore.Options) (*sqlstore.St
 		db.Close()
 		return nil, err
 	}
+	if opts.ReadCacheBytes == 0 {
+		// this process is the database's only writer: reads may be cached
+		opts.ReadCacheBytes = DefaultReadCacheBytes
+	}
 	return sqlstore.New(db, Dialect, opts), nil
 }
+
+// DefaultReadCacheBytes is the read cache of the embedded store; set
+// sqlstore.Options.ReadCacheBytes negative to turn it off.
+const DefaultReadCacheBytes = 64 << 20
 
 // Migrate applies the migrations to the database at path and reports which ran.
 func Migrate(ctx context.Context, path string) ([]string, error) {

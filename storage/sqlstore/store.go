@@ -39,6 +39,9 @@ type Options struct {
 	// Registry, when set, keeps the search index: every write extracts its
 	// search values in the same transaction.
 	Registry *search.Registry
+	// ReadCacheBytes > 0 keeps current versions in memory for reads. Only
+	// for a store that is the sole writer of its database (SQLite).
+	ReadCacheBytes int
 }
 
 // Store implements storage.Store on a DB.
@@ -48,6 +51,7 @@ type Store struct {
 	now      func() time.Time
 	hooks    Hooks
 	registry *search.Registry
+	cache    *readCache // nil unless this store is its database's only writer
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -58,7 +62,11 @@ func New(db DB, d Dialect, opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry}
+	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry}
+	if opts.ReadCacheBytes > 0 {
+		st.cache = newReadCache(opts.ReadCacheBytes)
+	}
+	return st
 }
 
 // DB returns the underlying pool, for backends and the search layer.
@@ -119,7 +127,24 @@ func (s *Store) read(ctx context.Context, c Conn, typ, id string) (*fhir.Resourc
 // Read implements storage.Reader. A deleted resource answers ErrGone along
 // with a Resource that carries only its deleted version and time.
 func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
-	return s.read(ctx, s.db, typ, id)
+	if s.cache == nil {
+		return s.read(ctx, s.db, typ, id)
+	}
+	if e, ok := s.cache.get(typ, id); ok {
+		if e.gone {
+			return e.res, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
+		}
+		return e.res, nil
+	}
+	r, deleted, err := readCurrent(ctx, s.db, typ, id, "")
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(r, deleted)
+	if deleted {
+		return r, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
+	}
+	return r, nil
 }
 
 func (s *Store) vread(ctx context.Context, c Conn, typ, id, vid string) (*fhir.Resource, error) {
@@ -158,6 +183,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	t := &tx{s: s, c: c}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = c.Rollback(context.WithoutCancel(ctx))
@@ -169,9 +195,15 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 		}
 		if cerr := c.Commit(ctx); cerr != nil {
 			err = fmt.Errorf("commit: %w", cerr)
+			return
+		}
+		if s.cache != nil {
+			for _, e := range t.written {
+				s.cache.put(e.res, e.gone)
+			}
 		}
 	}()
-	return fn(&tx{s: s, c: c})
+	return fn(t)
 }
 
 // CreateMany implements storage.Writer.
@@ -214,6 +246,8 @@ func (s *Store) Delete(ctx context.Context, typ, id string, opts storage.DeleteO
 type tx struct {
 	s *Store
 	c TxConn
+	// written are the versions to put in the read cache after commit.
+	written []cacheEntry
 }
 
 // Conn exposes the transaction's connection to the search layer.
@@ -300,6 +334,9 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 	if err := t.afterWrite(ctx, []Write{{Type: typ, ID: id}}); err != nil {
 		return "", err
 	}
+	if t.s.cache != nil {
+		t.written = append(t.written, cacheEntry{res: &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v+1, 10), LastUpdated: now}, gone: true})
+	}
 	return strconv.FormatInt(v+1, 10), nil
 }
 
@@ -348,6 +385,9 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 	}
 	if err := t.afterWrite(ctx, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists}}); err != nil {
 		return nil, err
+	}
+	if t.s.cache != nil {
+		t.written = append(t.written, cacheEntry{res: out})
 	}
 	return out, nil
 }

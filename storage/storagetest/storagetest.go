@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"HistorySinceAt", testHistorySinceAt},
 		{"HistoryBadCursor", testHistoryBadCursor},
 		{"CreateMany", testCreateMany},
+		{"ReadsSeeLatestUnderConcurrency", testReadsSeeLatest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -559,5 +560,74 @@ func testCreateMany(t *testing.T, s storage.Store, _ *Clock) {
 	_, err = s.CreateMany(ctx, []*fhir.Resource{patient(t, "twin", "A"), patient(t, "twin", "B")})
 	if !errors.Is(err, storage.ErrAlreadyExists) {
 		t.Fatalf("duplicate in batch: %v", err)
+	}
+}
+
+// testReadsSeeLatest: readers racing a writer never see a version older
+// than one they saw before, and after the writer is done every read answers
+// its last version (a store that caches reads must keep this).
+func testReadsSeeLatest(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	if _, err := s.Create(ctx, patient(t, "hot", "v1")); err != nil {
+		t.Fatal(err)
+	}
+	const versions = 40
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := 0
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				got, err := s.Read(ctx, "Patient", "hot")
+				if err != nil {
+					errs <- err
+					return
+				}
+				v := 0
+				fmt.Sscan(got.VersionID, &v)
+				if v < last {
+					errs <- fmt.Errorf("read version %d after %d", v, last)
+					return
+				}
+				last = v
+			}
+		}()
+	}
+	for i := 2; i <= versions; i++ {
+		if _, _, err := s.Update(ctx, patient(t, "hot", fmt.Sprintf("v%d", i)), storage.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a rolled-back write must not show
+	_ = s.InTx(ctx, func(tx storage.Tx) error {
+		if _, _, err := tx.Update(ctx, patient(t, "hot", "never"), storage.UpdateOptions{}); err != nil {
+			return err
+		}
+		return errors.New("roll back")
+	})
+	close(done)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	got, err := s.Read(ctx, "Patient", "hot")
+	if err != nil || got.VersionID != fmt.Sprint(versions) || !strings.Contains(string(got.Raw), fmt.Sprintf(`"v%d"`, versions)) {
+		t.Fatalf("after the writer: %v %v", err, got)
+	}
+	if _, err := s.Delete(ctx, "Patient", "hot", storage.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(ctx, "Patient", "hot"); !errors.Is(err, storage.ErrGone) {
+		t.Fatalf("read after delete: %v", err)
 	}
 }
