@@ -46,6 +46,7 @@ Usage:
   fhirgate serve    run the FHIR server
   fhirgate migrate  apply the store's schema migrations and exit
   fhirgate reindex  rebuild the search index from the stored resources
+  fhirgate bench    load Synthea data many times and print search latencies
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -67,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "reindex":
 		err = cmdReindex(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fhirgate", version)
 	case "-h", "--help", "help":
