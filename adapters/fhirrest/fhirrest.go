@@ -116,13 +116,12 @@ func (factory) Open(id string, node *yaml.Node, opts adapters.Options) (adapters
 
 func decode(node *yaml.Node, opts adapters.Options) (Config, []adapters.Problem) {
 	var cfg Config
+	// Semantic checks run even after decoding problems (yaml.v3 decodes
+	// what it can), so that one start reports everything.
 	ps := adapters.Decode(node, &cfg)
-	if len(ps) > 0 {
-		return cfg, ps
-	}
 	p := &adapters.Problems{Root: node}
 	cfg.Validate(p, opts)
-	return cfg, p.Items
+	return cfg, append(ps, p.Items...)
 }
 
 // Source is a "fhir" source.
