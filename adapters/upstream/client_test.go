@@ -327,7 +327,9 @@ func (c cancelingClock) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 func TestConfigValidate(t *testing.T) {
-	env := func(k string) (string, bool) { return map[string]string{"SET": "x", "EMPTY": ""}[k], k == "SET" || k == "EMPTY" }
+	env := func(k string) (string, bool) {
+		return map[string]string{"SET": "x", "EMPTY": ""}[k], k == "SET" || k == "EMPTY"
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  upstream.Config
