@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -323,8 +325,9 @@ func TestJWKSFetchesAreBounded(t *testing.T) {
 		t.Errorf("forged tokens with a known kid caused %d JWKS fetches", n)
 	}
 	// Unknown kids: at most one fetch per interval.
+	stranger := authtest.NewRSAKey()
 	for i := range 50 {
-		tok, _ := authtest.Sign(map[string]any{"iss": is.URL, "aud": "fhirgate", "exp": clk.Now().Add(time.Hour).Unix(), "i": i}, jose.RS256, authtest.NewRSAKey(), "unknown-kid")
+		tok, _ := authtest.Sign(map[string]any{"iss": is.URL, "aud": "fhirgate", "exp": clk.Now().Add(time.Hour).Unix(), "i": i}, jose.RS256, stranger, fmt.Sprintf("unknown-kid-%d", i))
 		_, _ = v.Verify(ctx, tok)
 	}
 	if n := is.JWKSFetches() - base; n > 1 {
@@ -595,5 +598,44 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestNothingSecretIsLogged drives the failure paths that log (unreachable
+// JWKS, failing introspection) and checks the log for the token and the
+// client secret.
+func TestNothingSecretIsLogged(t *testing.T) {
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	is := authtest.NewIssuer(t)
+	is.RegisterClient("fhirgate-rs", "the-client-secret")
+	secrets := map[string]string{"S": "wrong-client-secret"}
+	v, err := New(config.Auth{Issuers: []config.Issuer{is.IntrospectionConfig("", "fhirgate-rs", "S")}, Clients: testClients},
+		Options{Logger: logger, Getenv: func(k string) string { return secrets[k] }, JWKSRefreshInterval: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opaque := is.OpaqueToken(authtest.Claims{"sub": "second-look-clinic"})
+	if _, err := v.Verify(context.Background(), opaque); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	jwt := is.ClientToken(t, "second-look-clinic")
+	if _, err := v.Verify(context.Background(), jwt); err != nil {
+		t.Fatal(err)
+	}
+	is.Server.Close() // the JWKS is now unreachable
+	is.RotateKey(t, false)
+	_, err = v.Verify(context.Background(), is.ClientToken(t, "second-look-clinic"))
+	if err == nil {
+		t.Fatalf("a token with an unknown key verified while the issuer is down")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "introspection") || !strings.Contains(out, "signing keys failed") {
+		t.Errorf("the failures were not logged: %s", out)
+	}
+	for _, s := range []string{opaque, jwt, jwt[:20], "wrong-client-secret", "the-client-secret"} {
+		if strings.Contains(out, s) || strings.Contains(err.Error(), s) {
+			t.Errorf("log or error contains a secret or token: %s", out)
+		}
 	}
 }

@@ -67,6 +67,7 @@ type Issuer struct {
 	users       map[string]Claims // login_hint -> claims of that user
 	jwksFetches int
 	rotations   int
+	foreign     *rsa.PrivateKey
 }
 
 type authCode struct {
@@ -250,12 +251,11 @@ func (is *Issuer) WrongAudienceToken(t testing.TB, c Claims) string {
 // issuer does not publish (same kid), as a forger would.
 func (is *Issuer) ForeignToken(t testing.TB, c Claims) string {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatalf("authtest: %v", err)
-	}
 	is.mu.Lock()
-	kid := is.kid
+	if is.foreign == nil {
+		is.foreign = NewRSAKey() // one per issuer: key generation is slow
+	}
+	key, kid := is.foreign, is.kid
 	is.mu.Unlock()
 	tok, err := Sign(is.complete(c), jose.RS256, key, kid)
 	if err != nil {
