@@ -296,7 +296,7 @@ func (s *Server) runTransaction(ctx context.Context, entries []*bundleEntryReq) 
 			return nil
 		}
 		for _, be := range order {
-			if err := s.prepareEntry(be, ids); err != nil {
+			if err := s.prepareEntry(ctx, tx, be, ids); err != nil {
 				return err
 			}
 			if be.method == http.MethodPost && be.ifNoneExist == "" && be.res != nil {
@@ -325,7 +325,7 @@ func (s *Server) runBatch(ctx context.Context, entries []*bundleEntryReq) {
 				if err != nil {
 					return err
 				}
-				if err := s.prepareEntry(be, ids); err != nil {
+				if err := s.prepareEntry(ctx, tx, be, ids); err != nil {
 					return err
 				}
 				return s.execEntry(ctx, tx, be)
@@ -385,9 +385,12 @@ func (s *Server) assignIdentities(ctx context.Context, tx storage.Tx, entries []
 
 // prepareEntry rewrites references to other entries and resolves
 // conditional references, then re-reads the resource.
-func (s *Server) prepareEntry(be *bundleEntryReq, ids map[string]string) error {
+func (s *Server) prepareEntry(ctx context.Context, tx storage.Tx, be *bundleEntryReq, ids map[string]string) error {
 	if be.res == nil || be.out != nil {
 		return nil
+	}
+	if err := s.resolveConditionalRefs(ctx, tx, be, ids); err != nil {
+		return err
 	}
 	if len(ids) > 0 && rewriteReferences(be.body, ids) {
 		res, err := fhir.FromValue(be.body)
@@ -398,6 +401,55 @@ func (s *Server) prepareEntry(be *bundleEntryReq, ids map[string]string) error {
 		be.res = res
 	}
 	return s.validateWrite(be.res, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
+}
+
+// resolveConditionalRefs finds references of the form Type?search in the
+// entry's resource and maps each to the one resource that matches (400
+// when none does, 412 when several do).
+func (s *Server) resolveConditionalRefs(ctx context.Context, tx storage.Tx, be *bundleEntryReq, ids map[string]string) error {
+	var conds []string
+	collectConditionalRefs(be.body, &conds)
+	for _, ref := range conds {
+		if _, done := ids[ref]; done {
+			continue
+		}
+		typ, query, _ := strings.Cut(ref, "?")
+		if !fhir.IsResourceType(typ) {
+			return entryErr(be.index, ".resource", http.StatusBadRequest, "value", "the conditional reference %q does not start with a resource type", ref)
+		}
+		matches, err := s.searchAll(ctx, tx, typ, query, 2)
+		if err != nil {
+			return prefixExpr(err, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
+		}
+		switch len(matches) {
+		case 0:
+			return entryErr(be.index, ".resource", http.StatusBadRequest, "not-found", "the conditional reference %q matches no resource", ref)
+		case 1:
+			ids[ref] = typ + "/" + matches[0].ID
+		default:
+			return entryErr(be.index, ".resource", http.StatusPreconditionFailed, "multiple-matches", "the conditional reference %q matches more than one resource", ref)
+		}
+	}
+	return nil
+}
+
+func collectConditionalRefs(v *fjson.Value, out *[]string) {
+	switch v.Kind {
+	case fjson.Object:
+		for _, m := range v.Members {
+			if m.Key == "reference" && m.Value.Kind == fjson.String {
+				if typ, _, ok := strings.Cut(m.Value.Str, "?"); ok && !strings.Contains(typ, "/") {
+					*out = append(*out, m.Value.Str)
+				}
+				continue
+			}
+			collectConditionalRefs(m.Value, out)
+		}
+	case fjson.Array:
+		for _, it := range v.Items {
+			collectConditionalRefs(it, out)
+		}
+	}
 }
 
 // rewriteReferences replaces, anywhere in v, every Reference.reference

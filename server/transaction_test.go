@@ -247,3 +247,23 @@ func TestBundleErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestConditionalReferences(t *testing.T) {
+	eachStore(t, func(t *testing.T, h *harness) {
+		pid := h.create(`{"resourceType":"Patient","identifier":[{"system":"http://hospital.example/mrn","value":"777"}]}`)
+		body := `{"resourceType":"Bundle","type":"transaction","entry":[
+			{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=http://hospital.example/mrn|777"}},"request":{"method":"POST","url":"Observation"}}]}`
+		w := h.do(http.MethodPost, "/", []byte(body))
+		mustStatus(t, w, http.StatusOK)
+		var rb respBundle
+		_ = json.Unmarshal(w.Body.Bytes(), &rb)
+		obs := jsonMap(t, rb.Entry[0].Resource)
+		if ref := obs["subject"].(map[string]any)["reference"]; ref != "Patient/"+pid {
+			t.Fatalf("conditional reference resolved to %v", ref)
+		}
+		none := strings.Replace(body, "|777", "|000", 1)
+		mustStatus(t, h.do(http.MethodPost, "/", []byte(none)), http.StatusBadRequest)
+		h.create(`{"resourceType":"Patient","identifier":[{"system":"http://hospital.example/mrn","value":"777"}]}`)
+		mustStatus(t, h.do(http.MethodPost, "/", []byte(body)), http.StatusPreconditionFailed)
+	})
+}
