@@ -121,23 +121,32 @@ func findChain(root *fjson.Value) (chainInfo, bool) {
 		if subs == nil || subs.Kind != fjson.Array {
 			return ci, false
 		}
-		seen := map[string]bool{}
+		var hasSeq bool
 		for _, s := range subs.Items {
 			url, v := s.Get("url").String(), s.Get("valueString")
-			if v == nil || v.Kind != fjson.String || seen[url] {
+			if v == nil || v.Kind != fjson.String {
 				return ci, false
 			}
-			seen[url] = true
 			switch url {
 			case "sequence":
+				if hasSeq {
+					return ci, false
+				}
+				hasSeq = true
 				n, err := strconv.ParseUint(v.Str, 10, 64)
 				if err != nil || n == 0 {
 					return ci, false
 				}
 				ci.seq = n
 			case "previous":
+				if ci.hasPrevious {
+					return ci, false
+				}
 				ci.previous, ci.hasPrevious = v.Str, true
 			case "hash":
+				if ci.hash != "" {
+					return ci, false
+				}
 				ci.hash = v.Str
 			default:
 				return ci, false
@@ -160,9 +169,8 @@ func LinkOf(ev *fhir.Resource) (Link, error) {
 // hashOf hashes the canonical form of an event, leaving out what the store
 // assigns and the chain's own hash.
 func hashOf(root *fjson.Value) string {
-	h := sha256.New()
-	h.Write(canonical(nil, root, 0))
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(canonical(make([]byte, 0, max(len(root.Raw), 2048)), root, 0))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // canonical appends v with object keys sorted bytewise, strings
