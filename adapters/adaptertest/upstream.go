@@ -145,19 +145,9 @@ func NewUpstream(t testing.TB, opts ServerOptions) *Upstream {
 	if opts.ExportPolls == 0 {
 		opts.ExportPolls = 2
 	}
-	data, err := newStore()
+	data, err := loadStore(opts)
 	if err != nil {
 		t.Fatalf("fake upstream: %v", err)
-	}
-	for _, b := range opts.Bundles {
-		if err := data.loadBundle(b, opts.Keep); err != nil {
-			t.Fatalf("fake upstream: %v", err)
-		}
-	}
-	if opts.LargeResource && len(data.patients) > 0 {
-		if err := data.add(largeDocument(data.patients[0])); err != nil {
-			t.Fatalf("fake upstream: %v", err)
-		}
 	}
 	u := &Upstream{
 		Clock: NewFakeClock(), opts: opts, data: data, closed: make(chan struct{}),
@@ -218,7 +208,44 @@ func NewUpstream(t testing.TB, opts ServerOptions) *Upstream {
 var (
 	keyMu    sync.Mutex
 	keyCache = map[string]*smart.Key{}
+
+	storeMu    sync.Mutex
+	storeCache = map[string]*store{}
 )
+
+// loadStore builds the server's data. Stores are never changed once built,
+// so those without a Keep filter are shared between fake servers: parsing
+// and indexing Synthea for each of a suite's servers would dominate its run
+// time.
+func loadStore(opts ServerOptions) (*store, error) {
+	key := ""
+	if opts.Keep == nil {
+		key = fmt.Sprint(opts.Bundles, opts.LargeResource)
+		storeMu.Lock()
+		defer storeMu.Unlock()
+		if s, ok := storeCache[key]; ok {
+			return s, nil
+		}
+	}
+	data, err := newStore()
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range opts.Bundles {
+		if err := data.loadBundle(b, opts.Keep); err != nil {
+			return nil, err
+		}
+	}
+	if opts.LargeResource && len(data.patients) > 0 {
+		if err := data.add(largeDocument(data.patients[0])); err != nil {
+			return nil, err
+		}
+	}
+	if key != "" {
+		storeCache[key] = data
+	}
+	return data, nil
+}
 
 // testKey returns a process-wide key per algorithm: RSA generation is too
 // slow to repeat for every fake server.

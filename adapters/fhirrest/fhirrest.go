@@ -327,14 +327,14 @@ func (f *fetch) pages(op, first string) error {
 	visited := map[string]bool{}
 	next := f.s.c.Resolve(first)
 	for page := 1; next != ""; page++ {
-		if page > f.s.cfg.PageLimit {
-			return f.s.c.Fail(op, "", next, 0, fmt.Errorf("%w (%d)", adapters.ErrPageLimit, f.s.cfg.PageLimit))
-		}
 		key := canonicalURL(next)
 		if visited[key] {
 			return f.s.c.Fail(op, "", next, 0, fmt.Errorf("%w: page %d links back to an earlier page", adapters.ErrPageLoop, page))
 		}
 		visited[key] = true
+		if page > f.s.cfg.PageLimit {
+			return f.s.c.Fail(op, "", next, 0, fmt.Errorf("%w (%d)", adapters.ErrPageLimit, f.s.cfg.PageLimit))
+		}
 		if page > 1 && !f.s.c.SameOrigin(next) {
 			// Following it would send the patient's query elsewhere, and the
 			// token could not go with it.
