@@ -326,6 +326,7 @@ func (f *fetch) searches(pid string, caps *capabilities) error {
 func (f *fetch) pages(op, first string) error {
 	visited := map[string]bool{}
 	next := f.s.c.Resolve(first)
+	total, matches, explained := -1, 0, false
 	for page := 1; next != ""; page++ {
 		key := canonicalURL(next)
 		if visited[key] {
@@ -357,7 +358,17 @@ func (f *fetch) pages(op, first string) error {
 		for _, is := range b.issues {
 			f.issue(is)
 		}
+		if page == 1 {
+			total = b.total
+		}
+		matches += b.matches
+		explained = explained || len(b.issues) > 0
 		next = b.next
+	}
+	if total > matches && !explained {
+		// The server counted more than its pages held and gave no next link
+		// (or no reason): a record silently cut short is worse than none.
+		return f.s.c.Fail(op, "", first, 0, fmt.Errorf("%w: the search reported %d matches but its pages held %d", adapters.ErrMalformed, total, matches))
 	}
 	return nil
 }

@@ -212,6 +212,9 @@ func TestPaging(t *testing.T) {
 			"/Patient/p1/$everything?_count=100": `{"resourceType":"Bundle","link":[{"relation":"next"}]}`,
 		}, adapters.ErrMalformed, "no url"},
 		{"unknown patient", map[string]string{}, adapters.ErrPatientNotFound, "HTTP 404"},
+		{"total larger than the pages", map[string]string{
+			"/Patient/p1/$everything?_count=100": `{"resourceType":"Bundle","total":3,"entry":[` + entry(`{"resourceType":"Observation","id":"o1"}`) + `]}`,
+		}, adapters.ErrMalformed, "reported 3 matches but its pages held 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.pages["/metadata"] = caps

@@ -170,6 +170,9 @@ type bundle struct {
 	resources []*fhir.Resource
 	issues    []fhir.Issue
 	next      string
+	// total is Bundle.total, -1 when absent; matches counts the entries
+	// that total counts (not includes, not outcomes).
+	total, matches int
 	// scores holds each resource's search.score and match grade, for
 	// $match.
 	scores []entryScore
@@ -224,7 +227,10 @@ func (s *Source) parseBundle(resp *upstream.Response, op, u string) (*bundle, er
 	if rt := root.Get("resourceType").String(); rt != "Bundle" {
 		return nil, fail("expected a Bundle, got %s", describeType(rt))
 	}
-	b := &bundle{}
+	b := &bundle{total: -1}
+	if t := root.Get("total"); t != nil && t.Kind == fjson.Number {
+		fmt.Sscan(t.Str, &b.total)
+	}
 	for _, l := range items(root.Get("link")) {
 		if l.Get("relation").String() == "next" {
 			b.next = l.Get("url").String()
@@ -248,6 +254,9 @@ func (s *Source) parseBundle(resp *upstream.Response, op, u string) (*bundle, er
 			continue
 		}
 		b.resources = append(b.resources, r)
+		if mode != "include" {
+			b.matches++
+		}
 		sc := entryScore{}
 		if v := e.Get("search").Get("score"); v != nil && v.Kind == fjson.Number {
 			fmt.Sscan(v.Str, &sc.score)
