@@ -6,7 +6,22 @@
 // the factories that open them.
 //
 // The shape follows dexidp/dex's connectors: the core imports no
-// implementation; cmd registers each package's Factory.
+// implementation; cmd registers each package's Factory:
+//
+//	reg := adapters.NewRegistry()
+//	reg.Register(fhirrest.Type, fhirrest.Factory)
+//	reg.Register(bulk.Type, bulk.Factory)
+//	specs := make([]adapters.Spec, len(cfg.Sources))
+//	for i := range cfg.Sources {
+//		s := &cfg.Sources[i]
+//		specs[i] = adapters.Spec{ID: s.ID, Type: s.Type, Config: &s.Config,
+//			Path: fmt.Sprintf("sources[%d]", i), Line: cfg.SourceLine(i)}
+//	}
+//	for _, p := range reg.Validate(specs, opts) { // every problem, each with its line
+//		problems.Add(p.Line, "%s: %s", p.Path, p.Msg)
+//	}
+//	sources, err := reg.OpenAll(specs, opts)
+//	jwks := adapters.JWKS(sources...) // served at /.well-known/jwks.json
 //
 // Resources are handed to a Sink one at a time as they arrive, exactly as the
 // upstream sent them (compacted, never re-marshalled through a struct), so a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/bulk"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
 	"github.com/fhirgate/fhirgate/adapters/smart"
+	"github.com/fhirgate/fhirgate/config"
 )
 
 // specs parses a sources list the way the config file holds it.
@@ -288,5 +290,40 @@ func TestLookup(t *testing.T) {
 	}
 	if adapters.Lookup(nil, "a") != nil {
 		t.Error("Lookup(nil) != nil")
+	}
+}
+
+// TestWithConfigFile wires the registry to the config package as cmd does
+// and checks that problems carry the file's lines.
+func TestWithConfigFile(t *testing.T) {
+	cfg, err := config.Parse("fhirgate.yaml", []byte(`server:
+  baseURL: https://gate.example.org
+sources:
+  - id: city-hospital
+    type: fhir
+    config:
+      baseURL: https://ehr.example.org/fhir/R4
+      auth: {type: smart-backend, clientID: fhirgate}
+  - id: clinic
+    type: bulk
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := make([]adapters.Spec, len(cfg.Sources))
+	for i := range cfg.Sources {
+		s := &cfg.Sources[i]
+		specs[i] = adapters.Spec{ID: s.ID, Type: s.Type, Config: &s.Config, Path: fmt.Sprintf("sources[%d]", i), Line: cfg.SourceLine(i)}
+	}
+	var got []string
+	for _, p := range registry().Validate(specs, adapters.Options{}) {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"line 8: sources[0].config.auth.privateKeyFile: is required for auth type smart-backend",
+		"line 9: sources[1].config.baseURL: is required",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

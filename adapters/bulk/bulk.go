@@ -134,6 +134,7 @@ var (
 	_ adapters.Incremental  = (*Source)(nil)
 	_ adapters.BulkExporter = (*Source)(nil)
 	_ adapters.KeyPublisher = (*Source)(nil)
+	_ adapters.Closer       = (*Source)(nil)
 )
 
 // New returns a source for cfg.
@@ -161,6 +162,9 @@ func (s *Source) ID() string { return s.id }
 
 // Client is the source's HTTP client.
 func (s *Source) Client() *upstream.Client { return s.c }
+
+// Close releases idle connections.
+func (s *Source) Close() error { return s.c.Close() }
 
 // PublicJWKs returns the SMART signing key's public JWK, if any.
 func (s *Source) PublicJWKs() [][]byte { return s.c.PublicJWKs() }

@@ -141,6 +141,7 @@ var (
 	_ adapters.EverythingFetcher = (*Source)(nil)
 	_ adapters.PatientFinder     = (*Source)(nil)
 	_ adapters.KeyPublisher      = (*Source)(nil)
+	_ adapters.Closer            = (*Source)(nil)
 )
 
 // New returns a source for cfg.
@@ -168,6 +169,9 @@ func (s *Source) ID() string { return s.id }
 
 // Client is the source's HTTP client (for its counters in tests).
 func (s *Source) Client() *upstream.Client { return s.c }
+
+// Close releases idle connections.
+func (s *Source) Close() error { return s.c.Close() }
 
 // PublicJWKs returns the SMART signing key's public JWK, if any.
 func (s *Source) PublicJWKs() [][]byte { return s.c.PublicJWKs() }

@@ -36,6 +36,9 @@ type Client struct {
 	key   *smart.Key
 	sem   chan struct{}
 	lim   *limiter
+	// ownHTTP: the client made its own *http.Client (and may close its idle
+	// connections).
+	ownHTTP bool
 }
 
 // New returns a client for cfg, which should have passed Validate. Secrets
@@ -53,14 +56,15 @@ func New(id string, cfg Config, opts adapters.Options) (*Client, error) {
 		return nil, fmt.Errorf("%w: baseURL: %w", adapters.ErrConfig, err)
 	}
 	hc := opts.HTTPClient
-	if hc == nil {
+	own := hc == nil
+	if own {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = cfg.Concurrency
 		hc = &http.Client{Transport: tr}
 	}
 	c := &Client{
 		id: id, cfg: cfg, base: base, hc: hc, clock: opts.Clock, log: opts.Logger,
-		sem: make(chan struct{}, cfg.Concurrency),
+		sem: make(chan struct{}, cfg.Concurrency), ownHTTP: own,
 	}
 	if cfg.RateLimit > 0 {
 		c.lim = &limiter{rate: cfg.RateLimit, burst: float64(cfg.RateBurst), clock: opts.Clock}
@@ -87,6 +91,15 @@ func New(id string, cfg Config, opts adapters.Options) (*Client, error) {
 		c.auth = &tokenAuth{smart.NewTokenSource(tc)}
 	}
 	return c, nil
+}
+
+// Close releases the idle connections of the client's own connection pool
+// (not those of an HTTPClient passed in Options).
+func (c *Client) Close() error {
+	if c.ownHTTP {
+		c.hc.CloseIdleConnections()
+	}
+	return nil
 }
 
 // BaseURL is the upstream's FHIR base without a trailing slash.
