@@ -499,11 +499,7 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, body []byt
 }
 
 func writeOutcome(w http.ResponseWriter, status int, code, text string) {
-	sev := fhir.SeverityError
-	if code == "transient" || code == "throttled" {
-		sev = fhir.SeverityError
-	}
-	oo := fhir.NewOutcome(fhir.Issue{Severity: sev, Code: code, Details: &fhir.IssueDetails{Text: text}})
+	oo := fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: code, Details: &fhir.IssueDetails{Text: text}})
 	writeJSON(w, status, "application/fhir+json", oo.JSON())
 }
 

@@ -117,7 +117,7 @@ func (r *reader) file(ctx context.Context, t task) error {
 		}
 		if attempt >= r.s.c.MaxRetries() {
 			cause := adapters.ErrUnavailable
-			if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out") {
+			if errors.Is(err, adapters.ErrTimeout) {
 				cause = adapters.ErrTimeout
 			}
 			e := r.s.c.Fail(op, "", t.f.URL, http.StatusOK, fmt.Errorf("%w: download broke off after %d lines: %v", cause, done, se.err))

@@ -280,7 +280,7 @@ func (c *Client) Open(ctx context.Context, r *Request) (*Stream, error) {
 			resp.Body.Close()
 			return resp.StatusCode, nil, err
 		}
-		out = &Stream{Status: resp.StatusCode, Header: resp.Header, Body: &streamBody{r: body, closer: resp.Body, release: release}}
+		out = &Stream{Status: resp.StatusCode, Header: resp.Header, Body: &streamBody{r: body, closer: resp.Body, release: release, ctx: actx, timeout: c.cfg.Timeout}}
 		return resp.StatusCode, nil, nil
 	})
 	if err != nil {
@@ -488,9 +488,18 @@ type streamBody struct {
 	r       io.Reader
 	closer  io.Closer
 	release func()
+	ctx     context.Context
+	timeout time.Duration
 }
 
-func (s *streamBody) Read(p []byte) (int, error) { return s.r.Read(p) }
+// Read reports a stalled download as adapters.ErrTimeout.
+func (s *streamBody) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && context.Cause(s.ctx) == errAttemptTimeout {
+		err = fmt.Errorf("%w: no data for %s", adapters.ErrTimeout, s.timeout)
+	}
+	return n, err
+}
 
 func (s *streamBody) Close() error {
 	err := s.closer.Close()

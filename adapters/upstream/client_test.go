@@ -296,7 +296,7 @@ func TestStreamIdleTimeout(t *testing.T) {
 	}
 	defer st.Body.Close()
 	b, err := io.ReadAll(st.Body)
-	if err == nil || string(b) != "first line\n" {
+	if !errors.Is(err, adapters.ErrTimeout) || string(b) != "first line\n" {
 		t.Fatalf("read %q, %v; want the first line then a time-out", b, err)
 	}
 }
