@@ -59,6 +59,14 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusUnprocessableEntity, "invalid", []string{"resourceType"}, "the body is a %s but the URL names a %s", res.Type, typ))
 		return
 	}
+	if err := s.systemOnly(c, "update", typ); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.checkWrite(c, res); err != nil {
+		s.fail(c, err)
+		return
+	}
 	var (
 		out     *fhir.Resource
 		created bool
@@ -105,6 +113,10 @@ func (s *Server) conditionalDelete(c *gin.Context) {
 	}
 	if c.Request.URL.RawQuery == "" {
 		s.fail(c, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", nil, "DELETE on a type needs search parameters (conditional delete)"))
+		return
+	}
+	if err := s.systemOnly(c, "delete", typ); err != nil {
+		s.fail(c, err)
 		return
 	}
 	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {

@@ -35,6 +35,14 @@ func (s *Server) create(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusUnprocessableEntity, "invalid", []string{"resourceType"}, "the body is a %s but was posted to /%s", res.Type, typ))
 		return
 	}
+	if _, err := s.authorize(c, "create", "", typ); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.checkWrite(c, res); err != nil {
+		s.fail(c, err)
+		return
+	}
 	res.ID = s.newID()
 	if err := s.validateWrite(res, ""); err != nil {
 		s.fail(c, err)
@@ -42,6 +50,10 @@ func (s *Server) create(c *gin.Context) {
 	}
 	var out *fhir.Resource
 	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		if err := s.systemOnly(c, "create", typ); err != nil {
+			s.fail(c, err)
+			return
+		}
 		// conditional create: the search and the create in one transaction
 		var existing *fhir.Resource
 		err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {

@@ -15,6 +15,10 @@ func (s *Server) delete(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.authorizeChange(c, "delete", typ, id, nil); err != nil {
+		s.fail(c, err)
+		return
+	}
 	var opts storage.DeleteOptions
 	if im := c.GetHeader("If-Match"); im != "" {
 		if opts.IfMatch, err = parseETag(im); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
@@ -53,6 +54,19 @@ func parseInstant(name, v string) (time.Time, error) {
 }
 
 func (s *Server) history(c *gin.Context, typ, id string) {
+	interaction := "history-system"
+	switch {
+	case id != "":
+		interaction = "history-instance"
+		accessOf(c).resource = typ + "/" + id
+	case typ != "":
+		interaction = "history-type"
+	}
+	scope, err := s.authorize(c, interaction, "", typ)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	q := c.Request.URL.Query()
 	hq := storage.HistoryQuery{Type: typ, ID: id, Count: defaultHistoryCount, Cursor: q.Get("_cursor")}
 	if v := q.Get("_count"); v != "" {
@@ -63,7 +77,6 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 		}
 		hq.Count = min(max(n, 1), maxHistoryCount)
 	}
-	var err error
 	if v := q.Get("_since"); v != "" {
 		if hq.Since, err = parseInstant("_since", v); err != nil {
 			s.fail(c, err)
@@ -94,7 +107,25 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 		nq.Set("_cursor", page.Next)
 		b.link("next", self+encodeQuery(nq))
 	}
+	p := principal(c)
 	for _, e := range page.Entries {
+		if p != nil && p.Kind != auth.KindSystem {
+			if e.Resource == nil {
+				continue // a deletion cannot be checked against consent
+			}
+			ok, err := s.release(c, e.Resource, scope)
+			if err != nil {
+				s.fail(c, err)
+				return
+			}
+			if !ok {
+				continue
+			}
+		} else if e.Resource != nil {
+			for _, pt := range s.patientsOf(e.Resource) {
+				accessOf(c).patients[pt] = true
+			}
+		}
 		full := base + "/" + e.Type + "/" + e.ID
 		req := bundleRequest{Method: e.Method, URL: e.Type + "/" + e.ID}
 		if e.Method == http.MethodPost {

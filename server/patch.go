@@ -32,9 +32,16 @@ func (s *Server) patch(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.authorizeChange(c, "patch", typ, id, nil); err != nil {
+		s.fail(c, err)
+		return
+	}
 	var out *fhir.Resource
 	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
 		out, err = s.applyPatch(c.Request.Context(), tx, typ, id, body, c.GetHeader("If-Match"))
+		if err == nil {
+			err = s.checkWrite(c, out)
+		}
 		return err
 	})
 	if err != nil {

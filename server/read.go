@@ -49,9 +49,19 @@ func (s *Server) read(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	scope, err := s.authorize(c, "read", "", typ)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	accessOf(c).resource = typ + "/" + id
 	r, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id)
+		return
+	}
+	if err := s.releaseOne(c, r, scope); err != nil {
+		s.fail(c, err)
 		return
 	}
 	s.writeVersion(c, r)
@@ -64,9 +74,19 @@ func (s *Server) vread(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	scope, err := s.authorize(c, "vread", "", typ)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	accessOf(c).resource = typ + "/" + id + "/_history/" + c.Param("vid")
 	r, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, c.Param("vid"))
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id+"/_history/"+c.Param("vid"))
+		return
+	}
+	if err := s.releaseOne(c, r, scope); err != nil {
+		s.fail(c, err)
 		return
 	}
 	s.writeVersion(c, r)

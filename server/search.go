@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/summary"
@@ -112,16 +113,39 @@ func strictHandling(c *gin.Context) bool {
 }
 
 func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, compartment string) {
+	scope, err := s.authorize(c, "search-type", "", typ)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	q, err := s.cfg.Search.ParseQuery(typ, params, strictHandling(c))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	accessOf(c).query = q.Encode()
 	cursor := q.Reserved.Get(cursorParam)
-	res, err := s.cfg.Store.Search(c.Request.Context(), storage.SearchRequest{Query: q, Cursor: cursor, PatientCompartment: compartment})
+	req := storage.SearchRequest{Query: q, Cursor: cursor, PatientCompartment: compartment}
+	if err := s.patientSearchScope(c, typ, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := s.cfg.Store.Search(c.Request.Context(), req)
 	if err != nil {
 		s.fail(c, searchError(err))
 		return
+	}
+	var withheldM, withheldI bool
+	if res.Matches, withheldM, err = s.releaseAll(c, res.Matches, scope); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res.Included, withheldI, err = s.releaseAll(c, res.Included, scope); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if withheldM || withheldI || (principal(c) != nil && principal(c).Kind == auth.KindProvider) {
+		res.Total = -1 // a count would tell what was withheld
 	}
 	base := s.baseURL(c.Request)
 	path := base + c.Request.URL.Path
@@ -244,6 +268,17 @@ func (s *Server) registerEverything() {
 // everything answers Patient/[id]/$everything: the Patient, its
 // compartment and what those refer to, paged.
 func (s *Server) everything(c *gin.Context, typ, id string) {
+	scope, err := s.authorize(c, "operation", "everything", "Patient")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if p := principal(c); p != nil && p.Kind == auth.KindPatient && patientID(p) != id {
+		accessOf(c).refused = "another patient's record"
+		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only ask for its own record"))
+		return
+	}
+	accessOf(c).resource = "Patient/" + id
 	params := c.Request.URL.Query()
 	if c.Request.Method == http.MethodPost {
 		if p, err := s.operationParams(c); err != nil {
@@ -256,7 +291,6 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		}
 	}
 	req := storage.EverythingRequest{PatientID: id, Count: everythingDefaultCount, Cursor: params.Get(cursorParam)}
-	var err error
 	for name, dst := range map[string]*time.Time{"start": &req.Start, "end": &req.End} {
 		if v := params.Get(name); v != "" {
 			lo, hi, perr := parseDateRange(v)
@@ -300,6 +334,10 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 			s.failRead(c, nil, err, "Patient/"+id)
 			return
 		}
+		s.fail(c, err)
+		return
+	}
+	if res.Matches, _, err = s.releaseAll(c, res.Matches, scope); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -39,6 +39,11 @@ type Config struct {
 	// Search is the search-parameter registry; the store must index with
 	// the same one. Required.
 	Search *search.Registry
+	// Auth authenticates every non-public request; nil serves without
+	// authentication (--auth=none, loopback only).
+	Auth Authenticator
+	// Auditor records AuditEvents of patient-data access; nil: none.
+	Auditor *Auditor
 	// Validator checks every written resource (422 on errors); nil: none.
 	Validator Validator
 	// Software names the server in the CapabilityStatement.
@@ -92,6 +97,8 @@ type Server struct {
 	started      time.Time
 	contributors []CapabilityContributor
 	operations   []Operation
+	publicPaths  map[string]bool
+	policies     policyCache
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 }
 
@@ -126,7 +133,7 @@ func New(cfg Config) *Server {
 	e.UseRawPath = true
 	e.UnescapePathValues = true
 	e.ContextWithFallback = true
-	e.Use(s.recoverer(), s.accessLog(), s.negotiate())
+	e.Use(s.recoverer(), s.accessLog(), s.negotiate(), s.auditMiddleware(), s.authenticate())
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-supported", nil, "no FHIR interaction at %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -145,9 +152,16 @@ func New(cfg Config) *Server {
 }
 
 func (s *Server) registerRoutes() {
+	s.publicPaths = map[string]bool{}
 	add := func(r Route) {
 		s.routes = append(s.routes, r)
 		s.engine.Handle(r.Method, r.Path, r.handler)
+		if r.Public {
+			s.publicPaths[r.Path] = true
+		}
+	}
+	if sc, ok := s.cfg.Auth.(SMARTConfigurer); ok && s.cfg.Auth != nil {
+		add(Route{Method: http.MethodGet, Path: "/.well-known/smart-configuration", Name: InteractionHealth, Public: true, handler: s.smartConfiguration(sc)})
 	}
 	add(Route{Method: http.MethodGet, Path: "/healthz", Name: InteractionHealth, Public: true, handler: s.healthz})
 	add(Route{Method: http.MethodGet, Path: "/readyz", Name: InteractionHealth, Public: true, handler: s.readyz})

@@ -33,6 +33,9 @@ type bundleEntryReq struct {
 	// err is a problem found while parsing the entry: it fails a
 	// transaction, and only its own entry of a batch.
 	err error
+	// release checks that the principal may receive a resource a GET
+	// entry reads; nil when anyone may.
+	release func(*fhir.Resource) error
 
 	// result
 	status   int
@@ -88,6 +91,13 @@ func (s *Server) transaction(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	for _, be := range entries {
+		if be.err == nil {
+			be.err = s.authorizeEntry(c, be)
+		}
+	}
+	a := accessOf(c)
+	a.interaction, a.operation, a.resourceType, a.resource = btype, "", "", ""
 	if btype == "transaction" {
 		for _, be := range entries {
 			if be.err != nil {
@@ -591,6 +601,11 @@ func (s *Server) execGetEntry(ctx context.Context, tx storage.Tx, be *bundleEntr
 	}
 	if err != nil {
 		return err
+	}
+	if be.release != nil {
+		if err := be.release(r); err != nil {
+			return err
+		}
 	}
 	be.out, be.status = r, http.StatusOK
 	be.body200 = r.Raw

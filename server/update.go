@@ -26,6 +26,10 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if err := s.authorizeChange(c, "update", typ, id, res); err != nil {
+		s.fail(c, err)
+		return
+	}
 	if err := s.validateWrite(res, ""); err != nil {
 		s.fail(c, err)
 		return

@@ -32,6 +32,10 @@ func (s *Server) registerValidate() {
 // The answer is 200 with an OperationOutcome listing every issue ("All OK"
 // when there is none); the caller reads the severities.
 func (s *Server) validateOp(c *gin.Context, typ, id string) {
+	if _, err := s.authorize(c, "operation", "validate", typ); err != nil {
+		s.fail(c, err)
+		return
+	}
 	mode := c.Query("mode")
 	profile := c.Query("profile")
 	var res *fhir.Resource
