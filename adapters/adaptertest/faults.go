@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -41,12 +42,15 @@ const (
 	// ExportFail answers an export status poll with a 500 and a fatal
 	// OperationOutcome: the job failed.
 	ExportFail
+	// Stall sends the headers and half the body, then nothing more until
+	// the client gives up.
+	Stall
 )
 
 var actionNames = map[Action]string{
 	Status: "status", Reset: "reset", Hang: "hang", CutBody: "cut-body", TruncateJSON: "truncate-json",
 	MalformedJSON: "malformed-json", HTML: "html", LoopNext: "loop-next", ExpireToken: "expire-token",
-	ExportFail: "export-fail",
+	ExportFail: "export-fail", Stall: "stall",
 }
 
 func (a Action) String() string { return actionNames[a] }
@@ -162,7 +166,7 @@ func (u *Upstream) postFault(w http.ResponseWriter, rec *httptest.ResponseRecord
 		w.Header().Set("Content-Length", strconv.Itoa(len(half)))
 		w.WriteHeader(rec.Code)
 		w.Write(half)
-	case CutBody:
+	case CutBody, Stall:
 		head := fmt.Sprintf("HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
 		for k, vs := range rec.Header() {
 			if k == "Content-Length" {
@@ -173,8 +177,26 @@ func (u *Upstream) postFault(w http.ResponseWriter, rec *httptest.ResponseRecord
 			}
 		}
 		head += fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
-		hijackClose(w, append([]byte(head), body[:len(body)/2]...))
+		data := append([]byte(head), body[:len(body)/2]...)
+		if f.Do == Stall {
+			hijackStall(w, data)
+			return
+		}
+		hijackClose(w, data)
 	}
+}
+
+// hijackStall writes data on the raw connection and then waits for the
+// client to close it.
+func hijackStall(w http.ResponseWriter, data []byte) {
+	conn, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	buf.Write(data)
+	buf.Flush()
+	io.Copy(io.Discard, conn) // returns when the client hangs up
 }
 
 // hijackClose writes data on the raw connection and closes it; with no

@@ -521,6 +521,8 @@ func faultCases() []faultCase {
 		{name: "timeout-once", fault: &Fault{Do: Hang, Nth: 2}, timeout: 300 * time.Millisecond, check: retried},
 		{name: "timeout-forever", fault: &Fault{Do: Hang, Times: Forever}, timeout: 200 * time.Millisecond, want: adapters.ErrTimeout},
 		{name: "body-cut-short-once", fault: &Fault{Do: CutBody, Nth: 2}, check: retried},
+		{name: "stalled-mid-body-once", fault: &Fault{Do: Stall, Nth: 2}, timeout: 300 * time.Millisecond, check: retried},
+		{name: "stalled-mid-body-forever", fault: &Fault{Do: Stall, Times: Forever}, timeout: 200 * time.Millisecond, want: adapters.ErrTimeout},
 		{name: "truncated-json", fault: &Fault{Do: TruncateJSON, Nth: 2, Times: Forever}, want: adapters.ErrMalformed},
 		{name: "malformed-json", fault: &Fault{Do: MalformedJSON, Nth: 2, Times: Forever}, want: adapters.ErrMalformed},
 		{name: "html-page", fault: &Fault{Do: HTML, Times: Forever}, want: adapters.ErrNotFHIR},

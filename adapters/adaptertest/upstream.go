@@ -415,7 +415,7 @@ func (u *Upstream) handle(w http.ResponseWriter, r *http.Request) {
 	if !u.authorized(w, r, kind) {
 		return
 	}
-	if act != nil && (act.Do == CutBody || act.Do == TruncateJSON) {
+	if act != nil && (act.Do == CutBody || act.Do == TruncateJSON || act.Do == Stall) {
 		rec := httptest.NewRecorder()
 		u.route(rec, r, kind, act)
 		u.postFault(w, rec, act)
