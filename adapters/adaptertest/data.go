@@ -2,6 +2,7 @@ package adaptertest
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,4 +222,17 @@ func items(v *fjson.Value) []*fjson.Value {
 		return nil
 	}
 	return v.Items
+}
+
+// Overlap returns a ServerOptions.Keep for source i of n that keeps each
+// resource in two neighbouring sources (by a hash of its type and id): n
+// fake servers built with Overlap(0, n) … Overlap(n-1, n) together hold
+// the whole record, and every resource is held twice.
+func Overlap(i, n int) func(*fhir.Resource) bool {
+	return func(r *fhir.Resource) bool {
+		h := fnv.New32a()
+		h.Write([]byte(r.Type + "/" + r.ID))
+		k := int(h.Sum32() % uint32(n))
+		return k == i || k == (i+1)%n
+	}
 }

@@ -2,7 +2,6 @@ package fhirrest_test
 
 import (
 	"context"
-	"hash/fnv"
 	"sync"
 	"testing"
 	"time"
@@ -10,19 +9,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/adaptertest"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
-	"github.com/fhirgate/fhirgate/fhir"
 )
-
-// splitThree keeps a resource in two of three sources (by a hash of its
-// id), so that the three overlap and together hold the whole record.
-func splitThree(i int) func(*fhir.Resource) bool {
-	return func(r *fhir.Resource) bool {
-		h := fnv.New32a()
-		h.Write([]byte(r.Type + "/" + r.ID))
-		k := int(h.Sum32() % 3)
-		return k == i || k == (i+1)%3
-	}
-}
 
 // BenchmarkThreeSources pulls one patient's record split (with overlap)
 // over three fake sources that each add 50 ms to every request, all three
@@ -39,7 +26,7 @@ func BenchmarkThreeSources(b *testing.B) {
 			var ups [3]*adaptertest.Upstream
 			for i := range ups {
 				ups[i] = adaptertest.NewUpstream(b, adaptertest.ServerOptions{
-					Everything: mode.everything, Keep: splitThree(i), Latency: 50 * time.Millisecond, MaxPageSize: 50,
+					Everything: mode.everything, Keep: adaptertest.Overlap(i, 3), Latency: 50 * time.Millisecond, MaxPageSize: 50,
 				})
 			}
 			open := func(up *adaptertest.Upstream) adapters.Source {
