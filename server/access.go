@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/consent"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -127,18 +128,40 @@ func patientID(p *auth.Principal) string {
 	return id
 }
 
-// patientsOf lists the Patients ("Patient/id") whose compartment holds r.
+// patientsOf lists the Patients ("Patient/id") whose compartment holds r:
+// the targets of the type's Patient-compartment parameters (evaluating only
+// those, not every search parameter).
 func (s *Server) patientsOf(r *fhir.Resource) []string {
 	if r.Type == "Patient" {
 		return []string{"Patient/" + r.ID}
 	}
-	ix, err := s.cfg.Search.Extract(r)
-	if err != nil {
-		return nil
-	}
-	out := make([]string, 0, len(ix.Patients))
-	for _, p := range ix.Patients {
-		out = append(out, "Patient/"+p)
+	var out []string
+	root := r.Root()
+	for _, code := range s.cfg.Search.PatientCompartment(r.Type) {
+		p, ok := s.cfg.Search.Param(r.Type, code)
+		if !ok || p.Expr() == nil {
+			continue
+		}
+		items, err := p.Expr().Eval(root, r.Type, &fhirpath.Env{Resource: root, RootResource: root})
+		if err != nil {
+			continue
+		}
+		for _, it := range items {
+			if it.Node == nil {
+				continue
+			}
+			ref := it.Node.Get("reference").String()
+			if fhirpath.ReferenceType(ref) != "Patient" {
+				continue
+			}
+			ref = strings.TrimPrefix(ref, s.cfg.BaseURL+"/")
+			if i := strings.Index(ref, "Patient/"); i >= 0 {
+				ref = ref[i:]
+			}
+			if id, _, _ := strings.Cut(strings.TrimPrefix(ref, "Patient/"), "/"); fhir.ValidID(id) && !slices.Contains(out, "Patient/"+id) {
+				out = append(out, "Patient/"+id)
+			}
+		}
 	}
 	return out
 }
@@ -220,6 +243,9 @@ func (s *Server) releaseOne(c *gin.Context, r *fhir.Resource, scope auth.Decisio
 // releaseAll filters a list; it reports whether anything was withheld.
 func (s *Server) releaseAll(c *gin.Context, rs []*fhir.Resource, scope auth.Decision) ([]*fhir.Resource, bool, error) {
 	if principal(c) == nil {
+		if s.cfg.Auditor == nil {
+			return rs, false, nil
+		}
 		for _, r := range rs {
 			for _, pt := range s.patientsOf(r) {
 				accessOf(c).patients[pt] = true

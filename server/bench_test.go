@@ -99,3 +99,29 @@ func BenchmarkSyntheaLoad(b *testing.B) {
 }
 
 func bytesCount(b []byte, sub string) int { return strings.Count(string(b), sub) }
+
+// BenchmarkEverything measures Patient/$everything of the largest Synthea
+// patient (about 700 resources) with the whole Synthea set loaded.
+func BenchmarkEverything(b *testing.B) {
+	benchStores(b, func(b *testing.B, h *harness) {
+		var pid string
+		most := 0
+		for _, f := range syntheaFiles(b) {
+			body, _ := os.ReadFile(f)
+			w := h.do(http.MethodPost, "/", body, "Prefer: return=minimal")
+			if n := strings.Count(string(body), `"request":`); n > most {
+				most = n
+				loc := w.Body.String()
+				i := strings.Index(loc, `"location":"Patient/`)
+				pid = loc[i+len(`"location":"Patient/`):]
+				pid = pid[:strings.Index(pid, "/")]
+			}
+		}
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				serve(b, h, http.MethodGet, "/Patient/"+pid+"/$everything", nil, http.StatusOK)
+			}
+		})
+	})
+}

@@ -99,11 +99,13 @@ func (s *Store) everythingCompartment(ctx context.Context, db Conn, req storage.
 
 func (s *Store) everythingReferenced(ctx context.Context, db Conn, req storage.EverythingRequest, cur cursor, count int) ([]*fhir.Resource, bool, error) {
 	c := &compiler{}
-	pid := c.arg(req.PatientID)
-	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM resources r
-		WHERE r.deleted = 0 AND EXISTS (SELECT 1 FROM idx_ref x JOIN idx_patient p ON p.res_type = x.res_type AND p.res_id = x.res_id
-			WHERE p.patient_id = ` + pid + ` AND x.target_type = r.res_type AND x.target_id = r.res_id)
-		AND NOT EXISTS (SELECT 1 FROM idx_patient q WHERE q.patient_id = ` + c.arg(req.PatientID) + ` AND q.res_type = r.res_type AND q.res_id = r.res_id)` +
+	// the targets of the compartment's references, then those outside it
+	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM
+		(SELECT DISTINCT x.target_type AS t, x.target_id AS i FROM idx_patient p
+			JOIN idx_ref x ON x.res_type = p.res_type AND x.res_id = p.res_id
+			WHERE p.patient_id = ` + c.arg(req.PatientID) + ` AND x.target_id <> '') refs
+		JOIN resources r ON r.res_type = refs.t AND r.res_id = refs.i
+		WHERE r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM idx_patient q WHERE q.patient_id = ` + c.arg(req.PatientID) + ` AND q.res_type = r.res_type AND q.res_id = r.res_id)` +
 		s.everythingFilters(c, req, "r", false)
 	if cur.Type != "" {
 		q += " AND (r.res_type > " + c.arg(cur.Type) + " OR (r.res_type = " + c.arg(cur.Type) + " AND r.res_id > " + c.arg(cur.ID) + "))"
