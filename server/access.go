@@ -113,7 +113,8 @@ func (s *Server) authorize(c *gin.Context, interaction, operation, typ string) (
 	d := p.Check(typ, perm)
 	if !d.Allowed {
 		a.refused = "insufficient scope"
-		return d, auth.InsufficientScope(typ, perm)
+		status, _, oo := auth.Response(auth.InsufficientScope(typ, perm), "fhirgate")
+		return d, &fhir.Error{Status: status, Issues: oo.Issues}
 	}
 	if p.Kind == auth.KindPatient && typ == "*" && interaction != auth.InteractionCapabilities {
 		a.refused = "whole-system access is not available to patients"

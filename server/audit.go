@@ -27,8 +27,9 @@ type Auditor struct {
 	queue chan *fhir.Resource
 	done  chan struct{}
 
-	mu   sync.Mutex
-	head audit.Link // the last stored event's link
+	mu    sync.Mutex
+	head  audit.Link // the last stored event's link
+	close sync.Once
 }
 
 // auditBatch bounds one write of the audit trail.
@@ -127,7 +128,7 @@ func (a *Auditor) write(batch []*fhir.Resource) error {
 
 // Close stops the writer after flushing the queue.
 func (a *Auditor) Close() {
-	close(a.queue)
+	a.close.Do(func() { close(a.queue) })
 	<-a.done
 }
 
@@ -194,4 +195,34 @@ func (s *Server) auditMiddleware() gin.HandlerFunc {
 			s.cfg.Auditor.record(built)
 		}
 	}
+}
+
+// VerifyAudit checks the stored audit trail, reading the AuditEvents in
+// chain order (their ids sort by sequence) page by page.
+func VerifyAudit(ctx context.Context, st storage.Store, reg *search.Registry) (audit.Report, error) {
+	seq := func(yield func(*fhir.Resource, error) bool) {
+		cursor := ""
+		for {
+			q, err := reg.ParseQuery("AuditEvent", url.Values{"_sort": {"_id"}, "_count": {"1000"}, "_total": {"none"}}, true)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			res, err := st.Search(ctx, storage.SearchRequest{Query: q, Cursor: cursor})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, r := range res.Matches {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if res.Next == "" {
+				return
+			}
+			cursor = res.Next
+		}
+	}
+	return audit.Verify(seq)
 }

@@ -36,9 +36,28 @@ func (s *Server) historyInstance(c *gin.Context) {
 		return
 	}
 	// an unknown resource is a 404, not an empty history
-	if _, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, "1"); err != nil && !isGone(err) {
+	first, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, "1")
+	if err != nil && !isGone(err) {
 		s.fail(c, err)
 		return
+	}
+	// another's resource: refuse outright rather than answer an empty page
+	if p := principal(c); p != nil && p.Kind != auth.KindSystem {
+		scope, err := s.authorize(c, "history-instance", "", typ)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		cur, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
+		if err != nil {
+			cur = first
+		}
+		if cur != nil {
+			if err := s.releaseOne(c, cur, scope); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
 	}
 	s.history(c, typ, id)
 }

@@ -191,6 +191,17 @@ func (s *Server) registerRoutes() {
 // Routes returns the route table.
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
+// EngineRoutes lists every method and path pattern the HTTP engine
+// answers, including the dispatch routes behind which operations and
+// compartment searches live (the authorisation tests walk this list).
+func (s *Server) EngineRoutes() [][2]string {
+	var out [][2]string
+	for _, r := range s.engine.Routes() {
+		out = append(out, [2]string{r.Method, r.Path})
+	}
+	return out
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
 
