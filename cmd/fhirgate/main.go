@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
@@ -47,6 +48,7 @@ Usage:
   fhirgate migrate  apply the store's schema migrations and exit
   fhirgate reindex  rebuild the search index from the stored resources
   fhirgate bench    load Synthea data many times and print search latencies
+  fhirgate audit verify  check the audit trail's hash chain
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReindex(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fhirgate", version)
 	case "-h", "--help", "help":
@@ -214,7 +218,6 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if len(cfg.Auth.Issuers) == 0 {
 			return errors.New("--auth=oidc needs at least one issuer under auth.issuers in the --config file; for local use on loopback run with --auth=none")
 		}
-		return errors.New("--auth=oidc token verification is not available in this build yet; run on loopback with --auth=none")
 	default:
 		return fmt.Errorf("--auth must be oidc or none, not %q", f.auth)
 	}
@@ -231,9 +234,29 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var authn server.Authenticator
+	if f.auth == "oidc" {
+		v, err := auth.New(cfg.Auth, auth.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := v.Discover(ctx); err != nil {
+			// the gateway still starts: tokens are refused (503) until the
+			// identity provider answers
+			log.Warn("identity provider not reachable at start", "err", err)
+		}
+		authn = v
+	}
+	auditor, err := server.NewAuditor(ctx, store, registry, log)
+	if err != nil {
+		return err
+	}
+	defer auditor.Close()
 	srv := server.New(server.Config{
 		Store:        store,
 		Search:       registry,
+		Auth:         authn,
+		Auditor:      auditor,
 		Validator:    validator,
 		Logger:       log,
 		BaseURL:      cfg.Server.BaseURL,
@@ -345,5 +368,39 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: fhirgate audit verify [--db ...]")
+	}
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", envDefault("FHIRGATE_DB", defaultDB), "store: sqlite:<path> or postgres://... (env FHIRGATE_DB)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	registry, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *db, sqlstore.Options{Registry: registry})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rep, err := server.VerifyAudit(ctx, st, registry)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d audit events checked; head sequence %d, hash %s\n", rep.Events, rep.Head.Seq, rep.Head.Hash)
+	for _, p := range rep.Problems {
+		fmt.Fprintln(stdout, "PROBLEM:", p)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the audit trail has %d problems", len(rep.Problems))
+	}
+	fmt.Fprintln(stdout, "the audit trail is intact")
 	return nil
 }
