@@ -1,0 +1,79 @@
+package conformance_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/conformance"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+// The suite itself only speaks HTTP; this test builds an in-process gateway
+// on each store and points the suite at it.
+
+var stores = []struct {
+	name string
+	open func(t *testing.T, reg *search.Registry) storage.Store
+}{
+	{"sqlite", func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fhirgate.db"), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"postgres", func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// gateway serves a validating gateway on a fresh store.
+func gateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage.Store) *httptest.Server {
+	t.Helper()
+	// the base URL is only known once the listener exists
+	ts := httptest.NewUnstartedServer(nil)
+	base := "http://" + ts.Listener.Addr().String()
+	reg, err := search.New(search.Options{BaseURL: base, Reserved: []string{"_cursor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := open(t, reg)
+	t.Cleanup(func() { st.Close() })
+	ts.Config.Handler = server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestConformance(t *testing.T) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			ts := gateway(t, s.open)
+			rep, err := conformance.Run(context.Background(), conformance.Options{BaseURL: ts.URL, HTTPClient: ts.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, res := range rep.Failures() {
+				t.Errorf("%s [%s]: %s", res.Check, res.Claim, res.Detail)
+			}
+			for _, res := range rep.KnownBugs() {
+				t.Logf("known gateway bug %s: %s", res.Check, res.Detail)
+			}
+			t.Logf("%d checks, %d passed, %d known bugs, %d resources created, %d deleted, %s",
+				len(rep.Results), rep.Count(conformance.Pass), rep.Count(conformance.KnownBug), rep.Created, rep.Cleaned, rep.Elapsed)
+		})
+	}
+}
