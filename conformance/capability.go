@@ -17,7 +17,14 @@ type capabilityStatement struct {
 	Format       []string `json:"format"`
 	PatchFormat  []string `json:"patchFormat"`
 	Rest         []struct {
-		Mode        string          `json:"mode"`
+		Mode     string `json:"mode"`
+		Security *struct {
+			Service []struct {
+				Coding []struct {
+					Code string `json:"code"`
+				} `json:"coding"`
+			} `json:"service"`
+		} `json:"security"`
 		Resource    []*csResource   `json:"resource"`
 		Interaction []csInteraction `json:"interaction"`
 		SearchParam []csSearchParam `json:"searchParam"`
@@ -65,6 +72,20 @@ func (r *csResource) hasOp(name string) bool {
 
 func (cs *capabilityStatement) systemHas(interaction string) bool {
 	return len(cs.Rest) > 0 && slices.ContainsFunc(cs.Rest[0].Interaction, func(i csInteraction) bool { return i.Code == interaction })
+}
+
+// securityServices are the codes of rest[0].security.service.
+func (cs *capabilityStatement) securityServices() []string {
+	var out []string
+	if len(cs.Rest) == 0 || cs.Rest[0].Security == nil {
+		return nil
+	}
+	for _, s := range cs.Rest[0].Security.Service {
+		for _, c := range s.Coding {
+			out = append(out, c.Code)
+		}
+	}
+	return out
 }
 
 func (cs *capabilityStatement) resource(typ string) *csResource {
@@ -190,6 +211,9 @@ func (r *runner) claims(types []*csResource) []claim {
 			continue
 		}
 		add(groupCapabilities, "", "patchFormat:"+f)
+	}
+	for _, code := range cs.securityServices() {
+		out = append(out, claim{group: groupREST, text: "rest.security:" + code, kind: "security"})
 	}
 	for _, i := range cs.Rest[0].Interaction {
 		add(groupSystem, "rest.", "system:"+i.Code)

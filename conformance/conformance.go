@@ -284,6 +284,8 @@ type runner struct {
 	created []createdRef
 	counter int
 	pool    map[string]*poolEntry
+
+	patchFormatOnce sync.Once
 }
 
 type createdRef struct{ typ, id string }

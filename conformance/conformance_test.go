@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
@@ -42,6 +43,11 @@ var stores = []struct {
 
 // gateway serves a validating gateway on a fresh store.
 func gateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage.Store) *httptest.Server {
+	return wrappedGateway(t, open, nil)
+}
+
+// wrappedGateway is gateway with a handler in front (nil: none).
+func wrappedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage.Store, wrap func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
 	// the base URL is only known once the listener exists
 	ts := httptest.NewUnstartedServer(nil)
@@ -52,7 +58,11 @@ func gateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage
 	}
 	st := open(t, reg)
 	t.Cleanup(func() { st.Close() })
-	ts.Config.Handler = server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	var h http.Handler = server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ts.Config.Handler = h
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return ts

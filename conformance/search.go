@@ -156,7 +156,7 @@ func (r *runner) searchChecks(ctx context.Context, res *csResource) {
 		needPair[incSample.Pair] = true
 	}
 	pairs := map[int]pairIDs{}
-	ok := true
+	ok := false
 	r.check(ctx, T, T+"/search-samples", T+".interaction:search-type", func(c *ct) string {
 		for i := range td.Pairs {
 			if !needPair[i] {
@@ -169,15 +169,13 @@ func (r *runner) searchChecks(ctx context.Context, res *csResource) {
 					res["text"] = narrative([]string{"alpha", "beta"}[j] + "-" + r.uniq)
 				}
 				resp := c.do(http.MethodPost, "/"+T, mustJSON(r.tagged(res)))
-				if !c.expectStatus(resp, http.StatusCreated) {
-					ok = false
-					return ""
-				}
+				c.mustStatus(resp, http.StatusCreated)
 				ids[j] = str(resp.obj, "id")
 				r.noteCreated(T, ids[j])
 			}
 			pairs[i] = pairIDs{ids[0], ids[1]}
 		}
+		ok = !c.failed()
 		return fmt.Sprintf("%d sample pairs created", len(pairs))
 	})
 	if !ok {

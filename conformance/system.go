@@ -236,9 +236,32 @@ func (r *runner) everything(ctx context.Context) {
 	})
 }
 
+// securityChecks checks a claimed security service: without a token a
+// FHIR request is refused with 401, a Bearer challenge and an
+// OperationOutcome; with the run's token it is served.
+func (r *runner) securityChecks(ctx context.Context) {
+	for _, code := range r.cs.securityServices() {
+		r.check(ctx, groupREST, "rest/security", "rest.security:"+code, func(c *ct) string {
+			if r.opts.Token == "" {
+				c.fatalf("the server claims security service %s: run the suite with a token (--token)", code)
+			}
+			c.noToken = true
+			resp := c.do(http.MethodGet, "/Patient?_count=1", nil)
+			c.expectError(resp, http.StatusUnauthorized)
+			if !strings.HasPrefix(resp.header.Get("WWW-Authenticate"), "Bearer") {
+				c.failf("%s: 401 without a WWW-Authenticate: Bearer challenge", resp.req)
+			}
+			c.noToken = false
+			c.expectStatus(c.do(http.MethodGet, "/Patient?_count=1", nil), http.StatusOK)
+			return "no token: 401 with a Bearer challenge; with the token: 200"
+		})
+	}
+}
+
 // restChecks checks the REST rules of FHIR R4 (STANDARDS.md §4) on
 // Patient resources.
 func (r *runner) restChecks(ctx context.Context) {
+	r.securityChecks(ctx)
 	p := r.cs.resource("Patient")
 	if p == nil || !p.has("create") || !p.has("read") || !p.has("search-type") {
 		r.record(groupREST, Result{Check: "rest/subject", Claim: "rest", Status: Fail,
