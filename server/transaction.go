@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
@@ -33,6 +36,8 @@ type bundleEntryReq struct {
 	// err is a problem found while parsing the entry: it fails a
 	// transaction, and only its own entry of a batch.
 	err error
+	// validated is set when the resource passed validation up front.
+	validated bool
 	// release checks that the principal may receive a resource a GET
 	// entry reads; nil when anyone may.
 	release func(*fhir.Resource) error
@@ -280,6 +285,12 @@ func (s *Server) runTransaction(ctx context.Context, entries []*bundleEntryReq) 
 	slices.SortStableFunc(order, func(a, b *bundleEntryReq) int {
 		return transactionOrder(a.method) - transactionOrder(b.method)
 	})
+	// Validation needs no database: do it on all cores before the store's
+	// write lock is taken. Rewriting references later does not change a
+	// resource's validity (urn:uuid and Type/id are both valid references).
+	if err := s.validateEntries(entries); err != nil {
+		return err
+	}
 	return s.cfg.Store.InTx(ctx, func(tx storage.Tx) error {
 		ids, err := s.assignIdentities(ctx, tx, entries)
 		if err != nil {
@@ -410,7 +421,49 @@ func (s *Server) prepareEntry(ctx context.Context, tx storage.Tx, be *bundleEntr
 		res.ID = be.res.ID
 		be.res = res
 	}
+	if be.validated {
+		return nil
+	}
 	return s.validateWrite(be.res, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
+}
+
+// validateEntries validates the resources of POST and PUT entries in
+// parallel; the first failing entry (in Bundle order) is the error.
+func (s *Server) validateEntries(entries []*bundleEntryReq) error {
+	errs := make([]error, len(entries))
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for w := 0; w < min(runtime.GOMAXPROCS(0), 8); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(entries) {
+					return
+				}
+				be := entries[i]
+				if be.res == nil || be.err != nil {
+					continue
+				}
+				var conds []string
+				if collectConditionalRefs(be.body, &conds); len(conds) > 0 {
+					continue // validated once its conditional references are resolved
+				}
+				errs[i] = s.validateWrite(be.res, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
+				be.validated = errs[i] == nil
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // resolveConditionalRefs finds references of the form Type?search in the

@@ -155,8 +155,8 @@ func TestTransactionSemantics(t *testing.T) {
 		other := h.create(patientBody)
 		body := `{"resourceType":"Bundle","type":"transaction","entry":[
 			{"request":{"method":"GET","url":"Patient/` + other + `"}},
-			{"fullUrl":"urn:uuid:obs","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:pat"},"hasMember":[{"reference":"urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"}]},"request":{"method":"POST","url":"Observation"}},
-			{"fullUrl":"urn:uuid:pat","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
+			{"fullUrl":"urn:uuid:2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:7d4c9a56-1b2f-4c3e-9a8b-0e1f2a3b4c5d"},"hasMember":[{"reference":"urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"}]},"request":{"method":"POST","url":"Observation"}},
+			{"fullUrl":"urn:uuid:7d4c9a56-1b2f-4c3e-9a8b-0e1f2a3b4c5d","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
 			{"fullUrl":"http://other.example/Observation/obs2","resource":{"resourceType":"Observation","id":"obs2","status":"final","code":{"text":"y"}},"request":{"method":"PUT","url":"Observation/obs2"}},
 			{"request":{"method":"DELETE","url":"Patient/` + old + `"}}]}`
 		w := h.do(http.MethodPost, "/", []byte(body))
