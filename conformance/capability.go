@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -274,19 +275,43 @@ func (r *runner) claims(types []*csResource) []claim {
 	return out
 }
 
+// coveredBy reports whether a check of that name is one claimTable lists
+// for the claim's kind ("T" is the claim's resource type, "<param>" any
+// parameter).
+func (cl claim) coveredBy(check string) bool {
+	typ := `[A-Za-z]+`
+	if fhirType.MatchString(cl.group) {
+		typ = regexp.QuoteMeta(cl.group)
+	}
+	for _, pat := range claimTable[cl.kind] {
+		re := regexp.QuoteMeta(pat)
+		if strings.HasPrefix(pat, "T/") {
+			re = typ + re[1:]
+		}
+		re = strings.ReplaceAll(re, regexp.QuoteMeta("<param>"), ".+")
+		if regexp.MustCompile("^" + re + "$").MatchString(check) {
+			return true
+		}
+	}
+	return false
+}
+
+var fhirType = regexp.MustCompile(`^[A-Z][A-Za-z]+$`)
+
 // uncheckedClaims records a failure for every claim that no check
-// covered: either no check exists for its kind, or its check did not run.
+// covered: either no check exists for its kind, or none of the checks
+// claimTable lists for it ran.
 func (r *runner) uncheckedClaims(types []*csResource) {
 	r.mu.Lock()
-	covered := map[string]bool{}
+	checks := map[string][]string{}
 	for _, rs := range r.results {
 		for _, res := range rs {
-			covered[res.Claim] = true
+			checks[res.Claim] = append(checks[res.Claim], res.Check)
 		}
 	}
 	r.mu.Unlock()
 	for _, cl := range r.claims(types) {
-		if covered[cl.text] {
+		if slices.ContainsFunc(checks[cl.text], cl.coveredBy) {
 			continue
 		}
 		name := "unchecked/" + cl.text

@@ -72,7 +72,7 @@ func TestConformance(t *testing.T) {
 	for _, s := range stores {
 		t.Run(s.name, func(t *testing.T) {
 			ts := gateway(t, s.open)
-			rep, err := conformance.Run(context.Background(), conformance.Options{BaseURL: ts.URL, HTTPClient: ts.Client()})
+			rep, err := conformance.Run(context.Background(), conformance.Options{BaseURL: ts.URL, HTTPClient: ts.Client(), AllSearchParams: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -96,3 +96,34 @@ func TestRunOptions(t *testing.T) {
 		t.Errorf("randomID %q", id)
 	}
 }
+
+func TestClaimTable(t *testing.T) {
+	for _, tc := range []struct {
+		cl    claim
+		check string
+		want  bool
+	}{
+		{claim{group: "Observation", kind: "searchParam:token"}, "Observation/search:token:code", true},
+		{claim{group: "Observation", kind: "searchParam:token"}, "Patient/search:token:code", false},
+		{claim{group: "Observation", kind: "searchParam:token"}, "Observation/search:string:code", false},
+		{claim{group: "Observation", kind: "searchParam:token"}, "Observation/search:token:", false},
+		{claim{group: "Observation", kind: "interaction:read"}, "Observation/read", true},
+		{claim{group: "Observation", kind: "interaction:read"}, "Observation/vread", false},
+		{claim{group: "Observation", kind: "interaction:read"}, "XObservation/read", false},
+		{claim{group: groupCapabilities, kind: "patchFormat:application/json-patch+json"}, "Bundle/patch", true},
+		{claim{group: groupSystem, kind: "system:transaction"}, "system/transaction-atomic", true},
+		{claim{group: "Patient", kind: "operation:everything"}, "Patient/$everything", true},
+		{claim{group: "Patient", kind: "operation:lastn"}, "Patient/$lastn", false}, // no check exists
+		{claim{group: "Observation", kind: "searchInclude"}, "Observation/include:subject", true},
+	} {
+		if got := tc.cl.coveredBy(tc.check); got != tc.want {
+			t.Errorf("%s covered by %s: %v, want %v", tc.cl.kind, tc.check, got, tc.want)
+		}
+	}
+	// every kind a statement can make has at least one check
+	for kind, checks := range claimTable {
+		if len(checks) == 0 {
+			t.Errorf("%s: no checks", kind)
+		}
+	}
+}

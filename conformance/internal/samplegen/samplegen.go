@@ -565,6 +565,12 @@ func (g *gen) apply(res map[string]any, hops []hop, v any, own map[string]bool, 
 		}
 		p := prefix + "/" + h.key
 		if i == len(hops)-1 {
+			// the value replaces what other samples wrote below it
+			for k := range own {
+				if strings.HasPrefix(k, p+"/") {
+					return errConflict
+				}
+			}
 			nv := v
 			if h.array {
 				nv = []any{v}
@@ -574,6 +580,10 @@ func (g *gen) apply(res map[string]any, hops []hop, v any, own map[string]bool, 
 			}
 			cur[h.key] = nv
 			return nil
+		}
+		if own[p] {
+			// another sample's value: writing into it would change it
+			return errConflict
 		}
 		var item map[string]any
 		switch x := cur[h.key].(type) {
