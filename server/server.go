@@ -48,6 +48,8 @@ type Config struct {
 	Validator Validator
 	// Software names the server in the CapabilityStatement.
 	Software, Version string
+	// Pull runs Patient/$pull (*jobs.Service); nil: no $pull.
+	Pull PullService
 }
 
 // levelAccess is the level of the access log.
@@ -146,6 +148,9 @@ func New(cfg Config) *Server {
 		s.registerValidate()
 	}
 	s.registerEverything()
+	if cfg.Pull != nil {
+		s.registerPull()
+	}
 	s.AddCapabilities(s.searchCapabilities)
 	s.AddCapabilities(s.operationCapabilities)
 	return s
