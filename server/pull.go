@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/jobs"
+	"github.com/gin-gonic/gin"
+)
+
+// PullService starts pulls of a patient's record from sources and reports
+// on them (*jobs.Service).
+type PullService interface {
+	// Enqueue starts a pull from sources (all when empty) and returns its
+	// id; jobs.ErrPatientNotFound and jobs.ErrUnknownSource say why not.
+	Enqueue(ctx context.Context, patientID string, sources []string) (string, error)
+	// Status reports on a pull; jobs.ErrUnknownPull when there is none.
+	Status(ctx context.Context, pullID string) (*jobs.Status, error)
+}
+
+// pullDefinition is the canonical URL of the gateway's $pull operation.
+const pullDefinition = "https://fhirgate.dev/OperationDefinition/Patient-pull"
+
+// pullStatusPath is where a pull's status is polled (FHIR asynchronous
+// request pattern).
+const pullStatusPath = "/_pull/"
+
+func (s *Server) registerPull() {
+	s.RegisterOperation(Operation{
+		Name: "pull", Definition: pullDefinition,
+		Instance: true, Types: []string{"Patient"},
+		Handler: s.pull,
+	})
+	r := Route{Method: http.MethodGet, Path: pullStatusPath + ":pull", Name: "operation:pull", handler: s.pullStatus}
+	s.routes = append(s.routes, r)
+	s.engine.Handle(r.Method, r.Path, r.handler)
+}
+
+// pull answers POST Patient/[id]/$pull: 202 Accepted with the status URL
+// in Content-Location.
+func (s *Server) pull(c *gin.Context, typ, id string) {
+	// "pull" is not an operation permission of package auth yet, so any
+	// token is refused here until it is added there; --auth=none passes.
+	if _, err := s.authorize(c, "operation", "pull", "Patient"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	accessOf(c).resource = "Patient/" + id
+	params := c.Request.URL.Query()
+	if p, err := s.operationParams(c); err != nil {
+		s.fail(c, err)
+		return
+	} else {
+		for k, v := range p {
+			params[k] = append(params[k], v...)
+		}
+	}
+	var sources []string
+	for _, v := range params["source"] {
+		for _, src := range strings.Split(v, ",") {
+			if src = strings.TrimSpace(src); src != "" {
+				sources = append(sources, src)
+			}
+		}
+	}
+	pullID, err := s.cfg.Pull.Enqueue(c.Request.Context(), id, sources)
+	switch {
+	case errors.Is(err, jobs.ErrPatientNotFound):
+		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-found", nil, "Patient/%s is not known", id))
+		return
+	case errors.Is(err, jobs.ErrUnknownSource):
+		s.fail(c, fhir.Errorf(http.StatusBadRequest, "value", []string{"source"}, "%s", err.Error()))
+		return
+	case err != nil:
+		s.fail(c, err)
+		return
+	}
+	c.Header("Content-Location", s.baseURL(c.Request)+pullStatusPath+pullID)
+	out := fhir.NewOutcome(fhir.Issue{Severity: "information", Code: "informational", Details: &fhir.IssueDetails{Text: "pull " + pullID + " accepted; poll the Content-Location for its report"}})
+	s.writeJSON(c, http.StatusAccepted, out.JSON())
+}
+
+// pullStatus answers GET /_pull/[id]: 202 with X-Progress while the pull
+// runs, then 200 with the report (per source: state, counts, errors,
+// validation issues).
+func (s *Server) pullStatus(c *gin.Context) {
+	if _, err := s.authorize(c, "operation", "pull", "Patient"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	st, err := s.cfg.Pull.Status(c.Request.Context(), c.Param("pull"))
+	if errors.Is(err, jobs.ErrUnknownPull) {
+		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-found", nil, "no pull has this id"))
+		return
+	} else if err != nil {
+		s.fail(c, err)
+		return
+	}
+	accessOf(c).resource = "Patient/" + st.Patient
+	c.Header("X-Progress", st.Progress)
+	if !st.Done {
+		c.Header("Retry-After", "1")
+		c.Status(http.StatusAccepted)
+		return
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Content-Type", "application/json")
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.Write(body)
+}
