@@ -344,10 +344,16 @@ func (r *runner) next() int {
 	return r.counter
 }
 
+// noteCreated remembers a created resource for the clean-up.
 func (r *runner) noteCreated(typ, id string) {
+	if id == "" {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.created = append(r.created, createdRef{typ, id})
+	if !slices.Contains(r.created, createdRef{typ, id}) {
+		r.created = append(r.created, createdRef{typ, id})
+	}
 }
 
 // Result groups.
