@@ -24,6 +24,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
@@ -47,6 +48,7 @@ Usage:
   fhirgate serve    run the FHIR server
   fhirgate migrate  apply the store's schema migrations and exit
   fhirgate reindex  rebuild the search index from the stored resources
+  fhirgate pull     pull a patient's record from the configured sources
   fhirgate bench    load Synthea data many times and print search latencies
   fhirgate audit verify  check the audit trail's hash chain
   fhirgate version  print the version
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "reindex":
 		err = cmdReindex(ctx, args[1:], stdout, stderr)
+	case "pull":
+		err = cmdPull(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "audit":
@@ -252,8 +256,21 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer auditor.Close()
+	var pulls server.PullService
+	if len(cfg.Sources) > 0 {
+		svc, srcs, err := startPulls(ctx, store, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeSources(srcs)
+		defer svc.Stop(context.Background()) // before the store closes: running pulls resume at the next start
+		pulls = svc
+	}
 	srv := server.New(server.Config{
-		Store:        store,
+		// $everything answers the consolidated view: duplicate copies
+		// from other sources stay stored but are left out
+		Store:        consolidate.View(store),
+		Pull:         pulls,
 		Search:       registry,
 		Auth:         authn,
 		Auditor:      auditor,
