@@ -78,7 +78,11 @@ func newFixture(t *testing.T, n int, opts func(i int, o *adaptertest.ServerOptio
 			opts(i, &o)
 		}
 		up := adaptertest.NewUpstream(t, o)
-		src, err := fhirrest.New(fmt.Sprintf("src-%d", i), fhirrest.Config{Config: up.Config}, up.Options)
+		pageSize := 0
+		if o.Latency > 0 {
+			pageSize = 10 // many requests, so that a stop lands mid-fetch
+		}
+		src, err := fhirrest.New(fmt.Sprintf("src-%d", i), fhirrest.Config{Config: up.Config, PageSize: pageSize}, up.Options)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,11 +276,19 @@ func TestResume(t *testing.T) {
 				}
 			})
 			if err == nil {
-				t.Log("the pull finished before the stop")
+				t.Fatal("the pull finished before the stop")
 			}
 			if err := svc.Stop(context.Background()); err != nil {
 				t.Fatal(err)
 			}
+			mid, err := svc.Status(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mid.Done {
+				t.Fatal("every source finished before the stop: nothing was interrupted")
+			}
+			t.Logf("at the stop: %s", mid.Progress)
 			st.Close()
 
 			st = b.open(t)
