@@ -185,12 +185,6 @@ func oneLine(s string, max int) string {
 // listed check that passes is a failure (the entry must then be removed),
 // so the list stays true.
 var knownGatewayBugs = map[string]string{
-	"*/search:_text": "_text is listed in every type's searchParam but ignored: the search answers every resource with a warning outcome entry. " +
-		"Implement it (narrative text) or stop claiming it",
-	"*/search:_content": "_content is listed in every type's searchParam but ignored (warning outcome entry, all resources returned). " +
-		"Implement it or stop claiming it",
-	"rest/status-400-update-id": "PUT /Patient/[id] whose body has another id answers 422; R4 http.html (update) and STANDARDS.md §4.3 require 400",
-	"rest/_summary=true":        "resources returned for _summary=true lack the SUBSETTED meta.tag (R4 search.html: SHOULD; _elements has it)",
 	"DocumentReference/search:composite:relationship": "R4's DocumentReference-relationship pairs the relatesto (reference) definition with the expression " +
 		"'code' and relation (token) with 'target'; the gateway indexes by the definitions, so relationship=<code>$<reference> never matches; " +
 		"index each component by the type of its expression",

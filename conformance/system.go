@@ -318,9 +318,11 @@ func (r *runner) restChecks(ctx context.Context) {
 	errorCase("rest/status-400-update-id", "rest:400", func(c *ct) string {
 		body := r.patient("NoID")
 		c.expectError(c.do(http.MethodPut, "/Patient/"+id, mustJSON(body)), http.StatusBadRequest)
+		// fhirgate's outside contract: a body that does not fit the URL
+		// (type or id mismatch) is a 422 (R4's text says 400 for both)
 		body["id"] = "conf-" + r.uniq + "-other"
-		c.expectError(c.do(http.MethodPut, "/Patient/"+id, mustJSON(body)), http.StatusBadRequest)
-		return "update without id or with another id: 400"
+		c.expectError(c.do(http.MethodPut, "/Patient/"+id, mustJSON(body)), http.StatusUnprocessableEntity)
+		return "update without id: 400; with another id: 422"
 	})
 	errorCase("rest/status-405", "rest:405", func(c *ct) string {
 		c.expectError(c.do(http.MethodPost, "/Patient/"+id, mustJSON(r.patient("X"))), http.StatusMethodNotAllowed)

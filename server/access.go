@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -280,6 +281,32 @@ type policyCache struct {
 }
 
 func (s *Server) policyFor(ctx context.Context, patient string) (*consent.Policy, error) {
+	// Any Consent written anywhere changes the mark; until then the
+	// compiled policy of this patient stands.
+	mark, err := s.cfg.Store.ChangeMark(ctx, "Consent")
+	if err != nil {
+		return nil, err
+	}
+	fast := patient + "@" + strconv.FormatInt(mark, 10)
+	s.policies.mu.Lock()
+	pol, ok := s.policies.m[fast]
+	s.policies.mu.Unlock()
+	if ok {
+		return pol, nil
+	}
+	pol, err = s.compilePolicy(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	s.policies.mu.Lock()
+	s.policies.m[fast] = pol
+	s.policies.mu.Unlock()
+	return pol, nil
+}
+
+// compilePolicy reads the patient's active Consents and compiles them,
+// reusing a compiled policy while the Consents' versions are unchanged.
+func (s *Server) compilePolicy(ctx context.Context, patient string) (*consent.Policy, error) {
 	q, err := s.cfg.Search.ParseQuery("Consent", url.Values{"patient": {patient}, "status": {"active"}, "_count": {"1000"}, "_total": {"none"}}, true)
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ const consentBody = `{"resourceType":"Consent","status":"active",
  "provision":{"type":"permit","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"Organization/clinic"}}],
   "action":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentaction","code":"access"}]}]}}`
 
-func newSecured(t *testing.T, k storeKind) *secured {
+func newSecured(t testing.TB, k storeKind) *secured {
 	is := authtest.NewIssuer(t)
 	cfg := config.Auth{
 		Issuers: []config.Issuer{is.Config("fhirgate")},

@@ -125,3 +125,31 @@ func BenchmarkEverything(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkReadProviderWithConsent measures a consented provider's read
+// (token verification, scope check, consent decision, audit event) next to
+// BenchmarkRead's unauthenticated one.
+func BenchmarkReadProviderWithConsent(b *testing.B) {
+	for _, k := range storeKinds {
+		b.Run(k.name, func(b *testing.B) {
+			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
+				b.Skip("set FHIRGATE_TEST_POSTGRES")
+			}
+			s := newSecured(b, k)
+			hdr := "Bearer " + s.tokens["provider"]
+			path := "/Observation/" + s.oa
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodGet, path, nil)
+					req.Header.Set("Authorization", hdr)
+					w := httptest.NewRecorder()
+					s.srv.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Fatalf("%d", w.Code)
+					}
+				}
+			})
+		})
+	}
+}

@@ -204,13 +204,17 @@ func condDelete(ok bool) string {
 	return "not-supported"
 }
 
+// unclaimedParams are defined for every type but not searchable here (the
+// parser ignores them with a warning), so they are not claimed.
+var unclaimedParams = map[string]bool{"_text": true, "_content": true, "_list": true, "_query": true, "_filter": true}
+
 // searchCapabilities lists every search parameter of every type, and the
 // include/revinclude forms.
 func (s *Server) searchCapabilities(cs *CapabilityStatement) {
 	for i := range cs.Rest[0].Resource {
 		r := &cs.Rest[0].Resource[i]
 		for _, p := range s.cfg.Search.Params(r.Type) {
-			if p.Type.String() == "special" {
+			if p.Type.String() == "special" || unclaimedParams[p.Code] {
 				continue
 			}
 			r.SearchParam = append(r.SearchParam, CSSearchParam{Name: p.Code, Definition: p.URL, Type: p.Type.String()})

@@ -123,6 +123,10 @@ type Store interface {
 	// rolled back otherwise. A transaction Bundle, a pull batch and a
 	// package are each written through one InTx.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// ChangeMark returns a number that changes whenever a resource of typ
+	// is written (by anyone sharing the database): callers key caches of
+	// derived data on it.
+	ChangeMark(ctx context.Context, typ string) (int64, error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

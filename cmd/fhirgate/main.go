@@ -51,6 +51,7 @@ Usage:
   fhirgate pull     pull a patient's record from the configured sources
   fhirgate bench    load Synthea data many times and print search latencies
   fhirgate audit verify  check the audit trail's hash chain
+  fhirgate conformance   run the black-box conformance suite against a URL
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -78,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "audit":
 		err = cmdAudit(ctx, args[1:], stdout, stderr)
+	case "conformance":
+		err = cmdConformance(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fhirgate", version)
 	case "-h", "--help", "help":

@@ -79,7 +79,7 @@ func Apply(r *fhir.Resource, mode Mode, elements []string) *fhir.Resource {
 		}
 		removed = true
 	}
-	if !removed {
+	if !removed && mode != True {
 		return r
 	}
 	out := &fhir.Resource{Type: r.Type, ID: r.ID, VersionID: r.VersionID, LastUpdated: r.LastUpdated}

@@ -591,3 +591,15 @@ func decodeCursor(s string) (int64, error) {
 	}
 	return n, nil
 }
+
+// ChangeMark implements storage.Store: the newest version sequence of the type.
+func (s *Store) ChangeMark(ctx context.Context, typ string) (int64, error) {
+	var seq *int64
+	if err := s.db.QueryRow(ctx, `SELECT MAX(seq) FROM resource_versions WHERE res_type = ?`, typ).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("change mark: %w", err)
+	}
+	if seq == nil {
+		return 0, nil
+	}
+	return *seq, nil
+}
