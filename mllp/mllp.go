@@ -261,10 +261,11 @@ func (s *Server) serveConn(conn net.Conn) {
 			return
 		}
 		ack := s.Handler.HandleMessage(ctx, msg)
-		closing := s.setBusy(conn, false)
 		if ack == nil {
 			return
 		}
+		// The connection stays busy until its ACK is written, so that
+		// Shutdown does not close it between the handler and the answer.
 		conn.SetWriteDeadline(time.Now().Add(wt))
 		if err := WriteFrame(w, ack); err != nil {
 			log.Info("mllp: writing ACK failed", slog.String("err", err.Error()))
@@ -274,7 +275,7 @@ func (s *Server) serveConn(conn net.Conn) {
 			log.Info("mllp: writing ACK failed", slog.String("err", err.Error()))
 			return
 		}
-		if closing {
+		if closing := s.setBusy(conn, false); closing {
 			return
 		}
 	}
