@@ -52,6 +52,7 @@ Usage:
   fhirgate bench    load Synthea data many times and print search latencies
   fhirgate audit verify  check the audit trail's hash chain
   fhirgate conformance   run the black-box conformance suite against a URL
+  fhirgate convert ccda|hl7v2 FILE  print a C-CDA document or HL7 v2 message as a FHIR Bundle
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -81,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAudit(ctx, args[1:], stdout, stderr)
 	case "conformance":
 		err = cmdConformance(ctx, args[1:], stdout, stderr)
+	case "convert":
+		err = cmdConvert(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "fhirgate", version)
 	case "-h", "--help", "help":

@@ -28,16 +28,13 @@ func TransactionBundle(rs []*fhir.Resource) ([]byte, error) {
 		}
 		b.WriteString(`{"fullUrl":`)
 		b.Write(fjson.AppendString(nil, urls[r.Type+"/"+r.ID]))
-		b.WriteString(`,"resource":{`)
-		first := true
+		b.WriteString(`,"resource":{"resourceType":`)
+		b.Write(fjson.AppendString(nil, r.Type))
 		for _, m := range r.Root().Members {
-			if m.Key == "id" {
+			if m.Key == "id" || m.Key == "resourceType" {
 				continue
 			}
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
+			b.WriteByte(',')
 			b.Write(fjson.AppendString(nil, m.Key))
 			b.WriteByte(':')
 			b.Write(rewriteRefs(fjson.AppendCompact(nil, m.Value), urls))
