@@ -426,6 +426,9 @@ func OperationPerm(name string) (p Perm, ok bool) {
 		return PermCreate, true
 	case "second-opinion":
 		return PermRead | PermSearch | PermCreate, true
+	case "pull", "import":
+		// bring records into the patient's record: they create and update
+		return PermCreate | PermUpdate, true
 	}
 	return PermNone, false
 }

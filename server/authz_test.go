@@ -7,12 +7,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/auth/authtest"
 	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/jobs"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 )
@@ -56,7 +58,15 @@ func newSecured(t testing.TB, k storeKind) *secured {
 		t.Fatal(err)
 	}
 	t.Cleanup(aud.Close)
-	srv := server.New(server.Config{Store: st, Search: testRegistry, Validator: validate.Default(), Auth: v, Auditor: aud, BaseURL: "http://fhir.test"})
+	pulls, err := jobs.New(context.Background(), jobs.Config{Store: st, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pulls.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pulls.Stop(context.Background()) })
+	srv := server.New(server.Config{Store: st, Search: testRegistry, Validator: validate.Default(), Auth: v, Auditor: aud, Pull: pulls, BaseURL: "http://fhir.test"})
 	s := &secured{harness: &harness{t: t, store: st, srv: srv}, is: is, auditor: aud}
 	s.tokens = map[string]string{
 		"none":         "",
@@ -157,6 +167,7 @@ func authCases(t *testing.T) map[string]authCase {
 		"GET /readyz":                          {get(func(*secured) string { return "/readyz" }), public()},
 		"GET /metadata":                        {get(func(*secured) string { return "/metadata" }), public()},
 		"GET /.well-known/smart-configuration": {get(func(*secured) string { return "/.well-known/smart-configuration" }), public()},
+		"GET /.well-known/jwks.json":           {get(func(*secured) string { return "/.well-known/jwks.json" }), public()},
 		"GET /_history": {get(func(*secured) string { return "/_history?_count=500" }), unauth(map[string]want{
 			"patientA": {403, false}, "patientB": {403, false}, "provider": {200, true}, "provider-nc": {200, false}, "system": {200, true}})},
 		"POST /": {func(s *secured) (string, string, []byte, []string) {
@@ -195,6 +206,8 @@ func authCases(t *testing.T) map[string]authCase {
 		}, searchLike()},
 		"GET /:type/:id/:op": {get(func(s *secured) string { return "/Patient/" + s.pa + "/$everything" }), unauth(map[string]want{
 			"patientA": {200, true}, "patientB": {403, false}, "provider": {200, true}, "provider-nc": {200, false}, "system": {200, true}})},
+		"GET /_pull/:pull": {get(func(*secured) string { return "/_pull/12345" }), unauth(map[string]want{
+			"patientA": {404, false}, "patientB": {404, false}, "provider": {403, false}, "provider-nc": {403, false}, "system": {404, false}})},
 		"POST /:type/:id/:op": {func(s *secured) (string, string, []byte, []string) {
 			return http.MethodPost, "/Patient/" + s.pa + "/$everything", nil, nil
 		}, unauth(map[string]want{
@@ -249,6 +262,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if sees := strings.Contains(r.Body.String(), s.oa); sees != w.seesA && r.Code < 300 && method == http.MethodGet {
 						t.Errorf("%s as %s: sees A's Observation = %v, want %v", key, who, sees, w.seesA)
 					}
+				}
+			}
+			// $pull: a patient only for itself, providers not at all
+			for who, refused := range map[string]bool{"patientA": false, "patientB": true, "provider": true, "system": false} {
+				w := s.as(who, http.MethodPost, "/Patient/"+s.pa+"/$pull", nil)
+				if (w.Code == http.StatusForbidden) != refused || w.Code == 401 || w.Code >= 500 {
+					t.Errorf("$pull as %s: %d %.200s", who, w.Code, w.Body.String())
 				}
 			}
 			// revocation: the very next request of the provider is refused

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/fhirgate/fhirgate/auth"
 	"net/http"
 	"strings"
 
@@ -43,10 +44,13 @@ func (s *Server) registerPull() {
 // pull answers POST Patient/[id]/$pull: 202 Accepted with the status URL
 // in Content-Location.
 func (s *Server) pull(c *gin.Context, typ, id string) {
-	// "pull" is not an operation permission of package auth yet, so any
-	// token is refused here until it is added there; --auth=none passes.
 	if _, err := s.authorize(c, "operation", "pull", "Patient"); err != nil {
 		s.fail(c, err)
+		return
+	}
+	if p := principal(c); p != nil && p.Kind == auth.KindPatient && patientID(p) != id {
+		accessOf(c).refused = "another patient's record"
+		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only pull its own record"))
 		return
 	}
 	accessOf(c).resource = "Patient/" + id
@@ -101,6 +105,11 @@ func (s *Server) pullStatus(c *gin.Context) {
 		return
 	}
 	accessOf(c).resource = "Patient/" + st.Patient
+	if p := principal(c); p != nil && p.Kind == auth.KindPatient && patientID(p) != st.Patient {
+		accessOf(c).refused = "another patient's record"
+		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only follow its own pulls"))
+		return
+	}
 	c.Header("X-Progress", st.Progress)
 	if !st.Done {
 		c.Header("Retry-After", "1")

@@ -44,6 +44,10 @@ type Config struct {
 	Auth Authenticator
 	// Auditor records AuditEvents of patient-data access; nil: none.
 	Auditor *Auditor
+	// JWKS is the JSON Web Key Set of the gateway's own signing keys (the
+	// keys it authenticates to sources with), served at
+	// /.well-known/jwks.json; an empty set when nil.
+	JWKS []byte
 	// Validator checks every written resource (422 on errors); nil: none.
 	Validator Validator
 	// Software names the server in the CapabilityStatement.
@@ -171,6 +175,7 @@ func (s *Server) registerRoutes() {
 	add(Route{Method: http.MethodGet, Path: "/healthz", Name: InteractionHealth, Public: true, handler: s.healthz})
 	add(Route{Method: http.MethodGet, Path: "/readyz", Name: InteractionHealth, Public: true, handler: s.readyz})
 	add(Route{Method: http.MethodGet, Path: "/metadata", Name: InteractionCapabilities, Public: true, handler: s.capabilities})
+	add(Route{Method: http.MethodGet, Path: "/.well-known/jwks.json", Name: InteractionHealth, Public: true, handler: s.jwks})
 	add(Route{Method: http.MethodGet, Path: "/_history", Name: InteractionHistorySystem, handler: s.historySystem})
 	add(Route{Method: http.MethodPost, Path: "/", Name: InteractionTransaction, handler: s.transaction})
 	add(Route{Method: http.MethodPost, Path: "/:type", Name: InteractionCreate, handler: s.createOrOperation})
@@ -237,4 +242,17 @@ func (s *Server) baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// jwks serves the gateway's public keys, for the sources that registered
+// its JWKS URL for SMART Backend Services.
+func (s *Server) jwks(c *gin.Context) {
+	body := s.cfg.JWKS
+	if len(body) == 0 {
+		body = []byte(`{"keys":[]}`)
+	}
+	c.Header("Content-Type", "application/json")
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Status(http.StatusOK)
+	_, _ = c.Writer.Write(body)
 }

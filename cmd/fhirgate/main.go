@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/consolidate"
@@ -262,12 +263,16 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer auditor.Close()
-	var pulls server.PullService
+	var (
+		pulls server.PullService
+		jwks  []byte
+	)
 	if len(cfg.Sources) > 0 {
 		svc, srcs, err := startPulls(ctx, store, cfg, log)
 		if err != nil {
 			return err
 		}
+		jwks = adapters.JWKS(srcs...)
 		defer closeSources(srcs)
 		defer svc.Stop(context.Background()) // before the store closes: running pulls resume at the next start
 		pulls = svc
@@ -277,6 +282,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		// from other sources stay stored but are left out
 		Store:        consolidate.View(store),
 		Pull:         pulls,
+		JWKS:         jwks,
 		Search:       registry,
 		Auth:         authn,
 		Auditor:      auditor,
