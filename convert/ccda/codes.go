@@ -200,11 +200,20 @@ func DateTime(ts string) (v string, exact, ok bool) {
 	}
 	switch len(ts) {
 	case 4:
-		return ts, true, ts != "0000"
+		if ts == "0000" {
+			return "", false, false
+		}
+		return ts, true, true
 	case 6:
-		return ts[:4] + "-" + ts[4:6], true, validMonth(ts[4:6])
+		if !validMonth(ts[4:6]) {
+			return "", false, false
+		}
+		return ts[:4] + "-" + ts[4:6], true, true
 	case 8:
-		return ts[:4] + "-" + ts[4:6] + "-" + ts[6:8], true, validMonth(ts[4:6]) && validDay(ts[6:8])
+		if !validMonth(ts[4:6]) || !validDay(ts[6:8]) {
+			return "", false, false
+		}
+		return ts[:4] + "-" + ts[4:6] + "-" + ts[6:8], true, true
 	case 10, 12, 14:
 		date := ts[:4] + "-" + ts[4:6] + "-" + ts[6:8]
 		if !validMonth(ts[4:6]) || !validDay(ts[6:8]) {
