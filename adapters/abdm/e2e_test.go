@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/adaptertest"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -250,6 +251,9 @@ func TestEndToEnd(t *testing.T) {
 				root := c.Root()
 				if root.Get("status").String() != "active" || !strings.Contains(string(c.Raw), "OPConsultation") || !strings.Contains(string(c.Raw), `"IRCP"`) {
 					t.Errorf("Consent = %s", c.Raw)
+				}
+				if is := validate.Validate(c); validate.HasErrors(is) {
+					t.Errorf("the authored Consent does not validate: %+v", is)
 				}
 				if !strings.Contains(string(c.Raw), `"dataPeriod"`) || root.Get("provision").Get("period").Get("end").String() == "" {
 					t.Errorf("Consent lacks the data period or expiry: %s", c.Raw)
