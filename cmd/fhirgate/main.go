@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/adapters"
+	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/consolidate"
@@ -266,12 +267,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		pulls server.PullService
 		jwks  []byte
+		srcs  []adapters.Source
 	)
 	if len(cfg.Sources) > 0 {
-		svc, srcs, err := startPulls(ctx, store, cfg, log)
+		svc, opened, err := startPulls(ctx, store, cfg, log)
 		if err != nil {
 			return err
 		}
+		srcs = opened
 		jwks = adapters.JWKS(srcs...)
 		defer closeSources(srcs)
 		defer svc.Stop(context.Background()) // before the store closes: running pulls resume at the next start
@@ -292,6 +295,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Version:      version,
 	})
+	for _, src := range srcs {
+		// ABDM's gateway calls back under /abdm/ (authenticated by its own
+		// signed tokens, not by our OIDC issuers)
+		if h, ok := src.(*abdm.HIU); ok {
+			srv.RegisterABDM(h)
+		}
+	}
 	return listenAndServe(ctx, f.addr, srv, log)
 }
 

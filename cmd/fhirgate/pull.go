@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/adapters"
+	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/adapters/bulk"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
 	"github.com/fhirgate/fhirgate/config"
@@ -23,10 +24,11 @@ import (
 
 // openSources validates the config's sources (every problem, each with its
 // line) and opens them.
-func openSources(cfg *config.Config, log *slog.Logger) ([]adapters.Source, error) {
+func openSources(cfg *config.Config, store storage.Store, log *slog.Logger) ([]adapters.Source, error) {
 	reg := adapters.NewRegistry()
 	reg.Register(fhirrest.Type, fhirrest.Factory)
 	reg.Register(bulk.Type, bulk.Factory)
+	reg.Register(abdm.Type, abdm.NewFactory(store))
 	specs := make([]adapters.Spec, len(cfg.Sources))
 	for i := range cfg.Sources {
 		s := &cfg.Sources[i]
@@ -57,7 +59,7 @@ func closeSources(sources []adapters.Source) {
 // (River's migrations run first). The caller stops the service and closes
 // the sources.
 func startPulls(ctx context.Context, store storage.Store, cfg *config.Config, log *slog.Logger) (*jobs.Service, []adapters.Source, error) {
-	sources, err := openSources(cfg, log)
+	sources, err := openSources(cfg, store, log)
 	if err != nil {
 		return nil, nil, err
 	}
