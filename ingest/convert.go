@@ -1,0 +1,324 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/convert/ccda"
+	"github.com/fhirgate/fhirgate/convert/hl7v2"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// ImportCCDA converts a C-CDA document and files it. With lenientType
+// (the body came as plain XML) a document that is not a CDA
+// ClinicalDocument is an unsupported media type rather than malformed.
+func (im *Importer) ImportCCDA(ctx context.Context, patientID string, doc []byte, lenientType bool) (*Result, error) {
+	res, err := ccda.Convert(doc, ccda.Options{Now: im.Now})
+	if err != nil {
+		if lenientType && errors.Is(err, ccda.ErrNotCDA) {
+			return nil, fmt.Errorf("%w: the XML document is not a CDA ClinicalDocument", ErrUnsupportedMedia)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return im.file(ctx, consolidate.Batch{
+		Source:          docSource("ccda", doc),
+		PatientID:       patientID,
+		SourcePatientID: res.PatientID,
+		Resources:       res.Resources,
+	}, res.Issues)
+}
+
+// HL7Message is a converted HL7 v2 message ready to be filed.
+type HL7Message struct {
+	// Message is the parsed message; nil when it could not be parsed.
+	Message *hl7v2.Message
+	// Source is the consolidation source: one per sending facility.
+	Source string
+	// Resources are the converted resources, the original message kept as
+	// Binary + DocumentReference among them.
+	Resources []*fhir.Resource
+	// Patient is the Patient made from PID (one of Resources).
+	Patient *fhir.Resource
+	// Issues report what was not converted.
+	Issues []fhir.Issue
+}
+
+// ConvertHL7v2 parses and converts a message. Errors wrap ErrMalformed
+// (the parser's complaints) or ErrUnconvertible (an unsupported message
+// type, a required segment missing), and the hl7v2 error, for
+// hl7v2.AckCode.
+func (im *Importer) ConvertHL7v2(raw []byte) (*HL7Message, error) {
+	m, res, err := hl7v2.ParseAndConvert(raw, hl7v2.Options{Now: im.Now})
+	if err != nil {
+		out := &HL7Message{Message: m}
+		if m == nil {
+			return out, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		return out, fmt.Errorf("%w: %w", ErrUnconvertible, err)
+	}
+	hm := &HL7Message{Message: m, Source: facilitySource(m), Issues: res.Issues}
+	rs := res.Resources
+	var pat *fhir.Resource
+	for _, r := range rs {
+		if r.Type == "Patient" && r.ID == res.PatientID {
+			pat = r
+		}
+	}
+	if pat == nil {
+		return hm, fmt.Errorf("%w: the message made no Patient", ErrUnconvertible)
+	}
+	// The converter derives the Patient's id from the message bytes; one
+	// derived from the patient's identifier instead makes every message
+	// about a patient name the same copy, so the local Patient gains one
+	// identifier per facility, not one per message.
+	if sys, val := firstIdentifier(pat); val != "" {
+		stable := consolidate.LocalID(hm.Source, "Patient", "identifier|"+sys+"|"+val)
+		if rs, err = replaceID(rs, res.PatientID, stable); err != nil {
+			return hm, fmt.Errorf("%w: %w", ErrUnconvertible, err)
+		}
+		res.PatientID = stable
+	}
+	for _, r := range rs {
+		if r.Type == "Patient" && r.ID == res.PatientID {
+			hm.Patient = r
+		}
+	}
+	orig, err := original(raw, m, res.PatientID, im.now().UTC().Format("2006-01-02T15:04:05Z"))
+	if err != nil {
+		return hm, err
+	}
+	hm.Resources = append(rs, orig...)
+	return hm, nil
+}
+
+// FileHL7v2 files a converted message into the record of Patient/patientID.
+func (im *Importer) FileHL7v2(ctx context.Context, patientID string, hm *HL7Message) (*Result, error) {
+	return im.file(ctx, consolidate.Batch{
+		Source:          hm.Source,
+		PatientID:       patientID,
+		SourcePatientID: hm.Patient.ID,
+		Resources:       hm.Resources,
+	}, hm.Issues)
+}
+
+// ImportHL7v2 converts one HL7 v2 message and files it.
+func (im *Importer) ImportHL7v2(ctx context.Context, patientID string, raw []byte) (*Result, error) {
+	hm, err := im.ConvertHL7v2(raw)
+	if err != nil {
+		return nil, err
+	}
+	return im.FileHL7v2(ctx, patientID, hm)
+}
+
+// facilitySource names the source of a message after its sending facility
+// (MSH-4), or its sending application (MSH-3) when MSH-4 is empty.
+func facilitySource(m *hl7v2.Message) string {
+	name := ""
+	if msh := m.Segment("MSH"); msh != nil {
+		name = msh.Get(4, 1)
+		if name == "" {
+			name = msh.Get(3, 1)
+		}
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		return "hl7v2"
+	}
+	return "hl7v2-" + b.String()
+}
+
+// firstIdentifier returns the first identifier with a system and a value,
+// or else the first with a value (system "").
+func firstIdentifier(p *fhir.Resource) (system, value string) {
+	var ids []*fjson.Value
+	if v := p.Root().Get("identifier"); v != nil && v.Kind == fjson.Array {
+		ids = v.Items
+	}
+	for _, id := range ids {
+		if s, v := id.Get("system").String(), id.Get("value").String(); s != "" && v != "" {
+			return s, v
+		}
+	}
+	for _, id := range ids {
+		if v := id.Get("value").String(); v != "" {
+			return "", v
+		}
+	}
+	return "", ""
+}
+
+// replaceID renames a resource id in every resource. Converter ids are
+// UUIDs, so the byte string occurs nowhere else.
+func replaceID(rs []*fhir.Resource, from, to string) ([]*fhir.Resource, error) {
+	out := make([]*fhir.Resource, len(rs))
+	for i, r := range rs {
+		if !bytes.Contains(r.Raw, []byte(from)) {
+			out[i] = r
+			continue
+		}
+		nr, err := fhir.Parse(bytes.ReplaceAll(r.Raw, []byte(from), []byte(to)))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = nr
+	}
+	return out, nil
+}
+
+// original keeps the message itself as a Binary and a DocumentReference.
+func original(raw []byte, m *hl7v2.Message, patientID, now string) ([]*fhir.Resource, error) {
+	sum := sha256.Sum256(raw)
+	h := hex.EncodeToString(sum[:])
+	binID := consolidate.LocalID("", "Binary", "hl7v2|"+h)
+	docID := consolidate.LocalID("", "DocumentReference", "hl7v2|"+h)
+	code, trigger, version := m.Type()
+	desc := strings.Trim("HL7 v2 "+code+"^"+trigger+" message "+m.ControlID(), " ^")
+	sha := sha1.Sum(raw)
+	bin := map[string]any{
+		"resourceType": "Binary", "id": binID,
+		"contentType":     MediaHL7v2,
+		"securityContext": map[string]any{"reference": "Patient/" + patientID},
+		"data":            base64.StdEncoding.EncodeToString(raw),
+	}
+	att := map[string]any{
+		"contentType": MediaHL7v2, "url": "Binary/" + binID,
+		"size": len(raw), "hash": base64.StdEncoding.EncodeToString(sha[:]),
+		"title": desc,
+	}
+	doc := map[string]any{
+		"resourceType": "DocumentReference", "id": docID,
+		"status":      "current",
+		"subject":     map[string]any{"reference": "Patient/" + patientID},
+		"date":        now,
+		"description": desc,
+		"content":     []any{map[string]any{"attachment": att, "format": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0104", "code": version}}},
+	}
+	if version == "" {
+		doc["content"] = []any{map[string]any{"attachment": att}}
+	}
+	var out []*fhir.Resource
+	for _, v := range []map[string]any{bin, doc} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		r, err := fhir.Parse(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ImportFile keeps a PDF, image or DICOM object as a Binary and a
+// DocumentReference in the patient's record, after checking that the
+// bytes are what the media type says. Importing the same bytes again
+// changes nothing.
+func (im *Importer) ImportFile(ctx context.Context, patientID, mediaType string, body []byte) (*Result, error) {
+	if !magicOK(mediaType, body) {
+		return nil, fmt.Errorf("%w: the content is not %s (its first bytes do not match)", ErrMalformed, mediaType)
+	}
+	source := docSource("file", body)
+	binID := consolidate.LocalID(source, "Binary", "original")
+	docID := consolidate.LocalID(source, "DocumentReference", "original")
+	sha := sha1.Sum(body)
+	meta := map[string]any{"source": consolidate.SourceURI(source)}
+	bin := map[string]any{
+		"resourceType": "Binary", "id": binID, "meta": meta,
+		"contentType":     mediaType,
+		"securityContext": map[string]any{"reference": "Patient/" + patientID},
+		"data":            base64.StdEncoding.EncodeToString(body),
+	}
+	doc := map[string]any{
+		"resourceType": "DocumentReference", "id": docID, "meta": meta,
+		"status":  "current",
+		"subject": map[string]any{"reference": "Patient/" + patientID},
+		"date":    im.now().UTC().Format("2006-01-02T15:04:05Z"),
+		"content": []any{map[string]any{"attachment": map[string]any{
+			"contentType": mediaType, "url": "Binary/" + binID,
+			"size": len(body), "hash": base64.StdEncoding.EncodeToString(sha[:]),
+		}}},
+	}
+	var rs []*fhir.Resource
+	for _, v := range []map[string]any{bin, doc} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		r, err := fhir.Parse(b)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	result := &Result{Source: source}
+	err := im.Store.InTx(ctx, func(tx storage.Tx) error {
+		result.Entries = result.Entries[:0]
+		if _, err := tx.Read(ctx, "Patient", patientID); err != nil {
+			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
+				return fmt.Errorf("%w: Patient/%s", ErrNoPatient, patientID)
+			}
+			return err
+		}
+		for _, r := range rs {
+			ex, err := tx.Read(ctx, r.Type, r.ID)
+			switch {
+			case err == nil:
+				result.Entries = append(result.Entries, Entry{Resource: ex, Status: Unchanged})
+				continue
+			case errors.Is(err, storage.ErrNotFound):
+			default:
+				return err // a deleted copy stays deleted
+			}
+			stored, err := tx.Create(ctx, r)
+			if err != nil {
+				return err
+			}
+			result.Entries = append(result.Entries, Entry{Resource: stored, Status: Created})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// magicOK checks the first bytes of a file against its media type.
+func magicOK(mediaType string, b []byte) bool {
+	switch mediaType {
+	case MediaPDF:
+		return bytes.HasPrefix(b, []byte("%PDF-"))
+	case MediaJPEG:
+		return bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF})
+	case MediaPNG:
+		return bytes.HasPrefix(b, []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'})
+	case MediaDICOM:
+		// Part 10 files: a 128-byte preamble, then "DICM"
+		return len(b) >= 132 && string(b[128:132]) == "DICM"
+	}
+	return false
+}

@@ -1,0 +1,146 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/convert/hl7v2"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// HL7Handler files HL7 v2 messages that arrive over MLLP (it is an
+// mllp.Handler). Each message is converted, matched to a local Patient by
+// its PID-3 identifier (a Patient is created from the message when none
+// matches), filed through consolidate in one transaction, and only then
+// acknowledged with AA; a message that cannot be parsed or converted is
+// answered AR, one that cannot be stored AE, and nothing of it is kept.
+type HL7Handler struct {
+	// Store receives the record. Required.
+	Store storage.Store
+	// Consolidator files converted resources; one over Store when nil.
+	Consolidator *consolidate.Consolidator
+	// Search parses the identifier search that finds the patient; the
+	// store must index with the same registry. Required.
+	Search *search.Registry
+	// Now stamps conversions and acknowledgements; time.Now when nil.
+	Now func() time.Time
+	// Logger receives failures (never message content); discarded when nil.
+	Logger *slog.Logger
+}
+
+func (h *HL7Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *HL7Handler) importer() *Importer {
+	if h.Consolidator == nil {
+		h.Consolidator = &consolidate.Consolidator{Store: h.Store, Now: h.Now}
+	}
+	return &Importer{Store: h.Store, Consolidator: h.Consolidator, Now: h.Now}
+}
+
+// HandleMessage implements mllp.Handler.
+func (h *HL7Handler) HandleMessage(ctx context.Context, msg []byte) []byte {
+	_, ack := h.Handle(ctx, msg)
+	return ack
+}
+
+// Handle files one message and returns the local Patient's id (when the
+// message was stored) and the acknowledgement to send.
+func (h *HL7Handler) Handle(ctx context.Context, msg []byte) (patientID string, ack []byte) {
+	im := h.importer()
+	hm, err := im.ConvertHL7v2(msg)
+	if err != nil {
+		var m *hl7v2.Message
+		if hm != nil {
+			m = hm.Message
+		}
+		code, errCode := hl7v2.AckCode(err)
+		return "", hl7v2.ACK(m, code, errCode, err.Error(), h.now())
+	}
+	pid, err := h.patient(ctx, hm)
+	if err == nil {
+		_, err = im.FileHL7v2(ctx, pid, hm)
+	}
+	if err != nil {
+		h.logger().Error("HL7 v2 message not stored", "control_id", hm.Message.ControlID(), "err", err)
+		return "", hl7v2.ACK(hm.Message, hl7v2.AE, hl7v2.ErrCodeInternal, "the message could not be stored; send it again", h.now())
+	}
+	return pid, hl7v2.ACK(hm.Message, hl7v2.AA, "", "", h.now())
+}
+
+func (h *HL7Handler) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
+}
+
+// patient finds the local Patient a message is about, or creates it.
+//
+// The first PID-3 identifier with a system (assigning authority) is
+// searched for; duplicate copies that pulls and imports store are not
+// local Patients. Without a system the identifier means something only at
+// the sending facility, so the Patient is found by an id derived from the
+// facility and the value. A new Patient gets an id derived from its
+// identifier, so two connections delivering the first messages of one
+// patient at once create it once.
+func (h *HL7Handler) patient(ctx context.Context, hm *HL7Message) (string, error) {
+	system, value := firstIdentifier(hm.Patient)
+	var id string
+	if system != "" {
+		q, err := h.Search.ParseQuery("Patient", url.Values{"identifier": {system + "|" + value}, "_count": {"50"}, "_total": {"none"}}, true)
+		if err != nil {
+			return "", fmt.Errorf("identifier search: %w", err)
+		}
+		page, err := h.Store.Search(ctx, storage.SearchRequest{Query: q})
+		if err != nil {
+			return "", fmt.Errorf("identifier search: %w", err)
+		}
+		for _, r := range page.Matches {
+			if !consolidate.IsDuplicate(r) {
+				return r.ID, nil
+			}
+		}
+		id = consolidate.LocalID("", "Patient", "identifier|"+system+"|"+value)
+	} else {
+		key := "local|" + value
+		if value == "" {
+			// no identifier at all: the converter's id, derived from the message
+			key = "message|" + hm.Patient.ID
+		}
+		id = consolidate.LocalID(hm.Source, "Patient", key)
+	}
+	switch _, err := h.Store.Read(ctx, "Patient", id); {
+	case err == nil:
+		return id, nil
+	case errors.Is(err, storage.ErrGone):
+		return "", fmt.Errorf("Patient/%s was deleted", id)
+	case !errors.Is(err, storage.ErrNotFound):
+		return "", err
+	}
+	local := hm.Patient.WithMeta(id, "", time.Time{})
+	if _, err := h.Store.Create(ctx, local); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+		return "", fmt.Errorf("create Patient/%s: %w", id, err)
+	}
+	return id, nil
+}
+
+// Outcome turns a Result's issues and counts into an OperationOutcome.
+func (r *Result) Outcome() *fhir.OperationOutcome {
+	created, updated, unchanged := r.Counts()
+	issues := []fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Details: &fhir.IssueDetails{
+		Text: fmt.Sprintf("filed as source %s: %d resources created, %d updated, %d unchanged", r.Source, created, updated, unchanged),
+	}}}
+	return fhir.NewOutcome(append(issues, r.Issues...)...)
+}

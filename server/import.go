@@ -1,0 +1,94 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/fhirgate/fhirgate/auth"
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
+	"github.com/fhirgate/fhirgate/ingest"
+	"github.com/gin-gonic/gin"
+)
+
+// importDefinition is the canonical URL of the gateway's $import operation.
+const importDefinition = "https://fhirgate.dev/OperationDefinition/Patient-import"
+
+func (s *Server) registerImport() {
+	im := &ingest.Importer{
+		Store:        s.cfg.Store,
+		Consolidator: &consolidate.Consolidator{Store: s.cfg.Store, Now: s.now},
+		Now:          s.now,
+	}
+	s.RegisterOperation(Operation{
+		Name: "import", Definition: importDefinition,
+		Instance: true, Types: []string{"Patient"},
+		Handler: func(c *gin.Context, _, id string) { s.importRecord(c, im, id) },
+	})
+}
+
+// importRecord answers POST Patient/[id]/$import: the raw body (C-CDA,
+// HL7 v2, a FHIR Bundle, a PDF or image) is converted and filed into the
+// patient's consolidated record. The answer is a collection Bundle: an
+// OperationOutcome of what was not converted first, then every resource
+// the import created, updated or found unchanged.
+func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
+	if _, err := s.authorize(c, "operation", "import", "Patient"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if p := principal(c); p != nil && p.Kind == auth.KindPatient && patientID(p) != id {
+		accessOf(c).refused = "another patient's record"
+		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only import into its own record"))
+		return
+	}
+	accessOf(c).resource = "Patient/" + id
+	ct := c.GetHeader("Content-Type")
+	if kind, _ := ingest.KindOf(ct); kind == ingest.KindNone {
+		s.fail(c, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", nil,
+			"Content-Type %q cannot be imported; send %s, %s, %s, %s, %s, %s or %s", ct,
+			ingest.MediaCDA, ingest.MediaHL7v2, ingest.MediaFHIRJSON, ingest.MediaPDF, ingest.MediaJPEG, ingest.MediaPNG, ingest.MediaDICOM))
+		return
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := im.Import(c.Request.Context(), id, ct, body)
+	if err != nil {
+		s.fail(c, importError(err, id))
+		return
+	}
+	out := fjson.AppendString([]byte(`{"resourceType":"Bundle","type":"collection","timestamp":`), fhir.FormatInstant(s.now()))
+	out = append(out, `,"entry":[{"resource":`...)
+	out = append(out, res.Outcome().JSON()...)
+	out = append(out, '}')
+	base := s.baseURL(c.Request)
+	for _, e := range res.Entries {
+		out = append(out, `,{"fullUrl":`...)
+		out = fjson.AppendString(out, base+"/"+e.Resource.Type+"/"+e.Resource.ID)
+		out = append(out, `,"resource":`...)
+		out = append(out, e.Resource.Raw...)
+		out = append(out, '}')
+	}
+	out = append(out, "]}"...)
+	s.writeJSON(c, http.StatusOK, out)
+}
+
+// importError maps ingest errors to HTTP: input problems are the client's
+// (4xx with the reason), anything else goes through errorStatus.
+func importError(err error, id string) error {
+	switch {
+	case errors.Is(err, ingest.ErrNoPatient):
+		return fhir.Errorf(http.StatusNotFound, "not-found", nil, "Patient/%s is not known", id)
+	case errors.Is(err, ingest.ErrUnsupportedMedia):
+		return fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", nil, "%s", err.Error())
+	case errors.Is(err, ingest.ErrMalformed):
+		return fhir.Errorf(http.StatusBadRequest, "structure", nil, "%s", err.Error())
+	case errors.Is(err, ingest.ErrUnconvertible):
+		return fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "%s", err.Error())
+	}
+	return err
+}
