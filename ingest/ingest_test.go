@@ -399,3 +399,14 @@ func validateIssues(r *fhir.Resource) []fhir.Issue {
 	}
 	return errs
 }
+
+func newPatientRaw(t testing.TB, st storage.Store, body string) {
+	t.Helper()
+	p, err := fhir.Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
