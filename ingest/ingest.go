@@ -173,11 +173,15 @@ func (im *Importer) checkPatient(ctx context.Context, id string) error {
 	if !fhir.ValidID(id) {
 		return fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
 	}
-	if _, err := im.Store.Read(ctx, "Patient", id); err != nil {
+	p, err := im.Store.Read(ctx, "Patient", id)
+	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
 			return fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
 		}
 		return err
+	}
+	if of := consolidate.DuplicateOf(p); of != "" {
+		return fmt.Errorf("%w: Patient/%s is a source's copy of %s; import into %s", ErrUnconvertible, id, of, of)
 	}
 	return nil
 }

@@ -122,6 +122,7 @@ const (
 
 type serveFlags struct {
 	addr, db, auth, config, logLevel string
+	mllpAddr                         string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
@@ -133,6 +134,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.auth, "auth", envDefault("FHIRGATE_AUTH", defaultAuth), "oidc (verify access tokens) or none (loopback only) (env FHIRGATE_AUTH)")
 	fs.StringVar(&f.config, "config", envDefault("FHIRGATE_CONFIG", ""), "YAML config file (env FHIRGATE_CONFIG)")
 	fs.StringVar(&f.logLevel, "log-level", envDefault("FHIRGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env FHIRGATE_LOG_LEVEL)")
+	fs.StringVar(&f.mllpAddr, "mllp-addr", envDefault("FHIRGATE_MLLP_ADDR", ""), "listen address for HL7 v2 over MLLP, off when empty (env FHIRGATE_MLLP_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -301,6 +303,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if h, ok := src.(*abdm.HIU); ok {
 			srv.RegisterABDM(h)
 		}
+	}
+	if f.mllpAddr != "" {
+		stop, err := startMLLP(f.mllpAddr, store, registry, log)
+		if err != nil {
+			return fmt.Errorf("--mllp-addr: %w", err)
+		}
+		defer stop() // before the store closes: messages being stored are acknowledged
 	}
 	return listenAndServe(ctx, f.addr, srv, log)
 }
