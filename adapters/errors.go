@@ -46,6 +46,11 @@ var (
 	ErrRejected = errors.New("request refused by the source")
 	// ErrConfig: the source's configuration is invalid.
 	ErrConfig = errors.New("invalid source configuration")
+	// ErrPending: the source is not done yet and nobody is at fault — a
+	// patient has not granted a consent request, an export is still being
+	// prepared. The caller asks again later (Error.RetryAfter) without
+	// counting it as a failed attempt.
+	ErrPending = errors.New("waiting on the source")
 )
 
 // Error is an adapter failure. Error() is safe to log: it holds the source
@@ -101,7 +106,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // limits, unavailability, time-outs): a job runner reschedules these and
 // fails the others.
 func Temporary(err error) bool {
-	return errors.Is(err, ErrRateLimited) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout)
+	return errors.Is(err, ErrRateLimited) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrPending)
 }
 
 // WithSource sets the source id of err if it is an *Error without one, and

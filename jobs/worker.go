@@ -101,6 +101,17 @@ func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 		if ctx.Err() != nil {
 			return ctx.Err() // stopped: River runs the job again after the restart
 		}
+		if errors.Is(err, adapters.ErrPending) {
+			// not a failure: ask again later without using up an attempt
+			wait := time.Minute
+			var ae *adapters.Error
+			if errors.As(err, &ae) && ae.RetryAfter > 0 {
+				wait = ae.RetryAfter
+			}
+			rep.State, rep.Error, rep.RetryAfter = "waiting", err.Error(), wait
+			_ = river.RecordOutput(ctx, rep)
+			return river.JobSnooze(wait)
+		}
 		return fail(err, !adapters.Temporary(err))
 	}
 	written, err := s.cfg.Consolidator.Apply(ctx, consolidate.Batch{Source: src.ID(), PatientID: local.ID, SourcePatientID: spid, Resources: rs})
@@ -207,6 +218,7 @@ func (s *Service) Status(ctx context.Context, pullID string) (*Status, error) {
 			_ = json.Unmarshal(out, &rep)
 			rep.Attempts = row.Attempt
 		}
+		recorded := rep.State
 		switch row.State {
 		case "completed":
 			rep.State = "completed"
@@ -226,6 +238,10 @@ func (s *Service) Status(ctx context.Context, pullID string) (*Status, error) {
 			rep.State = "retrying"
 		default:
 			rep.State = "pending"
+		}
+		if recorded == "waiting" && (row.State == "scheduled" || row.State == "available" || row.State == "running") {
+			// snoozed until the source is ready (a patient's grant)
+			rep.State = "waiting"
 		}
 		if rep.State == "completed" || rep.State == "failed" {
 			done++

@@ -76,6 +76,10 @@ type txKeys struct {
 	hipID     string
 	artefact  string
 	txID      string // set by on-request
+	// filing is set once every page arrived: the key is destroyed and the
+	// entry only stays so that Sweep, running meanwhile, does not take the
+	// transaction for one a restart lost; more pages are refused.
+	filing bool
 }
 
 // doc is one decrypted document of a push.
@@ -255,7 +259,7 @@ func (h *HIU) Fetch(ctx context.Context, req adapters.FetchRequest, sink adapter
 	}
 	if outcome != nil {
 		if errors.Is(outcome, ErrWaiting) {
-			outcome = fmt.Errorf("%w (%w)", ErrWaiting, adapters.ErrUnavailable)
+			outcome = fmt.Errorf("%w (%w, %w)", ErrWaiting, adapters.ErrPending, adapters.ErrUnavailable)
 		}
 		return res, h.fetchErr("consent flow", outcome)
 	}
@@ -449,6 +453,9 @@ func (h *HIU) Sweep(ctx context.Context) {
 	var done []closed
 	h.mu.Lock()
 	for k, t := range h.keys {
+		if t.filing {
+			continue
+		}
 		if now.After(t.deadline) {
 			problem := "push window closed before any page arrived"
 			if t.pageCount > 0 {
@@ -844,6 +851,10 @@ func (h *HIU) onTransfer(ctx context.Context, body []byte) (int, string) {
 	}
 	h.mu.Lock()
 	k := h.keys[m.TransactionID]
+	if k != nil && k.filing {
+		h.mu.Unlock()
+		return http.StatusConflict, "transaction complete: no further pages are accepted"
+	}
 	if k == nil {
 		h.mu.Unlock()
 		// known but closed, or never ours
@@ -922,9 +933,14 @@ func (h *HIU) onTransfer(ctx context.Context, body []byte) (int, string) {
 		return http.StatusAccepted, ""
 	}
 	// complete: close the transaction before filing, so a replay is refused
-	delete(h.keys, m.TransactionID)
+	k.filing = true
 	k.priv.Destroy()
 	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.keys, m.TransactionID)
+		h.mu.Unlock()
+	}()
 	var all []doc
 	for p := 1; p <= k.pageCount; p++ {
 		all = append(all, k.pages[p]...)
