@@ -286,7 +286,7 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 	entries = append(entries, entry{FullURL: "urn:uuid:" + devID, Resource: mustJSON(device)}, entry{FullURL: "urn:uuid:" + provID, Resource: mustJSON(prov)})
 	b := bundle{
 		ResourceType: "Bundle", ID: docID,
-		Meta:       &meta{Security: []coding{{System: confidentiality, Code: comp.Confidentiality}}},
+		Meta:       &meta{Security: labels(doc.Included, comp.Confidentiality)},
 		Identifier: identifier{System: DocumentIdentifierSystem, Value: "urn:uuid:" + docID},
 		Type:       "document", Timestamp: fhir.FormatInstant(now), Entry: entries,
 	}
@@ -423,6 +423,25 @@ func highWater(rs []*fhir.Resource) string {
 		}
 	}
 	return best
+}
+
+// labels is the Bundle's meta.security: the confidentiality high-water
+// mark and every other label an entry carries, so that a policy that
+// withholds data so labelled withholds the whole package too.
+func labels(rs []*fhir.Resource, conf string) []coding {
+	out := []coding{{System: confidentiality, Code: conf}}
+	seen := map[coding]bool{}
+	for _, r := range rs {
+		for _, c := range items(r.Root().Get("meta").Get("security")) {
+			k := coding{System: c.Get("system").String(), Code: c.Get("code").String()}
+			if k.Code == "" || k.System == confidentiality || seen[k] {
+				continue
+			}
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // The JSON shapes of what the gateway authors.

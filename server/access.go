@@ -137,6 +137,9 @@ func (s *Server) patientsOf(r *fhir.Resource) []string {
 	if r.Type == "Patient" {
 		return []string{"Patient/" + r.ID}
 	}
+	if r.Type == "Bundle" || r.Type == "Task" {
+		return referralPatients(r)
+	}
 	var out []string
 	root := r.Root()
 	for _, code := range s.cfg.Search.PatientCompartment(r.Type) {

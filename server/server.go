@@ -152,6 +152,7 @@ func New(cfg Config) *Server {
 		s.registerValidate()
 	}
 	s.registerEverything()
+	s.registerSecondOpinion()
 	s.registerImport()
 	if cfg.Pull != nil {
 		s.registerPull()
