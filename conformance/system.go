@@ -185,6 +185,84 @@ func (r *runner) systemChecks(ctx context.Context) {
 	if p := cs.resource("Patient"); p != nil && p.hasOp("everything") {
 		r.everything(ctx)
 	}
+	if p := cs.resource("Patient"); p != nil {
+		if p.hasOp("summary") {
+			r.summaryOp(ctx)
+		}
+		if p.hasOp("import") {
+			r.importOp(ctx)
+		}
+		if p.hasOp("second-opinion") {
+			r.secondOpinionOp(ctx)
+		}
+	}
+}
+
+// summaryOp checks Patient/$summary: a document Bundle whose first entry
+// is a Composition about the patient.
+func (r *runner) summaryOp(ctx context.Context) {
+	r.check(ctx, "Patient", "Patient/$summary", "Patient.operation:summary", func(c *ct) string {
+		cr := c.do(http.MethodPost, "/Patient", mustJSON(r.patient("Sum"+r.uniq)))
+		c.mustStatus(cr, http.StatusCreated)
+		id := str(cr.obj, "id")
+		r.noteCreated("Patient", id)
+		resp := c.do(http.MethodGet, "/Patient/"+id+"/$summary", nil)
+		c.mustStatus(resp, http.StatusOK)
+		if str(resp.obj, "resourceType") != "Bundle" || str(resp.obj, "type") != "document" {
+			c.failf("GET /Patient/%s/$summary: not a document Bundle", id)
+		}
+		entries := arr(resp.obj, "entry")
+		if len(entries) == 0 || str(entries[0], "resource", "resourceType") != "Composition" {
+			c.failf("GET /Patient/%s/$summary: the first entry is not a Composition", id)
+		}
+		c.expectError(c.do(http.MethodGet, "/Patient/conf-"+r.uniq+"-nobody/$summary", nil), http.StatusNotFound)
+		return "a document Bundle led by a Composition; 404 for an unknown patient"
+	})
+}
+
+// importOp checks Patient/$import with a small FHIR Bundle, and that a body
+// it cannot read is refused.
+func (r *runner) importOp(ctx context.Context) {
+	r.check(ctx, "Patient", "Patient/$import", "Patient.operation:import", func(c *ct) string {
+		cr := c.do(http.MethodPost, "/Patient", mustJSON(r.patient("Imp"+r.uniq)))
+		c.mustStatus(cr, http.StatusCreated)
+		id := str(cr.obj, "id")
+		r.noteCreated("Patient", id)
+		bundle := map[string]any{"resourceType": "Bundle", "type": "collection", "entry": []any{map[string]any{
+			"fullUrl": "urn:uuid:0c6b2a3e-4d5f-4a6b-8c7d-9e0f1a2b3c4d",
+			"resource": map[string]any{"resourceType": "Observation", "status": "final",
+				"code":    map[string]any{"text": "conformance import " + r.uniq},
+				"subject": map[string]any{"reference": "Patient/" + id}}}}}
+		resp := c.do(http.MethodPost, "/Patient/"+id+"/$import", mustJSON(bundle))
+		c.mustStatus(resp, http.StatusOK)
+		if str(resp.obj, "resourceType") != "Bundle" {
+			c.failf("POST /Patient/%s/$import: the answer is not a Bundle", id)
+		}
+		c.expectError(c.do(http.MethodPost, "/Patient/"+id+"/$import", []byte("%PDF- not really"), "Content-Type: text/plain"), http.StatusUnsupportedMediaType)
+		return "a FHIR Bundle imported (200 with a Bundle); text/plain refused with 415"
+	})
+}
+
+// secondOpinionOp checks that Patient/$second-opinion answers a request it
+// cannot honour (no consent for the recipient) with a 4xx OperationOutcome;
+// the full workflow needs Consents and tokens beyond a black-box run.
+func (r *runner) secondOpinionOp(ctx context.Context) {
+	r.check(ctx, "Patient", "Patient/$second-opinion", "Patient.operation:second-opinion", func(c *ct) string {
+		cr := c.do(http.MethodPost, "/Patient", mustJSON(r.patient("So"+r.uniq)))
+		c.mustStatus(cr, http.StatusCreated)
+		id := str(cr.obj, "id")
+		r.noteCreated("Patient", id)
+		params := map[string]any{"resourceType": "Parameters", "parameter": []any{
+			map[string]any{"name": "recipient", "valueReference": map[string]any{"reference": "Organization/conf-" + r.uniq + "-nobody"}},
+			map[string]any{"name": "question", "valueString": "conformance"}}}
+		resp := c.do(http.MethodPost, "/Patient/"+id+"/$second-opinion", mustJSON(params))
+		if resp.status < 400 || resp.status >= 500 {
+			c.failf("POST /Patient/%s/$second-opinion without a consent: status %d, want a 4xx", id, resp.status)
+		} else {
+			c.expectError(resp, resp.status)
+		}
+		return fmt.Sprintf("a request without a consent for the recipient: %d with an OperationOutcome", resp.status)
+	})
 }
 
 // everything checks Patient/$everything: the patient, its compartment and
