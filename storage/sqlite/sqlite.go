@@ -120,12 +120,19 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	// statistics for the query planner: analyse what needs it now, and
+	// again periodically (PRAGMA optimize is cheap when nothing changed)
+	_, _ = ck.ExecContext(ctx, "PRAGMA optimize=0x10002")
 	go db.checkpointer()
 	return db, nil
 }
 
-// checkpointInterval is how often the WAL is copied back into the database.
-const checkpointInterval = 500 * time.Millisecond
+// checkpointInterval is how often the WAL is copied back into the database;
+// optimizeInterval how often the planner's statistics are refreshed.
+const (
+	checkpointInterval = 500 * time.Millisecond
+	optimizeInterval   = 5 * time.Minute
+)
 
 // checkpointer runs passive checkpoints (which never block writers or
 // readers) in the background, and a full one at close.
@@ -133,13 +140,19 @@ func (d *DB) checkpointer() {
 	defer close(d.done)
 	t := time.NewTicker(checkpointInterval)
 	defer t.Stop()
+	lastOptimize := time.Now()
 	for {
 		select {
 		case <-d.stop:
+			_, _ = d.ck.Exec("PRAGMA optimize")
 			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 			return
 		case <-t.C:
 			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			if time.Since(lastOptimize) > optimizeInterval {
+				_, _ = d.ck.Exec("PRAGMA optimize")
+				lastOptimize = time.Now()
+			}
 		}
 	}
 }

@@ -436,10 +436,21 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 	if req.PatientCompartment != "" {
 		where += " AND r.res_id IN (SELECT res_id FROM idx_patient WHERE patient_id = " + c.arg(req.PatientCompartment) + " AND res_type = " + c.arg(typ) + ")"
 	}
+	// The most selective clause drives; every other plain index lookup is
+	// restricted to the driver's ids, so a broad clause (a common code) is
+	// never read whole.
+	subs := make([]string, len(q.Clauses))
 	for i := range q.Clauses {
 		sub, err := c.matchIDs(typ, &q.Clauses[i])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
+		}
+		subs[i] = sub
+	}
+	driver := drivingClause(q.Clauses)
+	for i, sub := range subs {
+		if driver >= 0 && i != driver && plainLookup(sub) {
+			sub += " AND i.res_id IN (" + subs[driver] + ")"
 		}
 		where += " AND r.res_id IN (" + sub + ")"
 	}
@@ -830,4 +841,37 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 	}
 	rows.Close()
 	return res, s.includes(ctx, db, q, res)
+}
+
+// drivingClause picks the clause likely to match the fewest resources (its
+// id set drives the query); -1 when there is none worth restricting by.
+func drivingClause(cls []search.Clause) int {
+	best, bestRank := -1, 0
+	for i := range cls {
+		cl := &cls[i]
+		rank := 0
+		switch {
+		case cl.Modifier == search.ModNot || cl.Modifier == search.ModMissing || cl.Chain != nil || cl.Has != nil:
+		case cl.Param == "_id":
+			rank = 6
+		case cl.Type == search.TypeReference && cl.Modifier != search.ModIdentifier:
+			rank = 5 // patient=, subject=: one patient's resources
+		case cl.Type == search.TypeToken && cl.Modifier == search.ModNone:
+			rank = 4
+		case cl.Type == search.TypeString || cl.Type == search.TypeURI:
+			rank = 3
+		}
+		if rank > bestRank {
+			best, bestRank = i, rank
+		}
+	}
+	return best
+}
+
+// plainLookup reports whether a clause's id set is one index lookup
+// ("SELECT i.res_id FROM idx_... i WHERE ..." with no subquery), which can
+// be restricted to a set of ids.
+func plainLookup(sub string) bool {
+	const prefix = "SELECT i.res_id FROM idx_"
+	return strings.HasPrefix(sub, prefix) && !strings.Contains(sub[len(prefix):], "SELECT") && !strings.Contains(sub, " UNION ")
 }
