@@ -57,7 +57,7 @@ func ackCode(ack []byte) string {
 
 // reopenable opens a store that can be closed and opened again on the
 // same data.
-func reopenable(t *testing.T, kind string) func() storage.Store {
+func reopenable(t testing.TB, kind string) func() storage.Store {
 	ctx := context.Background()
 	switch kind {
 	case "sqlite":
