@@ -135,6 +135,9 @@ func patientID(p *auth.Principal) string {
 // those, not every search parameter).
 func (s *Server) patientsOf(r *fhir.Resource) []string {
 	if r.Type == "Patient" {
+		if r.ID == "" {
+			return nil // a Patient being created: no record yet
+		}
 		return []string{"Patient/" + r.ID}
 	}
 	if r.Type == "Bundle" || r.Type == "Task" {

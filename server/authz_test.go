@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -310,15 +311,28 @@ func (s *secured) checkAudit(t *testing.T) {
 			t.Errorf("patient A sees an audit event not about A: %.300s", ev)
 		}
 	}
+	// every recorded event is a valid AuditEvent (including those of
+	// creates, where the new resource has no id yet)
+	for _, e := range jsonMap(t, w.Body.Bytes())["entry"].([]any) {
+		b, _ := json.Marshal(e.(map[string]any)["resource"])
+		if issues := validate.Default().ValidateJSON(b); validate.HasErrors(issues) {
+			t.Fatalf("invalid AuditEvent %.300s: %v", b, issues)
+		}
+	}
 	// the chain verifies, and an edited or deleted event is found
 	rep, err := server.VerifyAudit(context.Background(), s.store, testRegistry)
 	if err != nil || !rep.OK() || rep.Events < 50 {
 		t.Fatalf("audit chain: %v, %d events, problems %v", err, rep.Events, rep.Problems)
 	}
-	victim := "audit-0000000000000005"
-	ev, err := s.store.Read(context.Background(), "AuditEvent", victim)
-	if err != nil {
-		t.Fatal(err)
+	var ev *fhir.Resource // the first successful access, to be turned into a refusal
+	for seq := 1; ev == nil && seq < 200; seq++ {
+		r, err := s.store.Read(context.Background(), "AuditEvent", fmt.Sprintf("audit-%016d", seq))
+		if err == nil && strings.Contains(string(r.Raw), `"outcome":"0"`) {
+			ev = r
+		}
+	}
+	if ev == nil {
+		t.Fatal("no successful access was audited")
 	}
 	edited, _ := fhir.Parse([]byte(strings.Replace(string(ev.Raw), `"outcome":"0"`, `"outcome":"4"`, 1)))
 	if _, _, err := s.store.Update(context.Background(), edited, storage.UpdateOptions{}); err != nil {
