@@ -1,0 +1,374 @@
+// Package demo runs `fhirgate demo`: the gateway on the embedded store with
+// OpenID Connect authentication against a development issuer, two demo EHRs
+// (FHIR servers on loopback holding overlapping parts of one synthetic
+// patient, configured as "fhir" sources) and ready tokens for the three
+// roles of the second-opinion flow: the patient's app, the hospital's system
+// client and the second-opinion provider.
+//
+//	d, err := demo.Start(ctx, demo.Config{Dir: dir})
+//	defer d.Close()
+//	d.PrintGuide(os.Stdout)
+//
+// Everything listens on loopback only. The development issuer logs in
+// whoever asks: it is for trying the gateway, never for real data.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fhirgate/fhirgate/adapters"
+	"github.com/fhirgate/fhirgate/adapters/fhirrest"
+	"github.com/fhirgate/fhirgate/adapters/upstream"
+	"github.com/fhirgate/fhirgate/auth"
+	"github.com/fhirgate/fhirgate/auth/authtest"
+	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/jobs"
+	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+// Names of the demo's parties.
+const (
+	// PatientID is the gateway's Patient the walkthrough is about.
+	PatientID = "amy"
+	// HospitalClientID is the hospital's system client.
+	HospitalClientID = "city-hospital-ehr"
+	// ClinicClientID is the second-opinion provider's client.
+	ClinicClientID = "second-look-clinic"
+	// ClinicOrganization is the provider's Organization, named in Consents.
+	ClinicOrganization = "Organization/second-look-clinic"
+	// DefaultAddr is where the gateway listens unless told otherwise.
+	DefaultAddr = "127.0.0.1:8080"
+)
+
+// Config configures a demo.
+type Config struct {
+	// Dir holds the stores (gateway and both EHRs). Required.
+	Dir string
+	// Addr is the gateway's listen address (DefaultAddr when empty); it
+	// must be on loopback. The issuer and the EHRs take free loopback ports.
+	Addr string
+	// TokenTTL is the lifetime of the printed tokens (default 8 hours).
+	TokenTTL time.Duration
+	// Logger receives the servers' logs; nil discards them.
+	Logger *slog.Logger
+	// Version is reported in the CapabilityStatement.
+	Version string
+}
+
+// Source is one demo EHR.
+type Source struct {
+	ID, Title, BaseURL string
+}
+
+// Demo is a running demo.
+type Demo struct {
+	// BaseURL is the gateway's FHIR base.
+	BaseURL string
+	// IssuerURL is the development OpenID issuer.
+	IssuerURL string
+	// Sources are the demo EHRs, as configured in the gateway.
+	Sources []Source
+	// PatientToken, HospitalToken and ClinicToken are access tokens of the
+	// patient's app, the hospital's system client and the provider.
+	PatientToken, HospitalToken, ClinicToken string
+	// Dir is Config.Dir.
+	Dir string
+
+	closers []func() // in the order they run
+}
+
+// Start starts the issuer, the demo EHRs (loading their data) and the
+// gateway (with its Patient and the provider's Organization), and mints
+// the tokens. On error everything started is stopped again.
+func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("demo: Config.Dir is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 8 * time.Hour
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !isLoopback(cfg.Addr) {
+		return nil, fmt.Errorf("demo: the gateway only listens on loopback in the demo, not %q", cfg.Addr)
+	}
+	d = &Demo{Dir: cfg.Dir}
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+
+	is, err := authtest.NewDevIssuer("127.0.0.1:0")
+	if err != nil {
+		return d, err
+	}
+	is.TokenTTL = cfg.TokenTTL
+	d.IssuerURL = is.URL
+	d.closers = append(d.closers, is.Close)
+
+	var srcs []adapters.Source
+	for _, sd := range demoSources() {
+		base, err := d.startEHR(ctx, cfg, log, sd)
+		if err != nil {
+			return d, fmt.Errorf("demo: EHR %s: %w", sd.id, err)
+		}
+		d.Sources = append(d.Sources, Source{ID: sd.id, Title: sd.title, BaseURL: base})
+		src, err := fhirrest.New(sd.id, fhirrest.Config{Config: upstream.Config{BaseURL: base}}, adapters.Options{Logger: log})
+		if err != nil {
+			return d, fmt.Errorf("demo: source %s: %w", sd.id, err)
+		}
+		srcs = append(srcs, src)
+		d.closers = append(d.closers, func() { _ = src.Close() })
+	}
+
+	if err := d.startGateway(ctx, cfg, log, is, srcs); err != nil {
+		return d, fmt.Errorf("demo: gateway: %w", err)
+	}
+	return d, nil
+}
+
+// startEHR serves one demo EHR on a free loopback port: the gateway's own
+// FHIR server without authentication, on its own store, loaded with the
+// source's resources.
+func (d *Demo) startEHR(ctx context.Context, cfg Config, log *slog.Logger, sd sourceData) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	base := "http://" + ln.Addr().String()
+	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, sd.id), base, server.Config{Logger: log.With("ehr", sd.id), Software: sd.title, Version: cfg.Version})
+	if err != nil {
+		ln.Close()
+		return "", err
+	}
+	for _, body := range sd.resources {
+		if err := put(srv, "", body); err != nil {
+			ln.Close()
+			return "", err
+		}
+	}
+	d.serve(ln, srv, log)
+	return base, nil
+}
+
+// startGateway opens the gateway's store, pull workers and verifier, seeds
+// its Patient and the provider's Organization and serves it.
+func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, is *authtest.Issuer, srcs []adapters.Source) error {
+	v, err := auth.New(config.Auth{
+		Issuers: []config.Issuer{is.Config(authtest.DefaultAudience)},
+		Clients: []config.Client{
+			{ClientID: HospitalClientID, Role: "system"},
+			{ClientID: ClinicClientID, Role: "provider", Organization: ClinicOrganization},
+		},
+	}, auth.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := v.Discover(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	d.BaseURL = "http://" + ln.Addr().String()
+	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, "gateway"), d.BaseURL, server.Config{
+		Auth: v, Logger: log.With("gateway", true), Version: cfg.Version,
+	}, srcs...)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	mint := func(c authtest.Claims) string {
+		if err == nil {
+			var tok string
+			tok, err = is.Mint(c)
+			return tok
+		}
+		return ""
+	}
+	d.PatientToken = mint(authtest.Claims{"sub": "patient-" + PatientID, "fhirUser": "Patient/" + PatientID, "client_id": "patient-app",
+		"scope": "openid fhirUser launch/patient patient/*.cruds"})
+	d.HospitalToken = mint(authtest.Claims{"sub": HospitalClientID, "client_id": HospitalClientID, "scp": []string{"system/*.cruds"}})
+	d.ClinicToken = mint(authtest.Claims{"sub": ClinicClientID, "client_id": ClinicClientID, "scp": []string{"system/*.cruds"}})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	for _, body := range []string{localPatient, clinicOrganization} {
+		if err := put(srv, d.HospitalToken, body); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	d.serve(ln, srv, log)
+	return nil
+}
+
+// newServer opens a SQLite store in dir and builds a FHIR server on it;
+// with sources it also runs the pull workers and answers $everything with
+// the consolidated view, as `fhirgate serve` does.
+func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config, srcs ...adapters.Source) (*server.Server, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	reg, err := search.New(search.Options{BaseURL: base, Reserved: []string{"_cursor"}})
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "fhirgate.db"), sqlstore.Options{Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { _ = st.Close() })
+	aud, err := server.NewAuditor(ctx, st, reg, sc.Logger)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, aud.Close)
+	sc.Store, sc.Search, sc.Auditor, sc.BaseURL = st, reg, aud, base
+	sc.Validator = validate.Default()
+	if len(srcs) > 0 {
+		svc, err := jobs.New(ctx, jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond})
+		if err != nil {
+			return nil, err
+		}
+		if err := svc.Start(ctx); err != nil {
+			return nil, err
+		}
+		// stopped before the store closes (closers run in reverse)
+		d.closers = append(d.closers, func() { _ = svc.Stop(context.Background()) })
+		sc.Pull = svc
+		sc.Store = consolidate.View(st)
+	}
+	return server.New(sc), nil
+}
+
+// serve serves h on ln until Close.
+func (d *Demo) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = hs.Serve(ln) }()
+	d.closers = append(d.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	})
+}
+
+// put writes one resource (with its id) in-process.
+func put(h http.Handler, token, body string) error {
+	r, err := fhir.Parse([]byte(body))
+	if err != nil {
+		return err
+	}
+	req := httptest.NewRequest(http.MethodPut, "/"+r.Type+"/"+r.ID, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK && w.Code != http.StatusCreated {
+		return fmt.Errorf("PUT %s/%s: %d %.300s", r.Type, r.ID, w.Code, w.Body.String())
+	}
+	return nil
+}
+
+// Close stops everything the demo started, the servers first.
+func (d *Demo) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
+
+// Env is the shell environment of the walkthrough: BASE and the three
+// tokens, as export lines.
+func (d *Demo) Env() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "export BASE=%s\n", d.BaseURL)
+	fmt.Fprintf(&b, "export PATIENT_TOKEN=%s\n", d.PatientToken)
+	fmt.Fprintf(&b, "export HOSPITAL_TOKEN=%s\n", d.HospitalToken)
+	fmt.Fprintf(&b, "export CLINIC_TOKEN=%s\n", d.ClinicToken)
+	return b.String()
+}
+
+// WriteEnv writes Env to <Dir>/env.sh and returns its path.
+func (d *Demo) WriteEnv() (string, error) {
+	p := filepath.Join(d.Dir, "env.sh")
+	if err := os.WriteFile(p, []byte(d.Env()), 0o600); err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	return p, nil
+}
+
+// PrintGuide prints what is running, the tokens of each role and the next
+// commands to try (the README's "Five-minute demo" walks through them).
+func (d *Demo) PrintGuide(w io.Writer, envFile string) {
+	fmt.Fprintf(w, "fhirgate demo is running (stop it with Ctrl-C)\n\n")
+	fmt.Fprintf(w, "  gateway            %s   (OpenID Connect tokens required)\n", d.BaseURL)
+	fmt.Fprintf(w, "  OpenID issuer      %s   (development only: logs in anyone)\n", d.IssuerURL)
+	for _, s := range d.Sources {
+		fmt.Fprintf(w, "  source %-11s %s   (%s, a FHIR server holding part of Amy's record)\n", s.ID, s.BaseURL, s.Title)
+	}
+	fmt.Fprintf(w, "  store              %s\n\n", d.Dir)
+	fmt.Fprintf(w, "Roles and their access tokens:\n")
+	fmt.Fprintf(w, "  PATIENT_TOKEN   Amy's patient app (Patient/%s, patient/*.cruds)\n", PatientID)
+	fmt.Fprintf(w, "  HOSPITAL_TOKEN  the hospital's system client %q (system/*.cruds)\n", HospitalClientID)
+	fmt.Fprintf(w, "  CLINIC_TOKEN    the second-opinion provider %q (%s; sees only what Amy consents to)\n\n", ClinicClientID, ClinicOrganization)
+	fmt.Fprintf(w, "In another terminal, set them:\n\n")
+	w.Write([]byte(d.Env()))
+	if envFile != "" {
+		fmt.Fprintf(w, "\n(or: . %s)\n", envFile)
+	}
+	fmt.Fprintf(w, `
+Then try (the README's "Five-minute demo" has the whole walkthrough):
+
+  # the hospital pulls Amy's record from both sources
+  curl -si -X POST "$BASE/Patient/%[1]s/\$pull" -H "Authorization: Bearer $HOSPITAL_TOKEN"
+  # Amy reads her consolidated record
+  curl -s "$BASE/Patient/%[1]s/\$everything" -H "Authorization: Bearer $PATIENT_TOKEN"
+  # the clinic cannot see it before Amy consents (403)
+  curl -si "$BASE/Patient/%[1]s" -H "Authorization: Bearer $CLINIC_TOKEN"
+  # the clinic's inbox of second-opinion requests
+  curl -s "$BASE/Task?owner=%[2]s&status=requested" -H "Authorization: Bearer $CLINIC_TOKEN"
+`, PatientID, ClinicOrganization)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
