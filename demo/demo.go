@@ -332,12 +332,12 @@ func (d *Demo) WriteEnv() (string, error) {
 // commands to try (the README's "Five-minute demo" walks through them).
 func (d *Demo) PrintGuide(w io.Writer, envFile string) {
 	fmt.Fprintf(w, "fhirgate demo is running (stop it with Ctrl-C)\n\n")
-	fmt.Fprintf(w, "  gateway            %s   (OpenID Connect tokens required)\n", d.BaseURL)
-	fmt.Fprintf(w, "  OpenID issuer      %s   (development only: logs in anyone)\n", d.IssuerURL)
+	fmt.Fprintf(w, "  gateway              %s   (OpenID Connect tokens required)\n", d.BaseURL)
+	fmt.Fprintf(w, "  OpenID issuer        %s   (development only: logs in anyone)\n", d.IssuerURL)
 	for _, s := range d.Sources {
-		fmt.Fprintf(w, "  source %-11s %s   (%s, a FHIR server holding part of Amy's record)\n", s.ID, s.BaseURL, s.Title)
+		fmt.Fprintf(w, "  source %-13s %s   (%s, a FHIR server holding part of Amy's record)\n", s.ID, s.BaseURL, s.Title)
 	}
-	fmt.Fprintf(w, "  store              %s\n\n", d.Dir)
+	fmt.Fprintf(w, "  store                %s\n\n", d.Dir)
 	fmt.Fprintf(w, "Roles and their access tokens:\n")
 	fmt.Fprintf(w, "  PATIENT_TOKEN   Amy's patient app (Patient/%s, patient/*.cruds)\n", PatientID)
 	fmt.Fprintf(w, "  HOSPITAL_TOKEN  the hospital's system client %q (system/*.cruds)\n", HospitalClientID)

@@ -110,7 +110,7 @@ func TestWalkthrough(t *testing.T) {
 	t.Logf("walkthrough output:\n%s", out)
 	// the steps whose status the script prints rather than fails on
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`"state":"(done|succeeded|completed)"`),            // 1. the pull report
+		regexp.MustCompile(`"state":"(done|succeeded|completed)"`),          // 1. the pull report
 		regexp.MustCompile(`(?m)^\s+1 "resourceType":"Immunization"$`),      // 2. heart-lab's only
 		regexp.MustCompile(`(?m)^\s+1 "resourceType":"MedicationRequest"$`), // 2. city-hospital's only
 		regexp.MustCompile(`(?m)^403$`),                                     // 3. no consent yet

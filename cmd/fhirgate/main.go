@@ -48,6 +48,7 @@ func usage(w io.Writer) {
 
 Usage:
   fhirgate serve    run the FHIR server
+  fhirgate demo     run the gateway with demo sources and a development identity provider
   fhirgate migrate  apply the store's schema migrations and exit
   fhirgate reindex  rebuild the search index from the stored resources
   fhirgate pull     pull a patient's record from the configured sources
@@ -72,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = cmdServe(ctx, args[1:], stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "reindex":
