@@ -65,6 +65,10 @@ func (s *Store) everythingFilters(c *compiler, req storage.EverythingRequest, al
 	where := ""
 	if len(req.Types) > 0 {
 		where += " AND " + alias + ".res_type IN (" + c.inList(req.Types) + ")"
+	} else {
+		// the audit trail is about the patient but not part of the record;
+		// _type=AuditEvent asks for it
+		where += " AND " + alias + ".res_type <> 'AuditEvent'"
 	}
 	if !req.Since.IsZero() {
 		where += " AND " + alias + ".last_updated >= " + c.arg(micros(req.Since))
