@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/notify"
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+)
+
+// SubscriptionService is what the server needs of the notification
+// service (*notify.Service): Subscriptions themselves are ordinary
+// resources, validated and acted on by the store's write hooks.
+type SubscriptionService interface {
+	// EventsSinceStart is a Subscription's event count; storage.ErrNotFound
+	// when the service does not know it.
+	EventsSinceStart(ctx context.Context, id string) (int64, error)
+}
+
+// statusDefinition is the canonical URL of Subscription/$status.
+const statusDefinition = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"
+
+// RegisterSubscriptions answers Subscription/[id]/$status and lists the
+// backport profile in the CapabilityStatement; call before serving.
+func (s *Server) RegisterSubscriptions(svc SubscriptionService) {
+	s.RegisterOperation(Operation{
+		Name: "status", Definition: statusDefinition,
+		Instance: true, Types: []string{"Subscription"}, Idempotent: true,
+		Handler: func(c *gin.Context, _, id string) { s.subscriptionStatus(c, svc, id) },
+	})
+	s.AddCapabilities(func(cs *CapabilityStatement) {
+		for i := range cs.Rest {
+			for j := range cs.Rest[i].Resource {
+				if r := &cs.Rest[i].Resource[j]; r.Type == "Subscription" {
+					r.SupportedProfile = append(r.SupportedProfile, notify.ProfileSubscription)
+				}
+			}
+		}
+	})
+}
+
+// subscriptionStatus answers $status: a searchset Bundle holding the
+// SubscriptionStatus Parameters of type query-status.
+func (s *Server) subscriptionStatus(c *gin.Context, svc SubscriptionService, id string) {
+	// $status reads the Subscription: it needs what a read needs
+	if _, err := s.authorize(c, InteractionRead, "", "Subscription"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	res, err := s.cfg.Store.Read(ctx, "Subscription", id)
+	if err != nil {
+		s.failRead(c, res, err, "Subscription/"+id)
+		return
+	}
+	events, err := svc.EventsSinceStart(ctx, id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	base := s.baseURL(c.Request)
+	root := res.Root()
+	type param struct {
+		Name           string            `json:"name"`
+		ValueReference map[string]string `json:"valueReference,omitempty"`
+		ValueCanonical string            `json:"valueCanonical,omitempty"`
+		ValueCode      string            `json:"valueCode,omitempty"`
+		ValueString    string            `json:"valueString,omitempty"`
+	}
+	status, _ := json.Marshal(map[string]any{
+		"resourceType": "Parameters",
+		"meta":         map[string]any{"profile": []string{"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"}},
+		"parameter": []param{
+			{Name: "subscription", ValueReference: map[string]string{"reference": base + "/Subscription/" + id}},
+			{Name: "topic", ValueCanonical: root.Get("criteria").String()},
+			{Name: "status", ValueCode: root.Get("status").String()},
+			{Name: "type", ValueCode: "query-status"},
+			{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(events, 10)},
+		},
+	})
+	body, err := json.Marshal(map[string]any{
+		"resourceType": "Bundle",
+		"id":           uuid.NewString(),
+		"type":         "searchset",
+		"timestamp":    s.now().UTC().Format(time.RFC3339Nano),
+		"total":        1,
+		"entry": []map[string]any{{
+			"fullUrl":  "urn:uuid:" + uuid.NewString(),
+			"resource": json.RawMessage(status),
+			"search":   map[string]string{"mode": "match"},
+		}},
+	})
+	if err != nil {
+		s.fail(c, fhir.Errorf(http.StatusInternalServerError, "exception", nil, "status bundle: %v", err))
+		return
+	}
+	s.writeJSON(c, http.StatusOK, body)
+}
