@@ -269,6 +269,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer auditor.Close()
+	notifier, err := startNotify(ctx, store, cfg.Server.BaseURL, f.addr, f.auth == "none", log)
+	if err != nil {
+		return err
+	}
+	defer notifier.Stop(context.Background()) // before the store closes: undelivered notifications go out after the next start
 	var (
 		pulls server.PullService
 		jwks  []byte
@@ -300,6 +305,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		Version:      version,
 	})
+	srv.RegisterSubscriptions(notifier)
 	for _, src := range srcs {
 		// ABDM's gateway calls back under /abdm/ (authenticated by its own
 		// signed tokens, not by our OIDC issuers)
