@@ -150,7 +150,7 @@ func (s *Service) setStatus(ctx context.Context, cur *fhir.Resource, status stri
 		return err
 	}
 	next.Type, next.ID = cur.Type, cur.ID
-	_, _, err = s.cfg.Store.Update(ctx, next, storage.UpdateOptions{IfMatch: cur.VersionID})
+	_, _, err = s.cfg.Store.Update(context.WithValue(ctx, serviceWrite{}, true), next, storage.UpdateOptions{IfMatch: cur.VersionID})
 	if errors.Is(err, storage.ErrVersionConflict) {
 		return nil // changed by its owner meanwhile: theirs wins
 	}

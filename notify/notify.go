@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
@@ -313,6 +314,9 @@ func (s *Service) Hooks(prev sqlstore.Hooks) sqlstore.Hooks {
 // with Hooks instead.
 func (s *Service) Install() { s.store.SetHooks(s.Hooks(sqlstore.Hooks{})) }
 
+// serviceWrite marks the context of the service's own status changes.
+type serviceWrite struct{}
+
 // taskRefs are the references a Task is matched on.
 type taskRefs struct {
 	Owner     string `json:"owner,omitempty"`
@@ -367,6 +371,19 @@ func (s *Service) subscriptionWritten(ctx context.Context, c sqlstore.Conn, w sq
 	sub, err := ParseSubscription(w.Resource.Raw, s.cfg.AllowHTTP)
 	if err != nil {
 		return err
+	}
+	if sub.Status == "active" || sub.Status == "error" {
+		// only the handshake and failed deliveries set these; a client
+		// may keep them while changing other elements
+		var prev string
+		err := c.QueryRow(ctx, `SELECT status FROM notify_sub WHERE id = ?`, w.ID).Scan(&prev)
+		if err != nil && !errors.Is(err, sqlstore.ErrNoRows) {
+			return fmt.Errorf("notify: subscription state: %w", err)
+		}
+		if prev != sub.Status && ctx.Value(serviceWrite{}) == nil {
+			return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Subscription.status"},
+				"status %s is set by the server; create or update the Subscription with status requested", sub.Status)
+		}
 	}
 	filters, _ := json.Marshal(sub.Filters)
 	next := int64(0)

@@ -441,6 +441,8 @@ func testRefused(t *testing.T, st storage.Store) {
 		{"full-resource", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"id-only"`, `"full-resource"`, 1)},
 		{"xml payload", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"application/fhir+json"`, `"application/fhir+xml"`, 1)},
 		{"header injection", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"Authorization: Bearer s3cret"`, `"X: a\r\nHost: evil"`, 1)},
+		{"created active", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"requested"`, `"active"`, 1)},
+		{"created error", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"requested"`, `"error"`, 1)},
 		{"bad status", strings.Replace(subscriptionJSON("a", notify.TopicNewRequest, good, "https://x.example/n", 0), `"requested"`, `"on"`, 1)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -461,6 +463,24 @@ func testRefused(t *testing.T, st storage.Store) {
 		t.Fatal(err)
 	}
 	waitStatus(t, st, "d", "error")
+	// the client may not declare it active; it asks for a new handshake
+	body := subscriptionJSON("d", notify.TopicNewRequest, good, down.URL, 0)
+	r, err := fhir.Parse([]byte(strings.Replace(body, `"requested"`, `"active"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fe *fhir.Error
+	if _, _, err := st.Update(context.Background(), r, storage.UpdateOptions{}); !errors.As(err, &fe) || fe.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("client set status active: %v", err)
+	}
+	// keeping error while changing something else is fine
+	update(t, st, strings.Replace(strings.Replace(body, `"requested"`, `"error"`, 1), `"reason":"test"`, `"reason":"still test"`, 1))
+	update(t, st, body)
+	if n := down.next(t); n.typ != notify.TypeHandshake {
+		t.Fatalf("re-requested: %+v", n)
+	}
+	waitStatus(t, st, "d", "active")
+	update(t, st, strings.Replace(strings.Replace(body, `"requested"`, `"off"`, 1), `"reason":"test"`, `"reason":"paused"`, 1))
 	// and one that is not listening at all
 	gone := newSubscriber(t)
 	gone.Close()
