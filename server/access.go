@@ -17,6 +17,7 @@ import (
 	"github.com/fhirgate/fhirgate/consent"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fhirpath"
+	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -364,6 +365,9 @@ func (s *Server) checkWrite(c *gin.Context, r *fhir.Resource) error {
 			return &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
 		}
 	}
+	if r.Type == "Subscription" && p != nil && p.Kind != auth.KindSystem {
+		return s.checkSubscriptionFilters(c, p, r)
+	}
 	if p == nil || p.Kind != auth.KindPatient {
 		return nil
 	}
@@ -538,4 +542,33 @@ func grantsSharing(r *fhir.Resource) bool {
 		}
 	}
 	return false
+}
+
+// checkSubscriptionFilters limits what a patient or provider may subscribe
+// to: a provider only to Tasks its own organization owns or requested, a
+// patient only to its own record's Tasks. Notifications carry Task ids and
+// timing, which are themselves worth protecting.
+func (s *Server) checkSubscriptionFilters(c *gin.Context, p *auth.Principal, r *fhir.Resource) error {
+	sub, err := notify.ParseSubscription(r.Raw, true) // endpoint rules are the notify service's
+	if err != nil {
+		return nil // the service refuses it with its own 422
+	}
+	allowed := map[string][]string{}
+	switch p.Kind {
+	case auth.KindProvider:
+		allowed["owner"], allowed["requester"] = p.Actors(), p.Actors()
+	case auth.KindPatient:
+		allowed["patient"] = []string{p.Patient}
+	}
+	for param, ref := range sub.Filters {
+		if !slices.Contains(allowed[param], ref) {
+			accessOf(c).refused = "subscription to another party's requests"
+			return fhir.Errorf(http.StatusForbidden, "forbidden", []string{"Subscription.criteria"},
+				"this token may only subscribe to its own requests (filter %s)", param)
+		}
+	}
+	if len(sub.Filters) == 0 {
+		return fhir.Errorf(http.StatusForbidden, "forbidden", []string{"Subscription.criteria"}, "a subscription needs a filter naming this token's own organization or patient")
+	}
+	return nil
 }

@@ -122,6 +122,13 @@ func TestSubscriptionsSecondOpinion(t *testing.T) {
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
+			// a provider may not listen to another organization's requests,
+			// nor a patient to another patient's
+			w = f.as("so1", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicNewRequest, "Task?owner=Organization/clinic2", clinic.URL))
+			mustStatus(t, w, http.StatusForbidden)
+			outcome(t, w)
+			w = f.as("patientP", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicStatusChanged, "Task?patient=Patient/someone-else", patient.URL))
+			mustStatus(t, w, http.StatusForbidden)
 			// an unknown topic is refused with an OperationOutcome
 			w = f.as("so1", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicBase+"nope", "Task?owner=Organization/clinic", clinic.URL))
 			mustStatus(t, w, http.StatusUnprocessableEntity)
