@@ -184,6 +184,7 @@ var claimTable = map[string][]string{
 	"operation:summary":                       {"Patient/$summary"},
 	"operation:import":                        {"Patient/$import"},
 	"operation:second-opinion":                {"Patient/$second-opinion"},
+	"operation:status":                        {"Subscription/$status"},
 	"system:transaction":                      {"system/transaction", "system/transaction-atomic"},
 	"system:batch":                            {"system/batch"},
 	"system:history-system":                   {"system/history-system"},

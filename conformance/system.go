@@ -185,6 +185,9 @@ func (r *runner) systemChecks(ctx context.Context) {
 	if p := cs.resource("Patient"); p != nil && p.hasOp("everything") {
 		r.everything(ctx)
 	}
+	if sub := cs.resource("Subscription"); sub != nil && sub.hasOp("status") {
+		r.subscriptionStatusOp(ctx)
+	}
 	if p := cs.resource("Patient"); p != nil {
 		if p.hasOp("summary") {
 			r.summaryOp(ctx)
@@ -623,4 +626,30 @@ func keysOf(m map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// subscriptionStatusOp checks Subscription/$status on an R4 backport
+// Subscription to one of the topics the server lists: a Bundle about it,
+// and 404 for an unknown Subscription.
+func (r *runner) subscriptionStatusOp(ctx context.Context) {
+	r.check(ctx, "Subscription", "Subscription/$status", "Subscription.operation:status", func(c *ct) string {
+		const backport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+		sub := r.tagged(map[string]any{"resourceType": "Subscription", "status": "requested", "reason": "conformance",
+			"meta":      map[string]any{"profile": []any{backport + "backport-subscription"}},
+			"criteria":  "https://fhirgate.org/fhir/SubscriptionTopic/second-opinion-request",
+			"_criteria": map[string]any{"extension": []any{map[string]any{"url": backport + "backport-filter-criteria", "valueString": "Task?owner=Organization/conf-" + r.uniq}}},
+			"channel": map[string]any{"type": "rest-hook", "endpoint": "https://127.0.0.1:9/conformance-hook", "payload": "application/fhir+json",
+				"_payload": map[string]any{"extension": []any{map[string]any{"url": backport + "backport-payload-content", "valueCode": "id-only"}}}}})
+		cr := c.do(http.MethodPost, "/Subscription", mustJSON(sub))
+		c.mustStatus(cr, http.StatusCreated)
+		id := str(cr.obj, "id")
+		r.noteCreated("Subscription", id)
+		resp := c.do(http.MethodGet, "/Subscription/"+id+"/$status", nil)
+		c.mustStatus(resp, http.StatusOK)
+		if str(resp.obj, "resourceType") != "Bundle" {
+			c.failf("GET /Subscription/%s/$status: not a Bundle", id)
+		}
+		c.expectError(c.do(http.MethodGet, "/Subscription/conf-"+r.uniq+"-nobody/$status", nil), http.StatusNotFound)
+		return "a Bundle about the Subscription; 404 for an unknown one"
+	})
 }

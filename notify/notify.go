@@ -368,6 +368,12 @@ func (s *Service) subscriptionWritten(ctx context.Context, c sqlstore.Conn, w sq
 		_, err := c.Exec(ctx, `DELETE FROM notify_sub WHERE id = ?`, w.ID)
 		return err
 	}
+	if !topicSubscription(w.Resource) {
+		// an R4 core (query-based) Subscription: stored as sent but never
+		// activated — the gateway notifies only on its topics
+		_, err := c.Exec(ctx, `DELETE FROM notify_sub WHERE id = ?`, w.ID)
+		return err
+	}
 	sub, err := ParseSubscription(w.Resource.Raw, s.cfg.AllowHTTP)
 	if err != nil {
 		return err
@@ -643,4 +649,19 @@ func (s *Service) EventsSinceStart(ctx context.Context, id string) (int64, error
 		return 0, fmt.Errorf("Subscription/%s: %w", id, storage.ErrNotFound)
 	}
 	return n, err
+}
+
+// topicSubscription reports whether a Subscription is one the gateway
+// manages: it claims the R4 backport profile, or its criteria is one of the
+// gateway's topics (a misspelt topic is then refused, not ignored).
+func topicSubscription(r *fhir.Resource) bool {
+	root := r.Root()
+	if profiles := root.Get("meta").Get("profile"); profiles != nil {
+		for _, p := range profiles.Items {
+			if p.String() == ProfileSubscription {
+				return true
+			}
+		}
+	}
+	return strings.HasPrefix(root.Get("criteria").String(), TopicBase)
 }
