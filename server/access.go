@@ -536,7 +536,7 @@ func grantsSharing(r *fhir.Resource) bool {
 	if root.Get("status").String() != "active" || root.Get("provision").Get("type").String() != "permit" {
 		return false
 	}
-	for _, c := range root.Get("scope").Get("coding").Items {
+	for _, c := range root.Get("scope").Get("coding").Elems() {
 		if c.Get("code").String() == "patient-privacy" {
 			return true
 		}

@@ -439,3 +439,18 @@ func TestCapabilityStatement(t *testing.T) {
 		}
 	})
 }
+
+// TestAbsentArraysNoPanic: bodies without the arrays the handlers read
+// (a Parameters without parameter, a Consent without scope coding) are
+// answered, not 500.
+func TestAbsentArraysNoPanic(t *testing.T) {
+	eachStore(t, func(t *testing.T, h *harness) {
+		pid := h.create(patientBody)
+		w := h.do(http.MethodPost, "/Patient/"+pid+"/$everything", []byte(`{"resourceType":"Parameters"}`))
+		mustStatus(t, w, http.StatusOK)
+		w = h.do(http.MethodPost, "/Consent", []byte(`{"resourceType":"Consent","status":"active","scope":{"text":"x"},"category":[{"text":"x"}],"policyRule":{"text":"x"},"provision":{"type":"permit"}}`))
+		if w.Code >= 500 {
+			t.Fatalf("Consent without scope coding: %d %s", w.Code, w.Body.String())
+		}
+	})
+}

@@ -399,7 +399,7 @@ func (s *Server) operationParams(c *gin.Context) (url.Values, error) {
 	if r.Type != "Parameters" {
 		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "an operation's body must be a Parameters resource")
 	}
-	for _, p := range r.Root().Get("parameter").Items {
+	for _, p := range r.Root().Get("parameter").Elems() {
 		name := p.Get("name").String()
 		for _, m := range p.Members {
 			if strings.HasPrefix(m.Key, "value") {

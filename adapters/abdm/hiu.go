@@ -345,7 +345,7 @@ func (h *HIU) continueGranted(r *request, res *adapters.Result, fetch func(strin
 }
 
 func abhaOf(p *fhir.Resource) string {
-	for _, id := range p.Root().Get("identifier").Items {
+	for _, id := range p.Root().Get("identifier").Elems() {
 		if id.Get("system").String() == ABHASystem {
 			return id.Get("value").String()
 		}

@@ -156,7 +156,7 @@ func (s *stateStore) load(ctx context.Context, r storage.Reader) (*ledger, strin
 		return nil, "", fmt.Errorf("read ABDM state: %w", err)
 	}
 	l := &ledger{}
-	for _, e := range res.Root().Get("extension").Items {
+	for _, e := range res.Root().Get("extension").Elems() {
 		if e.Get("url").String() == StateSystem+":hiu-state" {
 			if err := json.Unmarshal([]byte(e.Get("valueString").String()), l); err != nil {
 				return nil, "", fmt.Errorf("decode ABDM state: %w", err)

@@ -77,13 +77,13 @@ func (s *store) loadBundle(path string, keep func(*fhir.Resource) bool) error {
 	// urn:uuid fullUrls become Type/id, as a server processing the
 	// transaction would do.
 	ids := map[string]string{}
-	for _, e := range root.Get("entry").Items {
+	for _, e := range root.Get("entry").Elems() {
 		r := e.Get("resource")
 		if fu := e.Get("fullUrl").String(); strings.HasPrefix(fu, "urn:uuid:") {
 			ids[fu] = r.Get("resourceType").String() + "/" + r.Get("id").String()
 		}
 	}
-	for _, e := range root.Get("entry").Items {
+	for _, e := range root.Get("entry").Elems() {
 		raw := appendRewritten(nil, e.Get("resource"), ids)
 		r, err := fhir.Parse(raw)
 		if err != nil {

@@ -86,6 +86,15 @@ func (v *Value) Get(key string) *Value {
 	return nil
 }
 
+// Elems returns the items of an Array, and nil for anything else (a
+// missing member included), so that absent arrays need no check.
+func (v *Value) Elems() []*Value {
+	if v == nil || v.Kind != Array {
+		return nil
+	}
+	return v.Items
+}
+
 // String returns the decoded text of a String value, or "".
 func (v *Value) String() string {
 	if v == nil || v.Kind != String {

@@ -204,7 +204,7 @@ func loadDefinitions() (*definitions, error) {
 	}
 	var all []*spDef
 	byURL := map[string]*spDef{}
-	for _, e := range b.Get("entry").Items {
+	for _, e := range b.Get("entry").Elems() {
 		res := e.Get("resource")
 		d := &spDef{
 			url: res.Get("url").String(), code: res.Get("code").String(),
@@ -339,7 +339,7 @@ func loadCompartment(defs *definitions) (map[string][]string, error) {
 		return nil, fmt.Errorf("search: embedded compartment definition: %w", err)
 	}
 	out := map[string][]string{}
-	for _, r := range cd.Get("resource").Items {
+	for _, r := range cd.Get("resource").Elems() {
 		rt := r.Get("code").String()
 		params := strs(r.Get("param"))
 		if len(params) == 0 {
