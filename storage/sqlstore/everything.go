@@ -93,6 +93,9 @@ func (s *Store) everythingCompartment(ctx context.Context, db Conn, req storage.
 	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM idx_patient p
 		JOIN resources r ON r.res_type = p.res_type AND r.res_id = p.res_id
 		WHERE p.patient_id = ` + c.arg(req.PatientID) + ` AND r.deleted = 0` + s.everythingFilters(c, req, "r", true)
+	if len(req.Types) == 0 {
+		q += " AND (p.res_type < 'AuditEvent' OR p.res_type > 'AuditEvent')" // two index ranges around the audit trail
+	}
 	if cur.Type != "" {
 		q += " AND (p.res_type > " + c.arg(cur.Type) + " OR (p.res_type = " + c.arg(cur.Type) + " AND p.res_id > " + c.arg(cur.ID) + "))"
 	}
@@ -107,7 +110,7 @@ func (s *Store) everythingReferenced(ctx context.Context, db Conn, req storage.E
 	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM
 		(SELECT DISTINCT x.target_type AS t, x.target_id AS i FROM idx_patient p
 			JOIN idx_ref x ON x.res_type = p.res_type AND x.res_id = p.res_id
-			WHERE p.patient_id = ` + c.arg(req.PatientID) + ` AND x.target_id <> '') refs
+			WHERE p.patient_id = ` + c.arg(req.PatientID) + ` AND x.target_id <> '' AND (p.res_type < 'AuditEvent' OR p.res_type > 'AuditEvent')) refs
 		JOIN resources r ON r.res_type = refs.t AND r.res_id = refs.i
 		WHERE r.deleted = 0 AND NOT EXISTS (SELECT 1 FROM idx_patient q WHERE q.patient_id = ` + c.arg(req.PatientID) + ` AND q.res_type = r.res_type AND q.res_id = r.res_id)` +
 		s.everythingFilters(c, req, "r", false)
