@@ -18,6 +18,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fhirpath"
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -202,6 +203,9 @@ func (s *Server) release(c *gin.Context, r *fhir.Resource, scope auth.Decision) 
 	case auth.KindPatient:
 		return len(pats) == 0 || slices.Contains(pats, p.Patient), nil
 	case auth.KindProvider:
+		if !referralParty(r, p) {
+			return false, nil // another provider's second-opinion Task
+		}
 		if len(pats) == 0 {
 			return true, nil
 		}
@@ -571,4 +575,25 @@ func (s *Server) checkSubscriptionFilters(c *gin.Context, p *auth.Principal, r *
 		return fhir.Errorf(http.StatusForbidden, "forbidden", []string{"Subscription.criteria"}, "a subscription needs a filter naming this token's own organization or patient")
 	}
 	return nil
+}
+
+// referralParty reports whether a provider may see r as far as the
+// second-opinion workflow goes: a referral Task (one carrying the
+// requisition identifier) only to its owner and its requester, so that one
+// specialist's inbox is not another's; anything else is left to consent.
+func referralParty(r *fhir.Resource, p *auth.Principal) bool {
+	if r.Type != "Task" {
+		return true
+	}
+	root := r.Root()
+	if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
+		return true
+	}
+	actors := p.Actors()
+	for _, field := range []string{"owner", "requester"} {
+		if slices.Contains(actors, root.Get(field).Get("reference").String()) {
+			return true
+		}
+	}
+	return false
 }

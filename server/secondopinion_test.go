@@ -157,6 +157,14 @@ func TestSecondOpinionEndToEnd(t *testing.T) {
 					t.Fatalf("%s inbox: %.400s", who, w.Body.String())
 				}
 			}
+			// an inbox is private: a clinic neither finds nor reads the
+			// other clinic's Task, even with a Consent for the same patient
+			w := f.as("so1", http.MethodGet, "/Task?owner=Organization/clinic2", nil)
+			mustStatus(t, w, http.StatusOK)
+			if strings.Contains(w.Body.String(), res.tasks[1]) {
+				t.Fatalf("clinic sees clinic2's Task: %.300s", w.Body.String())
+			}
+			mustStatus(t, f.as("so1", http.MethodGet, "/"+res.tasks[1], nil), http.StatusForbidden)
 			// packages: exactly what each Consent allows
 			get := func(who, ref string, want int) []byte {
 				w := f.as(who, http.MethodGet, "/"+ref, nil)
