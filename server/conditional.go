@@ -63,6 +63,10 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if typ == "Task" {
+		s.fail(c, errConditionalTask)
+		return
+	}
 	if err := s.checkWrite(c, res); err != nil {
 		s.fail(c, err)
 		return

@@ -336,6 +336,19 @@ func TestTaskTransitionsIllegal(t *testing.T) {
 	_ = cur
 	// PATCH goes through the same rule
 	f.patchStep(t, "so1", tk, "completed", "7.0", "Observation/x", 409)
+	// and so do Task changes inside a transaction; conditional updates of
+	// Tasks are refused
+	m := jsonMap(t, f.getAs(t, "system", tk))
+	m["status"], m["businessStatus"] = "completed", map[string]any{"coding": []any{map[string]any{"system": "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS", "code": "7.0"}}}
+	delete(m, "meta")
+	entry, _ := json.Marshal(m)
+	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + string(entry) + `,"request":{"method":"PUT","url":"` + tk + `"}}]}`
+	if w := f.as("so1", http.MethodPost, "/", []byte(bundle)); w.Code != http.StatusConflict {
+		t.Errorf("illegal Task change in a transaction: %d %.300s", w.Code, w.Body.String())
+	}
+	if w := f.as("system", http.MethodPut, "/Task?_id="+strings.TrimPrefix(tk, "Task/"), entry); w.Code != http.StatusBadRequest {
+		t.Errorf("conditional update of a Task: %d %.300s", w.Code, w.Body.String())
+	}
 	// the patient cancels; afterwards nothing moves
 	f.step(t, "patientP", tk, "cancelled", "6.0", "", 200)
 	f.step(t, "so1", tk, "accepted", "3.0", "", 409)
