@@ -519,14 +519,18 @@ func (s *Server) authorizeEntry(c *gin.Context, be *bundleEntryReq) error {
 		interaction := map[string]string{http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[be.method]
 		if be.typ == "Task" && be.method != http.MethodDelete {
 			// the referral workflow applies to Task changes in Bundles too
-			if be.id == "" {
-				return wrap(errConditionalTask)
-			}
 			var err error
-			if be.method == http.MethodPut {
+			switch {
+			case be.id == "" && (be.method == http.MethodPatch || isReferralTask(be.res)):
+				err = errConditionalTask
+			case be.id == "":
+				// a conditional PUT of another Task: the checks below apply
+			case be.method == http.MethodPut:
 				err = s.checkTaskUpdate(c, be.typ, be.id, be.res)
-			} else if doc, derr := binaryData(be.body); derr == nil {
-				err = s.checkTaskPatch(c, be.typ, be.id, doc)
+			default:
+				if doc, derr := binaryData(be.body); derr == nil {
+					err = s.checkTaskPatch(c, be.typ, be.id, doc)
+				}
 			}
 			if err != nil {
 				return wrap(err)
@@ -616,4 +620,4 @@ func referralParty(r *fhir.Resource, p *auth.Principal) bool {
 // errConditionalTask refuses conditional changes of Tasks: the referral
 // workflow checks a change against the Task's current version, so the Task
 // must be named by its id.
-var errConditionalTask = fhir.Errorf(http.StatusBadRequest, "not-supported", nil, "a Task is changed by its id (PUT Task/[id]), not by a conditional update, so that its workflow can be checked")
+var errConditionalTask = fhir.Errorf(http.StatusBadRequest, "not-supported", nil, "a second-opinion Task is changed by its id (PUT Task/[id]), not by a conditional update, so that its workflow can be checked")

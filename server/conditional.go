@@ -63,7 +63,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if typ == "Task" {
+	if typ == "Task" && isReferralTask(res) {
 		s.fail(c, errConditionalTask)
 		return
 	}

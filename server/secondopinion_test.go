@@ -346,7 +346,7 @@ func TestTaskTransitionsIllegal(t *testing.T) {
 	if w := f.as("so1", http.MethodPost, "/", []byte(bundle)); w.Code != http.StatusConflict {
 		t.Errorf("illegal Task change in a transaction: %d %.300s", w.Code, w.Body.String())
 	}
-	if w := f.as("system", http.MethodPut, "/Task?_id="+strings.TrimPrefix(tk, "Task/"), entry); w.Code != http.StatusBadRequest {
+	if w := f.as("system", http.MethodPut, "/Task?_id="+strings.TrimPrefix(tk, "Task/"), entry); w.Code != http.StatusBadRequest { // a referral Task
 		t.Errorf("conditional update of a Task: %d %.300s", w.Code, w.Body.String())
 	}
 	// the patient cancels; afterwards nothing moves
