@@ -658,25 +658,8 @@ func (s *Store) includeTargets(ctx context.Context, db Conn, in search.Include, 
 		if in.Target != "" {
 			q += " AND target_type = " + c.arg(in.Target)
 		}
-		sq, sargs := c.finish(q)
-		rows, err := db.Query(ctx, sq, sargs...)
-		if err != nil {
-			return nil, fmt.Errorf("_include: %w", err)
-		}
-		for rows.Next() {
-			var t, id string
-			if err := rows.Scan(&t, &id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("_include: %w", err)
-			}
-			if t != "" && !seen[t+"/"+id] {
-				seen[t+"/"+id] = true
-				refs = append(refs, [2]string{t, id})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("_include: %w", err)
+		if err := collectRefs(ctx, db, "_include", c, q, seen, &refs); err != nil {
+			return nil, err
 		}
 	}
 	return s.loadMany(ctx, db, refs)
@@ -696,28 +679,36 @@ func (s *Store) revIncludes(ctx context.Context, db Conn, in search.Include, fro
 		if !in.Wildcard {
 			q += " AND param = " + c.arg(in.Param)
 		}
-		sq, sargs := c.finish(q)
-		rows, err := db.Query(ctx, sq, sargs...)
-		if err != nil {
-			return nil, fmt.Errorf("_revinclude: %w", err)
-		}
-		for rows.Next() {
-			var t, id string
-			if err := rows.Scan(&t, &id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("_revinclude: %w", err)
-			}
-			if !seen[t+"/"+id] {
-				seen[t+"/"+id] = true
-				refs = append(refs, [2]string{t, id})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("_revinclude: %w", err)
+		if err := collectRefs(ctx, db, "_revinclude", c, q, seen, &refs); err != nil {
+			return nil, err
 		}
 	}
 	return s.loadMany(ctx, db, refs)
+}
+
+// collectRefs runs a query of (type, id) pairs and appends those not yet
+// seen to refs.
+func collectRefs(ctx context.Context, db Conn, what string, c *compiler, q string, seen map[string]bool, refs *[][2]string) error {
+	sq, sargs := c.finish(q)
+	rows, err := db.Query(ctx, sq, sargs...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t, id string
+		if err := rows.Scan(&t, &id); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if t != "" && !seen[t+"/"+id] {
+			seen[t+"/"+id] = true
+			*refs = append(*refs, [2]string{t, id})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // loadMany reads current versions of (type, id) pairs, skipping deleted
