@@ -199,7 +199,7 @@ func original(raw []byte, m *hl7v2.Message, patientID, now string) ([]*fhir.Reso
 	bin := map[string]any{
 		"resourceType": "Binary", "id": binID,
 		"contentType":     MediaHL7v2,
-		"securityContext": map[string]any{"reference": "Patient/" + patientID},
+		"securityContext": map[string]any{"reference": "DocumentReference/" + docID},
 		"data":            base64.StdEncoding.EncodeToString(raw),
 	}
 	att := map[string]any{
@@ -249,7 +249,7 @@ func (im *Importer) ImportFile(ctx context.Context, patientID, mediaType string,
 	bin := map[string]any{
 		"resourceType": "Binary", "id": binID, "meta": meta,
 		"contentType":     mediaType,
-		"securityContext": map[string]any{"reference": "Patient/" + patientID},
+		"securityContext": map[string]any{"reference": "DocumentReference/" + docID},
 		"data":            base64.StdEncoding.EncodeToString(body),
 	}
 	doc := map[string]any{

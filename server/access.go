@@ -142,8 +142,11 @@ func (s *Server) patientsOf(r *fhir.Resource) []string {
 		}
 		return []string{"Patient/" + r.ID}
 	}
-	if r.Type == "Bundle" || r.Type == "Task" {
+	switch r.Type {
+	case "Bundle", "Task":
 		return referralPatients(r)
+	case "Binary":
+		return s.binaryPatients(r)
 	}
 	var out []string
 	root := r.Root()
@@ -196,6 +199,20 @@ func (s *Server) release(c *gin.Context, r *fhir.Resource, scope auth.Decision) 
 		if err != nil || !ok {
 			return false, err
 		}
+	}
+	if r.Type == "Binary" && p.Kind != auth.KindSystem {
+		return s.releaseBinary(c, r, 0)
+	}
+	return s.releaseTo(c, r, pats)
+}
+
+// releaseTo decides for a patient or provider whether r, which belongs to
+// the patients pats, may be released.
+func (s *Server) releaseTo(c *gin.Context, r *fhir.Resource, pats []string) (bool, error) {
+	p := principal(c)
+	a := accessOf(c)
+	for _, pt := range pats {
+		a.patients[pt] = true
 	}
 	switch p.Kind {
 	case auth.KindSystem:
