@@ -7,6 +7,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -162,4 +163,37 @@ type HistoryPage struct {
 	Next string
 	// Total is the number of versions matching the query.
 	Total int
+}
+
+// BlobExtension is the extension on a Binary's _data that names content
+// the store keeps outside the resource body (see Blobs): its valueString
+// is the blob id. Read and VRead answer such a Binary with its data
+// inlined; Search, History and Everything leave the extension in place
+// (a valid FHIR primitive extension without a value), so that a page of
+// results never holds many files in memory.
+const BlobExtension = "https://fhirgate.org/fhir/StructureDefinition/binary-blob"
+
+// BlobInfo describes stored content.
+type BlobInfo struct {
+	// ID names the content: "sha256-" and its SHA-256 in hex.
+	ID string
+	// Size is its length in bytes.
+	Size int64
+}
+
+// Blobs is implemented by stores that keep large content outside resource
+// bodies, in chunks, so that uploads and downloads stream.
+type Blobs interface {
+	// PutBlob reads r to its end and stores what it read, never holding
+	// all of it in memory. The same content is kept once. An error from r
+	// (a size limit, say) is returned as is and leaves nothing behind.
+	// Content no Binary names yet is visible to nobody.
+	PutBlob(ctx context.Context, r io.Reader) (BlobInfo, error)
+	// OpenBlob streams stored content; ErrNotFound for an unknown id.
+	OpenBlob(ctx context.Context, id string) (io.ReadCloser, BlobInfo, error)
+	// ReadStub is Read without inlining a blob-backed Binary's content
+	// (the _data extension stays), for callers that stream it.
+	ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error)
+	// VReadStub is VRead without inlining.
+	VReadStub(ctx context.Context, typ, id, versionID string) (*fhir.Resource, error)
 }

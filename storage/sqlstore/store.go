@@ -127,6 +127,15 @@ func (s *Store) read(ctx context.Context, c Conn, typ, id string) (*fhir.Resourc
 // Read implements storage.Reader. A deleted resource answers ErrGone along
 // with a Resource that carries only its deleted version and time.
 func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	r, err := s.readStub(ctx, typ, id)
+	if err != nil || typ != "Binary" {
+		return r, err
+	}
+	return s.inline(ctx, s.db, r)
+}
+
+// readStub is Read leaving a blob-backed Binary's content out.
+func (s *Store) readStub(ctx context.Context, typ, id string) (*fhir.Resource, error) {
 	if s.cache == nil {
 		return s.read(ctx, s.db, typ, id)
 	}
@@ -174,7 +183,11 @@ func (s *Store) vread(ctx context.Context, c Conn, typ, id, vid string) (*fhir.R
 
 // VRead implements storage.Reader.
 func (s *Store) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
-	return s.vread(ctx, s.db, typ, id, vid)
+	r, err := s.vread(ctx, s.db, typ, id, vid)
+	if err != nil || typ != "Binary" {
+		return r, err
+	}
+	return s.inline(ctx, s.db, r)
 }
 
 // InTx implements storage.Store.
@@ -254,11 +267,19 @@ type tx struct {
 func (t *tx) Conn() Conn { return t.c }
 
 func (t *tx) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
-	return t.s.read(ctx, t.c, typ, id)
+	r, err := t.s.read(ctx, t.c, typ, id)
+	if err != nil || typ != "Binary" {
+		return r, err
+	}
+	return t.s.inline(ctx, t.c, r)
 }
 
 func (t *tx) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
-	return t.s.vread(ctx, t.c, typ, id, vid)
+	r, err := t.s.vread(ctx, t.c, typ, id, vid)
+	if err != nil || typ != "Binary" {
+		return r, err
+	}
+	return t.s.inline(ctx, t.c, r)
 }
 
 func (t *tx) History(ctx context.Context, q storage.HistoryQuery) (*storage.HistoryPage, error) {

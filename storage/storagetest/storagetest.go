@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"HistoryBadCursor", testHistoryBadCursor},
 		{"CreateMany", testCreateMany},
 		{"ReadsSeeLatestUnderConcurrency", testReadsSeeLatest},
+		{"Blobs", testBlobsIfAny},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

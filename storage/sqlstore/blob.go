@@ -1,0 +1,163 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// blobChunk is the size of one stored chunk: what an upload or download
+// holds in memory at a time.
+const blobChunk = 256 << 10
+
+var _ storage.Blobs = (*Store)(nil)
+
+// PutBlob implements storage.Blobs. Chunks are written in short
+// transactions of their own under a temporary id (an upload never holds
+// the write lock while the client sends), then one transaction names the
+// content by its SHA-256, or drops the copy when that content is already
+// stored. A failure removes the chunks written so far.
+func (s *Store) PutBlob(ctx context.Context, r io.Reader) (info storage.BlobInfo, err error) {
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return info, err
+	}
+	tmp := "tmp-" + hex.EncodeToString(rnd[:])
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_, _ = s.db.Exec(cctx, `DELETE FROM blob_chunks WHERE blob_id = ?`, tmp)
+			cancel()
+		}
+	}()
+	h := sha256.New()
+	buf := make([]byte, blobChunk)
+	var size int64
+	for seq := 0; ; seq++ {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			size += int64(n)
+			if _, err := s.db.Exec(ctx, `INSERT INTO blob_chunks (blob_id, seq, data) VALUES (?, ?, ?)`, tmp, seq, buf[:n]); err != nil {
+				return info, fmt.Errorf("store blob chunk: %w", err)
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return info, rerr
+		}
+	}
+	info = storage.BlobInfo{ID: "sha256-" + hex.EncodeToString(h.Sum(nil)), Size: size}
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return info, fmt.Errorf("begin: %w", err)
+	}
+	n, err := c.Exec(ctx, `INSERT INTO blobs (id, size, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, info.ID, size, micros(s.now()))
+	if err == nil {
+		if n == 1 {
+			_, err = c.Exec(ctx, `UPDATE blob_chunks SET blob_id = ? WHERE blob_id = ?`, info.ID, tmp)
+		} else {
+			// the same content is stored already
+			_, err = c.Exec(ctx, `DELETE FROM blob_chunks WHERE blob_id = ?`, tmp)
+		}
+	}
+	if err != nil {
+		_ = c.Rollback(context.WithoutCancel(ctx))
+		return info, fmt.Errorf("store blob: %w", err)
+	}
+	if err := c.Commit(ctx); err != nil {
+		return info, fmt.Errorf("store blob: %w", err)
+	}
+	return info, nil
+}
+
+// OpenBlob implements storage.Blobs: chunks are read one at a time.
+func (s *Store) OpenBlob(ctx context.Context, id string) (io.ReadCloser, storage.BlobInfo, error) {
+	info := storage.BlobInfo{ID: id}
+	err := s.db.QueryRow(ctx, `SELECT size FROM blobs WHERE id = ?`, id).Scan(&info.Size)
+	if errors.Is(err, ErrNoRows) {
+		return nil, info, fmt.Errorf("blob %s: %w", id, storage.ErrNotFound)
+	}
+	if err != nil {
+		return nil, info, fmt.Errorf("open blob: %w", err)
+	}
+	return &blobReader{ctx: ctx, c: s.db, id: id, left: info.Size}, info, nil
+}
+
+type blobReader struct {
+	ctx  context.Context
+	c    Conn
+	id   string
+	seq  int
+	cur  []byte
+	left int64 // bytes not yet returned
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	for len(b.cur) == 0 {
+		if b.left <= 0 {
+			return 0, io.EOF
+		}
+		var data []byte
+		err := b.c.QueryRow(b.ctx, `SELECT data FROM blob_chunks WHERE blob_id = ? AND seq = ?`, b.id, b.seq).Scan(&data)
+		if err != nil {
+			if errors.Is(err, ErrNoRows) {
+				return 0, fmt.Errorf("blob %s: chunk %d is missing", b.id, b.seq)
+			}
+			return 0, fmt.Errorf("read blob: %w", err)
+		}
+		b.seq++
+		b.cur = data
+	}
+	n := copy(p, b.cur)
+	b.cur = b.cur[n:]
+	b.left -= int64(n)
+	return n, nil
+}
+
+func (b *blobReader) Close() error { return nil }
+
+// inline returns a blob-backed Binary with its content in data; other
+// resources are returned as they are.
+func (s *Store) inline(ctx context.Context, c Conn, r *fhir.Resource) (*fhir.Resource, error) {
+	id, ok := storage.BlobOf(r)
+	if !ok {
+		return r, nil
+	}
+	var size int64
+	if err := c.QueryRow(ctx, `SELECT size FROM blobs WHERE id = ?`, id).Scan(&size); err != nil {
+		return nil, fmt.Errorf("%s/%s: its content %s: %w", r.Type, r.ID, id, err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(r.Raw) + int(size+2)/3*4)
+	if err := storage.WriteInlined(&buf, r, &blobReader{ctx: ctx, c: c, id: id, left: size}); err != nil {
+		return nil, err
+	}
+	out, err := fhir.Parse(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	out.VersionID, out.LastUpdated = r.VersionID, r.LastUpdated
+	return out, nil
+}
+
+// ReadStub implements storage.Blobs.
+func (s *Store) ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	return s.readStub(ctx, typ, id)
+}
+
+// VReadStub implements storage.Blobs.
+func (s *Store) VReadStub(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
+	return s.vread(ctx, s.db, typ, id, vid)
+}

@@ -1,0 +1,213 @@
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// trickle hands out its content a few odd-sized pieces at a time, as a
+// network body does, and fails with err once it has given failAt bytes.
+type trickle struct {
+	b      []byte
+	off    int
+	failAt int
+	err    error
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if t.err != nil && t.off >= t.failAt {
+		return 0, t.err
+	}
+	if t.off >= len(t.b) {
+		return 0, io.EOF
+	}
+	n := min(len(p), 7919, len(t.b)-t.off)
+	if t.err != nil {
+		n = min(n, t.failAt-t.off)
+	}
+	copy(p, t.b[t.off:t.off+n])
+	t.off += n
+	return n, nil
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// testBlobsIfAny runs the storage.Blobs checks on stores that offer it.
+func testBlobsIfAny(t *testing.T, s storage.Store, _ *Clock) {
+	bs, ok := s.(storage.Blobs)
+	if !ok {
+		t.Skip("the store does not implement storage.Blobs")
+	}
+	testBlobs(t, s, bs)
+}
+
+func testBlobs(t *testing.T, s storage.Store, bs storage.Blobs) {
+	ctx := context.Background()
+	content := randomBytes(1<<20+12345, 1) // several chunks, the last one short
+	sum := sha256.Sum256(content)
+	info, err := bs.PutBlob(ctx, &trickle{b: content})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sha256-" + hex.EncodeToString(sum[:]); info.ID != want || info.Size != int64(len(content)) {
+		t.Fatalf("PutBlob = %+v, want %s, %d bytes", info, want, len(content))
+	}
+	readAll := func(id string) []byte {
+		t.Helper()
+		rc, got, err := bs.OpenBlob(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Size != int64(len(b)) {
+			t.Fatalf("OpenBlob size %d, read %d", got.Size, len(b))
+		}
+		return b
+	}
+	if !bytes.Equal(readAll(info.ID), content) {
+		t.Fatal("content read back differs")
+	}
+	// the same content again: the same blob
+	again, err := bs.PutBlob(ctx, bytes.NewReader(content))
+	if err != nil || again != info {
+		t.Fatalf("second PutBlob = %+v, %v", again, err)
+	}
+	if !bytes.Equal(readAll(info.ID), content) {
+		t.Fatal("content differs after storing it twice")
+	}
+	// empty content is a blob too
+	empty, err := bs.PutBlob(ctx, strings.NewReader(""))
+	if err != nil || empty.Size != 0 || len(readAll(empty.ID)) != 0 {
+		t.Fatalf("empty blob: %+v, %v", empty, err)
+	}
+	// a reader failing half-way leaves nothing behind
+	other := randomBytes(600<<10, 2)
+	osum := sha256.Sum256(other)
+	errLimit := errors.New("over the limit")
+	if _, err := bs.PutBlob(ctx, &trickle{b: other, failAt: 500 << 10, err: errLimit}); !errors.Is(err, errLimit) {
+		t.Fatalf("failing reader: %v", err)
+	}
+	if _, _, err := bs.OpenBlob(ctx, "sha256-"+hex.EncodeToString(osum[:])); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("OpenBlob after a failed put: %v", err)
+	}
+	if _, _, err := bs.OpenBlob(ctx, "sha256-nope"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("OpenBlob of an unknown id: %v", err)
+	}
+
+	// a Binary naming the blob: reads inline it, stubs and lists do not
+	bin := mustParse(t, `{"resourceType":"Binary","id":"up1","contentType":"application/pdf","securityContext":{"reference":"Patient/p1"}}`)
+	stub, err := storage.BlobStub(bin, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, stub); err != nil {
+		t.Fatal(err)
+	}
+	wantData := base64.StdEncoding.EncodeToString(content)
+	checkInlined := func(what string, raw []byte) {
+		t.Helper()
+		r := mustParse(t, string(raw))
+		root := r.Root()
+		if got := root.Get("data").String(); got != wantData {
+			t.Fatalf("%s: data has %d characters, want %d", what, len(got), len(wantData))
+		}
+		if root.Get("_data") != nil || root.Get("contentType").String() != "application/pdf" || root.Get("securityContext") == nil {
+			t.Fatalf("%s: %.300s", what, raw)
+		}
+	}
+	r, err := s.Read(ctx, "Binary", "up1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInlined("Read", r.Raw)
+	if r.VersionID != "1" {
+		t.Fatalf("Read version %q", r.VersionID)
+	}
+	r, err = s.VRead(ctx, "Binary", "up1", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInlined("VRead", r.Raw)
+	r, err = bs.ReadStub(ctx, "Binary", "up1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := storage.BlobOf(r); !ok || id != info.ID || r.Root().Get("data") != nil {
+		t.Fatalf("ReadStub: %.300s", r.Raw)
+	}
+	var buf bytes.Buffer
+	rc, _, err := bs.OpenBlob(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.WriteInlined(&buf, r, rc); err != nil {
+		t.Fatal(err)
+	}
+	checkInlined("WriteInlined", buf.Bytes())
+	err = s.InTx(ctx, func(tx storage.Tx) error {
+		r, err := tx.Read(ctx, "Binary", "up1")
+		if err != nil {
+			return err
+		}
+		checkInlined("Tx.Read", r.Raw)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a new version keeps naming the content; history lists stubs
+	stub2, err := storage.BlobStub(mustParse(t, `{"resourceType":"Binary","id":"up1","contentType":"application/pdf","securityContext":{"reference":"Patient/p2"}}`), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Update(ctx, stub2, storage.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = s.Read(ctx, "Binary", "up1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInlined("Read v2", r.Raw)
+	h, err := s.History(ctx, storage.HistoryQuery{Type: "Binary", ID: "up1", Count: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Entries) != 2 {
+		t.Fatalf("history has %d entries", len(h.Entries))
+	}
+	for _, e := range h.Entries {
+		if id, ok := storage.BlobOf(e.Resource); !ok || id != info.ID {
+			t.Fatalf("history entry %s: %.200s", e.VersionID, e.Resource.Raw)
+		}
+	}
+	// a Binary with inline data is untouched by all this
+	small := mustParse(t, `{"resourceType":"Binary","id":"small","contentType":"text/plain","data":"aGVsbG8="}`)
+	if _, err := s.Create(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	r, err = s.Read(ctx, "Binary", "small")
+	if err != nil || r.Root().Get("data").String() != "aGVsbG8=" {
+		t.Fatalf("inline Binary: %v %s", err, r.Raw)
+	}
+}
