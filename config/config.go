@@ -31,6 +31,8 @@ type Server struct {
 	BaseURL string `yaml:"baseURL"`
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// MaxUploadBytes bounds one uploaded file (PDF, image, DICOM).
+	MaxUploadBytes int64 `yaml:"maxUploadBytes"`
 }
 
 // Auth configures token verification.
@@ -176,6 +178,9 @@ func (c *Config) ValidateInto(p *Problems) {
 	}
 	if c.Server.MaxBodyBytes < 0 {
 		p.Add(c.line("server", -1), "server.maxBodyBytes must not be negative")
+	}
+	if c.Server.MaxUploadBytes < 0 {
+		p.Add(c.line("server", -1), "server.maxUploadBytes must not be negative")
 	}
 }
 

@@ -88,9 +88,19 @@ func WithoutDuplicates(rs []*fhir.Resource) []*fhir.Resource {
 // View wraps a store so that Everything returns the consolidated view
 // (duplicate copies left out; a page may then hold fewer than Count
 // resources, its Next cursor stays valid). Everything else passes through.
-func View(st storage.Store) storage.Store { return view{st} }
+func View(st storage.Store) storage.Store {
+	if b, ok := st.(storage.Blobs); ok {
+		return blobView{view{st}, b} // uploads keep streaming through the view
+	}
+	return view{st}
+}
 
 type view struct{ storage.Store }
+
+type blobView struct {
+	view
+	storage.Blobs
+}
 
 func (v view) Everything(ctx context.Context, req storage.EverythingRequest) (*storage.SearchResult, error) {
 	res, err := v.Store.Everything(ctx, req)

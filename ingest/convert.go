@@ -17,7 +17,6 @@ import (
 	"github.com/fhirgate/fhirgate/convert/hl7v2"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
-	"github.com/fhirgate/fhirgate/storage"
 )
 
 // ImportCCDA converts a C-CDA document and files it. With lenientType
@@ -231,80 +230,6 @@ func original(raw []byte, m *hl7v2.Message, patientID, now string) ([]*fhir.Reso
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// ImportFile keeps a PDF, image or DICOM object as a Binary and a
-// DocumentReference in the patient's record, after checking that the
-// bytes are what the media type says. Importing the same bytes again
-// changes nothing.
-func (im *Importer) ImportFile(ctx context.Context, patientID, mediaType string, body []byte) (*Result, error) {
-	if !magicOK(mediaType, body) {
-		return nil, fmt.Errorf("%w: the content is not %s (its first bytes do not match)", ErrMalformed, mediaType)
-	}
-	source := docSource("file", body)
-	binID := consolidate.LocalID(source, "Binary", "original")
-	docID := consolidate.LocalID(source, "DocumentReference", "original")
-	sha := sha1.Sum(body)
-	meta := map[string]any{"source": consolidate.SourceURI(source)}
-	bin := map[string]any{
-		"resourceType": "Binary", "id": binID, "meta": meta,
-		"contentType":     mediaType,
-		"securityContext": map[string]any{"reference": "DocumentReference/" + docID},
-		"data":            base64.StdEncoding.EncodeToString(body),
-	}
-	doc := map[string]any{
-		"resourceType": "DocumentReference", "id": docID, "meta": meta,
-		"status":  "current",
-		"subject": map[string]any{"reference": "Patient/" + patientID},
-		"date":    im.now().UTC().Format("2006-01-02T15:04:05Z"),
-		"content": []any{map[string]any{"attachment": map[string]any{
-			"contentType": mediaType, "url": "Binary/" + binID,
-			"size": len(body), "hash": base64.StdEncoding.EncodeToString(sha[:]),
-		}}},
-	}
-	var rs []*fhir.Resource
-	for _, v := range []map[string]any{bin, doc} {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		r, err := fhir.Parse(b)
-		if err != nil {
-			return nil, err
-		}
-		rs = append(rs, r)
-	}
-	result := &Result{Source: source}
-	err := im.Store.InTx(ctx, func(tx storage.Tx) error {
-		result.Entries = result.Entries[:0]
-		if _, err := tx.Read(ctx, "Patient", patientID); err != nil {
-			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
-				return fmt.Errorf("%w: Patient/%s", ErrNoPatient, patientID)
-			}
-			return err
-		}
-		for _, r := range rs {
-			ex, err := tx.Read(ctx, r.Type, r.ID)
-			switch {
-			case err == nil:
-				result.Entries = append(result.Entries, Entry{Resource: ex, Status: Unchanged})
-				continue
-			case errors.Is(err, storage.ErrNotFound):
-			default:
-				return err // a deleted copy stays deleted
-			}
-			stored, err := tx.Create(ctx, r)
-			if err != nil {
-				return err
-			}
-			result.Entries = append(result.Entries, Entry{Resource: stored, Status: Created})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return result, nil
 }
 
 // magicOK checks the first bytes of a file against its media type.

@@ -1,10 +1,19 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
 
@@ -71,4 +80,113 @@ func (s *Server) releaseBinary(c *gin.Context, r *fhir.Resource, depth int) (boo
 	// the token's scopes were checked for the Binary it asked for; the
 	// context is consulted for the patient and the Consents only
 	return s.release(c, target, auth.Decision{Allowed: true})
+}
+
+// binaryContentRead reports whether the request reads a Binary (or one
+// of its versions): the reads that may answer with the content itself.
+func binaryContentRead(c *gin.Context) bool {
+	if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+		return false
+	}
+	if c.Param("type") != "Binary" || strings.HasPrefix(c.Param("id"), "$") {
+		return false
+	}
+	p := c.FullPath()
+	return strings.HasSuffix(p, "/:type/:id") || strings.HasSuffix(p, "/:type/:id/_history/:vid")
+}
+
+// writeBinary answers a Binary read. With an Accept header that admits no
+// FHIR format the content itself is sent, in the Binary's contentType (R4
+// http.html#binary); otherwise the Binary resource. Content kept as a blob
+// streams from the store either way.
+func (s *Server) writeBinary(c *gin.Context, r *fhir.Resource) {
+	versionHeaders(c, r)
+	if notModified(c, r) {
+		return
+	}
+	blobID, isBlob := storage.BlobOf(r)
+	native := c.GetBool(ctxNative)
+	if !native && !isBlob {
+		s.writeJSON(c, http.StatusOK, r.Raw)
+		return
+	}
+	var (
+		content io.Reader
+		size    int64 = -1
+	)
+	if isBlob {
+		bs, ok := s.cfg.Store.(storage.Blobs)
+		if !ok {
+			s.fail(c, fmt.Errorf("Binary/%s names stored content but the store keeps none", r.ID))
+			return
+		}
+		rc, info, err := bs.OpenBlob(c.Request.Context(), blobID)
+		if err != nil {
+			s.fail(c, fmt.Errorf("Binary/%s: its content: %w", r.ID, err))
+			return
+		}
+		defer rc.Close()
+		content, size = rc, info.Size
+	} else {
+		data, err := base64.StdEncoding.DecodeString(r.Root().Get("data").String())
+		if err != nil {
+			s.fail(c, fmt.Errorf("Binary/%s holds data that is not base64: %w", r.ID, err))
+			return
+		}
+		content, size = bytes.NewReader(data), int64(len(data))
+	}
+	h := c.Writer.Header()
+	if native {
+		// content from patients and other sources: never let a browser
+		// run it or guess another type for it
+		h.Set("Content-Type", binaryMediaType(r.Root().Get("contentType").String()))
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		c.Status(http.StatusOK)
+		if c.Request.Method == http.MethodHead {
+			return
+		}
+		c.Writer.WriteHeaderNow()
+		if _, err := io.Copy(c.Writer, content); err != nil {
+			s.log.Warn("Binary content interrupted", "binary", r.ID, "error", err.Error())
+		}
+		return
+	}
+	h.Set("Content-Type", ContentTypeFHIRJSON)
+	c.Status(http.StatusOK)
+	if c.Request.Method == http.MethodHead {
+		return
+	}
+	var w io.Writer = c.Writer
+	if acceptsGzip(c.Request) {
+		h.Set("Content-Encoding", "gzip")
+		h.Add("Vary", "Accept-Encoding")
+		zw := gzipPool.Get().(*gzip.Writer)
+		zw.Reset(c.Writer)
+		defer func() {
+			_ = zw.Close()
+			gzipPool.Put(zw)
+		}()
+		w = zw
+	}
+	c.Writer.WriteHeaderNow()
+	if err := storage.WriteInlined(w, r, content); err != nil {
+		// the status line is out: all that is left is to stop
+		s.log.Warn("Binary content interrupted", "binary", r.ID, "error", err.Error())
+	}
+}
+
+// binaryMediaType is the Content-Type a Binary's content is sent with:
+// its contentType when that is a well-formed media type, else
+// application/octet-stream.
+func binaryMediaType(ct string) string {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || !strings.Contains(mt, "/") {
+		return "application/octet-stream"
+	}
+	if out := mime.FormatMediaType(mt, params); out != "" {
+		return out
+	}
+	return "application/octet-stream"
 }

@@ -1,9 +1,22 @@
 package server_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage"
 )
 
 // TestBinaryAccess: a Binary is in no compartment; its securityContext
@@ -94,6 +107,156 @@ func TestBinaryAccess(t *testing.T) {
 			mustStatus(t, w, http.StatusForbidden)
 			w = s.as("patientA", http.MethodPost, "/Binary", []byte(`{"resourceType":"Binary","contentType":"text/plain","data":"aGk=","securityContext":{"reference":"Patient/`+s.pa+`"}}`))
 			mustStatus(t, w, http.StatusCreated)
+		})
+	}
+}
+
+// TestUploadStreaming: files stream into the store within their own
+// limit (larger than the body limit), and come back as the content itself
+// or as a Binary whose data streams from the store.
+func TestUploadStreaming(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			st := k.open(t)
+			t.Cleanup(func() { st.Close() })
+			// the store as `fhirgate serve` wraps it
+			h := &harness{t: t, store: st, srv: server.New(server.Config{
+				Store: consolidate.View(st), Search: testRegistry, Validator: validate.Default(),
+				BaseURL: "http://fhir.test", MaxBodyBytes: 1 << 16, MaxUploadBytes: 1 << 20,
+			})}
+			mustStatus(t, h.do(http.MethodPut, "/Patient/up", []byte(`{"resourceType":"Patient","id":"up"}`)), http.StatusCreated)
+			pdf := append([]byte("%PDF-1.7\n"), make([]byte, 600<<10)...) // ten times the body limit
+			for i := range pdf[9:] {
+				pdf[9+i] = byte(i*7 + i/251)
+			}
+			w := h.do(http.MethodPost, "/Patient/up/$import", pdf, "Content-Type: application/pdf")
+			mustStatus(t, w, http.StatusOK)
+			var binID, docID string
+			var att map[string]any
+			for _, e := range jsonMap(t, w.Body.Bytes())["entry"].([]any) {
+				res := e.(map[string]any)["resource"].(map[string]any)
+				switch res["resourceType"] {
+				case "Binary":
+					binID = res["id"].(string)
+					if _, ok := res["data"]; ok {
+						t.Error("the import answer echoes the file")
+					}
+					if res["securityContext"].(map[string]any)["reference"] == nil || res["_data"] == nil {
+						t.Errorf("Binary in the answer: %v", res)
+					}
+				case "DocumentReference":
+					docID = res["id"].(string)
+					att = res["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)
+				}
+			}
+			if binID == "" || docID == "" {
+				t.Fatalf("import answered %.400s", w.Body.String())
+			}
+			sum := sha1.Sum(pdf)
+			if att["size"] != json.Number(strconv.Itoa(len(pdf))) || att["hash"] != base64.StdEncoding.EncodeToString(sum[:]) || att["url"] != "Binary/"+binID {
+				t.Errorf("attachment %v", att)
+			}
+
+			// the content itself, for a non-FHIR Accept
+			w = h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept: application/pdf")
+			mustStatus(t, w, http.StatusOK)
+			if !bytes.Equal(w.Body.Bytes(), pdf) {
+				t.Errorf("native read: %d bytes, want %d", w.Body.Len(), len(pdf))
+			}
+			if w.Header().Get("Content-Type") != "application/pdf" || w.Header().Get("X-Content-Type-Options") != "nosniff" ||
+				w.Header().Get("Content-Length") != strconv.Itoa(len(pdf)) || w.Header().Get("ETag") != `W/"1"` {
+				t.Errorf("native read headers %v", w.Header())
+			}
+			w = h.do(http.MethodHead, "/Binary/"+binID, nil, "Accept: application/pdf")
+			mustStatus(t, w, http.StatusOK)
+			if w.Body.Len() != 0 || w.Header().Get("Content-Length") != strconv.Itoa(len(pdf)) {
+				t.Errorf("HEAD: %d bytes, headers %v", w.Body.Len(), w.Header())
+			}
+			w = h.do(http.MethodGet, "/Binary/"+binID+"/_history/1", nil, "Accept: application/pdf, */*;q=0.1")
+			if !strings.HasPrefix(w.Header().Get("Content-Type"), "application/fhir+json") {
+				// */* admits FHIR JSON: the resource
+				t.Errorf("Accept with */* answered %s", w.Header().Get("Content-Type"))
+			}
+			w = h.do(http.MethodGet, "/Binary/"+binID+"/_history/1", nil, "Accept: application/octet-stream")
+			mustStatus(t, w, http.StatusOK)
+			if !bytes.Equal(w.Body.Bytes(), pdf) {
+				t.Errorf("native vread: %d bytes", w.Body.Len())
+			}
+			mustStatus(t, h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept: application/pdf", `If-None-Match: W/"1"`), http.StatusNotModified)
+
+			// the Binary resource, its data streamed, plain and gzipped
+			want := base64.StdEncoding.EncodeToString(pdf)
+			w = h.do(http.MethodGet, "/Binary/"+binID, nil)
+			mustStatus(t, w, http.StatusOK)
+			b := jsonMap(t, w.Body.Bytes())
+			if b["data"] != want || b["contentType"] != "application/pdf" || b["_data"] != nil || b["id"] != binID {
+				t.Errorf("JSON read: %.300s", w.Body.String())
+			}
+			w = h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept-Encoding: gzip")
+			zr, err := gzip.NewReader(w.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unz, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if jsonMap(t, unz)["data"] != want {
+				t.Error("gzipped JSON read lost the data")
+			}
+			// a search lists the stub: a page never carries many files
+			w = h.do(http.MethodGet, "/Binary?_id="+binID, nil)
+			mustStatus(t, w, http.StatusOK)
+			if !strings.Contains(w.Body.String(), storage.BlobExtension) || strings.Contains(w.Body.String(), want[:64]) {
+				t.Errorf("search: %.300s", w.Body.String())
+			}
+			// the same file again: nothing new
+			w = h.do(http.MethodPost, "/Patient/up/$import", pdf, "Content-Type: application/pdf")
+			mustStatus(t, w, http.StatusOK)
+			if !strings.Contains(w.Body.String(), "0 created") && !strings.Contains(w.Body.String(), "2 unchanged") {
+				t.Errorf("second import: %.300s", w.Body.String())
+			}
+
+			// over the upload limit, announced or not: 413 and nothing kept
+			big := append([]byte("%PDF-1.7\n"), make([]byte, 1<<20)...)
+			mustStatus(t, h.do(http.MethodPost, "/Patient/up/$import", big, "Content-Type: application/pdf"), http.StatusRequestEntityTooLarge)
+			req := httptest.NewRequest(http.MethodPost, "/Patient/up/$import", io.MultiReader(bytes.NewReader(big)))
+			req.ContentLength = -1 // chunked: the limit is found while reading
+			req.Header.Set("Content-Type", "application/pdf")
+			rec := httptest.NewRecorder()
+			h.srv.ServeHTTP(rec, req)
+			mustStatus(t, rec, http.StatusRequestEntityTooLarge)
+			outcome(t, rec)
+			w = h.do(http.MethodGet, "/DocumentReference?subject=Patient/up&_summary=count", nil)
+			if jsonMap(t, w.Body.Bytes())["total"] != json.Number("1") {
+				t.Errorf("after refused uploads: %s", w.Body.String())
+			}
+
+			// clients cannot name stored content themselves
+			stub := `{"resourceType":"Binary","contentType":"application/pdf","_data":{"extension":[{"url":"` + storage.BlobExtension + `","valueString":"sha256-00"}]}}`
+			w = h.do(http.MethodPost, "/Binary", []byte(stub))
+			mustStatus(t, w, http.StatusUnprocessableEntity)
+			if !strings.Contains(w.Body.String(), `"Binary.data"`) {
+				t.Errorf("refusal without the path: %s", w.Body.String())
+			}
+			tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + stub + `,"request":{"method":"POST","url":"Binary"}}]}`
+			w = h.do(http.MethodPost, "/", []byte(tx))
+			mustStatus(t, w, http.StatusUnprocessableEntity)
+			if !strings.Contains(w.Body.String(), "Bundle.entry[0].resource") {
+				t.Errorf("transaction refusal without the path: %s", w.Body.String())
+			}
+
+			// a Binary with inline data is sent natively too; a malformed
+			// contentType is sent as octet-stream
+			w = h.do(http.MethodPut, "/Binary/txt", []byte(`{"resourceType":"Binary","id":"txt","contentType":"text/html","data":"PGI+aGk8L2I+"}`))
+			mustStatus(t, w, http.StatusCreated)
+			w = h.do(http.MethodGet, "/Binary/txt", nil, "Accept: text/html")
+			if w.Body.String() != "<b>hi</b>" || w.Header().Get("Content-Security-Policy") == "" {
+				t.Errorf("native inline read: %q %v", w.Body.String(), w.Header())
+			}
+			// other types still speak FHIR JSON only
+			mustStatus(t, h.do(http.MethodGet, "/Patient/up", nil, "Accept: application/pdf"), http.StatusNotAcceptable)
+			mustStatus(t, h.do(http.MethodGet, "/Binary/nope", nil, "Accept: application/pdf"), http.StatusNotFound)
 		})
 	}
 }

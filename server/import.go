@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/auth"
@@ -34,7 +35,8 @@ func (s *Server) registerImport() {
 // OperationOutcome of what was not converted first, then every resource
 // the import created, updated or found unchanged.
 func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
-	if _, err := s.authorize(c, "operation", "import", "Patient"); err != nil {
+	_, err := s.authorize(c, "operation", "import", "Patient")
+	if err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -45,18 +47,29 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 	}
 	accessOf(c).resource = "Patient/" + id
 	ct := c.GetHeader("Content-Type")
-	if kind, _ := ingest.KindOf(ct); kind == ingest.KindNone {
+	kind, mt := ingest.KindOf(ct)
+	if kind == ingest.KindNone {
 		s.fail(c, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", nil,
 			"Content-Type %q cannot be imported; send %s, %s, %s, %s, %s, %s or %s", ct,
 			ingest.MediaCDA, ingest.MediaHL7v2, ingest.MediaFHIRJSON, ingest.MediaPDF, ingest.MediaJPEG, ingest.MediaPNG, ingest.MediaDICOM))
 		return
 	}
-	body, err := s.readBody(c)
-	if err != nil {
-		s.fail(c, err)
-		return
+	var res *ingest.Result
+	if kind == ingest.KindFile {
+		// files stream into the store, within their own limit
+		if c.Request.ContentLength > s.cfg.MaxUploadBytes {
+			s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
+			return
+		}
+		res, err = im.ImportFileStream(c.Request.Context(), id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes})
+	} else {
+		var body []byte
+		if body, err = s.readBody(c); err != nil {
+			s.fail(c, err)
+			return
+		}
+		res, err = im.Import(c.Request.Context(), id, ct, body)
 	}
-	res, err := im.Import(c.Request.Context(), id, ct, body)
 	if err != nil {
 		s.fail(c, importError(err, id))
 		return
@@ -91,4 +104,38 @@ func importError(err error, id string) error {
 		return fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "%s", err.Error())
 	}
 	return err
+}
+
+func uploadTooLarge(limit int64) error {
+	return fhir.Errorf(http.StatusRequestEntityTooLarge, "too-long", nil, "the file is larger than the upload limit of %d bytes", limit)
+}
+
+// limitedBody reads a request body and fails with 413 once it has given
+// more than limit bytes (a body without Content-Length, or one longer
+// than it said).
+type limitedBody struct {
+	r           io.Reader
+	left, limit int64
+	err         error
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		l.err = uploadTooLarge(l.limit)
+		return 0, l.err
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		// the client went away or sent a broken body
+		l.err = fhir.BadRequest("could not read the request body")
+		return n, l.err
+	}
+	return n, err
 }

@@ -115,10 +115,11 @@ func TestImportOperationErrors(t *testing.T) {
 		{"not a bundle", "/Patient/imp/$import", "application/fhir+json", `{"resourceType":"Patient"}`, http.StatusUnprocessableEntity},
 		{"pdf that is not", "/Patient/imp/$import", "application/pdf", "GIF89a", http.StatusBadRequest},
 		{"empty body", "/Patient/imp/$import", "application/pdf", "", http.StatusBadRequest},
-		{"too large", "/Patient/imp/$import", "application/pdf", "%PDF-" + strings.Repeat("x", 1<<16), http.StatusRequestEntityTooLarge},
+		{"file too large", "/Patient/imp/$import", "application/pdf", "%PDF-" + strings.Repeat("x", 1<<17), http.StatusRequestEntityTooLarge},
+		{"document too large", "/Patient/imp/$import", "application/cda+xml", "<ClinicalDocument>" + strings.Repeat("x", 1<<16), http.StatusRequestEntityTooLarge},
 		{"GET is refused", "/Patient/imp/$import", "", "", http.StatusMethodNotAllowed},
 	}
-	eachStoreWith(t, server.Config{MaxBodyBytes: 1 << 16}, func(t *testing.T, h *harness) {
+	eachStoreWith(t, server.Config{MaxBodyBytes: 1 << 16, MaxUploadBytes: 1 << 17}, func(t *testing.T, h *harness) {
 		mustStatus(t, h.do(http.MethodPut, "/Patient/imp", []byte(`{"resourceType":"Patient","id":"imp"}`)), http.StatusCreated)
 		for _, tc := range cases {
 			method := http.MethodPost

@@ -55,13 +55,22 @@ func (s *Server) read(c *gin.Context) {
 		return
 	}
 	accessOf(c).resource = typ + "/" + id
-	r, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
+	var r *fhir.Resource
+	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
+		r, err = bs.ReadStub(c.Request.Context(), typ, id) // the content streams
+	} else {
+		r, err = s.cfg.Store.Read(c.Request.Context(), typ, id)
+	}
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id)
 		return
 	}
 	if err := s.releaseOne(c, r, scope); err != nil {
 		s.fail(c, err)
+		return
+	}
+	if typ == "Binary" {
+		s.writeBinary(c, r)
 		return
 	}
 	s.writeVersion(c, r)
@@ -80,13 +89,22 @@ func (s *Server) vread(c *gin.Context) {
 		return
 	}
 	accessOf(c).resource = typ + "/" + id + "/_history/" + c.Param("vid")
-	r, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, c.Param("vid"))
+	var r *fhir.Resource
+	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
+		r, err = bs.VReadStub(c.Request.Context(), typ, id, c.Param("vid"))
+	} else {
+		r, err = s.cfg.Store.VRead(c.Request.Context(), typ, id, c.Param("vid"))
+	}
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id+"/_history/"+c.Param("vid"))
 		return
 	}
 	if err := s.releaseOne(c, r, scope); err != nil {
 		s.fail(c, err)
+		return
+	}
+	if typ == "Binary" {
+		s.writeBinary(c, r)
 		return
 	}
 	s.writeVersion(c, r)
@@ -111,18 +129,27 @@ func (s *Server) failRead(c *gin.Context, r *fhir.Resource, err error, what stri
 // If-Modified-Since with 304.
 func (s *Server) writeVersion(c *gin.Context, r *fhir.Resource) {
 	versionHeaders(c, r)
+	if notModified(c, r) {
+		return
+	}
+	s.writeJSON(c, http.StatusOK, r.Raw)
+}
+
+// notModified answers 304 when If-None-Match or If-Modified-Since say the
+// client has this version.
+func notModified(c *gin.Context, r *fhir.Resource) bool {
 	if inm := c.GetHeader("If-None-Match"); inm != "" {
 		if v, err := parseETag(inm); err == nil && v == r.VersionID {
 			c.Status(http.StatusNotModified)
 			c.Writer.WriteHeaderNow()
-			return
+			return true
 		}
 	} else if ims := c.GetHeader("If-Modified-Since"); ims != "" {
 		if t, ok := httpTime(ims); ok && !r.LastUpdated.Truncate(1e9).After(t) {
 			c.Status(http.StatusNotModified)
 			c.Writer.WriteHeaderNow()
-			return
+			return true
 		}
 	}
-	s.writeJSON(c, http.StatusOK, r.Raw)
+	return false
 }

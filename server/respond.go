@@ -24,7 +24,10 @@ import (
 // ContentTypeFHIRJSON is what every FHIR response carries.
 const ContentTypeFHIRJSON = "application/fhir+json; charset=utf-8"
 
-const ctxPretty = "fhirgate.pretty"
+const (
+	ctxPretty = "fhirgate.pretty"
+	ctxNative = "fhirgate.native" // a Binary's content asked for in its own media type
+)
 
 // negotiate applies _format and Accept (406 for anything but FHIR JSON),
 // and _pretty.
@@ -43,6 +46,12 @@ func (s *Server) negotiate() gin.HandlerFunc {
 				return
 			}
 		} else if a := c.GetHeader("Accept"); a != "" && !acceptsJSON(a) {
+			if binaryContentRead(c) {
+				// R4 Binary read: a non-FHIR Accept asks for the content itself
+				c.Set(ctxNative, true)
+				c.Next()
+				return
+			}
 			s.fail(c, fhir.Errorf(http.StatusNotAcceptable, "not-supported", nil, "cannot answer with any of the accepted media types; this server speaks application/fhir+json"))
 			c.Abort()
 			return

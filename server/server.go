@@ -21,6 +21,11 @@ import (
 // DefaultMaxBodyBytes is the request body limit when Config leaves it unset.
 const DefaultMaxBodyBytes = 32 << 20
 
+// DefaultMaxUploadBytes is the limit on one uploaded file (PDF, image,
+// DICOM) when Config leaves it unset. Files stream into the store, so it
+// is larger than the body limit.
+const DefaultMaxUploadBytes = 256 << 20
+
 // Config configures a Server.
 type Config struct {
 	// Store holds the resources. Required.
@@ -32,6 +37,9 @@ type Config struct {
 	BaseURL string
 	// MaxBodyBytes bounds request bodies (413 beyond); DefaultMaxBodyBytes when 0.
 	MaxBodyBytes int64
+	// MaxUploadBytes bounds one uploaded file ($import of a PDF, image or
+	// DICOM object; 413 beyond); DefaultMaxUploadBytes when 0.
+	MaxUploadBytes int64
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// NewID assigns ids to created resources; time-ordered UUIDs when nil.
@@ -115,6 +123,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if cfg.Search == nil {
 		panic("server: Config.Search is required")

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
 )
 
 // Validator checks resources on write; nil disables validation.
@@ -14,6 +15,16 @@ type Validator interface {
 // validateWrite rejects a resource with validation errors (422 with every
 // issue). prefix is put before the issues' expressions for Bundle entries.
 func (s *Server) validateWrite(r *fhir.Resource, prefix string) error {
+	if _, ok := storage.BlobOf(r); ok {
+		// only the gateway's uploads name stored content: a client naming
+		// a blob could otherwise reach content it was never given
+		err := fhir.Errorf(http.StatusUnprocessableEntity, "invalid", []string{"Binary.data"},
+			"the extension %s is set by the gateway's uploads only; send the content in Binary.data", storage.BlobExtension)
+		if prefix != "" && prefix != r.Type {
+			return prefixExpr(err, prefix)
+		}
+		return err
+	}
 	if s.cfg.Validator == nil {
 		return nil
 	}

@@ -191,9 +191,15 @@ type Blobs interface {
 	PutBlob(ctx context.Context, r io.Reader) (BlobInfo, error)
 	// OpenBlob streams stored content; ErrNotFound for an unknown id.
 	OpenBlob(ctx context.Context, id string) (io.ReadCloser, BlobInfo, error)
-	// ReadStub is Read without inlining a blob-backed Binary's content
-	// (the _data extension stays), for callers that stream it.
-	ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error)
+	StubReader
 	// VReadStub is VRead without inlining.
 	VReadStub(ctx context.Context, typ, id, versionID string) (*fhir.Resource, error)
+}
+
+// StubReader reads a resource without inlining a blob-backed Binary's
+// content (the _data extension stays), for callers that stream it or only
+// need to know it is there. Stores that keep blobs and their transactions
+// implement it.
+type StubReader interface {
+	ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error)
 }

@@ -293,17 +293,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := server.New(server.Config{
 		// $everything answers the consolidated view: duplicate copies
 		// from other sources stay stored but are left out
-		Store:        consolidate.View(store),
-		Pull:         pulls,
-		JWKS:         jwks,
-		Search:       registry,
-		Auth:         authn,
-		Auditor:      auditor,
-		Validator:    validator,
-		Logger:       log,
-		BaseURL:      cfg.Server.BaseURL,
-		MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		Version:      version,
+		Store:          consolidate.View(store),
+		Pull:           pulls,
+		JWKS:           jwks,
+		Search:         registry,
+		Auth:           authn,
+		Auditor:        auditor,
+		Validator:      validator,
+		Logger:         log,
+		BaseURL:        cfg.Server.BaseURL,
+		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
+		MaxUploadBytes: cfg.Server.MaxUploadBytes,
+		Version:        version,
 	})
 	srv.RegisterSubscriptions(notifier)
 	for _, src := range srcs {

@@ -157,6 +157,11 @@ func (s *Store) ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, e
 	return s.readStub(ctx, typ, id)
 }
 
+// ReadStub implements storage.StubReader inside a transaction.
+func (t *tx) ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	return t.s.read(ctx, t.c, typ, id)
+}
+
 // VReadStub implements storage.Blobs.
 func (s *Store) VReadStub(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
 	return s.vread(ctx, s.db, typ, id, vid)

@@ -1,0 +1,157 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// ImportFile keeps a PDF, image or DICOM object as a Binary and a
+// DocumentReference in the patient's record; see ImportFileStream.
+func (im *Importer) ImportFile(ctx context.Context, patientID, mediaType string, body []byte) (*Result, error) {
+	return im.ImportFileStream(ctx, patientID, mediaType, bytes.NewReader(body))
+}
+
+// ImportFileStream keeps a PDF, image or DICOM object read from r as a
+// Binary and a DocumentReference in the patient's record, after checking
+// that its first bytes are what the media type says. With a store that
+// keeps blobs (both of the gateway's do), the content streams into it and
+// is never held whole in memory; the Binary the result lists is then the
+// stored stub (its content is read with GET Binary/[id]). An error from r
+// (a size limit) is returned as is. Importing the same bytes again
+// changes nothing.
+func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType string, r io.Reader) (*Result, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(132)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	if !magicOK(mediaType, head) {
+		return nil, fmt.Errorf("%w: the content is not %s (its first bytes do not match)", ErrMalformed, mediaType)
+	}
+	if err := im.checkPatient(ctx, patientID); err != nil {
+		return nil, err
+	}
+	h1, h256 := sha1.New(), sha256.New()
+	tee := io.TeeReader(br, io.MultiWriter(h1, h256))
+	var (
+		blobID string
+		inline []byte
+		size   int64
+	)
+	if bs, ok := im.Store.(storage.Blobs); ok {
+		info, err := bs.PutBlob(ctx, tee)
+		if err != nil {
+			return nil, err
+		}
+		blobID, size = info.ID, info.Size
+	} else {
+		if inline, err = io.ReadAll(tee); err != nil {
+			return nil, err
+		}
+		size = int64(len(inline))
+	}
+	source := fileSource(h256)
+	binID := consolidate.LocalID(source, "Binary", "original")
+	docID := consolidate.LocalID(source, "DocumentReference", "original")
+	meta := map[string]any{"source": consolidate.SourceURI(source)}
+	bin := map[string]any{
+		"resourceType": "Binary", "id": binID, "meta": meta,
+		"contentType": mediaType,
+		// the document stands for the content's sensitivity: whoever may
+		// see the DocumentReference may see the file
+		"securityContext": map[string]any{"reference": "DocumentReference/" + docID},
+	}
+	if blobID == "" {
+		bin["data"] = base64.StdEncoding.EncodeToString(inline)
+	}
+	doc := map[string]any{
+		"resourceType": "DocumentReference", "id": docID, "meta": meta,
+		"status":  "current",
+		"subject": map[string]any{"reference": "Patient/" + patientID},
+		"date":    im.now().UTC().Format("2006-01-02T15:04:05Z"),
+		"content": []any{map[string]any{"attachment": map[string]any{
+			"contentType": mediaType, "url": "Binary/" + binID,
+			"size": size, "hash": base64.StdEncoding.EncodeToString(h1.Sum(nil)),
+		}}},
+	}
+	var rs []*fhir.Resource
+	for _, v := range []map[string]any{bin, doc} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		r, err := fhir.Parse(b)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	if blobID != "" {
+		if rs[0], err = storage.BlobStub(rs[0], blobID); err != nil {
+			return nil, err
+		}
+	}
+	result := &Result{Source: source}
+	err = im.Store.InTx(ctx, func(tx storage.Tx) error {
+		result.Entries = result.Entries[:0]
+		if _, err := tx.Read(ctx, "Patient", patientID); err != nil {
+			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
+				return fmt.Errorf("%w: Patient/%s", ErrNoPatient, patientID)
+			}
+			return err
+		}
+		for _, r := range rs {
+			// the Binary is looked at without its content: no need to load
+			// a file to learn that it is there
+			ex, err := readStub(ctx, tx, r.Type, r.ID)
+			switch {
+			case err == nil:
+				result.Entries = append(result.Entries, Entry{Resource: ex, Status: Unchanged})
+				continue
+			case errors.Is(err, storage.ErrNotFound):
+			default:
+				return err // a deleted copy stays deleted
+			}
+			stored, err := tx.Create(ctx, r)
+			if err != nil {
+				return err
+			}
+			result.Entries = append(result.Entries, Entry{Resource: stored, Status: Created})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// readStub reads a resource inside tx, a Binary without inlining its
+// content when the transaction can.
+func readStub(ctx context.Context, tx storage.Tx, typ, id string) (*fhir.Resource, error) {
+	if st, ok := tx.(storage.StubReader); ok {
+		return st.ReadStub(ctx, typ, id)
+	}
+	return tx.Read(ctx, typ, id)
+}
+
+// fileSource is the consolidation source of an uploaded file: derived
+// from its content, as docSource is for documents.
+func fileSource(h256 hash.Hash) string {
+	return "import-file-" + strings.ToLower(hex.EncodeToString(h256.Sum(nil)[:8]))
+}
