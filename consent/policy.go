@@ -385,6 +385,53 @@ func (p *Policy) Decide(req Request, data Data) Decision {
 	return Decision{Effect: NoConsent}
 }
 
+// DecideRelationship decides whether the requester is, at the time of the
+// request, a party the patient shares their record with: whether what the
+// patient addressed to it — the second-opinion Task it owns or requested,
+// the ServiceRequest naming it, the package made for it — may be released
+// to it. Those resources are the patient's request to the party, not
+// clinical data, so the conditions a Consent puts on data do not apply to
+// them. Each Consent is evaluated as in Decide, on the conditions of the
+// request alone:
+//
+//   - a permit provision applies when its period, actor, action and
+//     purpose hold; its class, code, dataPeriod, securityLabel and data
+//     conditions are not looked at (they say which data is shared, not
+//     with whom);
+//   - a deny provision with any of those data conditions is a carve-out
+//     of data: it does not apply to the relationship, and neither do the
+//     exceptions nested in it;
+//   - a deny provision with request conditions only (this actor, during
+//     this period, for this purpose or action, or none at all) applies:
+//     the patient withholds everything from the requester, and so the
+//     relationship too;
+//   - the deepest applicable provision decides, deny wins among siblings
+//     and across Consents, and a permit only counts when its provision or
+//     an ancestor names the requester as actor, as in Decide.
+//
+// Consents Compile left out (inactive, revoked, another scope) take no
+// part: without one in force the result is NoConsent, which denies. A
+// permitted relationship releases no data: each clinical resource still
+// goes through DecideResource.
+func (p *Policy) DecideRelationship(req Request) Decision {
+	var permits, denies []Ref
+	for _, c := range p.consents {
+		switch evalConsent(c.root, &req, nil) {
+		case Permit:
+			permits = append(permits, c.ref)
+		case Deny:
+			denies = append(denies, c.ref)
+		}
+	}
+	switch {
+	case len(denies) > 0:
+		return Decision{Effect: Deny, Consents: denies}
+	case len(permits) > 0:
+		return Decision{Effect: Permit, Consents: permits}
+	}
+	return Decision{Effect: NoConsent}
+}
+
 // Candidates returns the Consents that might permit something to the
 // requester now: their root provision is in its period and some permit
 // provision names one of the requester's actors. It over-approximates
@@ -428,7 +475,8 @@ func and(a, b tri) tri {
 }
 
 // evalConsent returns the effect of one Consent: Permit, Deny or NoConsent
-// (it does not apply).
+// (it does not apply). A nil data evaluates the relationship (see
+// DecideRelationship) instead of a release of data.
 func evalConsent(root *node, req *Request, data *Data) Effect {
 	eff, ok := root.eval(req, data, false)
 	if !ok {
@@ -439,9 +487,18 @@ func evalConsent(root *node, req *Request, data *Data) Effect {
 
 // eval returns the effect of the deepest applicable provision under n,
 // and whether n applies at all. actorBound says an ancestor named the
-// requester.
+// requester. With data nil it evaluates the relationship: the request
+// conditions only, and no deny that carves out data.
 func (n *node) eval(req *Request, data *Data, actorBound bool) (Effect, bool) {
-	m := and(n.matchRequest(req), n.matchData(data))
+	var m tri
+	switch {
+	case data != nil:
+		m = and(n.matchRequest(req), n.matchData(data))
+	case n.effect == Deny && n.limitsData():
+		m = no
+	default:
+		m = n.matchRequest(req)
+	}
 	if m == unknown {
 		// Fail closed: an uncertain permit does not grant, an uncertain
 		// deny applies.
@@ -501,6 +558,12 @@ func (n *node) matchRequest(req *Request) tri {
 		return no
 	}
 	return yes
+}
+
+// limitsData reports whether the provision has a condition on the data
+// (class, code, dataPeriod, securityLabel or data).
+func (n *node) limitsData() bool {
+	return len(n.classes) > 0 || len(n.codes) > 0 || n.dataPeriod != nil || len(n.labels) > 0 || len(n.data) > 0
 }
 
 // matches compares codings; a coding without a system matches on the code.

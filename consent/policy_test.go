@@ -420,3 +420,91 @@ func BenchmarkCompile(b *testing.B) {
 		Compile("Patient/p1", cs, Options{})
 	}
 }
+
+// TestDecideRelationship: the request conditions decide whether the
+// requester is a party the patient shares with; data conditions of
+// permits and deny carve-outs of data do not, denies of the requester or
+// of a period do.
+func TestDecideRelationship(t *testing.T) {
+	reqA := Request{Actors: []string{"Organization/a"}, Purpose: []Coding{Treatment}, Time: now}
+	reqB := Request{Actors: []string{"Organization/b"}, Purpose: []Coding{Treatment}, Time: now}
+	with := func(r Request, f func(*Request)) Request { f(&r); return r }
+	c1, c2 := Ref{"Consent/c1", "3"}, Ref{"Consent/c2", "3"}
+	permit1 := Decision{Effect: Permit, Consents: []Ref{c1}}
+	deny1 := Decision{Effect: Deny, Consents: []Ref{c1}}
+	none := Decision{Effect: NoConsent}
+	actorB := strings.Replace(actorA, "Organization/a", "Organization/b", 1)
+	const thisMonth = `"period":{"start":"2025-04-01","end":"2025-04-30"}`
+	const lastYear = `"period":{"start":"2024-01-01","end":"2024-12-31"}`
+	type check struct {
+		req  Request
+		want Decision
+	}
+	for _, tc := range []struct {
+		name     string
+		consents []*fhir.Resource
+		checks   []check
+	}{
+		{"no consent", nil, []check{{reqA, none}}},
+		{"plain permit", []*fhir.Resource{consentWith(t, "c1", permitA(""))}, []check{{reqA, permit1}, {reqB, none}}},
+		{"narrow data period is not looked at", []*fhir.Resource{consentWith(t, "c1", permitA(`"dataPeriod":{"start":"2015-01-01","end":"2016-12-31"}`))},
+			[]check{{reqA, permit1}, {reqB, none}}},
+		{"class, code and label of a permit are not looked at", []*fhir.Resource{consentWith(t, "c1", permitA(`"class":[`+classObs+`,`+classCond+`],"code":[{"coding":[{"system":"http://loinc.org","code":"2345-7"}]}],"securityLabel":[`+confN+`]`))},
+			[]check{{reqA, permit1}}},
+		{"data reference of a permit is not looked at", []*fhir.Resource{consentWith(t, "c1", permitA(`"data":[{"meaning":"instance","reference":{"reference":"Observation/o1"}}]`))},
+			[]check{{reqA, permit1}}},
+		{"actor in a nested class permit", []*fhir.Resource{consentWith(t, "c1", `{"type":"permit","provision":[`+permitA(`"class":[`+classObs+`]`)+`]}`)},
+			[]check{{reqA, permit1}, {reqB, none}}},
+		{"permit without actor grants nobody", []*fhir.Resource{consentWith(t, "c1", `{"type":"permit","class":[`+classObs+`]}`)}, []check{{reqA, none}}},
+		{"revoked", []*fhir.Resource{consentWith(t, "c1", permitA(""), "status", `"inactive"`)}, []check{{reqA, none}}},
+		{"expired", []*fhir.Resource{consentWith(t, "c1", permitA(lastYear))},
+			[]check{{reqA, none}, {with(reqA, func(r *Request) { r.Time = time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC) }), permit1}}},
+		{"action and purpose still apply", []*fhir.Resource{consentWith(t, "c1", permitA(`"action":[`+access+`],"purpose":[`+treat+`]`))},
+			[]check{
+				{reqA, permit1},
+				{with(reqA, func(r *Request) { r.Action = ActionDisclose }), none},
+				{with(reqA, func(r *Request) { r.Purpose = []Coding{{PurposeOfUseSystem, "HRESCH"}} }), none},
+			}},
+		{"deny of a label is a carve-out of data", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny","securityLabel":[`+psy+`]}]`))},
+			[]check{{reqA, permit1}}},
+		{"deny of a class and data period is a carve-out of data", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny","class":[`+classCond+`],"dataPeriod":{"end":"2019-12-31"}}]`))},
+			[]check{{reqA, permit1}}},
+		{"deny of a code or data reference is a carve-out of data", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny","code":[{"coding":[{"system":"http://loinc.org","code":"2345-7"}]}]},{"type":"deny","data":[{"meaning":"instance","reference":{"reference":"Observation/o1"}}]}]`))},
+			[]check{{reqA, permit1}}},
+		{"deny of data and an actor is still a carve-out", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny","actor":[`+actorA+`],"securityLabel":[`+psy+`]}]`))},
+			[]check{{reqA, permit1}}},
+		{"deny of the actor applies", []*fhir.Resource{consentWith(t, "c1", `{"type":"permit","actor":[`+actorA+`,`+actorB+`],"provision":[{"type":"deny","actor":[`+actorA+`]}]}`)},
+			[]check{{reqA, deny1}, {reqB, permit1}}},
+		{"deny during a period applies in it", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny",`+thisMonth+`}]`))},
+			[]check{{reqA, deny1}, {with(reqA, func(r *Request) { r.Time = now.AddDate(0, 2, 0) }), permit1}}},
+		{"deny outside its period does not apply", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny",`+lastYear+`}]`))},
+			[]check{{reqA, permit1}}},
+		{"deny for a purpose applies to that purpose", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny","purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"HRESCH"}]}]`))},
+			[]check{{reqA, permit1}, {with(reqA, func(r *Request) { r.Purpose = []Coding{{PurposeOfUseSystem, "HRESCH"}} }), deny1}}},
+		{"nested deny without condition withdraws everything", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny"}]`))},
+			[]check{{reqA, deny1}}},
+		{"permit of data inside a deny of the period", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"deny",`+thisMonth+`,"provision":[{"type":"permit","class":[`+classObs+`]}]}]`))},
+			[]check{{reqA, permit1}}},
+		{"siblings: deny of the actor wins over a permit", []*fhir.Resource{consentWith(t, "c1", permitA(`"provision":[{"type":"permit","class":[`+classObs+`]},{"type":"deny","actor":[`+actorA+`]}]`))},
+			[]check{{reqA, deny1}}},
+		{"an opt-out of the actor in another Consent wins", []*fhir.Resource{consentWith(t, "c1", permitA("")), consentWith(t, "c2", `{"type":"deny","actor":[`+actorA+`]}`)},
+			[]check{{reqA, Decision{Effect: Deny, Consents: []Ref{c2}}}, {reqB, none}}},
+		{"an opt-out of data in another Consent does not apply", []*fhir.Resource{consentWith(t, "c1", permitA("")), consentWith(t, "c2", `{"type":"deny","securityLabel":[`+psy+`]}`)},
+			[]check{{reqA, permit1}}},
+		{"an opt-out of everything wins", []*fhir.Resource{consentWith(t, "c1", permitA("")), consentWith(t, "c2", `{"type":"deny"}`)},
+			[]check{{reqA, Decision{Effect: Deny, Consents: []Ref{c2}}}}},
+		{"two permits", []*fhir.Resource{consentWith(t, "c1", permitA(`"class":[`+classObs+`]`)), consentWith(t, "c2", permitA(`"dataPeriod":{"end":"2016-12-31"}`))},
+			[]check{{reqA, Decision{Effect: Permit, Consents: []Ref{c1, c2}}}}},
+		{"revoked one of two", []*fhir.Resource{consentWith(t, "c1", permitA(""), "status", `"inactive"`), consentWith(t, "c2", permitA(`"class":[`+classObs+`]`))},
+			[]check{{reqA, Decision{Effect: Permit, Consents: []Ref{c2}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Compile("Patient/p1", tc.consents, Options{})
+			for i, c := range tc.checks {
+				if got := p.DecideRelationship(c.req); !reflect.DeepEqual(got, c.want) {
+					t.Errorf("check %d (%v): %v, want %v", i, c.req.Actors, got, c.want)
+				}
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/fhirgate/fhirgate/consent"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fhirpath"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
@@ -227,6 +228,14 @@ func (s *Server) releaseTo(c *gin.Context, r *fhir.Resource, pats []string) (boo
 			return true, nil
 		}
 		req := consent.Request{Actors: p.Actors(), Action: consent.ActionAccess, Purpose: purposeOf(p), Time: s.now()}
+		switch {
+		case referralAddressee(r, req.Actors):
+			// the patient's request to this provider: the Consent's
+			// conditions on data do not hide it
+			return s.releaseRelationship(c, req, pats)
+		case isDocument(r):
+			return s.releaseDocument(c, req, r, pats)
+		}
 		for _, pt := range pats {
 			pol, err := s.policyFor(c.Request.Context(), pt)
 			if err != nil {
@@ -632,6 +641,169 @@ func referralParty(r *fhir.Resource, p *auth.Principal) bool {
 		}
 	}
 	return false
+}
+
+// referralAddressee reports whether r is a resource of the second-opinion
+// workflow the actors are a party to: a referral Task (requisition
+// groupIdentifier) they own or requested, or a referral ServiceRequest
+// (requisition identifier) naming them as performer or requester.
+func referralAddressee(r *fhir.Resource, actors []string) bool {
+	root := r.Root()
+	var fields []string
+	switch r.Type {
+	case "Task":
+		if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
+			return false
+		}
+		fields = []string{"owner", "requester"}
+	case "ServiceRequest":
+		if root.Get("requisition").Get("system").String() != referral.RequisitionSystem {
+			return false
+		}
+		fields = []string{"performer", "requester"}
+	default:
+		return false
+	}
+	for _, f := range fields {
+		v := root.Get(f)
+		refs := items(v)
+		if v != nil && v.Kind != fjson.Array {
+			refs = []*fjson.Value{v}
+		}
+		for _, ref := range refs {
+			if slices.Contains(actors, ref.Get("reference").String()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// releaseRelationship releases a referral resource addressed to the
+// provider when every patient it belongs to currently shares with the
+// provider (consent.Policy.DecideRelationship): an active Consent names
+// it, and no deny of the provider or of the present period applies. A
+// revoked Consent ends the relationship.
+func (s *Server) releaseRelationship(c *gin.Context, req consent.Request, pats []string) (bool, error) {
+	a := accessOf(c)
+	for _, pt := range pats {
+		pol, err := s.policyFor(c.Request.Context(), pt)
+		if err != nil {
+			return false, err
+		}
+		d := pol.DecideRelationship(req)
+		if !d.Permitted() {
+			return false, nil
+		}
+		for _, ref := range d.Consents {
+			a.consents[ref.Reference] = true
+		}
+	}
+	return true, nil
+}
+
+// isDocument reports whether r is a document Bundle (a second-opinion
+// package or any other document) whose Composition names a patient.
+func isDocument(r *fhir.Resource) bool {
+	return r.Type == "Bundle" && r.Root().Get("type").String() == "document" && len(referralPatients(r)) > 0
+}
+
+// releaseDocument decides a document Bundle for a provider by what it
+// holds, at the moment of the fetch: the provider must be a party the
+// patient shares with (releaseRelationship), no Consent may deny the
+// document itself (its aggregated labels), and every entry must be
+// released by the Consents of the document's patient, and of any other
+// patient whose compartment the entry is in, now — as every resource was
+// when the gateway assembled the package. A Consent changed since then to
+// deny something in it refuses the whole document; a revoked one ends the
+// relationship. The document's own scaffolding is not decided on its own:
+// the Composition (its first entry, dated when it was assembled), the
+// Devices it names as author and the Provenance of the Composition (the
+// ones the gateway writes, see referral.Summary).
+func (s *Server) releaseDocument(c *gin.Context, req consent.Request, r *fhir.Resource, pats []string) (bool, error) {
+	if ok, err := s.releaseRelationship(c, req, pats); err != nil || !ok {
+		return false, err
+	}
+	ctx := c.Request.Context()
+	a := accessOf(c)
+	decide := func(pt string, res *fhir.Resource) (consent.Decision, error) {
+		pol, err := s.policyFor(ctx, pt)
+		if err != nil {
+			return consent.Decision{}, err
+		}
+		return pol.DecideResource(req, res), nil
+	}
+	for _, pt := range pats {
+		d, err := decide(pt, r)
+		if err != nil || d.Effect == consent.Deny {
+			return false, err
+		}
+	}
+	entries := items(r.Root().Get("entry"))
+	scaffold := documentScaffold(entries)
+	for i, e := range entries {
+		if scaffold[i] {
+			continue
+		}
+		v := e.Get("resource")
+		if v == nil {
+			continue
+		}
+		res, err := fhir.FromValue(v)
+		if err != nil {
+			return false, nil // an entry that cannot be decided is not released
+		}
+		owners := slices.Clone(pats)
+		for _, pt := range s.patientsOf(res) {
+			if !slices.Contains(owners, pt) {
+				owners = append(owners, pt)
+			}
+		}
+		for _, pt := range owners {
+			a.patients[pt] = true
+			d, err := decide(pt, res)
+			if err != nil || !d.Permitted() {
+				return false, err
+			}
+			for _, ref := range d.Consents {
+				a.consents[ref.Reference] = true
+			}
+		}
+	}
+	return true, nil
+}
+
+// documentScaffold marks the entries of a document that make the document
+// rather than carry data: the Composition (first entry), the Devices the
+// Composition names as author, and the Provenance entries whose every
+// target is the Composition.
+func documentScaffold(entries []*fjson.Value) map[int]bool {
+	out := map[int]bool{}
+	if len(entries) == 0 || entries[0].Get("resource").Get("resourceType").String() != "Composition" {
+		return out
+	}
+	out[0] = true
+	compURL := entries[0].Get("fullUrl").String()
+	var authors []string
+	for _, au := range items(entries[0].Get("resource").Get("author")) {
+		authors = append(authors, au.Get("reference").String())
+	}
+	for i, e := range entries[1:] {
+		url := e.Get("fullUrl").String()
+		res := e.Get("resource")
+		switch res.Get("resourceType").String() {
+		case "Device":
+			out[i+1] = url != "" && slices.Contains(authors, url)
+		case "Provenance":
+			targets := items(res.Get("target"))
+			own := compURL != "" && len(targets) > 0
+			for _, tg := range targets {
+				own = own && tg.Get("reference").String() == compURL
+			}
+			out[i+1] = own
+		}
+	}
+	return out
 }
 
 // errConditionalTask refuses conditional changes of Tasks: the referral
