@@ -369,8 +369,12 @@ func (s *Service) subscriptionWritten(ctx context.Context, c sqlstore.Conn, w sq
 		return err
 	}
 	if !topicSubscription(w.Resource) {
-		// an R4 core (query-based) Subscription: stored as sent but never
-		// activated — the gateway notifies only on its topics
+		// an R4 core (query-based) Subscription: the gateway notifies only
+		// on its topics, so it refuses one a client would wait on in vain;
+		// one that is off asks for nothing and is kept as sent
+		if err := checkQueryBased(w.Resource); err != nil {
+			return err
+		}
 		_, err := c.Exec(ctx, `DELETE FROM notify_sub WHERE id = ?`, w.ID)
 		return err
 	}
@@ -649,6 +653,23 @@ func (s *Service) EventsSinceStart(ctx context.Context, id string) (int64, error
 		return 0, fmt.Errorf("Subscription/%s: %w", id, storage.ErrNotFound)
 	}
 	return n, err
+}
+
+// checkQueryBased refuses an R4 core Subscription whose criteria is a
+// search ("Observation?code=1234") rather than one of the gateway's topics,
+// unless its status is off: such a Subscription would never be activated
+// nor notified. The error is a 422 naming Subscription.criteria. A
+// topic-based Subscription (see ParseSubscription) passes.
+func checkQueryBased(r *fhir.Resource) error {
+	if r.Type != "Subscription" || topicSubscription(r) {
+		return nil
+	}
+	if r.Root().Get("status").String() == "off" {
+		return nil
+	}
+	return fhir.Errorf(http.StatusUnprocessableEntity, "not-supported", []string{"Subscription.criteria"},
+		"query-based Subscriptions (criteria %q) are not served: this server notifies only through topic-based Subscriptions of the R4 backport profile (%s) on the topics %s and %s; a Subscription with status off is kept as a record",
+		r.Root().Get("criteria").String(), ProfileSubscription, TopicNewRequest, TopicStatusChanged)
 }
 
 // topicSubscription reports whether a Subscription is one the gateway

@@ -289,6 +289,7 @@ func TestNotifications(t *testing.T) {
 			t.Run("SurvivesRestart", func(t *testing.T) { testRestart(t, b.open(t)) })
 			t.Run("Refused", func(t *testing.T) { testRefused(t, b.open(t)) })
 			t.Run("Heartbeat", func(t *testing.T) { testHeartbeat(t, b.open(t)) })
+			t.Run("QueryBasedRefused", func(t *testing.T) { testQueryBased(t, b.open(t)) })
 		})
 	}
 }
@@ -521,5 +522,58 @@ func testHeartbeat(t *testing.T, st storage.Store) {
 	clk.advance(61 * time.Second)
 	if n := ep.next(t); n.typ != notify.TypeHeartbeat {
 		t.Fatalf("second heartbeat %+v", n)
+	}
+}
+
+// coreSubscriptionJSON is an R4 core Subscription: search criteria, no
+// backport profile.
+func coreSubscriptionJSON(id, status, criteria string) string {
+	return fmt.Sprintf(`{"resourceType":"Subscription","id":%q,"status":%q,"reason":"glucose results","criteria":%q,
+"channel":{"type":"rest-hook","endpoint":"https://x.example/n","payload":"application/fhir+json"}}`, id, status, criteria)
+}
+
+// testQueryBased: an R4 core (query-based) Subscription is refused with a
+// 422 naming Subscription.criteria, on create and on update, unless it is
+// off; an off one is stored as sent and stays unknown to the service.
+func testQueryBased(t *testing.T, st storage.Store) {
+	f := newFixture(t, st, &clock{})
+	f.start(t)
+	defer f.stop(t)
+	refused := func(t *testing.T, err error) {
+		t.Helper()
+		var fe *fhir.Error
+		if !errors.As(err, &fe) || fe.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("want 422, got %v", err)
+		}
+		if len(fe.Issues) == 0 || len(fe.Issues[0].Expression) == 0 || fe.Issues[0].Expression[0] != "Subscription.criteria" {
+			t.Fatalf("issues %+v, want one on Subscription.criteria", fe.Issues)
+		}
+		if msg := fe.Error(); !strings.Contains(msg, notify.TopicNewRequest) || !strings.Contains(msg, notify.TopicStatusChanged) {
+			t.Errorf("the refusal does not name the topics offered: %s", msg)
+		}
+	}
+	for _, status := range []string{"requested", "active", "error", ""} {
+		t.Run(fmt.Sprintf("status %q", status), func(t *testing.T) {
+			refused(t, create(t, st, coreSubscriptionJSON("q", status, "Observation?code=1234")))
+			if _, err := st.Read(context.Background(), "Subscription", "q"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("refused Subscription was stored: %v", err)
+			}
+		})
+	}
+	// off: kept as a record; turning it on is refused
+	if err := create(t, st, coreSubscriptionJSON("off", "off", "Observation?code=1234")); err != nil {
+		t.Fatalf("an off query-based Subscription: %v", err)
+	}
+	if _, err := f.svc.EventsSinceStart(context.Background(), "off"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the service tracks an off query-based Subscription: %v", err)
+	}
+	r, err := fhir.Parse([]byte(coreSubscriptionJSON("off", "requested", "Observation?code=1234")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = st.Update(context.Background(), r, storage.UpdateOptions{})
+	refused(t, err)
+	if status(t, st, "off") != "off" {
+		t.Errorf("the refused update changed the Subscription")
 	}
 }

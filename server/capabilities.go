@@ -52,6 +52,7 @@ type CSRest struct {
 
 // CSResource is CapabilityStatement.rest.resource.
 type CSResource struct {
+	Extension         []CSExtension   `json:"extension,omitempty"`
 	Type              string          `json:"type"`
 	Profile           string          `json:"profile,omitempty"`
 	SupportedProfile  []string        `json:"supportedProfile,omitempty"`
@@ -67,6 +68,13 @@ type CSResource struct {
 	SearchRevInclude  []string        `json:"searchRevInclude,omitempty"`
 	SearchParam       []CSSearchParam `json:"searchParam,omitempty"`
 	Operation         []CSOperation   `json:"operation,omitempty"`
+	Documentation     string          `json:"documentation,omitempty"`
+}
+
+// CSExtension is an extension of a canonical value.
+type CSExtension struct {
+	URL            string `json:"url"`
+	ValueCanonical string `json:"valueCanonical,omitempty"`
 }
 
 // CSInteraction is an interaction code.

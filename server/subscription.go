@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -25,20 +28,36 @@ type SubscriptionService interface {
 // statusDefinition is the canonical URL of Subscription/$status.
 const statusDefinition = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"
 
-// RegisterSubscriptions answers Subscription/[id]/$status and lists the
-// backport profile in the CapabilityStatement; call before serving.
+// topicCanonicalExt is the backport IG's extension listing, on
+// CapabilityStatement.rest.resource, the SubscriptionTopics a server offers.
+const topicCanonicalExt = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+
+// RegisterSubscriptions answers Subscription/[id]/$status and states in the
+// CapabilityStatement what the notification service serves: the backport
+// profile, its topics, and that query-based (R4 core) Subscriptions are
+// refused unless off (the service's store hook refuses them); call before
+// serving.
 func (s *Server) RegisterSubscriptions(svc SubscriptionService) {
 	s.RegisterOperation(Operation{
 		Name: "status", Definition: statusDefinition,
 		Instance: true, Types: []string{"Subscription"}, Idempotent: true,
 		Handler: func(c *gin.Context, _, id string) { s.subscriptionStatus(c, svc, id) },
 	})
+	topics := slices.Sorted(maps.Keys(notify.Topics))
 	s.AddCapabilities(func(cs *CapabilityStatement) {
 		for i := range cs.Rest {
 			for j := range cs.Rest[i].Resource {
-				if r := &cs.Rest[i].Resource[j]; r.Type == "Subscription" {
-					r.SupportedProfile = append(r.SupportedProfile, notify.ProfileSubscription)
+				r := &cs.Rest[i].Resource[j]
+				if r.Type != "Subscription" {
+					continue
 				}
+				r.SupportedProfile = append(r.SupportedProfile, notify.ProfileSubscription)
+				for _, t := range topics {
+					r.Extension = append(r.Extension, CSExtension{URL: topicCanonicalExt, ValueCanonical: t})
+				}
+				r.Documentation = "Only topic-based Subscriptions of the R4 backport profile (" + notify.ProfileSubscription + ") are served, " +
+					"on the topics " + strings.Join(topics, " and ") + ", with a rest-hook channel and empty or id-only payloads. " +
+					"Query-based (R4 core) Subscriptions, whose criteria is a search, are refused with 422 unless their status is off."
 			}
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,25 @@ func subscriptionBody(topic, filter, endpoint string) []byte {
 "_payload":{"extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content","valueCode":"id-only"}]}}}`)
 }
 
+// startNotify runs the notification service on the fixture's store, as
+// the gateway does.
+func startNotify(t *testing.T, s *secured) {
+	t.Helper()
+	svc, err := notify.New(context.Background(), notify.Config{
+		Store: s.store, BaseURL: "http://fhir.test", AllowHTTP: true,
+		PollInterval: 20 * time.Millisecond, RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Install()
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	s.srv.RegisterSubscriptions(svc)
+}
+
 // TestSubscriptionsSecondOpinion: over HTTP with signed tokens, a clinic
 // subscribes to its new requests and the requesting system to the
 // patient's status changes; a
@@ -87,19 +107,7 @@ func TestSubscriptionsSecondOpinion(t *testing.T) {
 	for _, k := range storeKinds {
 		t.Run(k.name, func(t *testing.T) {
 			f := newSOFixture(t, k)
-			svc, err := notify.New(context.Background(), notify.Config{
-				Store: f.store, BaseURL: "http://fhir.test", AllowHTTP: true,
-				PollInterval: 20 * time.Millisecond, RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc.Install()
-			if err := svc.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-			f.srv.RegisterSubscriptions(svc)
+			startNotify(t, f.secured)
 
 			clinic, patient := newHookSubscriber(t), newHookSubscriber(t)
 			w := f.as("so1", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicNewRequest, "Task?owner=Organization/clinic", clinic.URL))
@@ -156,6 +164,110 @@ func TestSubscriptionsSecondOpinion(t *testing.T) {
 				t.Fatalf("$status: %s", b)
 			}
 			mustStatus(t, f.as("so1", http.MethodGet, "/Subscription/nope/$status", nil), http.StatusNotFound)
+		})
+	}
+}
+
+// coreSubscription is an R4 core Subscription: search criteria, no topic.
+func coreSubscription(id, status string) []byte {
+	idField := ""
+	if id != "" {
+		idField = `"id":"` + id + `",`
+	}
+	return []byte(`{"resourceType":"Subscription",` + idField + `"status":"` + status + `","reason":"glucose results","criteria":"Observation?code=1234",
+"channel":{"type":"rest-hook","endpoint":"https://x.example/hook","payload":"application/fhir+json"}}`)
+}
+
+// refusedCriteria checks a 422 whose OperationOutcome names
+// Subscription.criteria (prefixed with the entry inside a Bundle) and the
+// topics served.
+func refusedCriteria(t *testing.T, w *httptest.ResponseRecorder) {
+	t.Helper()
+	mustStatus(t, w, http.StatusUnprocessableEntity)
+	oo := outcome(t, w)
+	b, _ := json.Marshal(oo)
+	if !strings.Contains(string(b), `Subscription.criteria`) {
+		t.Errorf("the refusal does not name Subscription.criteria: %s", b)
+	}
+	if !strings.Contains(string(b), notify.TopicNewRequest) || !strings.Contains(string(b), notify.TopicStatusChanged) {
+		t.Errorf("the refusal does not name the topics served: %s", b)
+	}
+}
+
+// TestSubscriptionQueryBasedRefused: an R4 core query-based Subscription,
+// which the gateway would never notify, is refused on create, update and
+// inside a transaction, unless its status is off; /metadata says what is
+// served.
+func TestSubscriptionQueryBasedRefused(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := newSecured(t, k)
+			startNotify(t, s)
+			s.tokens["clinic-w"] = s.is.ClientToken(t, "clinic", "system/*.cruds")
+			for _, who := range []string{"system", "clinic-w"} {
+				refusedCriteria(t, s.as(who, http.MethodPost, "/Subscription", coreSubscription("", "requested")))
+			}
+			refusedCriteria(t, s.as("system", http.MethodPut, "/Subscription/q1", coreSubscription("q1", "requested")))
+			mustStatus(t, s.as("system", http.MethodGet, "/Subscription/q1", nil), http.StatusNotFound)
+
+			// an inactive record is kept as sent; switching it on is refused
+			w := s.as("system", http.MethodPost, "/Subscription", coreSubscription("", "off"))
+			mustStatus(t, w, http.StatusCreated)
+			id := jsonMap(t, w.Body.Bytes())["id"].(string)
+			refusedCriteria(t, s.as("system", http.MethodPut, "/Subscription/"+id, coreSubscription(id, "requested")))
+			if got := jsonMap(t, s.as("system", http.MethodGet, "/Subscription/"+id, nil).Body.Bytes())["status"]; got != "off" {
+				t.Errorf("the refused update left status %v", got)
+			}
+			patch := []byte(`[{"op":"replace","path":"/status","value":"active"}]`)
+			refusedCriteria(t, s.as("system", http.MethodPatch, "/Subscription/"+id, patch, "Content-Type: application/json-patch+json"))
+
+			// the same inside a transaction: nothing of it is stored
+			tx := `{"resourceType":"Bundle","type":"transaction","entry":[
+			 {"fullUrl":"urn:uuid:8f0a2b4c-6d8e-4f0a-9b1c-3d5e7f9a1b2c","resource":` + obsFor(s.pa) + `,"request":{"method":"POST","url":"Observation"}},
+			 {"resource":` + string(coreSubscription("", "requested")) + `,"request":{"method":"POST","url":"Subscription"}}]}`
+			refusedCriteria(t, s.as("system", http.MethodPost, "/", []byte(tx)))
+			count := func(query string) int {
+				w := s.as("system", http.MethodGet, query, nil)
+				mustStatus(t, w, http.StatusOK)
+				entries, _ := jsonMap(t, w.Body.Bytes())["entry"].([]any)
+				return len(entries)
+			}
+			if n := count("/Subscription?status=requested"); n != 0 {
+				t.Errorf("%d requested Subscriptions stored", n)
+			}
+			if n := count("/Observation?subject=Patient/" + s.pa); n != 1 {
+				t.Errorf("the refused transaction left %d Observations, want the 1 there was", n)
+			}
+
+			// /metadata: the backport profile, its topics, and the refusal
+			w = s.as("none", http.MethodGet, "/metadata", nil)
+			mustStatus(t, w, http.StatusOK)
+			var cs struct {
+				Rest []struct {
+					Resource []struct {
+						Type             string
+						SupportedProfile []string
+						Documentation    string
+						Extension        []struct{ URL, ValueCanonical string }
+					}
+				}
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &cs); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range cs.Rest[0].Resource {
+				if r.Type != "Subscription" {
+					continue
+				}
+				var topics []string
+				for _, e := range r.Extension {
+					topics = append(topics, e.ValueCanonical)
+				}
+				if !slices.Contains(r.SupportedProfile, notify.ProfileSubscription) || !slices.Contains(topics, notify.TopicNewRequest) ||
+					!slices.Contains(topics, notify.TopicStatusChanged) || !strings.Contains(r.Documentation, "refused") {
+					t.Errorf("Subscription in /metadata: %+v", r)
+				}
+			}
 		})
 	}
 }
