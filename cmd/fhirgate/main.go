@@ -328,6 +328,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 func newValidator(cfg *config.Config) (*validate.Validator, error) {
 	v := validate.New(validate.Options{})
 	for _, f := range cfg.Validation.Profiles {
+		if st, err := os.Stat(f); err == nil && st.IsDir() {
+			// an unpacked FHIR package: every StructureDefinition in it
+			if _, err := v.AddProfileDir(f); err != nil {
+				return nil, fmt.Errorf("validation.profiles %s: %w", f, err)
+			}
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("validation.profiles: %w", err)
