@@ -45,4 +45,3 @@ func (v *Validator) AddProfileDir(dir string) (int, error) {
 	}
 	return n, nil
 }
-
