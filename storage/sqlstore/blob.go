@@ -15,6 +15,17 @@ import (
 	"github.com/fhirgate/fhirgate/storage"
 )
 
+// Temporary blob ids are tmpBlobPrefix, the creation time in nanoseconds
+// (19 digits until the year 2286, so they sort by age), "-" and a random
+// part. Chunks of an upload started more than abandonedUpload ago are
+// left by a crash: the next upload removes them.
+const (
+	tmpBlobPrefix   = "tmp-"
+	abandonedUpload = 24 * time.Hour
+)
+
+func tmpBlobID(t time.Time) string { return fmt.Sprintf("%s%019d-", tmpBlobPrefix, t.UnixNano()) }
+
 // blobChunk is the size of one stored chunk: what an upload or download
 // holds in memory at a time.
 const blobChunk = 256 << 10
@@ -27,11 +38,17 @@ var _ storage.Blobs = (*Store)(nil)
 // content by its SHA-256, or drops the copy when that content is already
 // stored. A failure removes the chunks written so far.
 func (s *Store) PutBlob(ctx context.Context, r io.Reader) (info storage.BlobInfo, err error) {
-	var rnd [12]byte
+	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return info, err
 	}
-	tmp := "tmp-" + hex.EncodeToString(rnd[:])
+	// the temporary id starts with its creation time, so that chunks a
+	// crash left behind can be found by age and removed
+	now := s.now()
+	tmp := tmpBlobID(now) + hex.EncodeToString(rnd[:])
+	if _, err := s.db.Exec(ctx, `DELETE FROM blob_chunks WHERE blob_id >= ? AND blob_id < ?`, tmpBlobPrefix, tmpBlobID(now.Add(-abandonedUpload))); err != nil {
+		return info, fmt.Errorf("remove abandoned uploads: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -63,7 +80,7 @@ func (s *Store) PutBlob(ctx context.Context, r io.Reader) (info storage.BlobInfo
 	if err != nil {
 		return info, fmt.Errorf("begin: %w", err)
 	}
-	n, err := c.Exec(ctx, `INSERT INTO blobs (id, size, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, info.ID, size, micros(s.now()))
+	n, err := c.Exec(ctx, `INSERT INTO blobs (id, size, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`, info.ID, size, micros(now))
 	if err == nil {
 		if n == 1 {
 			_, err = c.Exec(ctx, `UPDATE blob_chunks SET blob_id = ? WHERE blob_id = ?`, info.ID, tmp)

@@ -11,8 +11,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
 
 // trickle hands out its content a few odd-sized pieces at a time, as a
@@ -211,3 +213,48 @@ func testBlobs(t *testing.T, s storage.Store, bs storage.Blobs) {
 		t.Fatalf("inline Binary: %v %s", err, r.Raw)
 	}
 }
+
+// testAbandonedUploads: chunks of an upload interrupted by a crash (here:
+// a reader that panics, so PutBlob cannot clean up) are removed by an
+// upload a day later, and not before.
+func testAbandonedUploads(t *testing.T, s storage.Store, c *Clock) {
+	bs, ok := s.(storage.Blobs)
+	sq, ok2 := s.(interface{ DB() sqlstore.DB })
+	if !ok || !ok2 {
+		t.Skip("not an SQL store with blobs")
+	}
+	ctx := context.Background()
+	chunks := func() int {
+		t.Helper()
+		var n int
+		if err := sq.DB().QueryRow(ctx, `SELECT COUNT(*) FROM blob_chunks`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = bs.PutBlob(ctx, io.MultiReader(bytes.NewReader(randomBytes(600<<10, 3)), panicReader{}))
+	}()
+	left := chunks()
+	if left < 2 {
+		t.Fatalf("the interrupted upload left %d chunks; the test needs some", left)
+	}
+	if _, err := bs.PutBlob(ctx, strings.NewReader("soon after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := chunks(); got != left+1 {
+		t.Fatalf("an upload in progress (or recently crashed) was removed: %d chunks, want %d", got, left+1)
+	}
+	c.Advance(25 * time.Hour)
+	if _, err := bs.PutBlob(ctx, strings.NewReader("a day later")); err != nil {
+		t.Fatal(err)
+	}
+	if got := chunks(); got != 2 {
+		t.Fatalf("%d chunks after the cleanup, want the 2 stored blobs' ones", got)
+	}
+}
+
+type panicReader struct{}
+
+func (panicReader) Read([]byte) (int, error) { panic("the process dies mid-upload") }

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CreateMany", testCreateMany},
 		{"ReadsSeeLatestUnderConcurrency", testReadsSeeLatest},
 		{"Blobs", testBlobsIfAny},
+		{"AbandonedUploads", testAbandonedUploads},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
