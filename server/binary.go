@@ -13,6 +13,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -189,4 +190,101 @@ func binaryMediaType(ct string) string {
 		return out
 	}
 	return "application/octet-stream"
+}
+
+// nativeContent reports whether a request body is content in its own
+// media type rather than a FHIR resource.
+func nativeContent(c *gin.Context) bool {
+	ct := c.GetHeader("Content-Type")
+	if ct == "" {
+		return false // a body without a type is read as FHIR JSON
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false // requireJSONBody answers 415
+	}
+	switch mt {
+	case "application/fhir+json", "application/json", "application/json+fhir", "text/json",
+		"application/fhir+xml", "application/xml+fhir":
+		return false
+	}
+	return true
+}
+
+// createBinaryNative answers POST /Binary whose body is the content itself
+// (R4 http.html#binary): the Binary gets the request's Content-Type and the
+// securityContext named by the X-Security-Context header, and its content
+// streams into the store within server.maxUploadBytes.
+func (s *Server) createBinaryNative(c *gin.Context) {
+	if _, err := s.authorize(c, "create", "", "Binary"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.GetHeader("If-None-Exist") != "" {
+		s.fail(c, fhir.Errorf(http.StatusBadRequest, "not-supported", nil, "a conditional create of a Binary sends the Binary resource (application/fhir+json), not its content"))
+		return
+	}
+	mt, params, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	bin := []byte(`{"resourceType":"Binary","contentType":`)
+	bin = fjson.AppendString(bin, mime.FormatMediaType(mt, params))
+	if sc := strings.TrimSpace(c.GetHeader("X-Security-Context")); sc != "" {
+		typ, id, ok := strings.Cut(sc, "/")
+		if !ok || !fhir.IsResourceType(typ) || !fhir.ValidID(id) {
+			s.fail(c, fhir.Errorf(http.StatusBadRequest, "value", []string{"Binary.securityContext"}, "X-Security-Context must be a reference such as Patient/123"))
+			return
+		}
+		bin = append(bin, `,"securityContext":{"reference":`...)
+		bin = fjson.AppendString(bin, typ+"/"+id)
+		bin = append(bin, '}')
+	}
+	bin = append(bin, '}')
+	res, err := fhir.Parse(bin)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.checkWrite(c, res); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.Request.ContentLength > s.cfg.MaxUploadBytes {
+		s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
+		return
+	}
+	body := &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes}
+	ctx := c.Request.Context()
+	if bs, ok := s.cfg.Store.(storage.Blobs); ok {
+		info, err := bs.PutBlob(ctx, body)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if res, err = storage.BlobStub(res, info.ID); err != nil {
+			s.fail(c, err)
+			return
+		}
+	} else {
+		// a store without blobs: the content goes into data, within the
+		// body limit
+		data, err := s.readBody(c)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		withData := append(bin[:len(bin)-1:len(bin)-1], `,"data":`...)
+		withData = fjson.AppendString(withData, base64.StdEncoding.EncodeToString(data))
+		if res, err = fhir.Parse(append(withData, '}')); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	res.ID = s.newID()
+	out, err := s.cfg.Store.Create(ctx, res)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	accessOf(c).resource = "Binary/" + out.ID
+	c.Header("Location", s.location(c, out))
+	s.writeResult(c, http.StatusCreated, out, "Binary/"+out.ID+" created")
 }

@@ -260,3 +260,63 @@ func TestUploadStreaming(t *testing.T) {
 		})
 	}
 }
+
+// TestBinaryNativeCreate: POST /Binary with the content itself (R4
+// http.html#binary) streams it into the store; X-Security-Context names
+// whose it is, and a patient may only name itself.
+func TestBinaryNativeCreate(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := newSecured(t, k)
+			pdf := append([]byte("%PDF-1.4\n"), bytes.Repeat([]byte("opinion "), 20000)...)
+			post := func(who string, body []byte, hdr ...string) *httptest.ResponseRecorder {
+				t.Helper()
+				return s.as(who, http.MethodPost, "/Binary", body, append([]string{"Content-Type: application/pdf"}, hdr...)...)
+			}
+			w := post("patientA", pdf, "X-Security-Context: Patient/"+s.pa)
+			mustStatus(t, w, http.StatusCreated)
+			loc := w.Header().Get("Location")
+			if !strings.Contains(loc, "/Binary/") || w.Header().Get("ETag") != `W/"1"` {
+				t.Fatalf("create headers %v", w.Header())
+			}
+			if strings.Contains(w.Body.String(), "opinion opinion") {
+				t.Error("the answer echoes the content")
+			}
+			id := strings.Split(strings.SplitN(loc, "/Binary/", 2)[1], "/")[0]
+			w = s.as("patientA", http.MethodGet, "/Binary/"+id, nil, "Accept: application/pdf")
+			mustStatus(t, w, http.StatusOK)
+			if !bytes.Equal(w.Body.Bytes(), pdf) || w.Header().Get("Content-Type") != "application/pdf" {
+				t.Errorf("read back %d bytes as %s", w.Body.Len(), w.Header().Get("Content-Type"))
+			}
+			b := jsonMap(t, s.as("patientA", http.MethodGet, "/Binary/"+id, nil).Body.Bytes())
+			if b["data"] != base64.StdEncoding.EncodeToString(pdf) || b["securityContext"].(map[string]any)["reference"] != "Patient/"+s.pa {
+				t.Errorf("as JSON: %v", b["securityContext"])
+			}
+			mustStatus(t, s.as("patientB", http.MethodGet, "/Binary/"+id, nil, "Accept: application/pdf"), http.StatusForbidden)
+			mustStatus(t, s.as("provider", http.MethodGet, "/Binary/"+id, nil, "Accept: application/pdf"), http.StatusOK) // A consents to clinic
+
+			// a patient names only itself; a bad header is a 400
+			mustStatus(t, post("patientA", pdf, "X-Security-Context: Patient/"+s.pb), http.StatusForbidden)
+			mustStatus(t, post("patientA", pdf), http.StatusForbidden)
+			for _, bad := range []string{"garbage", "Nope/1", "Patient/", "Patient/a b"} {
+				w := post("system", pdf, "X-Security-Context: "+bad)
+				mustStatus(t, w, http.StatusBadRequest)
+				if !strings.Contains(w.Body.String(), "Binary.securityContext") {
+					t.Errorf("%q: %s", bad, w.Body.String())
+				}
+			}
+			mustStatus(t, post("system", pdf, "If-None-Exist: _id=x"), http.StatusBadRequest)
+			mustStatus(t, post("provider-nc", pdf, "X-Security-Context: Patient/"+s.pa), http.StatusForbidden) // read-only scopes
+			// a system client may store content without a context: only
+			// system clients read it
+			w = post("system", []byte("raw bytes"), "Content-Type: application/octet-stream")
+			mustStatus(t, w, http.StatusCreated)
+			id2 := strings.Split(strings.SplitN(w.Header().Get("Location"), "/Binary/", 2)[1], "/")[0]
+			mustStatus(t, s.as("patientA", http.MethodGet, "/Binary/"+id2, nil), http.StatusForbidden)
+			w = s.as("system", http.MethodGet, "/Binary/"+id2, nil, "Accept: application/octet-stream")
+			if w.Body.String() != "raw bytes" {
+				t.Errorf("system read %q", w.Body.String())
+			}
+		})
+	}
+}

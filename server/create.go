@@ -26,6 +26,10 @@ func (s *Server) create(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if typ == "Binary" && nativeContent(c) {
+		s.createBinaryNative(c)
+		return
+	}
 	res, err := s.readResource(c)
 	if err != nil {
 		s.fail(c, err)
