@@ -655,6 +655,22 @@ func (s *Service) EventsSinceStart(ctx context.Context, id string) (int64, error
 	return n, err
 }
 
+// Check refuses a Subscription the service would refuse when it is
+// stored (a query-based one that is not off, an unknown topic, a filter or
+// channel it does not serve), before any transaction: the server calls it
+// with the other write checks so that a refusal inside a transaction
+// Bundle names its entry. The store hook checks again.
+func (s *Service) Check(r *fhir.Resource) error {
+	if r.Type != "Subscription" {
+		return nil
+	}
+	if !topicSubscription(r) {
+		return checkQueryBased(r)
+	}
+	_, err := ParseSubscription(r.Raw, s.cfg.AllowHTTP)
+	return err
+}
+
 // checkQueryBased refuses an R4 core Subscription whose criteria is a
 // search ("Observation?code=1234") rather than one of the gateway's topics,
 // unless its status is off: such a Subscription would never be activated

@@ -34,6 +34,9 @@ func FuzzRequest(f *testing.F) {
 		{1, 1, "/Observation", `{"resourceType":"Observation","valueQuantity":{"value":1e999}}`, ""},
 		{0, 0, "/%2e%2e/%00", "", ""},
 		{1, 1, "/Patient", `{"resourceType":"Patient","a":[[[[[[[[[[[[[]]]]]]]]]]]]]}`, ""},
+		{1, 3, "/Binary", "raw content", ""},
+		{0, 0, "/Binary/" + seedID + "/_history/1", "", ""},
+		{1, 3, "/Patient/" + seedID + "/$import", "%PDF-1.4", ""},
 	} {
 		f.Add(s.m, s.ct, s.path, []byte(s.body), s.hdr)
 	}

@@ -114,6 +114,7 @@ type Server struct {
 	publicPaths  map[string]bool
 	policies     policyCache
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
+	subs         SubscriptionService
 }
 
 // New builds a Server.

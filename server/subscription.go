@@ -23,6 +23,8 @@ type SubscriptionService interface {
 	// EventsSinceStart is a Subscription's event count; storage.ErrNotFound
 	// when the service does not know it.
 	EventsSinceStart(ctx context.Context, id string) (int64, error)
+	// Check refuses (422) a Subscription the service would not serve.
+	Check(r *fhir.Resource) error
 }
 
 // statusDefinition is the canonical URL of Subscription/$status.
@@ -38,6 +40,7 @@ const topicCanonicalExt = "http://hl7.org/fhir/uv/subscriptions-backport/Structu
 // refused unless off (the service's store hook refuses them); call before
 // serving.
 func (s *Server) RegisterSubscriptions(svc SubscriptionService) {
+	s.subs = svc
 	s.RegisterOperation(Operation{
 		Name: "status", Definition: statusDefinition,
 		Instance: true, Types: []string{"Subscription"}, Idempotent: true,

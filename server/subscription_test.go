@@ -183,11 +183,18 @@ func coreSubscription(id, status string) []byte {
 // topics served.
 func refusedCriteria(t *testing.T, w *httptest.ResponseRecorder) {
 	t.Helper()
+	refusedAt(t, w, `"Subscription.criteria"`)
+}
+
+// refusedAt is refusedCriteria with the expression the refusal must name
+// (inside a transaction, the entry's path).
+func refusedAt(t *testing.T, w *httptest.ResponseRecorder, expr string) {
+	t.Helper()
 	mustStatus(t, w, http.StatusUnprocessableEntity)
 	oo := outcome(t, w)
 	b, _ := json.Marshal(oo)
-	if !strings.Contains(string(b), `Subscription.criteria`) {
-		t.Errorf("the refusal does not name Subscription.criteria: %s", b)
+	if !strings.Contains(string(b), expr) {
+		t.Errorf("the refusal does not name %s: %s", expr, b)
 	}
 	if !strings.Contains(string(b), notify.TopicNewRequest) || !strings.Contains(string(b), notify.TopicStatusChanged) {
 		t.Errorf("the refusal does not name the topics served: %s", b)
@@ -225,7 +232,7 @@ func TestSubscriptionQueryBasedRefused(t *testing.T) {
 			tx := `{"resourceType":"Bundle","type":"transaction","entry":[
 			 {"fullUrl":"urn:uuid:8f0a2b4c-6d8e-4f0a-9b1c-3d5e7f9a1b2c","resource":` + obsFor(s.pa) + `,"request":{"method":"POST","url":"Observation"}},
 			 {"resource":` + string(coreSubscription("", "requested")) + `,"request":{"method":"POST","url":"Subscription"}}]}`
-			refusedCriteria(t, s.as("system", http.MethodPost, "/", []byte(tx)))
+			refusedAt(t, s.as("system", http.MethodPost, "/", []byte(tx)), `"Bundle.entry[1].resource.criteria"`)
 			count := func(query string) int {
 				w := s.as("system", http.MethodGet, query, nil)
 				mustStatus(t, w, http.StatusOK)

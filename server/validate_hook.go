@@ -25,6 +25,14 @@ func (s *Server) validateWrite(r *fhir.Resource, prefix string) error {
 		}
 		return err
 	}
+	if r.Type == "Subscription" && s.subs != nil {
+		if err := s.subs.Check(r); err != nil {
+			if prefix != "" && prefix != r.Type {
+				return prefixExpr(err, prefix)
+			}
+			return err
+		}
+	}
 	if s.cfg.Validator == nil {
 		return nil
 	}
