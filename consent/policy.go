@@ -367,9 +367,15 @@ func (p *Policy) DecideResource(req Request, res *fhir.Resource) Decision {
 // Across Consents, deny wins over permit; with neither, the result is
 // NoConsent, which denies.
 func (p *Policy) Decide(req Request, data Data) Decision {
+	return p.decide(&req, &data)
+}
+
+// decide combines the Consents' effects for Decide (data) and
+// DecideRelationship (nil data).
+func (p *Policy) decide(req *Request, data *Data) Decision {
 	var permits, denies []Ref
 	for _, c := range p.consents {
-		switch evalConsent(c.root, &req, &data) {
+		switch evalConsent(c.root, req, data) {
 		case Permit:
 			permits = append(permits, c.ref)
 		case Deny:
@@ -414,22 +420,7 @@ func (p *Policy) Decide(req Request, data Data) Decision {
 // permitted relationship releases no data: each clinical resource still
 // goes through DecideResource.
 func (p *Policy) DecideRelationship(req Request) Decision {
-	var permits, denies []Ref
-	for _, c := range p.consents {
-		switch evalConsent(c.root, &req, nil) {
-		case Permit:
-			permits = append(permits, c.ref)
-		case Deny:
-			denies = append(denies, c.ref)
-		}
-	}
-	switch {
-	case len(denies) > 0:
-		return Decision{Effect: Deny, Consents: denies}
-	case len(permits) > 0:
-		return Decision{Effect: Permit, Consents: permits}
-	}
-	return Decision{Effect: NoConsent}
+	return p.decide(&req, nil)
 }
 
 // Candidates returns the Consents that might permit something to the

@@ -217,8 +217,13 @@ func original(raw []byte, m *hl7v2.Message, patientID, now string) ([]*fhir.Reso
 	if version == "" {
 		doc["content"] = []any{map[string]any{"attachment": att}}
 	}
-	var out []*fhir.Resource
-	for _, v := range []map[string]any{bin, doc} {
+	return resourcesOf(bin, doc)
+}
+
+// resourcesOf makes resources of the gateway's own shapes.
+func resourcesOf(vs ...map[string]any) ([]*fhir.Resource, error) {
+	out := make([]*fhir.Resource, 0, len(vs))
+	for _, v := range vs {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, err

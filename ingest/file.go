@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -89,17 +88,9 @@ func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType s
 			"size": size, "hash": base64.StdEncoding.EncodeToString(h1.Sum(nil)),
 		}}},
 	}
-	var rs []*fhir.Resource
-	for _, v := range []map[string]any{bin, doc} {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		r, err := fhir.Parse(b)
-		if err != nil {
-			return nil, err
-		}
-		rs = append(rs, r)
+	rs, err := resourcesOf(bin, doc)
+	if err != nil {
+		return nil, err
 	}
 	if blobID != "" {
 		if rs[0], err = storage.BlobStub(rs[0], blobID); err != nil {
