@@ -226,6 +226,10 @@ func (g *gen) typeData(typ string, params []*spDef) (*TypeData, error) {
 	}
 	sort.Slice(mine, func(i, j int) bool { return mine[i].Code < mine[j].Code })
 	for _, p := range mine {
+		if why, ok := notSampled[typ+"."+p.Code]; ok {
+			td.Unsampled = append(td.Unsampled, Unsampled{p.Code, p.Type, why})
+			continue
+		}
 		placed := false
 		var lastErr string
 		for g.variant = 0; g.variant < 3 && !placed; g.variant++ {
