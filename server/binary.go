@@ -288,3 +288,19 @@ func (s *Server) createBinaryNative(c *gin.Context) {
 	c.Header("Location", s.location(c, out))
 	s.writeResult(c, http.StatusCreated, out, "Binary/"+out.ID+" created")
 }
+
+// registerBinary states in the CapabilityStatement how Binary behaves.
+func (s *Server) registerBinary() {
+	s.AddCapabilities(func(cs *CapabilityStatement) {
+		for i := range cs.Rest {
+			for j := range cs.Rest[i].Resource {
+				if r := &cs.Rest[i].Resource[j]; r.Type == "Binary" {
+					r.Documentation = "read and vread with an Accept that admits no FHIR format answer the content itself in the Binary's contentType; " +
+						"create with a non-FHIR Content-Type stores the body as the content, with the securityContext named by X-Security-Context. " +
+						"Content is streamed into and out of the store; search and history list Binaries holding uploaded files without their content " +
+						"(_data carries the extension " + storage.BlobExtension + "). Access follows securityContext; a Binary without one is for system clients only."
+				}
+			}
+		}
+	})
+}

@@ -254,6 +254,10 @@ func TestUploadStreaming(t *testing.T) {
 			if w.Body.String() != "<b>hi</b>" || w.Header().Get("Content-Security-Policy") == "" {
 				t.Errorf("native inline read: %q %v", w.Body.String(), w.Header())
 			}
+			// /metadata says so
+			if md := h.do(http.MethodGet, "/metadata", nil).Body.String(); !strings.Contains(md, "X-Security-Context") || !strings.Contains(md, storage.BlobExtension) {
+				t.Error("/metadata does not document Binary's behaviour")
+			}
 			// other types still speak FHIR JSON only
 			mustStatus(t, h.do(http.MethodGet, "/Patient/up", nil, "Accept: application/pdf"), http.StatusNotAcceptable)
 			mustStatus(t, h.do(http.MethodGet, "/Binary/nope", nil, "Accept: application/pdf"), http.StatusNotFound)

@@ -166,6 +166,7 @@ func New(cfg Config) *Server {
 	s.registerEverything()
 	s.registerSecondOpinion()
 	s.registerImport()
+	s.registerBinary()
 	if cfg.Pull != nil {
 		s.registerPull()
 	}
