@@ -267,6 +267,7 @@ func loadDefinitions() (*definitions, error) {
 					if cd == nil {
 						return nil, fmt.Errorf("search: %s: unknown component %s", d.url, c.definition)
 					}
+					cd = componentDefinition(d, c, cd, byURL)
 					comp := Component{Code: cd.code, Type: cd.typ, Expression: c.expr}
 					if comp.expr, err = compile(c.expr); err != nil {
 						return nil, fmt.Errorf("search: %s component %s: %w", d.url, cd.code, err)
@@ -471,4 +472,26 @@ func (p *Param) mayHaveValues(root *fjson.Value) bool {
 		}
 	}
 	return false
+}
+
+// componentDefinition returns the definition that types a composite's
+// component. R4 has one composite whose components name each other's
+// definitions (DocumentReference-relationship pairs the expression "code"
+// with the reference parameter relatesto and "target" with the token
+// parameter relation): when the named definition's expression does not
+// end in the component's element but another component's definition does,
+// that one types the component, so that the composite indexes and parses
+// each part by the type of what it selects.
+func componentDefinition(d *spDef, c struct{ definition, expr string }, named *spDef, byURL map[string]*spDef) *spDef {
+	suffix := "." + strings.TrimSpace(c.expr)
+	if strings.HasSuffix(strings.TrimSpace(named.expr), suffix) {
+		return named
+	}
+	for _, other := range d.components {
+		od := byURL[other.definition]
+		if od != nil && od != named && strings.HasSuffix(strings.TrimSpace(od.expr), suffix) {
+			return od
+		}
+	}
+	return named
 }
