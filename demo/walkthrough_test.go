@@ -115,10 +115,12 @@ func TestWalkthrough(t *testing.T) {
 		regexp.MustCompile(`(?m)^\s+1 "resourceType":"MedicationRequest"$`), // 2. city-hospital's only
 		regexp.MustCompile(`(?m)^403$`),                                     // 3. no consent yet
 		regexp.MustCompile(`(?m)^201$`),                                     // 4. the Consent is created
-		regexp.MustCompile(`(?m)^Task/\S+ Bundle/\S+$`),                     // 5. the request
-		regexp.MustCompile(`(?m)^200\n(.*\n)*200$`),                         // 7. both Task changes
-		regexp.MustCompile(`(?m)^"status":"completed"$`),                    // 8. the answer
-		regexp.MustCompile(`"conclusion":"Normal troponin`),                 // 8. its content
+		regexp.MustCompile(`(?m)^Binary/\S+$`),                              // 5. the uploaded file
+		regexp.MustCompile(`(?m)^Task/\S+ Bundle/\S+$`),                     // 6. the request
+		regexp.MustCompile(`(?m)^% ECG, 14 March`),                          // 7. the clinic reads the file
+		regexp.MustCompile(`(?m)^200\n(.*\n)*200$`),                         // 8. both Task changes
+		regexp.MustCompile(`(?m)^"status":"completed"$`),                    // 9. the answer
+		regexp.MustCompile(`"conclusion":"Normal troponin`),                 // 9. its content
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, out)
