@@ -58,6 +58,11 @@ type Consolidator struct {
 	// concurrent transactions miss each other). One process only: replicas
 	// on one PostgreSQL need a database lock here.
 	locks sync.Map // patient id -> *sync.Mutex
+
+	// NoStateCache makes every batch read the patient's record again
+	// instead of reusing what the previous batch derived (see cache.go).
+	NoStateCache bool
+	states       stateCache
 }
 
 // Batch is everything one source delivered for one patient in one pull.
@@ -111,6 +116,8 @@ func (c *Consolidator) Apply(ctx context.Context, b Batch) (*Report, error) {
 		return err
 	})
 	if err != nil {
+		// the state cached for the patient may hold what did not commit
+		c.states.Delete(b.PatientID)
 		return nil, err
 	}
 	return rep, nil
@@ -254,7 +261,7 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 		return nil, err
 	}
 	localRef := "Patient/" + b.PatientID
-	st, err := c.scan(ctx, tx, b.PatientID)
+	st, base, err := c.stateFor(ctx, tx, b.PatientID)
 	if err != nil {
 		return nil, fmt.Errorf("read the local record: %w", err)
 	}
@@ -359,6 +366,7 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 
 	// Pass 2: rewrite references and meta, and write what changed.
 	var creates []*fhir.Resource
+	var ws []written
 	keptByThis := map[string]bool{}
 	for _, it := range items {
 		out, err := rewrite(it.res, it.localID, b.Source, it.srcRef, it.dupOf, refMap, "")
@@ -373,8 +381,12 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 		} else {
 			keptByThis[it.res.Type+"/"+it.localID] = true
 		}
-		if err := c.put(ctx, tx, out, it.existing, &creates, rep); err != nil {
+		changed, err := c.put(ctx, tx, out, it.existing, &creates, rep)
+		if err != nil {
 			return nil, err
+		}
+		if changed {
+			ws = append(ws, written{it.existing, out})
 		}
 	}
 	if len(creates) > 0 {
@@ -424,6 +436,9 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 			return nil, err
 		}
 	}
+	if err := c.remember(ctx, tx, b.PatientID, base, ws); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 
@@ -463,7 +478,9 @@ func (st *state) match(r *fhir.Resource, source string, norm func(string) string
 				// one another keep ids); it decides between identical twins
 				score += 1000
 			}
-			if score > bestScore {
+			// equal scores: the smallest reference, so that the choice
+			// does not depend on the order the record was read in
+			if score > bestScore || score == bestScore && kc.ref < best {
 				best, bestScore = kc.ref, score
 			}
 		}
@@ -519,21 +536,22 @@ func (st *state) refScore(sig []string, norm func(string) string, cand copyInfo,
 }
 
 // put queues a create, writes an update, or counts an unchanged resource.
-func (c *Consolidator) put(ctx context.Context, tx storage.Tx, out, existing *fhir.Resource, creates *[]*fhir.Resource, rep *Report) error {
+// It reports whether out is (to be) written.
+func (c *Consolidator) put(ctx context.Context, tx storage.Tx, out, existing *fhir.Resource, creates *[]*fhir.Resource, rep *Report) (bool, error) {
 	if existing == nil {
 		*creates = append(*creates, out)
 		rep.Created++
-		return nil
+		return true, nil
 	}
 	if sameContent(out, existing) {
 		rep.Unchanged++
-		return nil
+		return false, nil
 	}
 	if _, _, err := tx.Update(ctx, out, storage.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update %s/%s: %w", out.Type, out.ID, err)
+		return false, fmt.Errorf("update %s/%s: %w", out.Type, out.ID, err)
 	}
 	rep.Updated++
-	return nil
+	return true, nil
 }
 
 // sameContent compares two versions ignoring meta.versionId and

@@ -203,3 +203,12 @@ type Blobs interface {
 type StubReader interface {
 	ReadStub(ctx context.Context, typ, id string) (*fhir.Resource, error)
 }
+
+// RecordMarker is implemented by stores and their transactions that can
+// tell cheaply whether a patient's record changed, for callers that keep
+// derived state of a record (consolidation): RecordMark changes whenever a
+// resource in the Patient's compartment (AuditEvents aside: reading a
+// record writes them) or one of refs ("Type/id") is written or deleted.
+type RecordMarker interface {
+	RecordMark(ctx context.Context, patientID string, refs []string) (string, error)
+}
