@@ -143,6 +143,14 @@ func (s *Server) writeBinary(c *gin.Context, r *fhir.Resource) {
 		h.Set("Content-Type", binaryMediaType(r.Root().Get("contentType").String()))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+		if rs, ok := content.(io.ReadSeeker); ok {
+			// Range requests (viewers of large scans, resumed downloads);
+			// the conditional headers were answered above
+			c.Request.Header.Del("If-None-Match")
+			c.Request.Header.Del("If-Modified-Since")
+			http.ServeContent(&rangeErrors{ResponseWriter: c.Writer}, c.Request, "", r.LastUpdated, rs)
+			return
+		}
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		c.Status(http.StatusOK)
 		if c.Request.Method == http.MethodHead {
@@ -303,4 +311,34 @@ func (s *Server) registerBinary() {
 			}
 		}
 	})
+}
+
+// rangeErrors turns the plain-text 416 of http.ServeContent (a Range
+// outside the content) into an OperationOutcome, as every error is.
+type rangeErrors struct {
+	http.ResponseWriter
+	swallow bool
+}
+
+func (w *rangeErrors) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", ContentTypeFHIRJSON)
+	h.Del("Content-Security-Policy")
+	body := fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: "value",
+		Details: &fhir.IssueDetails{Text: "the Range asked for lies outside the content (see Content-Range for its size)"}}).JSON()
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.ResponseWriter.WriteHeader(code)
+	_, _ = w.ResponseWriter.Write(body)
+	w.swallow = true
+}
+
+func (w *rangeErrors) Write(b []byte) (int, error) {
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
 }

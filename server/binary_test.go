@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -183,6 +184,25 @@ func TestUploadStreaming(t *testing.T) {
 				t.Errorf("native vread: %d bytes", w.Body.Len())
 			}
 			mustStatus(t, h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept: application/pdf", `If-None-Match: W/"1"`), http.StatusNotModified)
+			// ranges, across the store's chunks too
+			if w.Header().Get("Accept-Ranges") != "bytes" {
+				t.Errorf("no Accept-Ranges: %v", w.Header())
+			}
+			for rng, want := range map[string][2]int{
+				"bytes=100-199":       {100, 200},
+				"bytes=262000-262300": {262000, 262301},
+				"bytes=-10":           {len(pdf) - 10, len(pdf)},
+				"bytes=600000-":       {600000, len(pdf)},
+			} {
+				w := h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept: application/pdf", "Range: "+rng)
+				mustStatus(t, w, http.StatusPartialContent)
+				if !bytes.Equal(w.Body.Bytes(), pdf[want[0]:want[1]]) || w.Header().Get("Content-Range") != fmt.Sprintf("bytes %d-%d/%d", want[0], want[1]-1, len(pdf)) {
+					t.Errorf("%s: %d bytes, Content-Range %q", rng, w.Body.Len(), w.Header().Get("Content-Range"))
+				}
+			}
+			w = h.do(http.MethodGet, "/Binary/"+binID, nil, "Accept: application/pdf", "Range: bytes=99999999-")
+			mustStatus(t, w, http.StatusRequestedRangeNotSatisfiable)
+			outcome(t, w)
 
 			// the Binary resource, its data streamed, plain and gzipped
 			want := base64.StdEncoding.EncodeToString(pdf)

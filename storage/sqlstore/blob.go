@@ -109,9 +109,12 @@ func (s *Store) OpenBlob(ctx context.Context, id string) (io.ReadCloser, storage
 	if err != nil {
 		return nil, info, fmt.Errorf("open blob: %w", err)
 	}
-	return &blobReader{ctx: ctx, c: s.db, id: id, left: info.Size}, info, nil
+	return &blobReader{ctx: ctx, c: s.db, id: id, left: info.Size, size: info.Size}, info, nil
 }
 
+// blobReader reads a blob chunk by chunk. Every chunk but the last holds
+// exactly blobChunk bytes (the chunk size is part of the stored format),
+// so Seek finds a chunk by arithmetic.
 type blobReader struct {
 	ctx  context.Context
 	c    Conn
@@ -119,6 +122,7 @@ type blobReader struct {
 	seq  int
 	cur  []byte
 	left int64 // bytes not yet returned
+	size int64
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
@@ -135,12 +139,39 @@ func (b *blobReader) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("read blob: %w", err)
 		}
 		b.seq++
+		// after a Seek into the middle of a chunk, skip to the position
+		if skip := (b.size - b.left) - int64(b.seq-1)*blobChunk; skip > 0 && skip <= int64(len(data)) {
+			data = data[skip:]
+		}
 		b.cur = data
 	}
 	n := copy(p, b.cur)
 	b.cur = b.cur[n:]
 	b.left -= int64(n)
 	return n, nil
+}
+
+// Seek implements io.Seeker (for HTTP range requests).
+func (b *blobReader) Seek(offset int64, whence int) (int64, error) {
+	pos := b.size - b.left
+	switch whence {
+	case io.SeekStart:
+		pos = offset
+	case io.SeekCurrent:
+		pos += offset
+	case io.SeekEnd:
+		pos = b.size + offset
+	default:
+		return 0, errors.New("blob: bad whence")
+	}
+	if pos < 0 {
+		return 0, errors.New("blob: seek before the start")
+	}
+	pos = min(pos, b.size)
+	b.left = b.size - pos
+	b.seq = int(pos / blobChunk)
+	b.cur = nil
+	return pos, nil
 }
 
 func (b *blobReader) Close() error { return nil }
@@ -158,7 +189,7 @@ func (s *Store) inline(ctx context.Context, c Conn, r *fhir.Resource) (*fhir.Res
 	}
 	var buf bytes.Buffer
 	buf.Grow(len(r.Raw) + int(size+2)/3*4)
-	if err := storage.WriteInlined(&buf, r, &blobReader{ctx: ctx, c: c, id: id, left: size}); err != nil {
+	if err := storage.WriteInlined(&buf, r, &blobReader{ctx: ctx, c: c, id: id, left: size, size: size}); err != nil {
 		return nil, err
 	}
 	out, err := fhir.Parse(buf.Bytes())

@@ -90,6 +90,37 @@ func testBlobs(t *testing.T, s storage.Store, bs storage.Blobs) {
 	if !bytes.Equal(readAll(info.ID), content) {
 		t.Fatal("content read back differs")
 	}
+	// ranges, across chunk boundaries too
+	rc, _, err := bs.OpenBlob(ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, ok := rc.(io.ReadSeeker)
+	if !ok {
+		t.Fatal("a blob reader does not seek")
+	}
+	for _, r := range [][2]int{{0, 10}, {262100, 262200}, {262144, 262145}, {len(content) - 7, len(content)}, {5, 600000}, {1 << 20, 1<<20 + 12345}} {
+		if _, err := rs.Seek(int64(r[0]), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, r[1]-r[0])
+		if _, err := io.ReadFull(rs, got); err != nil {
+			t.Fatalf("range %v: %v", r, err)
+		}
+		if !bytes.Equal(got, content[r[0]:r[1]]) {
+			t.Fatalf("range %v differs", r)
+		}
+	}
+	if end, err := rs.Seek(0, io.SeekEnd); err != nil || end != int64(len(content)) {
+		t.Fatalf("seek to the end: %d, %v", end, err)
+	}
+	if n, err := rs.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read at the end: %d, %v", n, err)
+	}
+	if _, err := rs.Seek(-1, io.SeekStart); err == nil {
+		t.Fatal("seek before the start accepted")
+	}
+	rc.Close()
 	// the same content again: the same blob
 	again, err := bs.PutBlob(ctx, bytes.NewReader(content))
 	if err != nil || again != info {
@@ -159,7 +190,7 @@ func testBlobs(t *testing.T, s storage.Store, bs storage.Blobs) {
 		t.Fatalf("ReadStub: %.300s", r.Raw)
 	}
 	var buf bytes.Buffer
-	rc, _, err := bs.OpenBlob(ctx, info.ID)
+	rc, _, err = bs.OpenBlob(ctx, info.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
