@@ -254,7 +254,9 @@ func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config
 	sc.Store, sc.Search, sc.Auditor, sc.BaseURL = st, reg, aud, base
 	sc.Validator = validate.Default()
 	if len(srcs) > 0 {
-		svc, err := jobs.New(ctx, jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond})
+		// pulls and imports share one consolidator, as in `fhirgate serve`
+		sc.Consolidator = &consolidate.Consolidator{Store: st}
+		svc, err := jobs.New(ctx, jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond, Consolidator: sc.Consolidator})
 		if err != nil {
 			return nil, err
 		}

@@ -17,11 +17,11 @@ import (
 const importDefinition = "https://fhirgate.dev/OperationDefinition/Patient-import"
 
 func (s *Server) registerImport() {
-	im := &ingest.Importer{
-		Store:        s.cfg.Store,
-		Consolidator: &consolidate.Consolidator{Store: s.cfg.Store, Now: s.now},
-		Now:          s.now,
+	cons := s.cfg.Consolidator
+	if cons == nil {
+		cons = &consolidate.Consolidator{Store: s.cfg.Store, Now: s.now}
 	}
+	im := &ingest.Importer{Store: s.cfg.Store, Consolidator: cons, Now: s.now}
 	s.RegisterOperation(Operation{
 		Name: "import", Definition: importDefinition,
 		Instance: true, Types: []string{"Patient"},

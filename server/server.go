@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
@@ -37,6 +38,11 @@ type Config struct {
 	BaseURL string
 	// MaxBodyBytes bounds request bodies (413 beyond); DefaultMaxBodyBytes when 0.
 	MaxBodyBytes int64
+	// Consolidator files imported records; one of its own when nil. The
+	// gateway shares one among every path that files records (imports,
+	// pulls, HL7 v2 feeds, ABDM), so that a patient's batches from all of
+	// them are serialised and see each other.
+	Consolidator *consolidate.Consolidator
 	// MaxUploadBytes bounds one uploaded file ($import of a PDF, image or
 	// DICOM object; 413 beyond); DefaultMaxUploadBytes when 0.
 	MaxUploadBytes int64

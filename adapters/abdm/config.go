@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fhirgate/fhirgate/adapters"
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -178,7 +179,16 @@ func (c *Config) Validate(p *adapters.Problems, opts adapters.Options) {
 //	reg.Register(abdm.Type, abdm.NewFactory(store))
 func NewFactory(st storage.Store) adapters.Factory { return factory{store: st} }
 
-type factory struct{ store storage.Store }
+// NewFactoryWith is NewFactory filing transfers through cons, the
+// consolidator the gateway shares among everything that files records.
+func NewFactoryWith(st storage.Store, cons *consolidate.Consolidator) adapters.Factory {
+	return factory{store: st, cons: cons}
+}
+
+type factory struct {
+	store storage.Store
+	cons  *consolidate.Consolidator
+}
 
 func (f factory) Validate(node *yaml.Node, opts adapters.Options) []adapters.Problem {
 	_, ps := decode(node, opts)
@@ -190,7 +200,14 @@ func (f factory) Open(id string, node *yaml.Node, opts adapters.Options) (adapte
 	if len(ps) > 0 {
 		return nil, adapters.ProblemsError(ps)
 	}
-	return New(id, cfg, f.store, opts)
+	h, err := New(id, cfg, f.store, opts)
+	if err != nil {
+		return nil, err
+	}
+	if f.cons != nil {
+		h.cons = f.cons
+	}
+	return h, nil
 }
 
 func decode(node *yaml.Node, opts adapters.Options) (Config, []adapters.Problem) {

@@ -274,13 +274,17 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer notifier.Stop(context.Background()) // before the store closes: undelivered notifications go out after the next start
+	// one consolidator for everything that files records, so that a
+	// patient's batches from pulls, imports, HL7 v2 and ABDM are
+	// serialised and share what they know of the record
+	cons := &consolidate.Consolidator{Store: store}
 	var (
 		pulls server.PullService
 		jwks  []byte
 		srcs  []adapters.Source
 	)
 	if len(cfg.Sources) > 0 {
-		svc, opened, err := startPulls(ctx, store, cfg, log)
+		svc, opened, err := startPulls(ctx, store, cons, cfg, log)
 		if err != nil {
 			return err
 		}
@@ -304,6 +308,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		BaseURL:        cfg.Server.BaseURL,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
 		MaxUploadBytes: cfg.Server.MaxUploadBytes,
+		Consolidator:   cons,
 		Version:        version,
 	})
 	srv.RegisterSubscriptions(notifier)
@@ -315,7 +320,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if f.mllpAddr != "" {
-		stop, err := startMLLP(f.mllpAddr, store, registry, log)
+		stop, err := startMLLP(f.mllpAddr, store, cons, registry, log)
 		if err != nil {
 			return fmt.Errorf("--mllp-addr: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/ingest"
 	"github.com/fhirgate/fhirgate/mllp"
@@ -17,13 +18,13 @@ import (
 // into the matching patient's record before acknowledging it. The returned
 // stop lets messages being stored finish and be acknowledged; call it
 // before the store closes.
-func startMLLP(addr string, store storage.Store, registry *search.Registry, log *slog.Logger) (stop func(), err error) {
+func startMLLP(addr string, store storage.Store, cons *consolidate.Consolidator, registry *search.Registry, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	srv := &mllp.Server{
-		Handler: &ingest.HL7Handler{Store: store, Search: registry, Logger: log},
+		Handler: &ingest.HL7Handler{Store: store, Search: registry, Logger: log, Consolidator: cons},
 		Logger:  log,
 	}
 	done := make(chan struct{})

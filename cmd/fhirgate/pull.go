@@ -16,6 +16,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/bulk"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/jobs"
 	"github.com/fhirgate/fhirgate/storage"
@@ -24,11 +25,11 @@ import (
 
 // openSources validates the config's sources (every problem, each with its
 // line) and opens them.
-func openSources(cfg *config.Config, store storage.Store, log *slog.Logger) ([]adapters.Source, error) {
+func openSources(cfg *config.Config, store storage.Store, cons *consolidate.Consolidator, log *slog.Logger) ([]adapters.Source, error) {
 	reg := adapters.NewRegistry()
 	reg.Register(fhirrest.Type, fhirrest.Factory)
 	reg.Register(bulk.Type, bulk.Factory)
-	reg.Register(abdm.Type, abdm.NewFactory(store))
+	reg.Register(abdm.Type, abdm.NewFactoryWith(store, cons))
 	specs := make([]adapters.Spec, len(cfg.Sources))
 	for i := range cfg.Sources {
 		s := &cfg.Sources[i]
@@ -58,12 +59,12 @@ func closeSources(sources []adapters.Source) {
 // startPulls opens the configured sources and starts the pull workers
 // (River's migrations run first). The caller stops the service and closes
 // the sources.
-func startPulls(ctx context.Context, store storage.Store, cfg *config.Config, log *slog.Logger) (*jobs.Service, []adapters.Source, error) {
-	sources, err := openSources(cfg, store, log)
+func startPulls(ctx context.Context, store storage.Store, cons *consolidate.Consolidator, cfg *config.Config, log *slog.Logger) (*jobs.Service, []adapters.Source, error) {
+	sources, err := openSources(cfg, store, cons, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := jobs.New(ctx, jobs.Config{Store: store, Sources: sources, Logger: log})
+	svc, err := jobs.New(ctx, jobs.Config{Store: store, Sources: sources, Logger: log, Consolidator: cons})
 	if err != nil {
 		closeSources(sources)
 		return nil, nil, err
@@ -119,7 +120,7 @@ func cmdPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer store.Close()
-	svc, srcs, err := startPulls(ctx, store, cfg, log)
+	svc, srcs, err := startPulls(ctx, store, &consolidate.Consolidator{Store: store}, cfg, log)
 	if err != nil {
 		return err
 	}
