@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/auth"
+	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/server"
 )
 
@@ -145,6 +147,42 @@ func BenchmarkReadProviderWithConsent(b *testing.B) {
 					req.Header.Set("Authorization", hdr)
 					w := httptest.NewRecorder()
 					s.srv.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Fatalf("%d", w.Code)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkReadProviderNoAudit is BenchmarkReadProviderWithConsent without
+// the audit trail: what token verification, scopes and the Consent
+// decision (its change mark included) cost on their own.
+func BenchmarkReadProviderNoAudit(b *testing.B) {
+	for _, k := range storeKinds {
+		b.Run(k.name, func(b *testing.B) {
+			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
+				b.Skip("set FHIRGATE_TEST_POSTGRES")
+			}
+			s := newSecured(b, k)
+			v, err := auth.New(config.Auth{
+				Issuers: []config.Issuer{s.is.Config("fhirgate")},
+				Clients: []config.Client{{ClientID: "clinic", Role: "provider", Organization: "Organization/clinic"}},
+			}, auth.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := server.New(server.Config{Store: s.store, Search: testRegistry, Auth: v, BaseURL: "http://fhir.test"})
+			hdr := "Bearer " + s.tokens["provider"]
+			path := "/Observation/" + s.oa
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodGet, path, nil)
+					req.Header.Set("Authorization", hdr)
+					w := httptest.NewRecorder()
+					srv.ServeHTTP(w, req)
 					if w.Code != http.StatusOK {
 						b.Fatalf("%d", w.Code)
 					}

@@ -52,6 +52,7 @@ type Store struct {
 	hooks    Hooks
 	registry *search.Registry
 	cache    *readCache // nil unless this store is its database's only writer
+	marks    *markCache // likewise
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -65,6 +66,7 @@ func New(db DB, d Dialect, opts Options) *Store {
 	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry}
 	if opts.ReadCacheBytes > 0 {
 		st.cache = newReadCache(opts.ReadCacheBytes)
+		st.marks = newMarkCache()
 	}
 	return st
 }
@@ -206,7 +208,12 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 			_ = c.Rollback(context.WithoutCancel(ctx))
 			return
 		}
-		if cerr := c.Commit(ctx); cerr != nil {
+		cerr := c.Commit(ctx)
+		if s.marks != nil && len(t.types) > 0 {
+			// even after a failed commit: a re-read costs one query
+			s.marks.written(t.types)
+		}
+		if cerr != nil {
 			err = fmt.Errorf("commit: %w", cerr)
 			return
 		}
@@ -261,6 +268,8 @@ type tx struct {
 	c TxConn
 	// written are the versions to put in the read cache after commit.
 	written []cacheEntry
+	// types are the resource types written, for the mark cache.
+	types map[string]bool
 }
 
 // Conn exposes the transaction's connection to the search layer.
@@ -497,6 +506,14 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 
 // afterWrite maintains the search index and runs the hooks.
 func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
+	if t.s.marks != nil {
+		if t.types == nil {
+			t.types = map[string]bool{}
+		}
+		for _, w := range ws {
+			t.types[w.Type] = true
+		}
+	}
 	if err := t.s.reindexWrites(ctx, t.c, ws); err != nil {
 		return err
 	}
@@ -615,6 +632,21 @@ func decodeCursor(s string) (int64, error) {
 
 // ChangeMark implements storage.Store: the newest version sequence of the type.
 func (s *Store) ChangeMark(ctx context.Context, typ string) (int64, error) {
+	if s.marks == nil {
+		return s.queryMark(ctx, typ)
+	}
+	if v, ok, gen := s.marks.get(typ); ok {
+		return v, nil
+	} else {
+		v, err := s.queryMark(ctx, typ)
+		if err == nil {
+			s.marks.put(typ, v, gen)
+		}
+		return v, err
+	}
+}
+
+func (s *Store) queryMark(ctx context.Context, typ string) (int64, error) {
 	var seq *int64
 	if err := s.db.QueryRow(ctx, `SELECT MAX(seq) FROM resource_versions WHERE res_type = ?`, typ).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("change mark: %w", err)

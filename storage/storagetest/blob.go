@@ -7,12 +7,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
@@ -289,3 +292,102 @@ func testAbandonedUploads(t *testing.T, s storage.Store, c *Clock) {
 type panicReader struct{}
 
 func (panicReader) Read([]byte) (int, error) { panic("the process dies mid-upload") }
+
+// testChangeMark: the mark of a type changes with every committed write of
+// it (create, update, delete, batch create), not with a rolled-back one nor
+// with writes of other types, and is the same however often it is asked
+// (the embedded store answers it from memory between writes).
+func testChangeMark(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	mark := func() int64 {
+		t.Helper()
+		m, err := s.ChangeMark(ctx, "Consent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m0 := mark()
+	consent := func(id string) *fhir.Resource {
+		return mustParse(t, `{"resourceType":"Consent","id":"`+id+`","status":"active","scope":{"text":"x"},"category":[{"text":"x"}]}`)
+	}
+	steps := []struct {
+		name    string
+		write   func() error
+		changes bool
+	}{
+		{"create", func() error { _, err := s.Create(ctx, consent("c1")); return err }, true},
+		{"another type", func() error { _, err := s.Create(ctx, patient(t, "p-mark", "Mark")); return err }, false},
+		{"update", func() error { _, _, err := s.Update(ctx, consent("c1"), storage.UpdateOptions{}); return err }, true},
+		{"batch", func() error { _, err := s.CreateMany(ctx, []*fhir.Resource{consent("c2"), consent("c3")}); return err }, true},
+		{"rolled back", func() error {
+			err := s.InTx(ctx, func(tx storage.Tx) error {
+				if _, err := tx.Create(ctx, consent("c4")); err != nil {
+					return err
+				}
+				return errors.New("abandon")
+			})
+			if err == nil {
+				return errors.New("the transaction committed")
+			}
+			return nil
+		}, false},
+		{"delete", func() error { _, err := s.Delete(ctx, "Consent", "c2", storage.DeleteOptions{}); return err }, true},
+	}
+	prev := m0
+	for _, st := range steps {
+		if err := st.write(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got := mark()
+		if again := mark(); again != got {
+			t.Fatalf("%s: the mark moved without a write: %d then %d", st.name, got, again)
+		}
+		if (got != prev) != st.changes {
+			t.Errorf("%s: mark %d → %d, want a change: %v", st.name, prev, got, st.changes)
+		}
+		prev = got
+	}
+}
+
+// testChangeMarkConcurrent: readers asking for the mark while a writer
+// commits never leave a stale mark behind: after each write returns, the
+// mark has moved.
+func testChangeMarkConcurrent(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_, _ = s.ChangeMark(ctx, "Consent")
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	prev, err := s.ChangeMark(ctx, "Consent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		c := mustParse(t, fmt.Sprintf(`{"resourceType":"Consent","id":"cc%d","status":"active","scope":{"text":"x"},"category":[{"text":"x"}]}`, i))
+		if _, err := s.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		m, err := s.ChangeMark(ctx, "Consent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == prev {
+			t.Fatalf("write %d: the mark did not move (%d): a stale mark was kept", i, m)
+		}
+		prev = m
+	}
+}

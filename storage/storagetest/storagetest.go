@@ -67,6 +67,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"ReadsSeeLatestUnderConcurrency", testReadsSeeLatest},
 		{"Blobs", testBlobsIfAny},
 		{"AbandonedUploads", testAbandonedUploads},
+		{"ChangeMark", testChangeMark},
+		{"ChangeMarkConcurrent", testChangeMarkConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
