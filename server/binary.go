@@ -70,7 +70,13 @@ func (s *Server) releaseBinary(c *gin.Context, r *fhir.Resource, depth int) (boo
 		return false, nil // a Binary whose context is another Binary
 	}
 	typ, id, _ := strings.Cut(ref, "/")
-	target, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
+	var target *fhir.Resource
+	var err error
+	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
+		target, err = bs.ReadStub(c.Request.Context(), typ, id) // its securityContext, not its content
+	} else {
+		target, err = s.cfg.Store.Read(c.Request.Context(), typ, id)
+	}
 	if err != nil {
 		// a context that is gone or never was protects nothing: refuse
 		return false, nil
