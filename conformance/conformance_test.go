@@ -6,10 +6,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/conformance"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -58,7 +60,20 @@ func wrappedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) 
 	}
 	st := open(t, reg)
 	t.Cleanup(func() { st.Close() })
-	var h http.Handler = server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	// the notification service, as `fhirgate serve` runs it: it takes part
+	// in every write of a Subscription
+	svc, err := notify.New(context.Background(), notify.Config{Store: st, BaseURL: base, AllowHTTP: true, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Install()
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	srv.RegisterSubscriptions(svc)
+	var h http.Handler = srv
 	if wrap != nil {
 		h = wrap(h)
 	}
