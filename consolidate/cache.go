@@ -2,7 +2,6 @@ package consolidate
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -83,24 +82,6 @@ type cachedState struct {
 	used    uint64 // for eviction
 }
 
-// clone copies a state deeply enough for apply to change the copy.
-func (st *state) clone() *state {
-	out := &state{
-		kept:       make(map[string][]copyInfo, len(st.kept)),
-		keptSource: maps.Clone(st.keptSource),
-		dups:       make(map[string][]copyInfo, len(st.dups)),
-		sigs:       maps.Clone(st.sigs),
-		srcIDs:     maps.Clone(st.srcIDs),
-	}
-	for k, v := range st.kept {
-		out.kept[k] = slices.Clone(v)
-	}
-	for k, v := range st.dups {
-		out.dups[k] = slices.Clone(v)
-	}
-	return out
-}
-
 // sourceOf is the source of a resource a source delivered, "" for the
 // gateway's own and anyone else's (scan leaves those out).
 func sourceOf(r *fhir.Resource) string {
@@ -111,21 +92,29 @@ func sourceOf(r *fhir.Resource) string {
 	return strings.TrimPrefix(src, SourcePrefix)
 }
 
-// add records a stored resource as scan does.
+// add records a stored resource as scan does (once, however often it is
+// added).
 func (st *state) add(r *fhir.Resource) {
 	src := sourceOf(r)
 	if src == "" {
 		return
 	}
 	ref := r.Type + "/" + r.ID
+	ci := copyInfo{ref, src}
+	// apply may have recorded it already while deciding the batch
+	addOnce := func(cs []copyInfo) []copyInfo {
+		if slices.ContainsFunc(cs, func(c copyInfo) bool { return c.ref == ref }) {
+			return cs
+		}
+		return append(cs, ci)
+	}
 	if of := DuplicateOf(r); of != "" {
-		st.dups[of] = append(st.dups[of], copyInfo{ref, src})
+		st.dups[of] = addOnce(st.dups[of])
 		return
 	}
 	st.keptSource[ref] = src
-	ci := copyInfo{ref, src}
 	for _, k := range dedupKeys(r) {
-		st.kept[k] = append(st.kept[k], ci)
+		st.kept[k] = addOnce(st.kept[k])
 	}
 	st.sigs[ref] = refSig(r.Root())
 	st.srcIDs[ref] = tag(r, TagSourceID)
@@ -172,9 +161,10 @@ func (st *state) refs() []string {
 }
 
 // stateFor returns the patient's state: the cached one when the record is
-// as the last batch left it, else a fresh scan. The second result is the
-// unchanged base the batch's writes are added to afterwards.
-func (c *Consolidator) stateFor(ctx context.Context, tx storage.Tx, pid string) (*state, *state, error) {
+// as the last batch left it, else a fresh scan. The batch changes it in
+// place (a failed batch drops it from the cache) and remember adds what
+// the batch wrote.
+func (c *Consolidator) stateFor(ctx context.Context, tx storage.Tx, pid string) (*state, error) {
 	rm, ok := tx.(storage.RecordMarker)
 	if ok && !c.NoStateCache {
 		if v, found := c.states.Load(pid); found {
@@ -182,48 +172,44 @@ func (c *Consolidator) stateFor(ctx context.Context, tx storage.Tx, pid string) 
 			if e.batches < cacheMaxBatches && time.Since(e.at) < cacheMaxAge {
 				mark, err := rm.RecordMark(ctx, pid, e.refs)
 				if err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 				if mark == e.mark {
-					return e.st.clone(), e.st, nil
+					return e.st, nil
 				}
 			}
 			c.states.Delete(pid)
 		}
 	}
-	st, err := c.scan(ctx, tx, pid)
-	if err != nil {
-		return nil, nil, err
-	}
-	return st.clone(), st, nil
+	return c.scan(ctx, tx, pid)
 }
 
 // written is one resource version a batch stored, with the one it
 // replaced (nil for a create).
 type written struct{ old, new *fhir.Resource }
 
-// remember updates base with a batch's writes and caches it with the
+// remember updates st with a batch's writes and caches it with the
 // record's mark as of those writes (read inside the batch's transaction,
 // so that it covers exactly them); the caller forgets it if the
 // transaction does not commit.
-func (c *Consolidator) remember(ctx context.Context, tx storage.Tx, pid string, base *state, ws []written) error {
+func (c *Consolidator) remember(ctx context.Context, tx storage.Tx, pid string, st *state, ws []written) error {
 	rm, ok := tx.(storage.RecordMarker)
 	if !ok || c.NoStateCache {
 		return nil
 	}
 	for _, w := range ws {
 		if w.old != nil {
-			base.remove(w.old)
+			st.remove(w.old)
 		}
-		base.add(w.new)
+		st.add(w.new)
 	}
-	refs := base.refs()
+	refs := st.refs()
 	mark, err := rm.RecordMark(ctx, pid, refs)
 	if err != nil {
 		return err
 	}
-	e := &cachedState{st: base, mark: mark, refs: refs, at: time.Now()}
-	if v, found := c.states.Load(pid); found && v.(*cachedState).st == base {
+	e := &cachedState{st: st, mark: mark, refs: refs, at: time.Now()}
+	if v, found := c.states.Load(pid); found && v.(*cachedState).st == st {
 		prev := v.(*cachedState)
 		e.batches, e.at = prev.batches+1, prev.at
 	}

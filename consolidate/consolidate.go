@@ -261,7 +261,7 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 		return nil, err
 	}
 	localRef := "Patient/" + b.PatientID
-	st, base, err := c.stateFor(ctx, tx, b.PatientID)
+	st, err := c.stateFor(ctx, tx, b.PatientID)
 	if err != nil {
 		return nil, fmt.Errorf("read the local record: %w", err)
 	}
@@ -436,7 +436,7 @@ func (c *Consolidator) apply(ctx context.Context, tx storage.Tx, b Batch) (*Repo
 			return nil, err
 		}
 	}
-	if err := c.remember(ctx, tx, b.PatientID, base, ws); err != nil {
+	if err := c.remember(ctx, tx, b.PatientID, st, ws); err != nil {
 		return nil, err
 	}
 	return rep, nil

@@ -112,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if !isLoopback(cfg.Addr) {
+	if !config.LoopbackAddr(cfg.Addr) {
 		return nil, fmt.Errorf("demo: the gateway only listens on loopback in the demo, not %q", cfg.Addr)
 	}
 	d = &Demo{Dir: cfg.Dir}
@@ -361,16 +361,4 @@ Then try (the README's "Five-minute demo" has the whole walkthrough):
   # the clinic's inbox of second-opinion requests
   curl -s "$BASE/Task?owner=%[2]s&status=requested" -H "Authorization: Bearer $CLINIC_TOKEN"
 `, PatientID, ClinicOrganization)
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -29,15 +29,14 @@ import (
 
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/internal/riverdb"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 )
 
@@ -188,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	switch db := ss.DB().(type) {
 	case interface{ Writer() *sql.DB }:
 		drv := riversqlite.New(db.Writer())
-		if err := migrate(ctx, drv); err != nil {
+		if err := riverdb.Migrate(ctx, drv); err != nil {
 			return nil, err
 		}
 		c, err := river.NewClient(drv, rc)
@@ -198,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.q = riverQueue[*sql.Tx]{c}
 	case interface{ Pool() *pgxpool.Pool }:
 		drv := riverpgxv5.New(db.Pool())
-		if err := migrate(ctx, drv); err != nil {
+		if err := riverdb.Migrate(ctx, drv); err != nil {
 			return nil, err
 		}
 		c, err := river.NewClient(drv, rc)
@@ -210,18 +209,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, ErrUnsupportedStore
 	}
 	return s, nil
-}
-
-// migrate brings River's tables up to date.
-func migrate[TTx any](ctx context.Context, drv riverdriver.Driver[TTx]) error {
-	m, err := rivermigrate.New(drv, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	return nil
 }
 
 // Start starts the workers; jobs left over from an earlier run (waiting,

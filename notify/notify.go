@@ -24,16 +24,15 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/internal/riverdb"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 )
 
@@ -222,7 +221,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 		drv := riversqlite.New(db.Writer())
-		if err := migrate(ctx, drv); err != nil {
+		if err := riverdb.Migrate(ctx, drv); err != nil {
 			return nil, err
 		}
 		c, err := river.NewClient(drv, rc)
@@ -242,7 +241,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, err
 		}
 		drv := riverpgxv5.New(db.Pool())
-		if err := migrate(ctx, drv); err != nil {
+		if err := riverdb.Migrate(ctx, drv); err != nil {
 			return nil, err
 		}
 		c, err := river.NewClient(drv, rc)
@@ -276,17 +275,6 @@ func createTables(ctx context.Context, db sqlstore.DB, serial string) error {
 		if _, err := db.Exec(ctx, q); err != nil {
 			return fmt.Errorf("notify tables: %w", err)
 		}
-	}
-	return nil
-}
-
-func migrate[TTx any](ctx context.Context, drv riverdriver.Driver[TTx]) error {
-	m, err := rivermigrate.New(drv, nil)
-	if err != nil {
-		return err
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("river migrations: %w", err)
 	}
 	return nil
 }

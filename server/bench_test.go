@@ -138,20 +138,7 @@ func BenchmarkReadProviderWithConsent(b *testing.B) {
 				b.Skip("set FHIRGATE_TEST_POSTGRES")
 			}
 			s := newSecured(b, k)
-			hdr := "Bearer " + s.tokens["provider"]
-			path := "/Observation/" + s.oa
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodGet, path, nil)
-					req.Header.Set("Authorization", hdr)
-					w := httptest.NewRecorder()
-					s.srv.ServeHTTP(w, req)
-					if w.Code != http.StatusOK {
-						b.Fatalf("%d", w.Code)
-					}
-				}
-			})
+			benchProviderRead(b, s.srv, s.tokens["provider"], "/Observation/"+s.oa)
 		})
 	}
 }
@@ -174,20 +161,24 @@ func BenchmarkReadProviderNoAudit(b *testing.B) {
 				b.Fatal(err)
 			}
 			srv := server.New(server.Config{Store: s.store, Search: testRegistry, Auth: v, BaseURL: "http://fhir.test"})
-			hdr := "Bearer " + s.tokens["provider"]
-			path := "/Observation/" + s.oa
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodGet, path, nil)
-					req.Header.Set("Authorization", hdr)
-					w := httptest.NewRecorder()
-					srv.ServeHTTP(w, req)
-					if w.Code != http.StatusOK {
-						b.Fatalf("%d", w.Code)
-					}
-				}
-			})
+			benchProviderRead(b, srv, s.tokens["provider"], "/Observation/"+s.oa)
 		})
 	}
+}
+
+// benchProviderRead reads path with a bearer token from parallel clients.
+func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
+	hdr := "Bearer " + token
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("Authorization", hdr)
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("%d", w.Code)
+			}
+		}
+	})
 }

@@ -388,16 +388,9 @@ func (s *Server) operationParams(c *gin.Context) (url.Values, error) {
 	if c.Request.ContentLength == 0 {
 		return out, nil
 	}
-	body, err := s.readBodyJSON(c)
+	r, err := s.readParameters(c, "an operation's body must be a Parameters resource")
 	if err != nil {
 		return nil, err
-	}
-	r, err := fhir.Parse(body)
-	if err != nil {
-		return nil, err
-	}
-	if r.Type != "Parameters" {
-		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "an operation's body must be a Parameters resource")
 	}
 	for _, p := range r.Root().Get("parameter").Elems() {
 		name := p.Get("name").String()
@@ -408,4 +401,21 @@ func (s *Server) operationParams(c *gin.Context) (url.Values, error) {
 		}
 	}
 	return out, nil
+}
+
+// readParameters reads a FHIR JSON body that must be a Parameters
+// resource; notParameters is the 400's text when it is another resource.
+func (s *Server) readParameters(c *gin.Context, notParameters string) (*fhir.Resource, error) {
+	body, err := s.readBodyJSON(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := fhir.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != "Parameters" {
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "%s", notParameters)
+	}
+	return r, nil
 }

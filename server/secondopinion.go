@@ -93,16 +93,9 @@ func refOf(p *fjson.Value, name string, types ...string) (string, error) {
 }
 
 func (s *Server) readSecondOpinionParams(c *gin.Context) (*soParams, error) {
-	body, err := s.readBodyJSON(c)
+	r, err := s.readParameters(c, "$second-opinion takes a Parameters resource")
 	if err != nil {
 		return nil, err
-	}
-	r, err := fhir.Parse(body)
-	if err != nil {
-		return nil, err
-	}
-	if r.Type != "Parameters" {
-		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", nil, "$second-opinion takes a Parameters resource")
 	}
 	out := &soParams{}
 	date := func(p *fjson.Value, name string) (time.Time, error) {

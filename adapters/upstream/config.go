@@ -9,7 +9,6 @@ package upstream
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/smart"
+	"github.com/fhirgate/fhirgate/config"
 )
 
 // Config is the part of a source's config that every HTTP adapter shares;
@@ -235,18 +235,10 @@ func checkURL(s string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if config.LoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q must use https (http only on loopback)", s)
 	}
 	return fmt.Errorf("%q must be an https URL", s)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/fhirgate/fhirgate/config"
 )
 
 // NewDevIssuer starts an issuer outside of a test, listening on addr (a
@@ -18,11 +20,7 @@ import (
 // Mint and the caller stops it with Close. It is a development identity
 // provider: it logs in whoever asks, so it refuses non-loopback addresses.
 func NewDevIssuer(addr string) (*Issuer, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("authtest: issuer address: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !config.LoopbackAddr(addr) {
 		return nil, fmt.Errorf("authtest: the development issuer only listens on loopback, not %q", addr)
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -33,23 +31,7 @@ func NewDevIssuer(addr string) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authtest: %w", err)
 	}
-	is := &Issuer{
-		Audience: DefaultAudience,
-		Now:      time.Now,
-		TokenTTL: 5 * time.Minute,
-		key:      key,
-		kid:      "k1",
-		clients:  map[string]string{},
-		codes:    map[string]*authCode{},
-		opaque:   map[string]Claims{},
-		users:    map[string]Claims{},
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
-	mux.HandleFunc("GET /jwks", is.jwks)
-	mux.HandleFunc("GET /authorize", is.authorize)
-	mux.HandleFunc("POST /token", is.token)
-	mux.HandleFunc("POST /introspect", is.introspect)
+	is, mux := newIssuer(key)
 	is.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	is.Server.Start()
 	is.URL = is.Server.URL

@@ -75,13 +75,9 @@ type authCode struct {
 	claims                                  Claims
 }
 
-// NewIssuer starts an issuer and stops it when the test ends.
-func NewIssuer(t testing.TB) *Issuer {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatalf("authtest: %v", err)
-	}
+// newIssuer makes an issuer signing with key and the handler of its
+// endpoints; the callers start the server.
+func newIssuer(key *rsa.PrivateKey) (*Issuer, *http.ServeMux) {
 	is := &Issuer{
 		Audience: DefaultAudience,
 		Now:      time.Now,
@@ -99,6 +95,17 @@ func NewIssuer(t testing.TB) *Issuer {
 	mux.HandleFunc("GET /authorize", is.authorize)
 	mux.HandleFunc("POST /token", is.token)
 	mux.HandleFunc("POST /introspect", is.introspect)
+	return is, mux
+}
+
+// NewIssuer starts an issuer and stops it when the test ends.
+func NewIssuer(t testing.TB) *Issuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatalf("authtest: %v", err)
+	}
+	is, mux := newIssuer(key)
 	is.Server = httptest.NewServer(mux)
 	is.URL = is.Server.URL
 	t.Cleanup(is.Server.Close)

@@ -155,19 +155,6 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// isLoopback reports whether a listen address binds only to loopback.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // openStore opens the store named by a --db value.
 func openStore(ctx context.Context, db string, opts sqlstore.Options) (storage.Store, error) {
 	switch {
@@ -227,7 +214,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	switch f.auth {
 	case "none":
-		if !isLoopback(f.addr) {
+		if !config.LoopbackAddr(f.addr) {
 			return fmt.Errorf("--auth=none serves patient data without authentication and is only allowed on a loopback address (127.0.0.1:port, [::1]:port, localhost:port), not %q", f.addr)
 		}
 		log.Warn("authentication is OFF (--auth=none): every request is served without a token; for local use only", "addr", f.addr)
