@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
@@ -12,11 +14,70 @@ import (
 
 // conditionalMatches returns the current resources of typ that match a
 // conditional URL's search (If-None-Exist, conditional update/patch/delete).
+// Inside a transaction it first locks the condition (see conditionLocks),
+// so that the search and the write that follows it happen once at a time
+// for that condition across every replica.
 func (s *Server) conditionalMatches(ctx context.Context, r storage.Reader, typ, query string, entry int, field string) ([]*fhir.Resource, error) {
 	if query == "" {
 		return nil, fhir.Errorf(http.StatusBadRequest, "required", nil, "a conditional request needs search parameters")
 	}
+	if tx, ok := r.(storage.Tx); ok {
+		if err := tx.Lock(ctx, conditionLocks(typ, query)...); err != nil {
+			return nil, err
+		}
+	}
 	return s.searchAll(ctx, r, typ, query, 2)
+}
+
+// conditionLocks names the locks a conditional write on typ takes before
+// its search: one per parameter and value of the condition (modifiers and
+// prefixes kept out, each of a comma's alternatives on its own). Two
+// conditions that could be satisfied by one new resource almost always
+// share a parameter and value (the identifier), so they serialise even
+// when written differently ("identifier=a|1" and
+// "identifier=a|1&active=true"); conditions that share none cannot race
+// into a duplicate of each other's match by the same value. Parameters
+// that describe the result rather than the resource (_count, _sort...)
+// are left out.
+func conditionLocks(typ, query string) []string {
+	q, err := url.ParseQuery(strings.TrimPrefix(query, "?"))
+	if err != nil {
+		return []string{"condition:" + typ + "?" + query}
+	}
+	var keys []string
+	for name, vals := range q {
+		name, _, _ = strings.Cut(name, ":")
+		switch name {
+		case "_count", "_sort", "_summary", "_elements", "_total", "_include", "_revinclude", "_format", "_pretty", "_contained", "_containedType":
+			continue
+		}
+		for _, v := range vals {
+			for _, alt := range splitUnescaped(v, ',') {
+				keys = append(keys, "condition:"+typ+"?"+name+"="+alt)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		keys = append(keys, "condition:"+typ)
+	}
+	return keys
+}
+
+// splitUnescaped splits s at sep characters not escaped by a backslash
+// (FHIR search escapes a literal comma as "\,").
+func splitUnescaped(s string, sep byte) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // conditionalMatch is conditionalMatches for operations that need at most

@@ -292,6 +292,11 @@ func (s *Server) runTransaction(ctx context.Context, entries []*bundleEntryReq) 
 		return err
 	}
 	return s.cfg.Store.InTx(ctx, func(tx storage.Tx) error {
+		// every condition's locks at once, before any is searched: two
+		// transactions with conditions in different orders cannot deadlock
+		if err := tx.Lock(ctx, transactionLocks(entries)...); err != nil {
+			return err
+		}
 		ids, err := s.assignIdentities(ctx, tx, entries)
 		if err != nil {
 			return err
@@ -333,6 +338,21 @@ func (s *Server) runTransaction(ctx context.Context, entries []*bundleEntryReq) 
 		}
 		return flush()
 	})
+}
+
+// transactionLocks are the locks of every conditional entry (see
+// conditionLocks).
+func transactionLocks(entries []*bundleEntryReq) []string {
+	var keys []string
+	for _, be := range entries {
+		switch {
+		case be.method == http.MethodPost && be.ifNoneExist != "":
+			keys = append(keys, conditionLocks(be.typ, be.ifNoneExist)...)
+		case be.id == "" && be.query != "" && be.method != http.MethodGet && be.method != http.MethodHead:
+			keys = append(keys, conditionLocks(be.typ, be.query)...)
+		}
+	}
+	return keys
 }
 
 // runBatch processes each entry on its own; failures become that entry's

@@ -114,6 +114,16 @@ type DeleteOptions struct {
 type Tx interface {
 	Reader
 	Writer
+	// Lock takes exclusive locks named by keys, held until the transaction
+	// ends, in every process sharing the database: a check-then-write
+	// (a conditional create, a patient's consolidation) that locks a key
+	// before its check is serialised with every other that locks the same
+	// key. Keys are taken in a fixed order, so that two transactions
+	// locking the same keys at once cannot deadlock; a transaction that
+	// takes locks more than once should take them all in its first call.
+	// A store whose transactions are already serialised (SQLite's single
+	// writer) has nothing to do.
+	Lock(ctx context.Context, keys ...string) error
 }
 
 // Store is a resource store.

@@ -27,7 +27,7 @@ func init() {
 }
 
 // Dialect is PostgreSQL's.
-var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE"}
+var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE", LockSQL: "SELECT pg_advisory_xact_lock(?)"}
 
 // Config says where the store lives.
 type Config struct {
@@ -37,6 +37,10 @@ type Config struct {
 	// (tests isolate themselves this way).
 	Schema string
 }
+
+// DefaultMaxConns is the connection pool's size unless the URL sets
+// pool_max_conns.
+const DefaultMaxConns = 16
 
 // migrationLock is the advisory lock key that serialises migrations when
 // several gateway replicas start at once.
@@ -89,6 +93,12 @@ func OpenDB(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, fmt.Errorf("postgres: invalid schema name %q", cfg.Schema)
 		}
 		pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	}
+	if !strings.Contains(cfg.URL, "pool_max_conns") {
+		// pgx's default (the larger of 4 and the CPU count) is small for a
+		// server: a transaction waiting on a lock (a conditional write, a
+		// patient's consolidation) holds its connection while it waits.
+		pc.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -58,6 +58,10 @@ type Dialect struct {
 	// changed (" FOR UPDATE" on PostgreSQL, "" on SQLite whose write lock
 	// is already exclusive).
 	ForUpdate string
+	// LockSQL takes a transaction-scoped exclusive lock on one int64 key
+	// ("SELECT pg_advisory_xact_lock(?)" on PostgreSQL); empty where
+	// transactions are already serialised (SQLite's single writer).
+	LockSQL string
 }
 
 // Copier is implemented by connections that can bulk-load rows faster than

@@ -270,6 +270,8 @@ type tx struct {
 	written []cacheEntry
 	// types are the resource types written, for the mark cache.
 	types map[string]bool
+	// locked are the advisory lock keys this transaction holds.
+	locked map[int64]bool
 }
 
 // Conn exposes the transaction's connection to the search layer.
@@ -319,6 +321,15 @@ func (t *tx) Update(ctx context.Context, res *fhir.Resource, opts storage.Update
 		method = "PUT"
 	}
 	cur, _, err := readCurrent(ctx, t.c, res.Type, res.ID, t.s.dialect.ForUpdate)
+	if errors.Is(err, storage.ErrNotFound) && opts.AllowCreate && t.s.dialect.LockSQL != "" {
+		// Update-as-create: no row to lock yet, so two writers of a new id
+		// would both insert version 1. Serialise them on the id and look
+		// again: the one that waited updates what the first created.
+		if err := t.Lock(ctx, "resource:"+res.Type+"/"+res.ID); err != nil {
+			return nil, false, err
+		}
+		cur, _, err = readCurrent(ctx, t.c, res.Type, res.ID, t.s.dialect.ForUpdate)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		if opts.IfMatch != "" {

@@ -69,6 +69,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"AbandonedUploads", testAbandonedUploads},
 		{"ChangeMark", testChangeMark},
 		{"ChangeMarkConcurrent", testChangeMarkConcurrent},
+		{"LockSerialises", testLockSerialises},
+		{"ConcurrentUpdateAsCreate", testConcurrentUpdateAsCreate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
