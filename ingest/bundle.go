@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 )
@@ -16,13 +17,39 @@ import (
 // references to an entry's fullUrl become "Type/id". The Bundle describes
 // one patient: its Patient entry, or when it has none, the one Patient its
 // references name.
-func (im *Importer) ImportBundle(ctx context.Context, patientID string, body []byte) (*Result, error) {
+func (im *Importer) importBundle(ctx context.Context, target *fhir.Resource, body []byte, opts Options) (*Result, error) {
 	source := docSource("fhir", body)
 	rs, sourcePatient, issues, err := bundleResources(body, source)
 	if err != nil {
 		return nil, err
 	}
-	return im.file(ctx, consolidate.Batch{Source: source, PatientID: patientID, SourcePatientID: sourcePatient, Resources: rs}, issues)
+	var doc subject.Demographics
+	for _, r := range rs {
+		if r.Type == "Patient" && r.ID == sourcePatient {
+			doc = subject.FromPatient(r)
+			for _, p := range []*string{&doc.BirthDate.Path, &doc.Gender.Path} {
+				*p = "Bundle.entry.resource.ofType(Patient)." + strings.TrimPrefix(*p, "Patient.")
+			}
+			for i := range doc.Identifiers {
+				doc.Identifiers[i].Path = "Bundle.entry.resource.ofType(Patient)." + strings.TrimPrefix(doc.Identifiers[i].Path, "Patient.")
+			}
+			for i := range doc.Names {
+				doc.Names[i].Path = "Bundle.entry.resource.ofType(Patient)." + strings.TrimPrefix(doc.Names[i].Path, "Patient.")
+			}
+		}
+	}
+	accepted, err := checkSubject(target, doc, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rs, err = recordAcceptance(rs, false, accepted, opts.AcceptedBy, source, im.stamp()); err != nil {
+		return nil, err
+	}
+	res, err := im.file(ctx, consolidate.Batch{Source: source, PatientID: target.ID, SourcePatientID: sourcePatient, Resources: rs}, issues)
+	if res != nil {
+		res.Accepted = accepted
+	}
+	return res, err
 }
 
 func bundleResources(body []byte, source string) ([]*fhir.Resource, string, []fhir.Issue, error) {

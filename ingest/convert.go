@@ -15,14 +15,16 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/convert/ccda"
 	"github.com/fhirgate/fhirgate/convert/hl7v2"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 )
 
-// ImportCCDA converts a C-CDA document and files it. With lenientType
-// (the body came as plain XML) a document that is not a CDA
-// ClinicalDocument is an unsupported media type rather than malformed.
-func (im *Importer) ImportCCDA(ctx context.Context, patientID string, doc []byte, lenientType bool) (*Result, error) {
+// importCCDA converts a C-CDA document and files it into the record of
+// target. With lenientType (the body came as plain XML) a document that is
+// not a CDA ClinicalDocument is an unsupported media type rather than
+// malformed.
+func (im *Importer) importCCDA(ctx context.Context, target *fhir.Resource, doc []byte, lenientType bool, opts Options) (*Result, error) {
 	res, err := ccda.Convert(doc, ccda.Options{Now: im.Now})
 	if err != nil {
 		if lenientType && errors.Is(err, ccda.ErrNotCDA) {
@@ -30,13 +32,29 @@ func (im *Importer) ImportCCDA(ctx context.Context, patientID string, doc []byte
 		}
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return im.file(ctx, consolidate.Batch{
-		Source:          docSource("ccda", doc),
-		PatientID:       patientID,
+	accepted, err := checkSubject(target, res.Subject, opts)
+	if err != nil {
+		return nil, err
+	}
+	source := docSource("ccda", doc)
+	rs, err := recordAcceptance(res.Resources, true, accepted, opts.AcceptedBy, source, im.stamp())
+	if err != nil {
+		return nil, err
+	}
+	out, err := im.file(ctx, consolidate.Batch{
+		Source:          source,
+		PatientID:       target.ID,
 		SourcePatientID: res.PatientID,
-		Resources:       res.Resources,
+		Resources:       rs,
 	}, res.Issues)
+	if out != nil {
+		out.Accepted = accepted
+	}
+	return out, err
 }
+
+// stamp is the import's time as a FHIR instant.
+func (im *Importer) stamp() string { return im.now().UTC().Format("2006-01-02T15:04:05Z") }
 
 // HL7Message is a converted HL7 v2 message ready to be filed.
 type HL7Message struct {
@@ -51,6 +69,8 @@ type HL7Message struct {
 	Patient *fhir.Resource
 	// Issues report what was not converted.
 	Issues []fhir.Issue
+	// Subject is what PID says about the patient.
+	Subject subject.Demographics
 }
 
 // ConvertHL7v2 parses and converts a message. Errors wrap ErrMalformed
@@ -66,7 +86,7 @@ func (im *Importer) ConvertHL7v2(raw []byte) (*HL7Message, error) {
 		}
 		return out, fmt.Errorf("%w: %w", ErrUnconvertible, err)
 	}
-	hm := &HL7Message{Message: m, Source: facilitySource(m), Issues: res.Issues}
+	hm := &HL7Message{Message: m, Source: facilitySource(m), Issues: res.Issues, Subject: res.Subject}
 	rs := res.Resources
 	var pat *fhir.Resource
 	for _, r := range rs {
@@ -93,7 +113,7 @@ func (im *Importer) ConvertHL7v2(raw []byte) (*HL7Message, error) {
 			hm.Patient = r
 		}
 	}
-	orig, err := original(raw, m, res.PatientID, im.now().UTC().Format("2006-01-02T15:04:05Z"))
+	orig, err := original(raw, m, res.PatientID, im.stamp())
 	if err != nil {
 		return hm, err
 	}
@@ -111,13 +131,25 @@ func (im *Importer) FileHL7v2(ctx context.Context, patientID string, hm *HL7Mess
 	}, hm.Issues)
 }
 
-// ImportHL7v2 converts one HL7 v2 message and files it.
-func (im *Importer) ImportHL7v2(ctx context.Context, patientID string, raw []byte) (*Result, error) {
+// importHL7v2 converts one HL7 v2 message and files it into the record of
+// target.
+func (im *Importer) importHL7v2(ctx context.Context, target *fhir.Resource, raw []byte, opts Options) (*Result, error) {
 	hm, err := im.ConvertHL7v2(raw)
 	if err != nil {
 		return nil, err
 	}
-	return im.FileHL7v2(ctx, patientID, hm)
+	accepted, err := checkSubject(target, hm.Subject, opts)
+	if err != nil {
+		return nil, err
+	}
+	if hm.Resources, err = recordAcceptance(hm.Resources, true, accepted, opts.AcceptedBy, hm.Source, im.stamp()); err != nil {
+		return nil, err
+	}
+	res, err := im.FileHL7v2(ctx, target.ID, hm)
+	if res != nil {
+		res.Accepted = accepted
+	}
+	return res, err
 }
 
 // facilitySource names the source of a message after its sending facility

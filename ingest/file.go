@@ -42,7 +42,7 @@ func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType s
 	if !magicOK(mediaType, head) {
 		return nil, fmt.Errorf("%w: the content is not %s (its first bytes do not match)", ErrMalformed, mediaType)
 	}
-	if err := im.checkPatient(ctx, patientID); err != nil {
+	if _, err := im.checkPatient(ctx, patientID); err != nil {
 		return nil, err
 	}
 	h1, h256 := sha1.New(), sha256.New()

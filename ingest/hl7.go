@@ -10,6 +10,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/convert/hl7v2"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
@@ -20,7 +21,11 @@ import (
 // its PID-3 identifier (a Patient is created from the message when none
 // matches), filed through consolidate in one transaction, and only then
 // acknowledged with AA; a message that cannot be parsed or converted is
-// answered AR, one that cannot be stored AE, and nothing of it is kept.
+// answered AR, one that cannot be stored AE, and nothing of it is kept. A
+// message whose demographics (name, birth date, sex, identifiers of the
+// same system) contradict the Patient its identifier matched is answered AE
+// with one ERR per contradiction and nothing is stored: MLLP has no way to
+// override this.
 type HL7Handler struct {
 	// Store receives the record. Required.
 	Store storage.Store
@@ -70,13 +75,41 @@ func (h *HL7Handler) Handle(ctx context.Context, msg []byte) (patientID string, 
 	}
 	pid, err := h.patient(ctx, hm)
 	if err == nil {
-		_, err = im.FileHL7v2(ctx, pid, hm)
+		// a Patient found by its identifier whose other demographics
+		// contradict the message: the wrong patient, or a wrong identifier;
+		// either way nothing is filed (MLLP has no override)
+		var target *fhir.Resource
+		if target, err = h.Store.Read(ctx, "Patient", pid); err == nil {
+			if ms := subject.Compare(hm.Subject, subject.FromPatient(target)); len(ms) > 0 {
+				h.logger().Warn("HL7 v2 message refused: its demographics contradict the matched Patient", "control_id", hm.Message.ControlID(), "err", (&MismatchError{Mismatches: ms}).Error())
+				return "", mismatchACK(hm.Message, ms, h.now())
+			}
+			_, err = im.FileHL7v2(ctx, pid, hm)
+		}
 	}
 	if err != nil {
 		h.logger().Error("HL7 v2 message not stored", "control_id", hm.Message.ControlID(), "err", err)
 		return "", hl7v2.ACK(hm.Message, hl7v2.AE, hl7v2.ErrCodeInternal, "the message could not be stored; send it again", h.now())
 	}
 	return pid, hl7v2.ACK(hm.Message, hl7v2.AA, "", "", h.now())
+}
+
+// mismatchACK is the error acknowledgement of a message whose demographics
+// contradict the Patient it matched: one ERR per contradiction, located at
+// the PID field. It names the fields, not the stored Patient's values: the
+// sender must not learn more about a patient than it sent.
+func mismatchACK(m *hl7v2.Message, ms []subject.Mismatch, now time.Time) []byte {
+	errs := make([]hl7v2.AckError, 0, len(ms))
+	for _, mm := range ms {
+		e := hl7v2.AckError{Segment: "PID", Sequence: 1, Code: hl7v2.ErrCodeInternal,
+			AppCode: "demographics-mismatch", AppText: "Demographics contradict the stored patient",
+			Text: mm.Safe()}
+		if _, err := fmt.Sscanf(mm.SourcePath, "PID-%d[%d]", &e.Field, &e.FieldRep); err != nil {
+			fmt.Sscanf(mm.SourcePath, "PID-%d", &e.Field)
+		}
+		errs = append(errs, e)
+	}
+	return hl7v2.ACKErrors(m, hl7v2.AE, "the message's patient demographics contradict the patient its identifier names; nothing was stored", errs, now)
 }
 
 func (h *HL7Handler) logger() *slog.Logger {

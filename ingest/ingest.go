@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 )
@@ -96,6 +97,10 @@ type Result struct {
 	// validation findings. Diagnostics may hold patient data: never log
 	// them.
 	Issues []fhir.Issue
+	// Accepted lists the contradictions between the input's demographics
+	// and the Patient that Options.AcceptMismatch let through (patient
+	// data: never log the values).
+	Accepted []subject.Mismatch
 }
 
 // Kind is the converter a media type selects.
@@ -148,42 +153,52 @@ func (im *Importer) consolidator() *consolidate.Consolidator {
 }
 
 // Import converts body according to its Content-Type and files it into
-// the record of Patient/patientID.
+// the record of Patient/patientID; see ImportWith.
 func (im *Importer) Import(ctx context.Context, patientID, contentType string, body []byte) (*Result, error) {
+	return im.ImportWith(ctx, patientID, contentType, body, Options{})
+}
+
+// ImportWith converts body according to its Content-Type and files it into
+// the record of Patient/patientID. A C-CDA document, HL7 v2 message or FHIR
+// Bundle whose demographics contradict the Patient is refused with a
+// *MismatchError (ErrDemographicsMismatch) unless opts accepts it.
+func (im *Importer) ImportWith(ctx context.Context, patientID, contentType string, body []byte, opts Options) (*Result, error) {
 	kind, mt := KindOf(contentType)
 	if kind == KindNone {
 		return nil, fmt.Errorf("%w: %q; send %s, %s, %s, %s, %s, %s or %s", ErrUnsupportedMedia, mt, MediaCDA, MediaHL7v2, MediaFHIRJSON, MediaPDF, MediaJPEG, MediaPNG, MediaDICOM)
 	}
-	if err := im.checkPatient(ctx, patientID); err != nil {
+	target, err := im.checkPatient(ctx, patientID)
+	if err != nil {
 		return nil, err
 	}
 	switch kind {
 	case KindCDA, KindXML:
-		return im.ImportCCDA(ctx, patientID, body, kind == KindXML)
+		return im.importCCDA(ctx, target, body, kind == KindXML, opts)
 	case KindHL7v2:
-		return im.ImportHL7v2(ctx, patientID, body)
+		return im.importHL7v2(ctx, target, body, opts)
 	case KindFHIR:
-		return im.ImportBundle(ctx, patientID, body)
+		return im.importBundle(ctx, target, body, opts)
 	default:
 		return im.ImportFile(ctx, patientID, mt, body)
 	}
 }
 
-func (im *Importer) checkPatient(ctx context.Context, id string) error {
+// checkPatient reads the local Patient an import files into.
+func (im *Importer) checkPatient(ctx context.Context, id string) (*fhir.Resource, error) {
 	if !fhir.ValidID(id) {
-		return fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
+		return nil, fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
 	}
 	p, err := im.Store.Read(ctx, "Patient", id)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
-			return fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
+			return nil, fmt.Errorf("%w: Patient/%s", ErrNoPatient, id)
 		}
-		return err
+		return nil, err
 	}
 	if of := consolidate.DuplicateOf(p); of != "" {
-		return fmt.Errorf("%w: Patient/%s is a source's copy of %s; import into %s", ErrUnconvertible, id, of, of)
+		return nil, fmt.Errorf("%w: Patient/%s is a source's copy of %s; import into %s", ErrUnconvertible, id, of, of)
 	}
-	return nil
+	return p, nil
 }
 
 // docSource names the source of one document: its kind and a hash of its

@@ -112,7 +112,7 @@ func samples(t testing.TB, sub, ext string) map[string][]byte {
 
 func newPatient(t testing.TB, st storage.Store, id string) {
 	t.Helper()
-	p, err := fhir.Parse([]byte(`{"resourceType":"Patient","id":"` + id + `","name":[{"family":"Local"}]}`))
+	p, err := fhir.Parse([]byte(`{"resourceType":"Patient","id":"` + id + `","active":true}`))
 	if err != nil {
 		t.Fatal(err)
 	}

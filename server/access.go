@@ -45,6 +45,7 @@ type access struct {
 	patients               map[string]bool
 	consents               map[string]bool
 	refused                string // why access was refused, for the audit trail
+	note                   string // what else the audit trail must say (an accepted demographics mismatch)
 }
 
 func accessOf(c *gin.Context) *access {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -154,7 +155,7 @@ func (s *Server) auditMiddleware() gin.HandlerFunc {
 			Operation:    a.operation,
 			Recorded:     s.now(),
 			Outcome:      audit.OutcomeForStatus(status),
-			OutcomeDesc:  a.refused,
+			OutcomeDesc:  cmp.Or(a.refused, a.note),
 			Server:       s.baseURL(c.Request),
 			Resource:     a.resource,
 			ResourceType: a.resourceType,

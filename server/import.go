@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -45,7 +46,14 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only import into its own record"))
 		return
 	}
-	accessOf(c).resource = "Patient/" + id
+	a := accessOf(c)
+	a.resource = "Patient/" + id
+	a.patients["Patient/"+id] = true // an import is an access to the patient's record
+	opts, err := importOptions(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	ct := c.GetHeader("Content-Type")
 	kind, mt := ingest.KindOf(ct)
 	if kind == ingest.KindNone {
@@ -68,11 +76,17 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 			s.fail(c, err)
 			return
 		}
-		res, err = im.Import(c.Request.Context(), id, ct, body)
+		res, err = im.ImportWith(c.Request.Context(), id, ct, body, opts)
 	}
 	if err != nil {
+		if errors.Is(err, ingest.ErrDemographicsMismatch) {
+			a.refused = "the document's demographics contradict the patient's"
+		}
 		s.fail(c, importError(err, id))
 		return
+	}
+	if len(res.Accepted) > 0 {
+		a.note = fmt.Sprintf("the client accepted %d contradictions between the document's demographics and the patient's", len(res.Accepted))
 	}
 	out := fjson.AppendString([]byte(`{"resourceType":"Bundle","type":"collection","timestamp":`), fhir.FormatInstant(s.now()))
 	out = append(out, `,"entry":[{"resource":`...)
@@ -93,6 +107,9 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 // importError maps ingest errors to HTTP: input problems are the client's
 // (4xx with the reason), anything else goes through errorStatus.
 func importError(err error, id string) error {
+	if me := (*ingest.MismatchError)(nil); errors.As(err, &me) {
+		return mismatchOutcome(me, id)
+	}
 	switch {
 	case errors.Is(err, ingest.ErrNoPatient):
 		return fhir.Errorf(http.StatusNotFound, "not-found", nil, "Patient/%s is not known", id)
@@ -104,6 +121,53 @@ func importError(err error, id string) error {
 		return fhir.Errorf(http.StatusUnprocessableEntity, "processing", nil, "%s", err.Error())
 	}
 	return err
+}
+
+// mismatchOutcome is the 422 of a wrong-patient import: one issue per
+// contradiction, located in the document and in the Patient, with both
+// values in the diagnostics (the caller may import into this Patient, so
+// may see it; the values never reach a log), then how to override.
+func mismatchOutcome(me *ingest.MismatchError, id string) error {
+	issues := make([]fhir.Issue, 0, len(me.Mismatches)+1)
+	for _, m := range me.Mismatches {
+		issues = append(issues, fhir.Issue{Severity: fhir.SeverityError, Code: "business-rule",
+			Details:     &fhir.IssueDetails{Text: "demographics mismatch: " + m.Element},
+			Diagnostics: m.String(),
+			Expression:  []string{m.SourcePath, m.TargetPath}})
+	}
+	issues = append(issues, fhir.Issue{Severity: fhir.SeverityInformation, Code: "informational", Details: &fhir.IssueDetails{Text: fmt.Sprintf(
+		"nothing was filed into Patient/%s; a system client that has checked it is the same person may file it with demographicsMismatch=accept", id)}})
+	return &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
+}
+
+// importOptions reads $import's query parameters: demographicsMismatch
+// (refuse, the default, or accept, for system clients only).
+func importOptions(c *gin.Context) (ingest.Options, error) {
+	var opts ingest.Options
+	vals := c.Request.URL.Query()["demographicsMismatch"]
+	if len(vals) == 0 {
+		return opts, nil
+	}
+	if len(vals) > 1 {
+		return opts, fhir.Errorf(http.StatusBadRequest, "invalid", []string{"demographicsMismatch"}, "demographicsMismatch is given %d times", len(vals))
+	}
+	switch vals[0] {
+	case "refuse":
+		return opts, nil
+	case "accept":
+	default:
+		return opts, fhir.Errorf(http.StatusBadRequest, "invalid", []string{"demographicsMismatch"}, "demographicsMismatch must be accept or refuse")
+	}
+	p := principal(c)
+	if p != nil && p.Kind != auth.KindSystem && p.Kind != auth.KindAnonymous {
+		accessOf(c).refused = "only a system client may accept a demographics mismatch"
+		return opts, fhir.Errorf(http.StatusForbidden, "forbidden", []string{"demographicsMismatch"}, "only a system client may file a document whose demographics contradict the patient's")
+	}
+	opts.AcceptMismatch = true
+	if p != nil {
+		opts.AcceptedBy = p.ClientID
+	}
+	return opts, nil
 }
 
 func uploadTooLarge(limit int64) error {

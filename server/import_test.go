@@ -1,13 +1,17 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/storage"
 )
 
 // importSamples reads <module root>/../shared/testdata/sub/*ext.
@@ -39,7 +43,7 @@ func TestImportOperation(t *testing.T) {
 	ccdas := importSamples(t, "ccda", ".xml")
 	hl7s := importSamples(t, "hl7v2", ".hl7")
 	eachStoreWith(t, server.Config{}, func(t *testing.T, h *harness) {
-		mustStatus(t, h.do(http.MethodPut, "/Patient/imp", []byte(`{"resourceType":"Patient","id":"imp","name":[{"family":"Import"}]}`)), http.StatusCreated)
+		mustStatus(t, h.do(http.MethodPut, "/Patient/imp", []byte(`{"resourceType":"Patient","id":"imp","active":true}`)), http.StatusCreated)
 		post := func(ct string, body []byte) map[string]any {
 			t.Helper()
 			w := h.do(http.MethodPost, "/Patient/imp/$import", body, "Content-Type: "+ct)
@@ -167,4 +171,126 @@ func mustJSON(t *testing.T, v map[string]any) string {
 	}
 	walk(v)
 	return b.String()
+}
+
+// wrongPatientCDA is a C-CDA with one problem about Adam Everyman.
+const wrongPatientCDA = `<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <id root="1.2.3.4" extension="wrong-patient"/><code code="34133-9" codeSystem="2.16.840.1.113883.6.1"/><title>Summary</title><effectiveTime value="20240101"/>
+ <recordTarget><patientRole><id root="2.16.840.1.113883.19.5" extension="MRN-8"/>
+  <patient><name><given>Adam</given><family>Everyman</family></name><administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/><birthTime value="19700505"/></patient>
+ </patientRole></recordTarget>
+ <component><structuredBody><component><section>
+  <templateId root="2.16.840.1.113883.10.20.22.2.5.1"/><code code="11450-4" codeSystem="2.16.840.1.113883.6.1"/><title>Problems</title>
+  <entry><observation classCode="OBS" moodCode="EVN"><code code="55607006" codeSystem="2.16.840.1.113883.6.96"/><statusCode code="completed"/>
+   <value xsi:type="CD" code="230690007" codeSystem="2.16.840.1.113883.6.96" displayName="Stroke"/></observation></entry>
+ </section></component></structuredBody></component>
+</ClinicalDocument>`
+
+// TestImportWrongPatient: over HTTP, on both stores, a C-CDA document and
+// an HL7 v2 message about someone else are refused with 422 naming each
+// contradiction (paths into the document and the Patient, values in the
+// diagnostics); only a system client may file one anyway with
+// demographicsMismatch=accept, which the Provenance and the audit trail
+// record.
+func TestImportWrongPatient(t *testing.T) {
+	oru := "MSH|^~\\&|LAB|CITY LAB|GW|GW|20240101120000||ORU^R01^ORU_R01|WP1|P|2.5.1\r" +
+		"PID|1||MRN-8^^^MRN&2.16.840.1.113883.19.5&ISO^MR||Everyman^Adam||19700505|M\r" +
+		"OBR|1||R1|24331-1^Lipid panel^LN|||20240101\rOBX|1|NM|2093-3^Cholesterol^LN||180|mg/dL|<200||||F\r"
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := newSecured(t, k)
+			// A is "Alpha"; give A a birth date and sex too
+			mustStatus(t, s.as("system", http.MethodPut, "/Patient/"+s.pa, []byte(`{"resourceType":"Patient","id":"`+s.pa+`","name":[{"family":"Alpha","given":["Ann"]}],"gender":"female","birthDate":"1980-02-03",
+				"identifier":[{"system":"urn:oid:2.16.840.1.113883.19.5","value":"MRN-1"}]}`)), http.StatusOK)
+			path := "/Patient/" + s.pa + "/$import"
+			facts := func() int {
+				w := s.as("system", http.MethodGet, "/Condition?patient="+s.pa+"&_summary=count", nil)
+				mustStatus(t, w, http.StatusOK)
+				n, _ := jsonMap(t, w.Body.Bytes())["total"].(json.Number).Int64()
+				return int(n)
+			}
+			for _, in := range []struct{ ct, body string }{{"application/cda+xml", wrongPatientCDA}, {"x-application/hl7-v2+er7", oru}} {
+				w := s.as("system", http.MethodPost, path, []byte(in.body), "Content-Type: "+in.ct)
+				mustStatus(t, w, http.StatusUnprocessableEntity)
+				oo := jsonMap(t, w.Body.Bytes())
+				var elements []string
+				for _, is := range oo["issue"].([]any) {
+					is := is.(map[string]any)
+					if is["severity"] != "error" {
+						continue
+					}
+					expr := is["expression"].([]any)
+					if is["code"] != "business-rule" || len(expr) != 2 || !strings.HasPrefix(expr[1].(string), "Patient.") {
+						t.Errorf("%s: issue %v", in.ct, is)
+					}
+					elements = append(elements, strings.TrimPrefix(is["details"].(map[string]any)["text"].(string), "demographics mismatch: "))
+				}
+				if got := strings.Join(elements, ","); got != "identifier,name,birthDate,gender" {
+					t.Errorf("%s: mismatches %s", in.ct, got)
+				}
+				if body := w.Body.String(); !strings.Contains(body, "Everyman") || !strings.Contains(body, "Alpha") {
+					t.Errorf("%s: the answer does not show the values: %s", in.ct, body)
+				}
+			}
+			if n := facts(); n != 0 {
+				t.Fatalf("%d Conditions filed from refused imports", n)
+			}
+			// the override: only a system client, only with the exact value
+			for _, c := range []struct {
+				who, query string
+				want       int
+			}{
+				{"patientA", "accept", http.StatusForbidden},
+				{"provider", "accept", http.StatusForbidden},
+				{"system", "yes", http.StatusBadRequest},
+				{"system", "refuse", http.StatusUnprocessableEntity},
+			} {
+				w := s.as(c.who, http.MethodPost, path+"?demographicsMismatch="+c.query, []byte(wrongPatientCDA), "Content-Type: application/cda+xml")
+				mustStatus(t, w, c.want)
+			}
+			if n := facts(); n != 0 {
+				t.Fatalf("%d Conditions filed from refused imports", n)
+			}
+			w := s.as("system", http.MethodPost, path+"?demographicsMismatch=accept", []byte(wrongPatientCDA), "Content-Type: application/cda+xml")
+			mustStatus(t, w, http.StatusOK)
+			if n := facts(); n != 1 {
+				t.Fatalf("%d Conditions after the override, want 1", n)
+			}
+			w = s.as("system", http.MethodGet, "/Provenance?patient="+s.pa+"&_count=100", nil)
+			mustStatus(t, w, http.StatusOK)
+			if b := w.Body.String(); !strings.Contains(b, "demographics-mismatch-accepted") || !strings.Contains(b, `"code":"verifier"`) || !strings.Contains(b, `"value":"hospital"`) {
+				t.Errorf("no Provenance records the accepted mismatch: %.2000s", b)
+			}
+			// the audit trail records the override (the auditor writes in the
+			// background: closing it flushes the queue)
+			s.auditor.Close()
+			q, err := testRegistry.ParseQuery("AuditEvent", url.Values{"_count": {"1000"}}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := s.store.Search(context.Background(), storage.SearchRequest{Query: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var refusals, accepted int
+			for _, ev := range page.Matches {
+				raw := string(ev.Raw)
+				if !strings.Contains(raw, "Patient/"+s.pa) {
+					continue
+				}
+				if strings.Contains(raw, "demographics contradict") {
+					refusals++
+				}
+				if strings.Contains(raw, "accepted 4 contradictions") {
+					accepted++
+				}
+				if strings.Contains(raw, "Everyman") {
+					t.Errorf("an audit event holds the document's values: %s", raw)
+				}
+			}
+			if refusals < 2 || accepted != 1 {
+				t.Errorf("audit trail: %d refused imports, %d accepted overrides", refusals, accepted)
+			}
+		})
+	}
 }

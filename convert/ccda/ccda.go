@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 )
 
@@ -63,6 +64,9 @@ type Result struct {
 	PatientID string
 	// DocumentReferenceID is the id of the DocumentReference keeping the original.
 	DocumentReferenceID string
+	// Subject is what recordTarget says about the patient, with paths into
+	// the document, to check it against the Patient it is filed under.
+	Subject subject.Demographics
 }
 
 // Outcome returns the issues as an OperationOutcome.
@@ -134,6 +138,7 @@ type converter struct {
 
 	patientRef   obj
 	patientID    string
+	subject      subject.Demographics
 	people       map[string]string // identifier key -> reference, to share Practitioners
 	orgs         map[string]string
 	authorRefs   []obj
@@ -184,7 +189,7 @@ func Convert(doc []byte, opts Options) (*Result, error) {
 	}
 	c.provenance(docRefID)
 
-	res := &Result{Issues: c.issues, PatientID: c.patientID, DocumentReferenceID: docRefID}
+	res := &Result{Issues: c.issues, PatientID: c.patientID, DocumentReferenceID: docRefID, Subject: c.subject}
 	for _, p := range c.out {
 		full := append(obj{{"resourceType", p.typ}, {"id", p.id}}, p.body...)
 		raw, err := json.Marshal(full)
@@ -249,6 +254,7 @@ func (c *converter) patient() {
 		c.warn("not-supported", "only the first recordTarget was converted", "ClinicalDocument/recordTarget[2]")
 	}
 	p := role.child("patient")
+	c.demographics(role, p)
 	body := obj{}.
 		add("identifier", identifiers(role.all("id"))).
 		add("name", names(p.all("name"))).
@@ -279,6 +285,35 @@ func (c *converter) patient() {
 	}
 	c.patientRef = c.emit("Patient", body, "ClinicalDocument/recordTarget", true)
 	c.patientID = strings.TrimPrefix(c.patientRef[0].val.(string), "Patient/")
+}
+
+// demographics records what recordTarget says about the patient.
+func (c *converter) demographics(role, p *node) {
+	const base = "ClinicalDocument/recordTarget/patientRole"
+	for i, n := range role.all("id") {
+		if id := identifier(n); id != nil {
+			sys, _ := id.get("system").(string)
+			val, _ := id.get("value").(string)
+			c.subject.Identifiers = append(c.subject.Identifiers, subject.Identifier{System: sys, Value: val, Path: fmt.Sprintf("%s/id[%d]", base, i+1)})
+		}
+	}
+	for i, n := range p.all("name") {
+		for _, hn := range names([]*node{n}) {
+			nm := subject.Name{Path: fmt.Sprintf("%s/patient/name[%d]", base, i+1)}
+			nm.Family, _ = hn.get("family").(string)
+			nm.Given, _ = hn.get("given").([]string)
+			nm.Text, _ = hn.get("text").(string)
+			c.subject.Names = append(c.subject.Names, nm)
+		}
+	}
+	if bt := p.child("birthTime"); bt != nil {
+		if dt, _, ok := DateTime(bt.attr("value")); ok {
+			c.subject.BirthDate = subject.Value{Value: dt[:min(len(dt), 10)], Path: base + "/patient/birthTime"}
+		}
+	}
+	if g := p.child("administrativeGenderCode"); g != nil {
+		c.subject.Gender = subject.Value{Value: gender(g), Path: base + "/patient/administrativeGenderCode"}
+	}
 }
 
 func (c *converter) header() {

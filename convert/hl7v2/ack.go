@@ -1,6 +1,7 @@
 package hl7v2
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,10 +22,34 @@ const (
 	ErrCodeInternal        = "207"
 )
 
+// AckError is one ERR segment of an acknowledgement.
+type AckError struct {
+	// Location is ERR-2 (ERL): the segment, its sequence, the field, the
+	// repetition ("PID", 1, 5, 1); an empty Segment leaves it out.
+	Segment                  string
+	Sequence, Field, FieldRep int
+	// Code is ERR-3 (table 0357); ErrCodeInternal when "".
+	Code string
+	// AppCode and AppText are ERR-5, the application's own error code.
+	AppCode, AppText string
+	// Text is ERR-8, the user message.
+	Text string
+}
+
 // ACK builds an acknowledgement of msg (which may be nil when the message
 // could not be parsed) with MSA and, unless code is AA, an ERR segment
 // carrying errCode (table 0357) and text. Segments end with CR.
 func ACK(msg *Message, code, errCode, text string, now time.Time) []byte {
+	var errs []AckError
+	if code != AA {
+		errs = []AckError{{Code: errCode, Text: text}}
+	}
+	return ACKErrors(msg, code, text, errs, now)
+}
+
+// ACKErrors builds an acknowledgement with MSA (MSA-3 text unless code is
+// AA) and one ERR segment per error.
+func ACKErrors(msg *Message, code, text string, errs []AckError, now time.Time) []byte {
 	var sendApp, sendFac, recvApp, recvFac, trigger, control, version, proc string
 	version, proc = "2.5.1", "P"
 	if msg != nil && len(msg.Segments) > 0 {
@@ -62,16 +87,30 @@ func ACK(msg *Message, code, errCode, text string, now time.Time) []byte {
 		b.WriteString(escape(text))
 	}
 	b.WriteByte('\r')
-	if code != AA {
-		if errCode == "" {
-			errCode = ErrCodeInternal
+	for _, e := range errs {
+		if e.Code == "" {
+			e.Code = ErrCodeInternal
 		}
-		b.WriteString("ERR|||")
-		b.WriteString(errCode)
+		b.WriteString("ERR||")
+		if e.Segment != "" {
+			b.WriteString(escape(e.Segment))
+			for _, n := range []int{e.Sequence, e.Field, e.FieldRep} {
+				b.WriteByte('^')
+				if n > 0 {
+					b.WriteString(strconv.Itoa(n))
+				}
+			}
+		}
+		b.WriteByte('|')
+		b.WriteString(e.Code)
 		b.WriteString("^")
-		b.WriteString(errorNames[errCode])
-		b.WriteString("^HL70357|E||||")
-		b.WriteString(escape(text))
+		b.WriteString(errorNames[e.Code])
+		b.WriteString("^HL70357|E|")
+		if e.AppCode != "" {
+			b.WriteString(escape(e.AppCode) + "^" + escape(e.AppText) + "^L")
+		}
+		b.WriteString("|||")
+		b.WriteString(escape(e.Text))
 		b.WriteByte('\r')
 	}
 	return []byte(b.String())

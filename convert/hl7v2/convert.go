@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/convert/ccda"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 )
 
@@ -41,6 +42,9 @@ type Result struct {
 	Issues []fhir.Issue
 	// PatientID is the id of the Patient made from PID.
 	PatientID string
+	// Subject is what PID says about the patient, with the fields it was
+	// read from, to check it against the Patient it is filed under.
+	Subject subject.Demographics
 }
 
 // Outcome returns the issues as an OperationOutcome.
@@ -89,6 +93,7 @@ type converter struct {
 	targets []string
 	patient map[string]any
 	patID   string
+	subject subject.Demographics
 }
 
 type pending struct {
@@ -149,7 +154,7 @@ func Convert(m *Message, opts Options) (*Result, error) {
 	}
 	c.unconverted(code)
 	c.provenance()
-	res := &Result{Issues: c.issues, PatientID: c.patID}
+	res := &Result{Issues: c.issues, PatientID: c.patID, Subject: c.subject}
 	for _, p := range c.out {
 		p.body["resourceType"] = p.typ
 		p.body["id"] = p.id
@@ -328,8 +333,16 @@ func (c *converter) pid(s *Segment) {
 		}
 	}
 	put(p, "identifier", ids)
+	for _, n := range []int{3, 2, 4} {
+		for i, r := range s.Field(n) {
+			if id := identifier(r); id != nil {
+				sys, _ := id["system"].(string)
+				c.subject.Identifiers = append(c.subject.Identifiers, subject.Identifier{System: sys, Value: id["value"].(string), Path: fmt.Sprintf("PID-%d[%d]", n, i+1)})
+			}
+		}
+	}
 	var names []any
-	for _, r := range s.Field(5) {
+	for i, r := range s.Field(5) {
 		family := r.Sub(1, 1)
 		var given []string
 		for _, g := range []string{r.Comp(2), r.Comp(3)} {
@@ -341,6 +354,7 @@ func (c *converter) pid(s *Segment) {
 		n := obj("use", use, "family", family, "given", given, "suffix", nonEmpty(r.Comp(4), r.Comp(6)), "prefix", nonEmpty(r.Comp(5)))
 		if len(n) > 0 {
 			names = append(names, n)
+			c.subject.Names = append(c.subject.Names, subject.Name{Family: family, Given: given, Path: fmt.Sprintf("PID-5[%d]", i+1)})
 		}
 	}
 	put(p, "name", names)
@@ -365,8 +379,11 @@ func (c *converter) pid(s *Segment) {
 		}
 	}
 	put(p, "telecom", tel)
-	put(p, "gender", map[string]string{"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}[s.Get(8, 1)])
+	sex := map[string]string{"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}[s.Get(8, 1)]
+	put(p, "gender", sex)
 	put(p, "birthDate", date(s.Get(7, 1)))
+	c.subject.Gender = subject.Value{Value: sex, Path: "PID-8"}
+	c.subject.BirthDate = subject.Value{Value: date(s.Get(7, 1)), Path: "PID-7"}
 	if dd := s.Get(29, 1); dd != "" {
 		put(p, "deceasedDateTime", c.dateTime(dd, "PID-29"))
 	} else if s.Get(30, 1) == "Y" {
