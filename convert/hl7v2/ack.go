@@ -26,7 +26,7 @@ const (
 type AckError struct {
 	// Location is ERR-2 (ERL): the segment, its sequence, the field, the
 	// repetition ("PID", 1, 5, 1); an empty Segment leaves it out.
-	Segment                  string
+	Segment                   string
 	Sequence, Field, FieldRep int
 	// Code is ERR-3 (table 0357); ErrCodeInternal when "".
 	Code string
