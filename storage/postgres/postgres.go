@@ -52,11 +52,17 @@ func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Sto
 	if err != nil {
 		return nil, err
 	}
-	if _, err := migrate(ctx, db); err != nil {
+	applied, err := migrate(ctx, db)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return sqlstore.New(db, Dialect, opts), nil
+	st := sqlstore.New(db, Dialect, opts)
+	if err := st.AfterMigrate(ctx, applied); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // Migrate applies the migrations and reports which ran.

@@ -47,7 +47,8 @@ func Open(ctx context.Context, path string, opts sqlstore.Options) (*sqlstore.St
 	if err != nil {
 		return nil, err
 	}
-	if _, err := sqlstore.Migrate(ctx, db, migrations, "migrations"); err != nil {
+	applied, err := sqlstore.Migrate(ctx, db, migrations, "migrations")
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -55,7 +56,12 @@ func Open(ctx context.Context, path string, opts sqlstore.Options) (*sqlstore.St
 		// this process is the database's only writer: reads may be cached
 		opts.ReadCacheBytes = DefaultReadCacheBytes
 	}
-	return sqlstore.New(db, Dialect, opts), nil
+	st := sqlstore.New(db, Dialect, opts)
+	if err := st.AfterMigrate(ctx, applied); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // DefaultReadCacheBytes is the read cache of the embedded store; set

@@ -107,13 +107,13 @@ type indexWriter struct {
 func newIndexWriter() *indexWriter {
 	w := &indexWriter{}
 	cols := []string{
-		"res_type, res_id, param, grp, comp, norm, exact",
+		"res_type, res_id, param, grp, comp, norm, norm_full, exact",
 		"res_type, res_id, param, grp, comp, system, code, text, type_system, type_code",
 		"res_type, res_id, param, grp, comp, target_type, target_id, url, version, ident_system, ident_value",
 		"res_type, res_id, param, grp, comp, lo, hi",
 		"res_type, res_id, param, grp, comp, lo, hi, value",
 		"res_type, res_id, param, grp, comp, system, code, unit, lo, hi, value",
-		"res_type, res_id, param, grp, comp, value",
+		"res_type, res_id, param, grp, comp, value, value_full",
 		"res_type, res_id, patient_id",
 	}
 	for i, t := range indexTables {
@@ -124,18 +124,20 @@ func newIndexWriter() *indexWriter {
 
 func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *search.Index) error {
 	b := &w.batches
+	// text goes in encoded (textkey.go): NUL-free, key columns bounded
 	for _, v := range ix.Strings {
-		if err := b[0].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.Norm, v.Exact); err != nil {
+		norm, full := fullVal(v.Norm)
+		if err := b[0].add(ctx, c, typ, id, v.Param, v.Group, v.Component, norm, full, textVal(v.Exact)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Tokens {
-		if err := b[1].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.System, v.Code, v.Text, v.TypeSystem, v.TypeCode); err != nil {
+		if err := b[1].add(ctx, c, typ, id, v.Param, v.Group, v.Component, keyVal(v.System), keyVal(v.Code), textVal(v.Text), textVal(v.TypeSystem), textVal(v.TypeCode)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Refs {
-		if err := b[2].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.TargetType, v.TargetID, v.URL, v.Version, v.IdentifierSystem, v.IdentifierValue); err != nil {
+		if err := b[2].add(ctx, c, typ, id, v.Param, v.Group, v.Component, keyVal(v.TargetType), keyVal(v.TargetID), textVal(v.URL), textVal(v.Version), textVal(v.IdentifierSystem), textVal(v.IdentifierValue)); err != nil {
 			return err
 		}
 	}
@@ -145,22 +147,23 @@ func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *searc
 		}
 	}
 	for _, v := range ix.Numbers {
-		if err := b[4].add(ctx, c, typ, id, v.Param, v.Group, v.Component, numKey(v.Lo), numKey(v.Hi), v.Value); err != nil {
+		if err := b[4].add(ctx, c, typ, id, v.Param, v.Group, v.Component, numKey(v.Lo), numKey(v.Hi), textVal(v.Value)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Quantities {
-		if err := b[5].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.System, v.Code, v.Unit, numKey(v.Lo), numKey(v.Hi), v.Value); err != nil {
+		if err := b[5].add(ctx, c, typ, id, v.Param, v.Group, v.Component, textVal(v.System), textVal(v.Code), textVal(v.Unit), numKey(v.Lo), numKey(v.Hi), textVal(v.Value)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.URIs {
-		if err := b[6].add(ctx, c, typ, id, v.Param, v.Group, v.Component, v.Value); err != nil {
+		val, full := fullVal(v.Value)
+		if err := b[6].add(ctx, c, typ, id, v.Param, v.Group, v.Component, val, full); err != nil {
 			return err
 		}
 	}
 	for _, p := range ix.Patients {
-		if err := b[7].add(ctx, c, typ, id, p); err != nil {
+		if err := b[7].add(ctx, c, typ, id, keyVal(p)); err != nil {
 			return err
 		}
 	}

@@ -32,6 +32,11 @@ const (
 )
 
 func (c *compiler) arg(v any) string {
+	if s, ok := v.(string); ok && strings.IndexByte(s, 0) >= 0 {
+		// a NUL no encoding below handled (an _id, say) matches nothing
+		// rather than failing the query
+		v = textVal(s)
+	}
 	c.args = append(c.args, v)
 	return markOpen + strconv.Itoa(len(c.args)-1) + markClose
 }
@@ -234,25 +239,25 @@ func (c *compiler) valueCond(a string, t search.ParamType, m search.Modifier, v 
 	case search.TypeString:
 		switch m {
 		case search.ModExact:
-			return col("exact") + " = " + c.arg(v.Raw), nil
+			return col("exact") + " = " + c.arg(textVal(v.Raw)), nil
 		case search.ModContains:
-			return col("norm") + " LIKE " + c.arg("%"+likeEscape(v.Text)+"%") + escape, nil
+			return fullCol(a, "norm") + " LIKE " + c.arg("%"+likeEscape(textVal(v.Text))+"%") + escape, nil
 		}
-		return col("norm") + " LIKE " + c.arg(likeEscape(v.Text)+"%") + escape, nil
+		return c.prefixCond(a, "norm", v.Text), nil
 	case search.TypeToken:
 		switch m {
 		case search.ModText:
-			return col("text") + " LIKE " + c.arg(likeEscape(v.Text)+"%") + escape, nil
+			return col("text") + " LIKE " + c.arg(likeEscape(textVal(v.Text))+"%") + escape, nil
 		case search.ModOfType:
-			return "(" + col("type_system") + " = " + c.arg(v.TypeSystem) + " AND " + col("type_code") + " = " + c.arg(v.TypeCode) +
-				" AND " + col("code") + " = " + c.arg(v.Code) + ")", nil
+			return "(" + col("type_system") + " = " + c.arg(textVal(v.TypeSystem)) + " AND " + col("type_code") + " = " + c.arg(textVal(v.TypeCode)) +
+				" AND " + col("code") + " = " + c.arg(keyVal(v.Code)) + ")", nil
 		}
 		var conds []string
 		if !v.AnySystem {
-			conds = append(conds, col("system")+" = "+c.arg(v.System))
+			conds = append(conds, col("system")+" = "+c.arg(keyVal(v.System)))
 		}
 		if v.Code != "" {
-			conds = append(conds, col("code")+" = "+c.arg(v.Code))
+			conds = append(conds, col("code")+" = "+c.arg(keyVal(v.Code)))
 		}
 		if len(conds) == 0 {
 			return "1 = 1", nil
@@ -260,22 +265,22 @@ func (c *compiler) valueCond(a string, t search.ParamType, m search.Modifier, v 
 		return "(" + strings.Join(conds, " AND ") + ")", nil
 	case search.TypeReference:
 		if m == search.ModIdentifier {
-			conds := []string{col("ident_value") + " = " + c.arg(v.Code)}
+			conds := []string{col("ident_value") + " = " + c.arg(textVal(v.Code))}
 			if !v.AnySystem {
-				conds = append(conds, col("ident_system")+" = "+c.arg(v.System))
+				conds = append(conds, col("ident_system")+" = "+c.arg(textVal(v.System)))
 			}
 			return "(" + strings.Join(conds, " AND ") + ")", nil
 		}
 		if v.URL != "" && v.RefID == "" {
-			cond := col("url") + " = " + c.arg(v.URL)
+			cond := col("url") + " = " + c.arg(textVal(v.URL))
 			if v.Version != "" {
-				cond += " AND " + col("version") + " = " + c.arg(v.Version)
+				cond += " AND " + col("version") + " = " + c.arg(textVal(v.Version))
 			}
 			return "(" + cond + ")", nil
 		}
-		cond := col("target_id") + " = " + c.arg(v.RefID)
+		cond := col("target_id") + " = " + c.arg(keyVal(v.RefID))
 		if v.RefType != "" {
-			cond += " AND " + col("target_type") + " = " + c.arg(v.RefType)
+			cond += " AND " + col("target_type") + " = " + c.arg(keyVal(v.RefType))
 		}
 		return "(" + cond + ")", nil
 	case search.TypeDate:
@@ -286,24 +291,42 @@ func (c *compiler) valueCond(a string, t search.ParamType, m search.Modifier, v 
 		cond := rangeCond(v.Prefix, col("lo"), col("hi"), c.arg(numKey(v.Low)), c.arg(numKey(v.High)))
 		if v.Code != "" {
 			if v.AnySystem {
-				cond += " AND (" + col("code") + " = " + c.arg(v.Code) + " OR " + col("unit") + " = " + c.arg(v.Code) + ")"
+				cond += " AND (" + col("code") + " = " + c.arg(textVal(v.Code)) + " OR " + col("unit") + " = " + c.arg(textVal(v.Code)) + ")"
 			} else {
-				cond += " AND " + col("system") + " = " + c.arg(v.System) + " AND " + col("code") + " = " + c.arg(v.Code)
+				cond += " AND " + col("system") + " = " + c.arg(textVal(v.System)) + " AND " + col("code") + " = " + c.arg(textVal(v.Code))
 			}
 		}
 		return "(" + cond + ")", nil
 	case search.TypeURI:
 		switch m {
 		case search.ModBelow:
-			return col("value") + " LIKE " + c.arg(likeEscape(v.Raw)+"%") + escape, nil
+			return c.prefixCond(a, "value", v.Raw), nil
 		case search.ModAbove:
-			return c.arg(v.Raw) + " LIKE (" + col("value") + " || '%')", nil
+			return c.arg(textVal(v.Raw)) + " LIKE (" + fullCol(a, "value") + " || '%')", nil
 		case search.ModContains:
-			return col("value") + " LIKE " + c.arg("%"+likeEscape(v.Raw)+"%") + escape, nil
+			return fullCol(a, "value") + " LIKE " + c.arg("%"+likeEscape(textVal(v.Raw))+"%") + escape, nil
 		}
-		return col("value") + " = " + c.arg(v.Raw), nil
+		return col("value") + " = " + c.arg(keyVal(v.Raw)), nil
 	}
 	return "", fmt.Errorf("parameters of type %s cannot be searched here", t)
+}
+
+// fullCol is the whole encoded value of a key column that may hold a
+// shortened one (see textkey.go): its companion column when set.
+func fullCol(a, col string) string {
+	return "(CASE WHEN " + a + "." + col + "_full = '' THEN " + a + "." + col + " ELSE " + a + "." + col + "_full END)"
+}
+
+// prefixCond matches values of a key column that start with prefix: on
+// the indexed column alone when the prefix is within what a shortened key
+// keeps, else on the indexed part and then the whole value.
+func (c *compiler) prefixCond(a, col, prefix string) string {
+	e := textVal(prefix)
+	if len(e) <= prefixSafe {
+		return a + "." + col + " LIKE " + c.arg(likeEscape(e)+"%") + escape
+	}
+	return "(" + a + "." + col + " LIKE " + c.arg(likeEscape(e[:cutAt(e, prefixSafe)])+"%") + escape +
+		" AND " + fullCol(a, col) + " LIKE " + c.arg(likeEscape(e)+"%") + escape + ")"
 }
 
 // compositeClause joins the component rows of one element (same grp).
