@@ -2,6 +2,8 @@
 // JSON plus a parsed header, never a struct that could drop what a source sent.
 package fhir
 
+//go:generate go run ./internal/typesgen ../../shared/testdata/fhir-r4-definitions/profiles-resources.assembled.json
+
 import (
 	"net/http"
 	"regexp"

@@ -1,5 +1,7 @@
 package search
 
+//go:generate cp ../../../shared/testdata/fhir-r4-definitions/search-parameters.json ../../../shared/testdata/fhir-r4-definitions/CompartmentDefinition-patient.json .
+
 import (
 	_ "embed"
 	"fmt"

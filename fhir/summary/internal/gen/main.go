@@ -8,6 +8,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"go/format"
 	"log"
 	"os"
 	"sort"
@@ -81,7 +82,11 @@ func main() {
 	}
 	write("// summaryElements lists, per resource type, the top-level elements that\n// are isSummary or mandatory (choice elements without their [x]).\n", "summaryElements", elems)
 	write("// mandatoryElements lists the top-level elements with min >= 1.\n", "mandatoryElements", required)
-	if err := os.WriteFile("summary_gen.go", []byte(out.String()), 0o644); err != nil {
+	src, err := format.Source([]byte(out.String()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile("summary_gen.go", src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -27,7 +27,10 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/validate/internal/defs"
 )
 
-const samplyModule = "github.com/samply/golang-fhir-models/fhir-models"
+// samplyPackage is samply's generated R4 model, whose code enums fill in
+// the value sets the shared test data lacks. go.mod pins it with a tool
+// directive (it is read as source, never linked).
+const samplyPackage = "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 func main() {
 	testdata := flag.String("testdata", "../../../shared/testdata", "the shared test data directory")
@@ -35,11 +38,13 @@ func main() {
 	samplyDir := flag.String("samply", "", "directory of samply's fhir package (default: from go list)")
 	flag.Parse()
 	if *samplyDir == "" {
-		dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", samplyModule).Output()
+		// go.mod pins the package with a tool directive; go list
+		// downloads it when the module cache lacks it
+		dir, err := exec.Command("go", "list", "-f", "{{.Dir}}", samplyPackage).Output()
 		if err != nil {
-			log.Fatalf("locate %s: %v (run go mod download)", samplyModule, err)
+			log.Fatalf("locate %s: %v", samplyPackage, err)
 		}
-		*samplyDir = filepath.Join(strings.TrimSpace(string(dir)), "fhir")
+		*samplyDir = strings.TrimSpace(string(dir))
 	}
 	m, stats, err := build(filepath.Join(*testdata, "fhir-r4-definitions"), *samplyDir)
 	if err != nil {
