@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -33,6 +34,9 @@ type Server struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// MaxUploadBytes bounds one uploaded file (PDF, image, DICOM).
 	MaxUploadBytes int64 `yaml:"maxUploadBytes"`
+	// CanonicalBase is the canonical base of the gateway's own
+	// OperationDefinitions (https://fhirgate.org/fhir by default).
+	CanonicalBase string `yaml:"canonicalBase"`
 }
 
 // Auth configures token verification.
@@ -181,6 +185,11 @@ func (c *Config) ValidateInto(p *Problems) {
 	}
 	if c.Server.MaxUploadBytes < 0 {
 		p.Add(c.line("server", -1), "server.maxUploadBytes must not be negative")
+	}
+	if cb := c.Server.CanonicalBase; cb != "" {
+		if u, err := url.Parse(cb); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			p.Add(c.line("server", -1), "server.canonicalBase must be an absolute http(s) URL without query or fragment")
+		}
 	}
 }
 

@@ -188,8 +188,9 @@ func (cs *CapabilityStatement) ResourceEntry(typ string) *CSResource {
 
 // operationCapabilities lists the registered operations.
 func (s *Server) operationCapabilities(cs *CapabilityStatement) {
-	for _, op := range s.operations {
-		entry := CSOperation{Name: op.Name, Definition: op.Definition}
+	for i := range s.operations {
+		op := &s.operations[i]
+		entry := CSOperation{Name: op.Name, Definition: s.definitionURL(op)}
 		if op.System {
 			cs.Rest[0].Operation = append(cs.Rest[0].Operation, entry)
 		}

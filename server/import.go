@@ -14,9 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// importDefinition is the canonical URL of the gateway's $import operation.
-const importDefinition = "https://fhirgate.dev/OperationDefinition/Patient-import"
-
 func (s *Server) registerImport() {
 	cons := s.cfg.Consolidator
 	if cons == nil {
@@ -24,7 +21,7 @@ func (s *Server) registerImport() {
 	}
 	im := &ingest.Importer{Store: s.cfg.Store, Consolidator: cons, Now: s.now}
 	s.RegisterOperation(Operation{
-		Name: "import", Definition: importDefinition,
+		Name: "import",
 		Instance: true, Types: []string{"Patient"},
 		Handler: func(c *gin.Context, _, id string) { s.importRecord(c, im, id) },
 	})

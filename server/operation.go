@@ -16,8 +16,13 @@ import (
 type Operation struct {
 	// Name without the "$".
 	Name string
-	// Definition is the canonical URL of the OperationDefinition.
+	// Definition is the canonical of the standard OperationDefinition the
+	// operation implements ("" for the gateway's own); the gateway's
+	// definition, published under its canonical base, names it as its base.
 	Definition string
+	// Def describes the operation for its published OperationDefinition;
+	// the built-in description of the operation's name when empty.
+	Def OpDef
 	// Levels the operation is invoked at.
 	System, Type, Instance bool
 	// Types restricts type and instance levels to these resource types
@@ -32,6 +37,15 @@ type Operation struct {
 
 // RegisterOperation adds an operation; call before serving.
 func (s *Server) RegisterOperation(op Operation) {
+	if op.Def.ID == "" {
+		op.Def = builtinDefs[op.Name]
+		if op.Def.ID == "" {
+			panic("server: operation $" + op.Name + " has no definition")
+		}
+	}
+	if op.Def.Base == "" {
+		op.Def.Base = op.Definition
+	}
 	s.operations = append(s.operations, op)
 	methods := []string{http.MethodPost}
 	if op.Idempotent {

@@ -23,16 +23,13 @@ type PullService interface {
 	Status(ctx context.Context, pullID string) (*jobs.Status, error)
 }
 
-// pullDefinition is the canonical URL of the gateway's $pull operation.
-const pullDefinition = "https://fhirgate.dev/OperationDefinition/Patient-pull"
-
 // pullStatusPath is where a pull's status is polled (FHIR asynchronous
 // request pattern).
 const pullStatusPath = "/_pull/"
 
 func (s *Server) registerPull() {
 	s.RegisterOperation(Operation{
-		Name: "pull", Definition: pullDefinition,
+		Name: "pull",
 		Instance: true, Types: []string{"Patient"},
 		Handler: s.pull,
 	})

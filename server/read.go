@@ -58,6 +58,8 @@ func (s *Server) read(c *gin.Context) {
 	var r *fhir.Resource
 	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
 		r, err = bs.ReadStub(c.Request.Context(), typ, id) // the content streams
+	} else if d := s.definition(typ, id); d != nil {
+		r = d // the server's own OperationDefinitions (opdefs.go)
 	} else {
 		r, err = s.cfg.Store.Read(c.Request.Context(), typ, id)
 	}

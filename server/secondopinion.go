@@ -22,39 +22,14 @@ import (
 
 // Canonicals of the operations this file answers.
 const (
-	secondOpinionDefinition = "https://fhirgate.org/fhir/OperationDefinition/second-opinion"
-	secondOpinionDefID      = "second-opinion"
 	summaryDefinition       = "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"
 	// recordLimit bounds the resources one package or summary reads.
 	recordLimit = 50000
 )
 
-// secondOpinionOperationDefinition is the published definition of
-// Patient/[id]/$second-opinion, stored as OperationDefinition/second-opinion
-// the first time the operation runs.
-const secondOpinionOperationDefinition = `{"resourceType":"OperationDefinition","id":"second-opinion",
-"url":"` + secondOpinionDefinition + `","version":"1.0.0","name":"SecondOpinion","title":"Request second opinions",
-"status":"active","kind":"operation","affectsState":true,"code":"second-opinion","resource":["Patient"],
-"system":false,"type":false,"instance":true,
-"description":"Packages the patient's consented record for each recipient (a document Bundle with an IPS-style Composition and a computed case summary) and creates, in one transaction, the packages, a referral ServiceRequest and one Task per recipient under one requisition identifier.",
-"parameter":[
-{"name":"recipient","use":"in","min":1,"max":"*","type":"Reference","targetProfile":["http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/PractitionerRole"],"documentation":"Who is asked; each needs an active Consent among those given."},
-{"name":"specialty","use":"in","min":0,"max":"1","type":"CodeableConcept","documentation":"The specialty asked (SNOMED CT); selects the completeness check."},
-{"name":"question","use":"in","min":0,"max":"1","type":"string","documentation":"The patient's question."},
-{"name":"reason","use":"in","min":0,"max":"*","type":"Reference","targetProfile":["http://hl7.org/fhir/StructureDefinition/Condition"]},
-{"name":"consent","use":"in","min":1,"max":"*","type":"Reference","targetProfile":["http://hl7.org/fhir/StructureDefinition/Consent"],"documentation":"Active Consents of the patient; together they must permit every recipient."},
-{"name":"due","use":"in","min":0,"max":"1","type":"date"},
-{"name":"start","use":"in","min":0,"max":"1","type":"date","documentation":"Data window: only care dated from this day."},
-{"name":"end","use":"in","min":0,"max":"1","type":"date","documentation":"Data window: only care dated up to this day."},
-{"name":"requester","use":"in","min":0,"max":"1","type":"Reference","documentation":"Who asks, for system clients acting for a hospital; the patient by default."},
-{"name":"requisition","use":"out","min":1,"max":"1","type":"Identifier"},
-{"name":"serviceRequest","use":"out","min":1,"max":"1","type":"Reference"},
-{"name":"task","use":"out","min":1,"max":"*","type":"Reference"},
-{"name":"package","use":"out","min":1,"max":"*","type":"Reference"}]}`
-
 func (s *Server) registerSecondOpinion() {
 	s.RegisterOperation(Operation{
-		Name: "second-opinion", Definition: secondOpinionDefinition,
+		Name: "second-opinion",
 		Instance: true, Types: []string{"Patient"},
 		Handler: s.secondOpinion,
 	})
@@ -298,15 +273,6 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 		}
 	}
 	err = s.cfg.Store.InTx(ctx, func(tx storage.Tx) error {
-		if _, err := tx.Read(ctx, "OperationDefinition", secondOpinionDefID); errors.Is(err, storage.ErrNotFound) {
-			def, perr := fhir.Parse([]byte(secondOpinionOperationDefinition))
-			if perr != nil {
-				return perr
-			}
-			if _, err := tx.Create(ctx, def); err != nil {
-				return err
-			}
-		}
 		_, err := tx.CreateMany(ctx, writes)
 		return err
 	})

@@ -144,7 +144,7 @@ func TestSecondOpinionEndToEnd(t *testing.T) {
 				t.Fatalf("result %+v", res)
 			}
 			// the OperationDefinition is published
-			mustStatus(t, f.as("system", http.MethodGet, "/OperationDefinition/second-opinion", nil), http.StatusOK)
+			mustStatus(t, f.as("system", http.MethodGet, "/OperationDefinition/Patient-second-opinion", nil), http.StatusOK)
 
 			// inboxes: each clinic finds its one requested Task
 			for i, who := range []string{"so1", "so2"} {

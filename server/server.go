@@ -68,6 +68,9 @@ type Config struct {
 	Software, Version string
 	// Pull runs Patient/$pull (*jobs.Service); nil: no $pull.
 	Pull PullService
+	// CanonicalBase is the canonical base of the gateway's own conformance
+	// resources (its OperationDefinitions); DefaultCanonicalBase when "".
+	CanonicalBase string
 }
 
 // levelAccess is the level of the access log.

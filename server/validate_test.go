@@ -87,7 +87,7 @@ func TestValidateOperation(t *testing.T) {
 			}
 		}
 		cs := h.do(http.MethodGet, "/metadata", nil).Body.String()
-		if !strings.Contains(cs, `"name":"validate","definition":"http://hl7.org/fhir/OperationDefinition/Resource-validate"`) {
+		if !strings.Contains(cs, `"name":"validate","definition":"https://fhirgate.org/fhir/OperationDefinition/Resource-validate"`) {
 			t.Fatal("$validate not in the CapabilityStatement")
 		}
 	})

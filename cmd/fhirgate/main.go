@@ -295,6 +295,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		BaseURL:        cfg.Server.BaseURL,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
 		MaxUploadBytes: cfg.Server.MaxUploadBytes,
+		CanonicalBase:  cfg.Server.CanonicalBase,
 		Consolidator:   cons,
 		Version:        version,
 	})
