@@ -21,7 +21,7 @@ func (s *Server) registerImport() {
 	}
 	im := &ingest.Importer{Store: s.cfg.Store, Consolidator: cons, Now: s.now}
 	s.RegisterOperation(Operation{
-		Name: "import",
+		Name:     "import",
 		Instance: true, Types: []string{"Patient"},
 		Handler: func(c *gin.Context, _, id string) { s.importRecord(c, im, id) },
 	})

@@ -29,7 +29,7 @@ const pullStatusPath = "/_pull/"
 
 func (s *Server) registerPull() {
 	s.RegisterOperation(Operation{
-		Name: "pull",
+		Name:     "pull",
 		Instance: true, Types: []string{"Patient"},
 		Handler: s.pull,
 	})

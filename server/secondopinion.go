@@ -22,14 +22,14 @@ import (
 
 // Canonicals of the operations this file answers.
 const (
-	summaryDefinition       = "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"
+	summaryDefinition = "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"
 	// recordLimit bounds the resources one package or summary reads.
 	recordLimit = 50000
 )
 
 func (s *Server) registerSecondOpinion() {
 	s.RegisterOperation(Operation{
-		Name: "second-opinion",
+		Name:     "second-opinion",
 		Instance: true, Types: []string{"Patient"},
 		Handler: s.secondOpinion,
 	})
