@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -37,6 +38,19 @@ type Server struct {
 	// CanonicalBase is the canonical base of the gateway's own
 	// OperationDefinitions (https://fhirgate.org/fhir by default).
 	CanonicalBase string `yaml:"canonicalBase"`
+	// MaxElements and MaxDepth bound the JSON values and nesting of one
+	// request body.
+	MaxElements int `yaml:"maxElements"`
+	MaxDepth    int `yaml:"maxDepth"`
+	// BodyMemoryBytes bounds the estimated memory of the request bodies
+	// being worked on at once; others wait, then answer 503.
+	BodyMemoryBytes int64 `yaml:"bodyMemoryBytes"`
+	// IdleTimeout ends a request whose client sends nothing of its body,
+	// or takes nothing of the response, for this long ("30s").
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	// MinBodyRate is the slowest average rate, in bytes per second, at
+	// which a request body may arrive.
+	MinBodyRate int `yaml:"minBodyRate"`
 }
 
 // Auth configures token verification.
@@ -189,6 +203,12 @@ func (c *Config) ValidateInto(p *Problems) {
 	if cb := c.Server.CanonicalBase; cb != "" {
 		if u, err := url.Parse(cb); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			p.Add(c.line("server", -1), "server.canonicalBase must be an absolute http(s) URL without query or fragment")
+		}
+	}
+	for name, v := range map[string]int64{"maxElements": int64(c.Server.MaxElements), "maxDepth": int64(c.Server.MaxDepth),
+		"bodyMemoryBytes": c.Server.BodyMemoryBytes, "idleTimeout": int64(c.Server.IdleTimeout), "minBodyRate": int64(c.Server.MinBodyRate)} {
+		if v < 0 {
+			p.Add(c.line("server", -1), "server.%s must not be negative", name)
 		}
 	}
 }

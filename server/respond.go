@@ -127,15 +127,9 @@ func requireJSONBody(c *gin.Context) error {
 
 // readBody reads the request body within the configured limit.
 func (s *Server) readBody(c *gin.Context) ([]byte, error) {
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
-		return nil, tooLarge(s.cfg.MaxBodyBytes)
-	}
-	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	body, err := s.readBodyAllowEmpty(c)
 	if err != nil {
-		return nil, fhir.BadRequest("could not read the request body")
-	}
-	if int64(len(body)) > s.cfg.MaxBodyBytes {
-		return nil, tooLarge(s.cfg.MaxBodyBytes)
+		return nil, err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, fhir.Errorf(http.StatusBadRequest, "required", nil, "the request body is empty")
@@ -148,13 +142,35 @@ func tooLarge(limit int64) error {
 }
 
 // readBodyAllowEmpty reads a body within the limit; empty is fine.
+// The body takes its size (the whole limit when the client did not say)
+// from the server's body budget for the rest of the request, and a JSON
+// body is checked against the element and depth limits before anything
+// parses it.
 func (s *Server) readBodyAllowEmpty(c *gin.Context) ([]byte, error) {
+	n := c.Request.ContentLength
+	if n > s.cfg.MaxBodyBytes {
+		return nil, tooLarge(s.cfg.MaxBodyBytes)
+	}
+	if n < 0 {
+		n = s.cfg.MaxBodyBytes
+	}
+	if n > 0 {
+		if err := s.admitBody(c, n); err != nil {
+			return nil, err
+		}
+	}
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
 	if err != nil {
+		if errors.Is(err, errSlowBody) {
+			return nil, fhir.Errorf(http.StatusRequestTimeout, "timeout", nil, "the request body arrived too slowly")
+		}
 		return nil, fhir.BadRequest("could not read the request body")
 	}
 	if int64(len(body)) > s.cfg.MaxBodyBytes {
 		return nil, tooLarge(s.cfg.MaxBodyBytes)
+	}
+	if err := s.admitParsed(c, body); err != nil {
+		return nil, err
 	}
 	return body, nil
 }

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,22 @@ type Config struct {
 	// CanonicalBase is the canonical base of the gateway's own conformance
 	// resources (its OperationDefinitions); DefaultCanonicalBase when "".
 	CanonicalBase string
+	// MaxElements and MaxDepth bound the JSON values and nesting of one
+	// request body (413 beyond); DefaultMaxElements and DefaultMaxDepth
+	// when 0.
+	MaxElements, MaxDepth int
+	// BodyMemoryBytes bounds the bytes of request bodies held at once: a
+	// request whose body does not fit waits up to BodyWait for others to
+	// finish, then answers 503. DefaultBodyMemoryBytes and
+	// DefaultBodyWait when 0.
+	BodyMemoryBytes int64
+	BodyWait        time.Duration
+	// IdleIOTimeout ends a request whose client stops sending its body or
+	// taking its response for this long; MinBodyRate (bytes per second) is
+	// the slowest average a body may arrive at. DefaultIdleIOTimeout and
+	// DefaultMinBodyRate when 0.
+	IdleIOTimeout time.Duration
+	MinBodyRate   int
 }
 
 // levelAccess is the level of the access log.
@@ -124,6 +141,7 @@ type Server struct {
 	policies     policyCache
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
+	budget       *bodyBudget
 }
 
 // New builds a Server.
@@ -140,10 +158,16 @@ func New(cfg Config) *Server {
 	if cfg.Search == nil {
 		panic("server: Config.Search is required")
 	}
+	cfg.MaxElements = cmp.Or(cfg.MaxElements, DefaultMaxElements)
+	cfg.MaxDepth = cmp.Or(cfg.MaxDepth, DefaultMaxDepth)
+	cfg.BodyMemoryBytes = cmp.Or(cfg.BodyMemoryBytes, max(DefaultBodyMemoryBytes, cfg.MaxBodyBytes))
+	cfg.BodyWait = cmp.Or(cfg.BodyWait, DefaultBodyWait)
+	cfg.IdleIOTimeout = cmp.Or(cfg.IdleIOTimeout, DefaultIdleIOTimeout)
+	cfg.MinBodyRate = cmp.Or(cfg.MinBodyRate, DefaultMinBodyRate)
 	if cfg.Software == "" {
 		cfg.Software = "fhirgate"
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, newID: cfg.NewID}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, newID: cfg.NewID, budget: newBodyBudget(cfg.BodyMemoryBytes, cfg.BodyWait)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -160,7 +184,7 @@ func New(cfg Config) *Server {
 	e.UseRawPath = true
 	e.UnescapePathValues = true
 	e.ContextWithFallback = true
-	e.Use(s.recoverer(), s.accessLog(), s.negotiate(), s.auditMiddleware(), s.authenticate())
+	e.Use(s.recoverer(), s.ioDeadlines(), s.accessLog(), s.releaseBody(), s.negotiate(), s.auditMiddleware(), s.authenticate())
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-supported", nil, "no FHIR interaction at %s %s", c.Request.Method, c.Request.URL.Path))
 	})

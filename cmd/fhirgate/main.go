@@ -284,20 +284,25 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := server.New(server.Config{
 		// $everything answers the consolidated view: duplicate copies
 		// from other sources stay stored but are left out
-		Store:          consolidate.View(store),
-		Pull:           pulls,
-		JWKS:           jwks,
-		Search:         registry,
-		Auth:           authn,
-		Auditor:        auditor,
-		Validator:      validator,
-		Logger:         log,
-		BaseURL:        cfg.Server.BaseURL,
-		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
-		MaxUploadBytes: cfg.Server.MaxUploadBytes,
-		CanonicalBase:  cfg.Server.CanonicalBase,
-		Consolidator:   cons,
-		Version:        version,
+		Store:           consolidate.View(store),
+		Pull:            pulls,
+		JWKS:            jwks,
+		Search:          registry,
+		Auth:            authn,
+		Auditor:         auditor,
+		Validator:       validator,
+		Logger:          log,
+		BaseURL:         cfg.Server.BaseURL,
+		MaxBodyBytes:    cfg.Server.MaxBodyBytes,
+		MaxUploadBytes:  cfg.Server.MaxUploadBytes,
+		CanonicalBase:   cfg.Server.CanonicalBase,
+		MaxElements:     cfg.Server.MaxElements,
+		MaxDepth:        cfg.Server.MaxDepth,
+		BodyMemoryBytes: cfg.Server.BodyMemoryBytes,
+		IdleIOTimeout:   cfg.Server.IdleTimeout,
+		MinBodyRate:     cfg.Server.MinBodyRate,
+		Consolidator:    cons,
+		Version:         version,
 	})
 	srv.RegisterSubscriptions(notifier)
 	for _, src := range srcs {
@@ -347,10 +352,15 @@ func listenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		return err
 	}
 	hs := &http.Server{
-		Handler:           h,
+		Handler: h,
+		// Headers must arrive promptly and an idle keep-alive connection
+		// is closed. Bodies and responses get deadlines per request that
+		// move with progress (server.ioDeadlines): a fixed ReadTimeout or
+		// WriteTimeout would either let a stalled client hold a connection
+		// for minutes or cut a large upload or $everything that is flowing.
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
