@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
@@ -164,3 +165,25 @@ var _ = http.StatusOK
 func serverConfigForFuzz() server.Config { return server.Config{MaxBodyBytes: 1 << 16} }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// eventually polls cond until it holds, failing the test when it still
+// does not after 30 seconds (state other goroutines write, such as the
+// audit trail's batches or a pull's progress, is waited for, not slept on).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not so after 30 s: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// entriesOf returns a Bundle's entries; a Bundle without any (an empty
+// search) has none.
+func entriesOf(t testing.TB, body []byte) []any {
+	t.Helper()
+	es, _ := jsonMap(t, body)["entry"].([]any)
+	return es
+}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestUploadInPackage: a PDF the patient uploads joins the second-opinion
@@ -92,13 +91,13 @@ func TestUploadInPackage(t *testing.T) {
 			fetch("patientP", psyBin, http.StatusOK)
 			// the patient sees in its audit trail who fetched its files, and
 			// who was refused
-			// (events are written in batches: wait for them)
+			// (events are written in batches after the answer: wait for both;
+			// until the first batch lands the search has no entries at all)
 			var fetched, refused bool
-			for try := 0; try < 100 && !(fetched && refused); try++ {
-				time.Sleep(50 * time.Millisecond)
-				w = f.as("patientP", http.MethodGet, "/AuditEvent?_count=1000", nil)
+			eventually(t, "the audit trail shows clinic's fetch and clinic2's refusal", func() bool {
+				w := f.as("patientP", http.MethodGet, "/AuditEvent?_count=1000", nil)
 				mustStatus(t, w, http.StatusOK)
-				for _, e := range jsonMap(t, w.Body.Bytes())["entry"].([]any) {
+				for _, e := range entriesOf(t, w.Body.Bytes()) {
 					ev, _ := json.Marshal(e.(map[string]any)["resource"])
 					if strings.Contains(string(ev), "Binary/"+binID) && strings.Contains(string(ev), `Organization/clinic"`) && strings.Contains(string(ev), `"outcome":"0"`) {
 						fetched = true
@@ -107,10 +106,8 @@ func TestUploadInPackage(t *testing.T) {
 						refused = true
 					}
 				}
-			}
-			if !fetched || !refused {
-				t.Errorf("audit trail: clinic's fetch %v, clinic2's refusal %v", fetched, refused)
-			}
+				return fetched && refused
+			})
 			// revocation: clinic's next fetch is refused
 			revoked := strings.Replace(soConsent(f.pid, "Organization/clinic", false), `"status":"active"`, `"status":"inactive","id":"`+f.c1+`"`, 1)
 			mustStatus(t, f.as("patientP", http.MethodPut, "/Consent/"+f.c1, []byte(revoked)), http.StatusOK)
