@@ -68,7 +68,7 @@ type Analyte struct {
 	// that no factor converts (HbA1c % NGSP versus mmol/mol IFCC).
 	IncompatibleUnits []string `json:"incompatibleUnits,omitempty"`
 	Note              string   `json:"note,omitempty"`
-	Limits  []*Limit `json:"limits"`
+	Limits            []*Limit `json:"limits"`
 
 	molarCite Citation
 }
