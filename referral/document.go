@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/fhir/fjson"
+	"github.com/fhirgate/fhirgate/referral/knowledge"
 	"github.com/google/uuid"
 )
 
@@ -46,6 +46,10 @@ const (
 	SectionCompleteness    = "completeness"
 	SectionTimeline        = "encounter-timeline"
 	SectionActiveMedicines = "active-medications"
+	SectionTrends          = "trends"
+	SectionRisks           = "risks"
+	SectionMissingTests    = "missing-tests"
+	SectionDraft           = "machine-written-narrative"
 )
 
 // Options shape a document.
@@ -72,6 +76,21 @@ type Options struct {
 	// Policies are the Consents ("Consent/x") the release applied,
 	// recorded in the Provenance.
 	Policies []string
+	// Knowledge judges the record; nil: knowledge.Builtin().
+	Knowledge *knowledge.Base
+	// Draft is an optional machine-written narrative of the case summary
+	// (see package referral/drafting), shown in its own section labelled as
+	// such, authored by its own Device; it never replaces a computed
+	// section. nil: none.
+	Draft *Draft
+}
+
+// Draft is a narrative a text model wrote from the structured summary.
+type Draft struct {
+	Text string
+	// Model names the model and Endpoint the service's host, for the
+	// label and the section's authoring Device.
+	Model, Endpoint string
 }
 
 // Document is a built document Bundle and what went into it.
@@ -200,7 +219,8 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 		doc.Included = append(doc.Included, r)
 		bySection[sec] = append(bySection[sec], r)
 	}
-	doc.Summary = Analyze(doc.Included, opts.Specialty)
+	doc.Summary = Analyze(doc.Included, AnalyzeOptions{Specialty: opts.Specialty, Now: now, Knowledge: opts.Knowledge})
+	byRef := doc.Summary.byRef
 
 	ref := func(r *fhir.Resource) reference { return reference{Reference: r.Type + "/" + r.ID} }
 	refs := func(rs []*fhir.Resource) []reference {
@@ -222,31 +242,21 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 		if len(rs) == 0 && !def.required {
 			continue
 		}
-		sections = append(sections, listSection(def.title, concept(def.system, def.code, def.title), rs, refs, describe))
+		sections = append(sections, listSection(def.title, concept(def.system, def.code, def.title), rs, refs, func(r *fhir.Resource) string { return describe(r, byRef) }))
 	}
-	cs := doc.Summary
-	var abn []*fhir.Resource
-	reasons := map[*fhir.Resource][]string{}
-	for _, a := range cs.Abnormal {
-		abn = append(abn, a.Resource)
-		reasons[a.Resource] = a.Reasons
-	}
-	sections = append(sections, listSection("Abnormal results", concept(CaseSummarySystem, SectionAbnormal, "Abnormal results"), abn, refs,
-		func(r *fhir.Resource) string { return describe(r) + " — " + strings.Join(reasons[r], "; ") }))
-	if c := cs.Completeness; c != nil {
-		sections = append(sections, completenessSection(c, refs))
-	}
-	sections = append(sections, listSection("Encounter timeline", concept(CaseSummarySystem, SectionTimeline, "Encounter timeline"), cs.Timeline, refs, describe))
-	sections = append(sections, listSection("Active medications", concept(CaseSummarySystem, SectionActiveMedicines, "Active medications"), cs.ActiveMedications, refs, describe))
-
 	docID, compID, devID, provID := newID(), newID(), newID(), newID()
+	cb := caseBuilder{cs: &doc.Summary, kb: opts.Knowledge, newID: newID, now: now, patient: ref(patient), device: reference{Reference: "urn:uuid:" + devID}, byRef: byRef}
+	if cb.kb == nil {
+		cb.kb = knowledge.Builtin()
+	}
+	sections = append(sections, cb.sections(opts.Draft)...)
 	title := opts.Title
 	if title == "" {
 		title = "Patient summary"
 	}
 	comp := composition{
 		ResourceType: "Composition", ID: compID,
-		Text:       narrative("<p>" + html.EscapeString(title) + ", assembled by fhirgate on " + html.EscapeString(now.UTC().Format("2006-01-02")) + ".</p>"),
+		Text:       narrative("<p>" + html.EscapeString(title) + ", assembled by fhirgate on " + html.EscapeString(HumanDate(now.UTC())) + ".</p>" + cb.overview()),
 		Identifier: &identifier{System: DocumentIdentifierSystem, Value: "urn:uuid:" + docID},
 		Status:     "final", Type: concept(LOINC, PatientSummaryType, "Patient summary Document"),
 		Subject: ref(patient), Date: fhir.FormatInstant(now),
@@ -283,6 +293,7 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 	for _, r := range doc.Included {
 		entries = append(entries, entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: json.RawMessage(r.Raw)}) // as stored: meta.versionId says which snapshot
 	}
+	entries = append(entries, cb.entries...)
 	entries = append(entries, entry{FullURL: "urn:uuid:" + devID, Resource: mustJSON(device)}, entry{FullURL: "urn:uuid:" + provID, Resource: mustJSON(prov)})
 	b := bundle{
 		ResourceType: "Bundle", ID: docID,
@@ -316,94 +327,6 @@ func listSection(title string, code codeableConcept, rs []*fhir.Resource, refs f
 	s.Text = narrative(sb.String())
 	s.Entry = refs(rs)
 	return s
-}
-
-func completenessSection(c *Completeness, refs func([]*fhir.Resource) []reference) section {
-	title := "Completeness for " + c.Specialty.Display
-	var sb strings.Builder
-	sb.WriteString("<table><thead><tr><th>Expected investigation</th><th>Status</th></tr></thead><tbody>")
-	var ev []*fhir.Resource
-	for _, f := range c.Present {
-		fmt.Fprintf(&sb, "<tr><td>%s</td><td>present (%d)</td></tr>", html.EscapeString(f.Investigation.Name), len(f.Evidence))
-		ev = append(ev, f.Evidence...)
-	}
-	for _, m := range c.Missing {
-		fmt.Fprintf(&sb, "<tr><td>%s</td><td>missing</td></tr>", html.EscapeString(m.Name))
-	}
-	sb.WriteString("</tbody></table>")
-	s := section{Title: title, Code: concept(CaseSummarySystem, SectionCompleteness, "Completeness"), Text: narrative(sb.String())}
-	// each resource once, even when it shows two investigations
-	seen := map[*fhir.Resource]bool{}
-	var uniq []*fhir.Resource
-	for _, r := range ev {
-		if !seen[r] {
-			seen[r] = true
-			uniq = append(uniq, r)
-		}
-	}
-	if len(uniq) > 0 {
-		s.Entry = refs(uniq)
-	}
-	return s
-}
-
-// describe is a one-line human label: what, when, and the value.
-func describe(r *fhir.Resource) string {
-	root := r.Root()
-	var what string
-	switch r.Type {
-	case "MedicationRequest", "MedicationStatement":
-		what = codeLabel(root.Get("medicationCodeableConcept"))
-		if root.Get("medicationCodeableConcept") == nil {
-			what = "medication " + root.Get("medicationReference").Get("reference").String()
-		}
-	case "Immunization":
-		what = codeLabel(root.Get("vaccineCode"))
-	case "Encounter":
-		what = codeLabel(firstOf(root.Get("type")))
-	case "ImagingStudy":
-		what = "imaging study " + root.Get("description").String()
-	case "DocumentReference":
-		what = codeLabel(root.Get("type"))
-		if d := root.Get("description").String(); d != "" {
-			what += ": " + d
-		}
-	default:
-		what = codeLabel(root.Get("code"))
-	}
-	parts := []string{what}
-	for _, k := range []string{"effectiveDateTime", "onsetDateTime", "performedDateTime", "occurrenceDateTime", "authoredOn", "recordedDate", "date", "issued"} {
-		if v := root.Get(k).String(); v != "" {
-			parts = append(parts, v)
-			break
-		}
-	}
-	for _, k := range []string{"effectivePeriod", "performedPeriod", "period"} {
-		if v := root.Get(k).Get("start").String(); v != "" && len(parts) == 1 {
-			parts = append(parts, v)
-		}
-	}
-	if vq := root.Get("valueQuantity"); vq != nil {
-		parts = append(parts, strings.TrimSpace(vq.Get("value").Str+" "+vq.Get("unit").String()))
-	} else if vc := root.Get("valueCodeableConcept"); vc != nil {
-		parts = append(parts, codeLabel(vc))
-	}
-	for _, k := range []string{"clinicalStatus"} {
-		if cs := root.Get(k); cs != nil {
-			parts = append(parts, codeLabel(cs))
-		}
-	}
-	if s := root.Get("status").String(); s != "" && r.Type != "Observation" {
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func firstOf(v *fjson.Value) *fjson.Value {
-	if it := items(v); len(it) > 0 {
-		return it[0]
-	}
-	return nil
 }
 
 // confidentiality ranks, lowest first: the document carries the highest
@@ -477,6 +400,7 @@ type (
 	section struct {
 		Title       string           `json:"title"`
 		Code        codeableConcept  `json:"code"`
+		Author      []reference      `json:"author,omitempty"`
 		Text        narrativeT       `json:"text"`
 		Entry       []reference      `json:"entry,omitempty"`
 		EmptyReason *codeableConcept `json:"emptyReason,omitempty"`

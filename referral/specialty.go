@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/fhirgate/fhirgate/referral/knowledge"
 )
 
 // Coding is a code in a code system.
@@ -37,6 +39,21 @@ type Specialty struct {
 type Investigation struct {
 	Name  string   `json:"name"`
 	Codes []Coding `json:"codes"`
+	// Source (an id of the knowledge bibliography, knowledge/data/
+	// sources.json) and Where (the recommendation or table) cite the
+	// guideline that expects the investigation; both are required.
+	Source string `json:"source"`
+	Where  string `json:"where"`
+}
+
+// Cite is the investigation's citation in kb; ok is false when its source
+// is not in the bibliography.
+func (inv Investigation) Cite(kb *knowledge.Base) (knowledge.Citation, bool) {
+	s := kb.Source(inv.Source)
+	if s == nil {
+		return knowledge.Citation{}, false
+	}
+	return knowledge.Citation{Source: s, Where: inv.Where}, true
 }
 
 // SpecialtySystem is the code system of the gateway's specialty short names.
@@ -99,6 +116,12 @@ func ParseSpecialty(b []byte) (*Specialty, error) {
 	for i, inv := range sp.Investigations {
 		if inv.Name == "" || len(inv.Codes) == 0 {
 			return nil, fmt.Errorf("%w: investigation %d needs a name and codes", ErrBadSpecialty, i)
+		}
+		if inv.Source == "" || strings.TrimSpace(inv.Where) == "" {
+			return nil, fmt.Errorf("%w: investigation %q needs a source and where (the guideline that expects it)", ErrBadSpecialty, inv.Name)
+		}
+		if knowledge.Builtin().Source(inv.Source) == nil {
+			return nil, fmt.Errorf("%w: investigation %q cites %q, which is not in the knowledge bibliography", ErrBadSpecialty, inv.Name, inv.Source)
 		}
 		for _, c := range inv.Codes {
 			if c.System == "" || c.Code == "" {
