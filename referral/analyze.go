@@ -369,8 +369,18 @@ func (cs *CaseSummary) judge(m *measurement, el *fjson.Value, hasQ bool, kb *kno
 	f := base
 	cite := match.Limit.Cite()
 	f.Interpretation, f.Basis, f.Citation = match.Code, ByKnowledge, &cite
-	f.Rule = match.Label + " (" + match.Limit.Describe(analyte) + ")"
+	f.Rule = RuleText(match, analyte)
 	return &f
+}
+
+// RuleText says a knowledge match in words: its label, with the limit
+// when the label does not state it.
+func RuleText(m *knowledge.Match, a *knowledge.Analyte) string {
+	l := strings.NewReplacer(">=", "≥", "<=", "≤").Replace(m.Label)
+	if strings.ContainsAny(l, "0123456789") {
+		return l
+	}
+	return l + " (" + m.Limit.Describe(a) + ")"
 }
 
 // rangeBound reads a reference range limit in the value's unit: the

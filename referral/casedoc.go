@@ -192,8 +192,8 @@ func (b *caseBuilder) flagsSection() section {
 	}
 	var refs []reference
 	type group struct {
-		latest   Flag
-		n, crit  int
+		latest    Flag
+		n, crit   int
 		criticals []Flag
 	}
 	groups := map[string]*group{}
@@ -297,7 +297,7 @@ func (b *caseBuilder) trendsSection() section {
 	for _, t := range cs.Trends {
 		change := t.Direction
 		if t.HasSlope {
-			change += fmt.Sprintf(", %s %s per year", signed(t.SlopePerYear), knowledge.DisplayUnit(t.Unit))
+			change += ", " + strings.TrimSpace(signed(t.SlopePerYear)+" "+knowledge.DisplayUnit(t.Unit)) + " per year"
 		}
 		if t.Note != "" {
 			change += "; " + t.Note
@@ -609,11 +609,10 @@ func describe(r *fhir.Resource, byRef map[string]*fhir.Resource) string {
 	}
 	switch r.Type {
 	case "Condition", "AllergyIntolerance":
-		if s := statusLabel(root.Get("clinicalStatus")); s != "" {
-			parts = append(parts, s)
-		}
 		if t, ok := parseFHIRTime(root.Get("abatementDateTime").String()); ok {
 			parts = append(parts, "resolved "+HumanDate(t))
+		} else if s := statusLabel(root.Get("clinicalStatus")); s != "" {
+			parts = append(parts, s)
 		}
 	case "Observation", "Patient":
 	default:

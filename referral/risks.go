@@ -131,7 +131,7 @@ func (cs *CaseSummary) deriveEGFR(ms []*measurement, kb *knowledge.Base) []*meas
 		c := p.match.Limit.Cite()
 		f := Flag{Derived: d, Code: d.Code, Name: d.Name, Value: d.Value, Unit: d.Unit, HasValue: true, Date: d.Date,
 			Interpretation: d.Interpretation, Basis: ByKnowledge, Citation: &c,
-			Rule: p.match.Label + " (" + p.match.Limit.Describe(egfr) + ")"}
+			Rule: RuleText(p.match, egfr)}
 		cs.Flags = append(cs.Flags, f)
 		fc := f
 		p.m.flag = &fc
@@ -527,7 +527,7 @@ func smokingStatus(resources []*fhir.Resource) (string, *fhir.Resource) {
 // pceCoefficients of the pooled cohort equations (Goff 2013, Table A).
 type pceCoefficients struct {
 	lnAge, lnAge2, lnTC, lnAgeLnTC, lnHDL, lnAgeLnHDL, lnTreatedSBP, lnAgeLnTreatedSBP, lnUntreatedSBP, lnAgeLnUntreatedSBP, smoker, lnAgeSmoker, diabetes float64
-	baseline, meanSum                                                                                                                                       float64
+	baseline, meanSum                                                                                                                                      float64
 }
 
 var pce = map[string]pceCoefficients{
