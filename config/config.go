@@ -21,6 +21,7 @@ type Config struct {
 	Auth       Auth       `yaml:"auth"`
 	Sources    []Source   `yaml:"sources"`
 	Validation Validation `yaml:"validation"`
+	Summary    Summary    `yaml:"summary"`
 
 	// file is where the config was read from, for messages.
 	file string
@@ -91,6 +92,25 @@ type Source struct {
 type Validation struct {
 	// Profiles are files of StructureDefinitions (or Bundles of them) to load.
 	Profiles []string `yaml:"profiles"`
+}
+
+// Summary configures Patient/$summary.
+type Summary struct {
+	// Narrative is the optional text model that drafts a machine-written
+	// narrative of the case summary (off when endpoint is empty).
+	Narrative NarrativeModel `yaml:"narrative"`
+}
+
+// NarrativeModel is an OpenAI-compatible chat-completions endpoint.
+type NarrativeModel struct {
+	// Endpoint is the API base ("https://api.openai.com/v1"); https
+	// except on loopback.
+	Endpoint string `yaml:"endpoint"`
+	Model    string `yaml:"model"`
+	// APIKeyEnv names the environment variable with the bearer key.
+	APIKeyEnv string        `yaml:"apiKeyEnv"`
+	Timeout   time.Duration `yaml:"timeout"`
+	MaxTokens int           `yaml:"maxTokens"`
 }
 
 // Load reads and strictly decodes the file at path.
@@ -192,6 +212,19 @@ func (c *Config) ValidateInto(p *Problems) {
 		case "system":
 		default:
 			p.Add(line, "auth.clients[%d]: role must be provider or system", i)
+		}
+	}
+	if n := c.Summary.Narrative; n.Endpoint != "" {
+		line := c.line("summary", -1)
+		if u, err := url.Parse(n.Endpoint); err != nil || u.Host == "" ||
+			u.Scheme != "https" && !(u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost" || u.Hostname() == "::1")) {
+			p.Add(line, "summary.narrative.endpoint must be an https URL (http only on loopback)")
+		}
+		if n.Model == "" {
+			p.Add(line, "summary.narrative.model is required with an endpoint")
+		}
+		if n.Timeout < 0 || n.MaxTokens < 0 {
+			p.Add(line, "summary.narrative.timeout and maxTokens must not be negative")
 		}
 	}
 	if c.Server.MaxBodyBytes < 0 {

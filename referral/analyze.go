@@ -52,6 +52,11 @@ type CaseSummary struct {
 	byRef map[string]*fhir.Resource
 }
 
+// Display is a resource's one-line human label (what it is: its text,
+// display or code, never a system URL), following medication references
+// within the record.
+func (cs *CaseSummary) Display(r *fhir.Resource) string { return display(r, cs.byRef) }
+
 // Gaps are the unmet care checks: missing or overdue tests and reviews.
 func (cs *CaseSummary) Gaps() []CareCheck {
 	var out []CareCheck

@@ -68,7 +68,7 @@ func (b *caseBuilder) sections(draft *Draft) []section {
 	out = append(out,
 		b.listSection("Encounter timeline", SectionTimeline, b.cs.Timeline),
 		b.listSection("Active medications", SectionActiveMedicines, b.cs.ActiveMedications))
-	if draft != nil && strings.TrimSpace(draft.Text) != "" {
+	if draft != nil && (strings.TrimSpace(draft.Text) != "" || draft.Error != "") {
 		out = append(out, b.draftSection(draft))
 	}
 	return out
@@ -576,6 +576,11 @@ func (b *caseBuilder) investigationCite(inv Investigation) string {
 // authored by its own Device.
 func (b *caseBuilder) draftSection(d *Draft) section {
 	const title = "Machine-written narrative (draft)"
+	empty := &codeableConcept{Coding: []coding{{System: listEmptyReason, Code: "unavailable", Display: "Unavailable"}}}
+	if strings.TrimSpace(d.Text) == "" {
+		return section{Title: title, Code: concept(CaseSummarySystem, SectionDraft, "Machine-written narrative"), EmptyReason: empty,
+			Text: narrative("<p>No machine-written draft: " + html.EscapeString(d.Error) + ". The computed sections above are complete without it.</p>")}
+	}
 	dev := b.add(map[string]any{
 		"resourceType": "Device",
 		"deviceName":   []map[string]string{{"name": "text model " + d.Model + " at " + d.Endpoint, "type": "model-name"}},
@@ -587,7 +592,7 @@ func (b *caseBuilder) draftSection(d *Draft) section {
 		sb.WriteString("<p>" + strings.ReplaceAll(html.EscapeString(strings.TrimSpace(para)), "\n", "<br/>") + "</p>")
 	}
 	return section{Title: title, Code: concept(CaseSummarySystem, SectionDraft, "Machine-written narrative"), Author: []reference{dev},
-		Text: narrative(sb.String()), EmptyReason: &codeableConcept{Coding: []coding{{System: listEmptyReason, Code: "unavailable", Display: "Unavailable"}}}}
+		Text: narrative(sb.String()), EmptyReason: empty}
 }
 
 // describe is a one-line human label: what, when, the value and status.

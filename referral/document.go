@@ -78,16 +78,18 @@ type Options struct {
 	Policies []string
 	// Knowledge judges the record; nil: knowledge.Builtin().
 	Knowledge *knowledge.Base
-	// Draft is an optional machine-written narrative of the case summary
-	// (see package referral/drafting), shown in its own section labelled as
-	// such, authored by its own Device; it never replaces a computed
-	// section. nil: none.
-	Draft *Draft
+	// Narrate, when set, is asked for a machine-written narrative of the
+	// computed case summary (see package referral/drafting); the answer
+	// is shown in its own section labelled as such and authored by its
+	// own Device, and never replaces a computed section. nil: none.
+	Narrate func(*CaseSummary) *Draft
 }
 
 // Draft is a narrative a text model wrote from the structured summary.
 type Draft struct {
 	Text string
+	// Error says why no draft could be had (the section then says so).
+	Error string
 	// Model names the model and Endpoint the service's host, for the
 	// label and the section's authoring Device.
 	Model, Endpoint string
@@ -249,7 +251,11 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 	if cb.kb == nil {
 		cb.kb = knowledge.Builtin()
 	}
-	sections = append(sections, cb.sections(opts.Draft)...)
+	var draft *Draft
+	if opts.Narrate != nil {
+		draft = opts.Narrate(&doc.Summary)
+	}
+	sections = append(sections, cb.sections(draft)...)
 	title := opts.Title
 	if title == "" {
 		title = "Patient summary"

@@ -38,7 +38,7 @@ const consentBody = `{"resourceType":"Consent","status":"active",
  "provision":{"type":"permit","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"Organization/clinic"}}],
   "action":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentaction","code":"access"}]}]}}`
 
-func newSecured(t testing.TB, k storeKind) *secured {
+func newSecured(t testing.TB, k storeKind, with ...func(*server.Config)) *secured {
 	is := authtest.NewIssuer(t)
 	cfg := config.Auth{
 		Issuers: []config.Issuer{is.Config("fhirgate")},
@@ -67,7 +67,11 @@ func newSecured(t testing.TB, k storeKind) *secured {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pulls.Stop(context.Background()) })
-	srv := server.New(server.Config{Store: st, Search: testRegistry, Validator: validate.Default(), Auth: v, Auditor: aud, Pull: pulls, BaseURL: "http://fhir.test"})
+	scfg := server.Config{Store: st, Search: testRegistry, Validator: validate.Default(), Auth: v, Auditor: aud, Pull: pulls, BaseURL: "http://fhir.test"}
+	for _, w := range with {
+		w(&scfg)
+	}
+	srv := server.New(scfg)
 	s := &secured{harness: &harness{t: t, store: st, srv: srv}, is: is, auditor: aud}
 	s.tokens = map[string]string{
 		"none":         "",

@@ -39,6 +39,11 @@ func (s *Server) negotiate() gin.HandlerFunc {
 			c.Abort()
 			return
 		}
+		if summaryHTMLRequested(c, q) {
+			c.Set(ctxSummaryHTML, true) // the printable case summary (summary.go)
+			c.Next()
+			return
+		}
 		if f := q.Get("_format"); f != "" {
 			if !jsonFormat(f) {
 				s.fail(c, fhir.Errorf(http.StatusNotAcceptable, "not-supported", []string{"_format"}, "_format %q is not supported: this server speaks FHIR JSON only", f))

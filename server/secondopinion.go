@@ -346,6 +346,11 @@ func (s *Server) patientSummary(c *gin.Context, _, id string) {
 		s.failRead(c, nil, err, "Patient/"+id)
 		return
 	}
+	narrate, err := s.summaryNarrate(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	record, err := s.readRecord(ctx, id, time.Time{}, time.Time{})
 	if err != nil {
 		s.fail(c, err)
@@ -353,7 +358,7 @@ func (s *Server) patientSummary(c *gin.Context, _, id string) {
 	}
 	var relErr error
 	doc, err := referral.Summary(patient, record, referral.Options{
-		BaseURL: s.baseURL(c.Request), Now: s.now(),
+		BaseURL: s.baseURL(c.Request), Now: s.now(), Narrate: narrate,
 		Release: func(r *fhir.Resource) bool {
 			ok, err := s.release(c, r, scope)
 			if err != nil && relErr == nil {
@@ -375,7 +380,7 @@ func (s *Server) patientSummary(c *gin.Context, _, id string) {
 		s.fail(c, err)
 		return
 	}
-	s.writeJSON(c, http.StatusOK, doc.Bundle.Raw)
+	s.writeSummary(c, doc)
 }
 
 // isReferralTask reports whether r is a Task of a second-opinion request.

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/internal/sharedtest"
 	"github.com/fhirgate/fhirgate/referral"
+	"github.com/fhirgate/fhirgate/server"
 )
 
 // soConsent is an opt-in Consent of pid for org; deny adds a nested deny
@@ -40,8 +41,8 @@ type soFixture struct {
 	c1, c2   string // Consents for clinic (everything) and clinic2 (no PSY)
 }
 
-func newSOFixture(t *testing.T, k storeKind) *soFixture {
-	s := newSecured(t, k)
+func newSOFixture(t *testing.T, k storeKind, with ...func(*server.Config)) *soFixture {
+	s := newSecured(t, k, with...)
 	f := &soFixture{secured: s}
 	body, err := os.ReadFile(filepath.Join(sharedtest.Path(t, "synthea-r4"), "Darin_Skiles_31c343e9-5d7f-444e-9be4-56b1a6ec6146.json"))
 	if err != nil {

@@ -88,6 +88,9 @@ type Config struct {
 	// DefaultMinBodyRate when 0.
 	IdleIOTimeout time.Duration
 	MinBodyRate   int
+	// Narrator drafts machine-written narratives of case summaries for
+	// Patient/$summary?narrative=draft; nil: not offered.
+	Narrator Narrator
 }
 
 // levelAccess is the level of the access log.

@@ -29,6 +29,7 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/referral/drafting"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -281,7 +282,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer svc.Stop(context.Background()) // before the store closes: running pulls resume at the next start
 		pulls = svc
 	}
+	narrator, err := newNarrator(cfg.Summary.Narrative, log)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
+		Narrator: narrator,
 		// $everything answers the consolidated view: duplicate copies
 		// from other sources stay stored but are left out
 		Store:           consolidate.View(store),
@@ -320,6 +326,20 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop() // before the store closes: messages being stored are acknowledged
 	}
 	return listenAndServe(ctx, f.addr, srv, log)
+}
+
+// newNarrator opens the optional narrative model of $summary; nil (and
+// no error) when none is configured.
+func newNarrator(c config.NarrativeModel, log *slog.Logger) (server.Narrator, error) {
+	if c.Endpoint == "" {
+		return nil, nil
+	}
+	cl, err := drafting.New(drafting.Config{Endpoint: c.Endpoint, Model: c.Model, APIKeyEnv: c.APIKeyEnv, Timeout: c.Timeout, MaxTokens: c.MaxTokens}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("summary.narrative: %w", err)
+	}
+	log.Info("narrative model configured for $summary?narrative=draft", "model", c.Model)
+	return cl, nil
 }
 
 // newValidator builds the write validator with the profiles the config names.
