@@ -63,3 +63,26 @@ func TestEmpty(t *testing.T) {
 		t.Fatalf("empty config: %v", err)
 	}
 }
+
+func TestSummaryNarrativeConfig(t *testing.T) {
+	c, err := Parse("t.yaml", []byte("summary:\n  narrative:\n    endpoint: https://models.example.org/v1\n    model: m\n    apiKeyEnv: K\n    timeout: 30s\n"))
+	if err != nil || c.Validate() != nil || c.Summary.Narrative.Timeout.Seconds() != 30 {
+		t.Fatalf("%v %v %+v", err, c.Validate(), c)
+	}
+	for _, bad := range []string{
+		"summary:\n  narrative:\n    endpoint: http://models.example.org/v1\n    model: m\n",
+		"summary:\n  narrative:\n    endpoint: https://models.example.org/v1\n",
+		"summary:\n  narrative:\n    endpoint: https://x/v1\n    model: m\n    maxTokens: -1\n",
+	} {
+		c, err := Parse("t.yaml", []byte(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Validate() == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+	if _, err := Parse("t.yaml", []byte("summary:\n  narative: {}\n")); err == nil {
+		t.Error("a misspelled key is accepted")
+	}
+}

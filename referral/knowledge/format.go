@@ -7,8 +7,9 @@ import (
 )
 
 // FormatNumber renders a value for people: three significant digits
-// (never rounding away integer digits), no trailing zeros — "178" for
-// 178.08705005887956, "4.27", "0.454", "1234".
+// (never rounding away integer digits) and at most three decimals, no
+// trailing zeros — "178" for 178.08705005887956, "4.27", "0.454",
+// "1234", "0.066" for 0.0659.
 func FormatNumber(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return strconv.FormatFloat(v, 'g', -1, 64)
@@ -20,6 +21,9 @@ func FormatNumber(v float64) string {
 		dec = 3 - digits
 		if dec < 0 {
 			dec = 0
+		}
+		if dec > 3 { // 0.0659 → 0.066; a slope of 1e-14 per year is 0
+			dec = 3
 		}
 	}
 	s := strconv.FormatFloat(v, 'f', dec, 64)

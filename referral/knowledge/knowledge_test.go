@@ -204,7 +204,7 @@ func TestJudge(t *testing.T) {
 }
 
 func TestFormat(t *testing.T) {
-	for v, want := range map[float64]string{178.08705005887956: "178", 4.273: "4.27", 0.45412: "0.454", 1234.6: "1235", 6.0: "6", 30.26: "30.3", -2.5: "-2.5"} {
+	for v, want := range map[float64]string{178.08705005887956: "178", 4.273: "4.27", 0.45412: "0.454", 1234.6: "1235", 6.0: "6", 0.0659: "0.066", 1.31e-14: "0", 30.26: "30.3", -2.5: "-2.5"} {
 		if got := knowledge.FormatNumber(v); got != want {
 			t.Errorf("FormatNumber(%v) = %q, want %q", v, got, want)
 		}
