@@ -20,8 +20,10 @@ import (
 // pure-Go PDF writer does correctly.
 func RenderHTML(doc *Document) []byte {
 	var sb strings.Builder
-	root := doc.Bundle.Root()
-	comp := firstOf(root.Get("entry")).Get("resource")
+	comp := doc.composition
+	if comp == nil { // a Document not built by Summary
+		comp = firstOf(doc.Bundle.Root().Get("entry")).Get("resource")
+	}
 	title := comp.Get("title").String()
 	facts := doc.Summary.Patient
 	var patient *fjson.Value
@@ -56,7 +58,7 @@ func RenderHTML(doc *Document) []byte {
 		}
 	}
 	row("Summary as of", HumanDate(doc.Summary.AsOf))
-	if t, ok := parseFHIRTime(root.Get("timestamp").String()); ok {
+	if t, ok := parseFHIRTime(comp.Get("date").String()); ok {
 		row("Assembled", HumanDate(t)+" by fhirgate (software-assembled, not reviewed by a clinician)")
 	}
 	row("Confidentiality", comp.Get("confidentiality").String())

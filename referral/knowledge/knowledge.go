@@ -541,6 +541,9 @@ func (b *Base) index() []string {
 	b.medByID = map[string]*MedicationSet{}
 	for _, m := range b.Medications {
 		b.medByID[m.ID] = m
+		for i := range m.Ingredients {
+			m.Ingredients[i] = strings.ToLower(m.Ingredients[i])
+		}
 		if len(m.Ingredients)+len(m.ATC) == 0 {
 			bad("medication set %s is empty", m.ID)
 		}
@@ -548,6 +551,9 @@ func (b *Base) index() []string {
 	b.testByID = map[string]*TestSet{}
 	for _, t := range b.Tests {
 		b.testByID[t.ID] = t
+		for i := range t.Keywords {
+			t.Keywords[i] = strings.ToLower(t.Keywords[i])
+		}
 		if len(t.Codes)+len(t.Keywords) == 0 {
 			bad("test set %s is empty", t.ID)
 		}
@@ -662,8 +668,9 @@ func (m *MedicationSet) MatchesMedication(codes []Code, texts []string) bool {
 		}
 	}
 	for _, t := range texts {
+		lt := strings.ToLower(t)
 		for _, in := range m.Ingredients {
-			if HasWordPrefix(t, in) {
+			if hasWordPrefix(lt, in) {
 				return true
 			}
 		}
@@ -681,8 +688,9 @@ func (t *TestSet) MatchesTest(codes []Code, labels []string) bool {
 		}
 	}
 	for _, l := range labels {
+		ll := strings.ToLower(l)
 		for _, k := range t.Keywords {
-			if HasWordPrefix(l, k) {
+			if hasWordPrefix(ll, k) {
 				return true
 			}
 		}
@@ -694,7 +702,11 @@ func (t *TestSet) MatchesTest(codes []Code, labels []string) bool {
 // at the start of a word ("retina" in "Examination of retina",
 // "metformin" in "24 HR Metformin hydrochloride").
 func HasWordPrefix(text, word string) bool {
-	t, w := strings.ToLower(text), strings.ToLower(word)
+	return hasWordPrefix(strings.ToLower(text), strings.ToLower(word))
+}
+
+// hasWordPrefix is HasWordPrefix of lower-case text and word.
+func hasWordPrefix(t, w string) bool {
 	for i := 0; ; {
 		j := strings.Index(t[i:], w)
 		if j < 0 {
