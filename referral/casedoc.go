@@ -42,14 +42,34 @@ type caseBuilder struct {
 	byRef   map[string]*fhir.Resource
 	entries []entry
 	derived map[*Derived]string // computed Observation fullUrl
+	// release is the recipient's filter. The gateway's own resources are
+	// put through it too: a stored package is released only when every
+	// entry is, so one a narrow Consent would withhold (a class it leaves
+	// out) stays out of the package; its content is still in the
+	// narrative, which is computed from released data only.
+	release func(*fhir.Resource) bool
 }
 
-func (b *caseBuilder) add(v map[string]any) reference {
+// add authors a resource; "" when the release withholds it.
+func (b *caseBuilder) add(v map[string]any) string {
 	id := b.newID()
 	v["id"] = id
+	raw := mustJSON(v)
+	if b.release != nil && !b.release(&fhir.Resource{Type: v["resourceType"].(string), ID: id, Raw: raw}) {
+		return ""
+	}
 	full := "urn:uuid:" + id
-	b.entries = append(b.entries, entry{FullURL: full, Resource: mustJSON(v)})
-	return reference{Reference: full}
+	b.entries = append(b.entries, entry{FullURL: full, Resource: raw})
+	return full
+}
+
+// appendRef appends a reference to an authored resource unless it was
+// withheld.
+func appendRef(refs []reference, full string) []reference {
+	if full == "" {
+		return refs
+	}
+	return append(refs, reference{Reference: full})
 }
 
 func resRef(r *fhir.Resource) reference { return reference{Reference: r.Type + "/" + r.ID} }
@@ -59,7 +79,7 @@ func num(v float64) json.Number { return json.Number(knowledge.FormatNumber(v)) 
 func (b *caseBuilder) sections(draft *Draft) []section {
 	b.derived = map[*Derived]string{}
 	for i := range b.cs.Derived {
-		b.derived[&b.cs.Derived[i]] = b.derivedObservation(&b.cs.Derived[i]).Reference
+		b.derived[&b.cs.Derived[i]] = b.derivedObservation(&b.cs.Derived[i])
 	}
 	out := []section{b.flagsSection(), b.trendsSection(), b.risksSection(), b.careSection()}
 	if c := b.cs.Completeness; c != nil {
@@ -113,7 +133,7 @@ func (b *caseBuilder) overview() string {
 }
 
 // derivedObservation authors the Observation of a computed value.
-func (b *caseBuilder) derivedObservation(d *Derived) reference {
+func (b *caseBuilder) derivedObservation(d *Derived) string {
 	var from []reference
 	for _, r := range d.From {
 		from = append(from, resRef(r))
@@ -150,6 +170,7 @@ func fhirDateTime(t time.Time, from []*fhir.Resource) string {
 	return fhir.FormatInstant(t)
 }
 
+// flagRef is the flagged Observation; "" for a computed one withheld.
 func (b *caseBuilder) flagRef(f Flag) reference {
 	if f.Resource != nil {
 		return resRef(f.Resource)
@@ -199,7 +220,7 @@ func (b *caseBuilder) flagsSection() section {
 	groups := map[string]*group{}
 	var order []string
 	for _, f := range cs.Flags { // most recent first
-		refs = append(refs, b.flagIssue(f))
+		refs = appendRef(refs, b.flagIssue(f))
 		k := f.Code + "|" + f.Name
 		g := groups[k]
 		if g == nil {
@@ -249,8 +270,11 @@ func interpretationWord(code string) string {
 }
 
 // flagIssue authors the DetectedIssue of one abnormal result.
-func (b *caseBuilder) flagIssue(f Flag) reference {
+func (b *caseBuilder) flagIssue(f Flag) string {
 	obs := b.flagRef(f)
+	if obs.Reference == "" {
+		return ""
+	}
 	severity := "moderate"
 	if f.Critical() {
 		severity = "high"
@@ -369,7 +393,7 @@ func (b *caseBuilder) risksSection() section {
 		fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s%s</td><td>%s</td><td>%s: %s</td></tr>", html.EscapeString(r.Name), html.EscapeString(result),
 			optionalCite(r.InterpretationCitation), strings.Join(in, "<br/>"), html.EscapeString(r.Formula), citeLink(&r.Citation))
 		if r.Computable {
-			refs = append(refs, b.riskAssessment(r))
+			refs = appendRef(refs, b.riskAssessment(r))
 		}
 	}
 	sb.WriteString("</tbody></table>")
@@ -399,7 +423,7 @@ func riskResult(r Risk) string {
 	return strings.Join(parts, ", ")
 }
 
-func (b *caseBuilder) riskAssessment(r Risk) reference {
+func (b *caseBuilder) riskAssessment(r Risk) string {
 	var basis []reference
 	seen := map[string]bool{}
 	for _, in := range r.Inputs {
@@ -469,7 +493,7 @@ func (b *caseBuilder) careSection() section {
 		fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>",
 			html.EscapeString(c.Text), html.EscapeString(c.Trigger), html.EscapeString(last), html.EscapeString(careStatus(c)), citeLink(&c.Citation))
 		if !c.Met {
-			refs = append(refs, b.careIssue(c))
+			refs = appendRef(refs, b.careIssue(c))
 		}
 	}
 	sb.WriteString("</tbody></table>")
@@ -496,7 +520,7 @@ func careStatus(c CareCheck) string {
 	return "missing"
 }
 
-func (b *caseBuilder) careIssue(c CareCheck) reference {
+func (b *caseBuilder) careIssue(c CareCheck) string {
 	code := codeableConcept{Coding: []coding{{System: actCodeSystem, Code: "CAREGAP", Display: "Care Gaps"}}, Text: "Missing or overdue test"}
 	if c.Kind == CareReview {
 		code = codeableConcept{Coding: []coding{{System: CaseSummarySystem, Code: "treatment-review", Display: "Treatment review"}}, Text: "Treatment review"}
@@ -591,7 +615,11 @@ func (b *caseBuilder) draftSection(d *Draft) section {
 	for _, para := range strings.Split(strings.TrimSpace(d.Text), "\n\n") {
 		sb.WriteString("<p>" + strings.ReplaceAll(html.EscapeString(strings.TrimSpace(para)), "\n", "<br/>") + "</p>")
 	}
-	return section{Title: title, Code: concept(CaseSummarySystem, SectionDraft, "Machine-written narrative"), Author: []reference{dev},
+	var author []reference
+	if dev != "" {
+		author = []reference{{Reference: dev}}
+	}
+	return section{Title: title, Code: concept(CaseSummarySystem, SectionDraft, "Machine-written narrative"), Author: author,
 		Text: narrative(sb.String()), EmptyReason: empty}
 }
 

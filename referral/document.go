@@ -250,7 +250,7 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 		sections = append(sections, listSection(def.title, concept(def.system, def.code, def.title), rs, refs, func(r *fhir.Resource) string { return describe(r, byRef) }))
 	}
 	docID, compID, devID, provID := newID(), newID(), newID(), newID()
-	cb := caseBuilder{cs: &doc.Summary, kb: opts.Knowledge, newID: newID, now: now, patient: ref(patient), device: reference{Reference: "urn:uuid:" + devID}, byRef: byRef}
+	cb := caseBuilder{cs: &doc.Summary, kb: opts.Knowledge, newID: newID, now: now, patient: ref(patient), device: reference{Reference: "urn:uuid:" + devID}, byRef: byRef, release: opts.Release}
 	if cb.kb == nil {
 		cb.kb = knowledge.Builtin()
 	}

@@ -304,6 +304,24 @@ func TestSummaryRelease(t *testing.T) {
 	if issues := validate.Default().Validate(doc.Bundle); validate.HasErrors(issues) {
 		t.Fatal(errorsOnly(issues))
 	}
+	// the gateway's own resources go through the release too: a class the
+	// recipient's Consent leaves out stays out of the package, the
+	// narrative keeps the computed content
+	noIssues := func(r *fhir.Resource) bool { return r.Type != "DetectedIssue" && r.Type != "RiskAssessment" }
+	doc, err = referral.Summary(rec.patient, rec.resources, referral.Options{BaseURL: "https://gw.test", Release: noIssues, Now: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := string(doc.Bundle.Raw)
+	if strings.Contains(raw, `"resourceType":"DetectedIssue"`) || strings.Contains(raw, `"resourceType":"RiskAssessment"`) {
+		t.Error("a withheld type of the gateway's own is in the package")
+	}
+	if len(doc.Summary.Flags) == 0 || !strings.Contains(raw, "Abnormal results") || !strings.Contains(raw, "CKD-EPI 2021") {
+		t.Error("the computed narrative is gone with the withheld resources")
+	}
+	if issues := validate.Default().Validate(doc.Bundle); validate.HasErrors(issues) {
+		t.Fatal(errorsOnly(issues))
+	}
 	_, err = referral.Summary(rec.patient, rec.resources, referral.Options{BaseURL: "https://gw.test", Release: func(*fhir.Resource) bool { return false }})
 	if !errors.Is(err, referral.ErrPatientWithheld) {
 		t.Errorf("Patient withheld: %v", err)
