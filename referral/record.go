@@ -2,6 +2,7 @@ package referral
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -302,6 +303,20 @@ func display(r *fhir.Resource, byRef map[string]*fhir.Resource) string {
 		what = root.Get("description").String()
 		if what == "" && len(items(root.Get("procedureCode"))) > 0 {
 			what = conceptLabel(items(root.Get("procedureCode"))[0])
+		}
+		if what == "" {
+			// the series say what it was: "Ultrasound, thoracic"
+			var parts []string
+			for _, se := range items(root.Get("series")) {
+				for _, p := range []string{se.Get("modality").Get("display").String(), se.Get("bodySite").Get("display").String()} {
+					if p != "" && !slices.Contains(parts, p) {
+						parts = append(parts, p)
+					}
+				}
+			}
+			if len(parts) > 0 {
+				what = "Imaging: " + strings.Join(parts, ", ")
+			}
 		}
 	case "DocumentReference":
 		what = conceptLabel(root.Get("type"))

@@ -107,7 +107,9 @@ func (cs *CaseSummary) deriveEGFR(ms []*measurement, kb *knowledge.Base) []*meas
 		d := Derived{Code: LOINCeGFR2021, Name: "eGFR (CKD-EPI 2021, computed)", Unit: "mL/min/{1.73_m2}", Date: m.date,
 			Value: ckdEPI2021(scr, age, cs.Patient.Sex == "female"), From: []*fhir.Resource{m.res},
 			Formula: "CKD-EPI 2021 creatinine equation", Citation: cite}
-		nm := &measurement{code: LOINCeGFR2021, key: knowledge.LOINC + "|" + LOINCeGFR2021 + "|computed", name: d.Name,
+		// res is the creatinine it comes from: what a check citing this
+		// value points at
+		nm := &measurement{res: m.res, code: LOINCeGFR2021, key: knowledge.LOINC + "|" + LOINCeGFR2021 + "|computed", name: d.Name,
 			q: quantity{value: d.Value, unit: d.Unit}, date: d.Date}
 		cs.Judged++
 		match, _ := egfr.Judge(d.Value, d.Unit, cs.Patient.subject(d.Date))
