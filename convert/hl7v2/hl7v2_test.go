@@ -273,3 +273,13 @@ func BenchmarkParseAndConvert(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+func count(m *Message, name string) int {
+	n := 0
+	for _, s := range m.Segments {
+		if s.Name == name {
+			n++
+		}
+	}
+	return n
+}

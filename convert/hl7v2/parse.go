@@ -63,32 +63,11 @@ func Parse(data []byte) (*Message, error) {
 	if !bytes.HasPrefix(data, []byte("MSH")) {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, ErrNoMSH)
 	}
-	if len(data) < 8 {
-		return nil, fmt.Errorf("%w: %w: MSH ends before its encoding characters", ErrMalformed, ErrTruncated)
+	d, err := readDelimiters(data)
+	if err != nil {
+		return nil, err
 	}
-	fs := data[3]
-	end := bytes.IndexByte(data[4:], fs)
-	if end < 0 {
-		return nil, fmt.Errorf("%w: %w: MSH ends after its encoding characters", ErrMalformed, ErrTruncated)
-	}
-	enc := data[4 : 4+end]
-	// 2.7+ adds a fifth, truncation character.
-	if len(enc) != 4 && len(enc) != 5 {
-		return nil, fmt.Errorf("%w: %w: %d characters in MSH-2, want 4", ErrMalformed, ErrEncodingChars, len(enc))
-	}
-	seen := map[byte]bool{fs: true}
-	for _, ch := range append([]byte{fs}, enc...) {
-		if ch == '\r' || ch == '\n' || ch == ' ' || (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') {
-			return nil, fmt.Errorf("%w: %w: %q cannot be a delimiter", ErrMalformed, ErrEncodingChars, ch)
-		}
-	}
-	for _, ch := range enc {
-		if seen[ch] {
-			return nil, fmt.Errorf("%w: %w: %q used twice", ErrMalformed, ErrEncodingChars, ch)
-		}
-		seen[ch] = true
-	}
-	m := &Message{Delims: Delimiters{Field: fs, Component: enc[0], Repetition: enc[1], Escape: enc[2], Subcomponent: enc[3]}}
+	m := &Message{Delims: d}
 	for len(data) > 0 {
 		i := bytes.IndexAny(data, "\r\n")
 		line := data
@@ -117,6 +96,55 @@ func Parse(data []byte) (*Message, error) {
 	return m, nil
 }
 
+// readDelimiters reads the delimiters a header segment (MSH, FHS, BHS)
+// declares in its first two fields.
+func readDelimiters(data []byte) (Delimiters, error) {
+	name := string(data[:3])
+	if len(data) < 8 {
+		return Delimiters{}, fmt.Errorf("%w: %w: %s ends before its encoding characters", ErrMalformed, ErrTruncated, name)
+	}
+	fs := data[3]
+	end := bytes.IndexByte(data[4:], fs)
+	if end < 0 {
+		return Delimiters{}, fmt.Errorf("%w: %w: %s ends after its encoding characters", ErrMalformed, ErrTruncated, name)
+	}
+	enc := data[4 : 4+end]
+	// 2.7+ adds a fifth, truncation character.
+	if len(enc) != 4 && len(enc) != 5 {
+		return Delimiters{}, fmt.Errorf("%w: %w: %d characters in %s-2, want 4", ErrMalformed, ErrEncodingChars, len(enc), name)
+	}
+	seen := map[byte]bool{fs: true}
+	for _, ch := range append([]byte{fs}, enc...) {
+		if ch == '\r' || ch == '\n' || ch == ' ' || (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') {
+			return Delimiters{}, fmt.Errorf("%w: %w: %q cannot be a delimiter", ErrMalformed, ErrEncodingChars, ch)
+		}
+	}
+	for _, ch := range enc {
+		if seen[ch] {
+			return Delimiters{}, fmt.Errorf("%w: %w: %q used twice", ErrMalformed, ErrEncodingChars, ch)
+		}
+		seen[ch] = true
+	}
+	return Delimiters{Field: fs, Component: enc[0], Repetition: enc[1], Escape: enc[2], Subcomponent: enc[3]}, nil
+}
+
+// parseHeader parses a header segment (FHS, BHS) with the delimiters it
+// declares.
+func parseHeader(line []byte) (*Segment, Delimiters, error) {
+	d, err := readDelimiters(line)
+	if err != nil {
+		return nil, d, err
+	}
+	m := &Message{Delims: d}
+	seg, err := m.parseSegment(append([]byte("MSH"), line[3:]...), true)
+	if err != nil {
+		return nil, d, err
+	}
+	seg.Name = string(line[:3])
+	seg.Fields[0] = Field{{{seg.Name}}}
+	return seg, d, nil
+}
+
 func validName(n []byte) bool {
 	if len(n) != 3 || n[0] < 'A' || n[0] > 'Z' {
 		return false
@@ -137,7 +165,7 @@ func (m *Message) parseSegment(line []byte, first bool) (*Segment, error) {
 	}
 	name := string(line[:3])
 	if !first && name == "MSH" {
-		return nil, fmt.Errorf("%w: second MSH (batches are not supported)", ErrBadSegment)
+		return nil, fmt.Errorf("%w: second MSH (send a batch with FHS/BHS, or one message per frame)", ErrBadSegment)
 	}
 	seg := &Segment{Name: name}
 	parts := bytes.Split(line, []byte{d.Field})
