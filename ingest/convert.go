@@ -134,6 +134,9 @@ func (im *Importer) FileHL7v2(ctx context.Context, patientID string, hm *HL7Mess
 // importHL7v2 converts one HL7 v2 message and files it into the record of
 // target.
 func (im *Importer) importHL7v2(ctx context.Context, target *fhir.Resource, raw []byte, opts Options) (*Result, error) {
+	if hl7v2.IsBatch(raw) {
+		return im.importHL7v2Batch(ctx, target, raw, opts)
+	}
 	hm, err := im.ConvertHL7v2(raw)
 	if err != nil {
 		return nil, err
@@ -150,6 +153,97 @@ func (im *Importer) importHL7v2(ctx context.Context, target *fhir.Resource, raw 
 		res.Accepted = accepted
 	}
 	return res, err
+}
+
+// importHL7v2Batch files each message of a batch on its own (a batch is
+// not a transaction): what one message lacks does not stop the others.
+// The result merges what the filed messages wrote, lists each message's
+// fate and carries the batch acknowledgement. When no message could be
+// filed, the first message's error is returned.
+func (im *Importer) importHL7v2Batch(ctx context.Context, target *fhir.Resource, raw []byte, opts Options) (*Result, error) {
+	b, err := hl7v2.ParseBatch(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	out := &Result{Source: "hl7v2-batch"}
+	var acks [][]byte
+	var firstErr error
+	filed := 0
+	seen := map[string]int{}
+	for i, msg := range b.Messages {
+		where := fmt.Sprintf("message[%d]", i+1)
+		res, err := im.importHL7v2(ctx, target, msg, opts)
+		var m *hl7v2.Message
+		if pm, perr := hl7v2.Parse(msg); perr == nil {
+			m = pm
+		}
+		mr := MessageResult{}
+		if m != nil {
+			mr.ControlID = m.ControlID()
+		}
+		if err != nil {
+			code, errCode := hl7v2.AckCode(err) // AE for what is not the message's fault
+			if errors.Is(err, ErrDemographicsMismatch) {
+				code, errCode = hl7v2.AE, hl7v2.ErrCodeInternal
+			}
+			mr.Code, mr.Err = code, err
+			acks = append(acks, hl7v2.ACK(m, code, errCode, err.Error(), im.now()))
+			if firstErr == nil {
+				firstErr = err
+			}
+			out.Issues = append(out.Issues, fhir.Issue{Severity: fhir.SeverityError, Code: "processing",
+				Details:    &fhir.IssueDetails{Text: fmt.Sprintf("%s (MSH-10 %s) was not filed (%s)", where, mr.ControlID, code)},
+				Expression: []string{where}, Diagnostics: err.Error()})
+			if me := (*MismatchError)(nil); errors.As(err, &me) {
+				for _, mm := range me.Mismatches {
+					out.Issues = append(out.Issues, fhir.Issue{Severity: fhir.SeverityError, Code: "business-rule",
+						Details: &fhir.IssueDetails{Text: "demographics mismatch: " + mm.Element}, Diagnostics: mm.String(),
+						Expression: []string{where + "." + mm.SourcePath, mm.TargetPath}})
+				}
+			}
+			out.Messages = append(out.Messages, mr)
+			continue
+		}
+		filed++
+		mr.Code = hl7v2.AA
+		out.Messages = append(out.Messages, mr)
+		acks = append(acks, hl7v2.ACK(m, hl7v2.AA, "", "", im.now()))
+		out.Accepted = append(out.Accepted, res.Accepted...)
+		for _, is := range res.Issues {
+			is.Expression = prefixed(where, is.Expression)
+			out.Issues = append(out.Issues, is)
+		}
+		for _, e := range res.Entries {
+			k := e.Resource.Type + "/" + e.Resource.ID
+			if j, ok := seen[k]; ok {
+				// a later message changed it again: keep its newest version
+				st := out.Entries[j].Status
+				out.Entries[j] = e
+				if st == Created {
+					out.Entries[j].Status = Created
+				}
+				continue
+			}
+			seen[k] = len(out.Entries)
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	out.ACK = hl7v2.BatchACK(b, acks, im.now())
+	if filed == 0 {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+func prefixed(prefix string, exprs []string) []string {
+	out := make([]string, len(exprs))
+	for i, e := range exprs {
+		out[i] = prefix + "." + e
+	}
+	if len(out) == 0 {
+		out = []string{prefix}
+	}
+	return out
 }
 
 // facilitySource names the source of a message after its sending facility

@@ -54,8 +54,23 @@ func (h *HL7Handler) importer() *Importer {
 	return &Importer{Store: h.Store, Consolidator: h.Consolidator, Now: h.Now}
 }
 
-// HandleMessage implements mllp.Handler.
+// HandleMessage implements mllp.Handler. A batch (FHS/BHS) is answered
+// with a batch of acknowledgements, one per message, each message filed
+// (or refused) on its own.
 func (h *HL7Handler) HandleMessage(ctx context.Context, msg []byte) []byte {
+	if hl7v2.IsBatch(msg) {
+		b, err := hl7v2.ParseBatch(msg)
+		if err != nil {
+			code, errCode := hl7v2.AckCode(err)
+			return hl7v2.ACK(nil, code, errCode, err.Error(), h.now())
+		}
+		acks := make([][]byte, 0, len(b.Messages))
+		for _, m := range b.Messages {
+			_, ack := h.Handle(ctx, m)
+			acks = append(acks, ack)
+		}
+		return hl7v2.BatchACK(b, acks, h.now())
+	}
 	_, ack := h.Handle(ctx, msg)
 	return ack
 }
@@ -175,5 +190,11 @@ func (r *Result) Outcome() *fhir.OperationOutcome {
 	issues := []fhir.Issue{{Severity: fhir.SeverityInformation, Code: "informational", Details: &fhir.IssueDetails{
 		Text: fmt.Sprintf("filed as source %s: %d resources created, %d updated, %d unchanged", r.Source, created, updated, unchanged),
 	}}}
+	for i, m := range r.Messages {
+		if m.Err == nil {
+			issues = append(issues, fhir.Issue{Severity: fhir.SeverityInformation, Code: "informational",
+				Details: &fhir.IssueDetails{Text: fmt.Sprintf("message[%d] (MSH-10 %s) filed (AA)", i+1, m.ControlID)}, Expression: []string{fmt.Sprintf("message[%d]", i+1)}})
+		}
+	}
 	return fhir.NewOutcome(append(issues, r.Issues...)...)
 }

@@ -101,6 +101,19 @@ type Result struct {
 	// and the Patient that Options.AcceptMismatch let through (patient
 	// data: never log the values).
 	Accepted []subject.Mismatch
+	// Messages, for an HL7 v2 batch, say what became of each message, in
+	// order; ACK is the batch acknowledgement (one ACK per message).
+	Messages []MessageResult
+	ACK      []byte
+}
+
+// MessageResult is what became of one message of an HL7 v2 batch.
+type MessageResult struct {
+	// ControlID is the message's MSH-10; Code its acknowledgement code
+	// (AA, AE, AR).
+	ControlID, Code string
+	// Err says why it was not filed (nil when filed).
+	Err error
 }
 
 // Kind is the converter a media type selects.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,13 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 		out = append(out, `,"resource":`...)
 		out = append(out, e.Resource.Raw...)
 		out = append(out, '}')
+	}
+	if res.ACK != nil {
+		// an HL7 v2 batch: its acknowledgement, one ACK per message, as the
+		// sender would have had it over MLLP (not stored)
+		out = append(out, `,{"resource":{"resourceType":"Binary","contentType":"x-application/hl7-v2+er7","data":`...)
+		out = fjson.AppendString(out, base64.StdEncoding.EncodeToString(res.ACK))
+		out = append(out, "}}"...)
 	}
 	out = append(out, "]}"...)
 	s.writeJSON(c, http.StatusOK, out)

@@ -81,7 +81,11 @@ func (c *converter) ai(s *Segment) {
 			c.skip("AIG names no resource")
 			return
 		}
-		appendTo(ap, "participant", obj("type", concepts(s.Field(4)), "actor", obj("display", who), "status", participantStatus(ap)))
+		actor := obj("display", who)
+		if id := s.Get(3, 1); id != "" && id != who {
+			actor["identifier"] = obj("value", id)
+		}
+		appendTo(ap, "participant", obj("type", concepts(s.Field(4)), "actor", actor, "status", participantStatus(ap)))
 		startField = 8
 	case "AIL":
 		loc := s.Field(3).Rep(0)

@@ -80,7 +80,7 @@ func ParseBatch(data []byte) (*Batch, error) {
 			if env.Delims.Field == 0 {
 				return nil, fmt.Errorf("%w: %s before FHS or BHS", ErrMalformed, name)
 			}
-			seg, err := env.parseSegment(line, false)
+			seg, err := env.parseSegment(string(line), false)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
 			}

@@ -3,7 +3,6 @@ package hl7v2
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/convert/ccda"
 	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
 )
 
 // Conversion errors (besides the parse errors).
@@ -185,11 +185,11 @@ func Convert(m *Message, opts Options) (*Result, error) {
 	for _, p := range c.out {
 		p.body["resourceType"] = p.typ
 		p.body["id"] = p.id
-		raw, err := json.Marshal(p.body)
+		v, err := fjson.Build(p.body)
 		if err != nil {
-			return nil, fmt.Errorf("hl7v2: marshal %s: %w", p.typ, err)
+			return nil, fmt.Errorf("hl7v2: %s: %w", p.typ, err)
 		}
-		r, err := fhir.Parse(raw)
+		r, err := fhir.FromValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("hl7v2: %s: %w", p.typ, err)
 		}

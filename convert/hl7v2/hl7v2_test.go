@@ -180,7 +180,7 @@ func TestParseEncodingAndEscapes(t *testing.T) {
 	}
 	var sm Message
 	sm.Delims = Delimiters{'|', '^', '~', '\\', '&'}
-	if got := sm.unescape([]byte(`a\X41420D\b\.br\c\H\d\N\\Z\`)); got != "aAB\rb\ncd\\Z\\" {
+	if got := sm.unescape(`a\X41420D\b\.br\c\H\d\N\\Z\`); got != "aAB\rb\ncd\\Z\\" {
 		t.Errorf("hex/format escapes: %q", got)
 	}
 }

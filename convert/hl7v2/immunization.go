@@ -155,7 +155,11 @@ func (c *converter) education(im map[string]any, group, code string, v Repetitio
 	}
 	switch code {
 	case "69764-9":
-		put(ed, "documentType", firstNonEmpty(v.Comp(2), v.Comp(1)))
+		doc := v.Comp(2)
+		if v.Comp(1) != "" {
+			doc = strings.TrimSpace(doc + " (" + v.Comp(1) + ")")
+		}
+		put(ed, "documentType", doc)
 		if u := attachmentURL(v.Comp(1)); u != "" {
 			ed["reference"] = u
 		}

@@ -502,6 +502,7 @@ func (c *converter) valueOf(o map[string]any, typ string, v, unit Repetition, s 
 			}
 			return
 		}
+		c.skip("the encapsulated data cannot be read")
 		return
 	case "RP":
 		ct := strings.ToLower(strings.Trim(v.Comp(3)+"/"+v.Comp(4), "/"))

@@ -68,15 +68,18 @@ func Parse(data []byte) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{Delims: d}
-	for len(data) > 0 {
-		i := bytes.IndexAny(data, "\r\n")
-		line := data
+	// one string for the whole message: fields are substrings of it
+	text := string(data)
+	m.Segments = make([]*Segment, 0, strings.Count(text, "\r")+1)
+	for len(text) > 0 {
+		i := strings.IndexAny(text, "\r\n")
+		line := text
 		if i >= 0 {
-			line, data = data[:i], data[i+1:]
+			line, text = text[:i], text[i+1:]
 		} else {
-			data = nil
+			text = ""
 		}
-		line = bytes.TrimRight(line, " \t")
+		line = strings.TrimRight(line, " \t")
 		if len(line) == 0 {
 			continue
 		}
@@ -136,7 +139,7 @@ func parseHeader(line []byte) (*Segment, Delimiters, error) {
 		return nil, d, err
 	}
 	m := &Message{Delims: d}
-	seg, err := m.parseSegment(append([]byte("MSH"), line[3:]...), true)
+	seg, err := m.parseSegment("MSH"+string(line[3:]), true)
 	if err != nil {
 		return nil, d, err
 	}
@@ -145,7 +148,7 @@ func parseHeader(line []byte) (*Segment, Delimiters, error) {
 	return seg, d, nil
 }
 
-func validName(n []byte) bool {
+func validName(n string) bool {
 	if len(n) != 3 || n[0] < 'A' || n[0] > 'Z' {
 		return false
 	}
@@ -157,63 +160,104 @@ func validName(n []byte) bool {
 	return true
 }
 
-func (m *Message) parseSegment(line []byte, first bool) (*Segment, error) {
+func (m *Message) parseSegment(line string, first bool) (*Segment, error) {
 	d := m.Delims
 	if len(line) < 3 || !validName(line[:3]) || (len(line) > 3 && line[3] != d.Field) {
 		n := min(len(line), 3)
 		return nil, fmt.Errorf("%w: bad segment name %q", ErrBadSegment, line[:n])
 	}
-	name := string(line[:3])
+	name := line[:3]
 	if !first && name == "MSH" {
 		return nil, fmt.Errorf("%w: second MSH (send a batch with FHS/BHS, or one message per frame)", ErrBadSegment)
 	}
 	seg := &Segment{Name: name}
-	parts := bytes.Split(line, []byte{d.Field})
-	seg.Fields = make([]Field, 0, len(parts)+1)
-	seg.Fields = append(seg.Fields, Field{{{name}}})
-	start := 1
+	nf := strings.Count(line, string(d.Field)) + 2
+	seg.Fields = make([]Field, 1, nf)
+	seg.Fields[0] = Field{{{name}}}
+	rest := ""
+	if len(line) > 3 {
+		rest = line[4:]
+	}
 	if name == "MSH" {
 		// MSH-1 is the separator and MSH-2 the encoding characters, taken as is.
 		seg.Fields = append(seg.Fields, Field{{{string(d.Field)}}})
-		if len(parts) > 1 {
-			seg.Fields = append(seg.Fields, Field{{{string(parts[1])}}})
+		enc, after, found := strings.Cut(rest, string(d.Field))
+		seg.Fields = append(seg.Fields, Field{{{enc}}})
+		if !found {
+			return seg, nil
 		}
-		start = 2
+		rest = after
+	} else if len(line) == 3 {
+		return seg, nil
 	}
-	for _, p := range parts[start:] {
-		seg.Fields = append(seg.Fields, m.parseField(p))
+	for {
+		f, after, found := strings.Cut(rest, string(d.Field))
+		seg.Fields = append(seg.Fields, m.parseField(f))
+		if !found {
+			break
+		}
+		rest = after
 	}
 	return seg, nil
 }
 
-func (m *Message) parseField(p []byte) Field {
+// parseField splits a field into repetitions, components and
+// sub-components in one pass, with one allocation per level: the strings
+// are substrings of the message (unescaped ones aside).
+func (m *Message) parseField(p string) Field {
 	if len(p) == 0 {
 		return nil
 	}
 	d := m.Delims
-	reps := bytes.Split(p, []byte{d.Repetition})
-	f := make(Field, len(reps))
-	for i, r := range reps {
-		comps := bytes.Split(r, []byte{d.Component})
-		rep := make(Repetition, len(comps))
-		for j, c := range comps {
-			subs := bytes.Split(c, []byte{d.Subcomponent})
-			comp := make(Component, len(subs))
-			for k, s := range subs {
-				comp[k] = m.unescape(s)
-			}
-			rep[j] = comp
+	nr, nc, ns := 1, 1, 1
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case d.Repetition:
+			nr++
+			nc++
+			ns++
+		case d.Component:
+			nc++
+			ns++
+		case d.Subcomponent:
+			ns++
 		}
-		f[i] = rep
 	}
-	return f
+	reps := make([]Repetition, nr)
+	comps := make([]Component, nc)
+	subs := make([]string, ns)
+	ri, ci, si := 0, 0, 0
+	repStart, compStart, start := 0, 0, 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) {
+			if c := p[i]; c != d.Repetition && c != d.Component && c != d.Subcomponent {
+				continue
+			}
+		}
+		subs[si] = m.unescape(p[start:i])
+		si++
+		start = i + 1
+		if i < len(p) && p[i] == d.Subcomponent {
+			continue
+		}
+		comps[ci] = subs[compStart:si:si]
+		ci++
+		compStart = si
+		if i < len(p) && p[i] == d.Component {
+			continue
+		}
+		reps[ri] = comps[repStart:ci:ci]
+		ri++
+		repStart = ci
+	}
+	return reps
 }
 
 // unescape resolves escape sequences; unknown ones are kept as they are.
-func (m *Message) unescape(s []byte) string {
+func (m *Message) unescape(s string) string {
 	esc := m.Delims.Escape
-	if bytes.IndexByte(s, esc) < 0 {
-		return string(s)
+	if strings.IndexByte(s, esc) < 0 {
+		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -221,38 +265,38 @@ func (m *Message) unescape(s []byte) string {
 			b.WriteByte(s[i])
 			continue
 		}
-		j := bytes.IndexByte(s[i+1:], esc)
+		j := strings.IndexByte(s[i+1:], esc)
 		if j < 0 {
-			b.Write(s[i:])
+			b.WriteString(s[i:])
 			break
 		}
 		seq := s[i+1 : i+1+j]
 		switch {
-		case len(seq) == 1 && seq[0] == 'F':
+		case seq == "F":
 			b.WriteByte(m.Delims.Field)
-		case len(seq) == 1 && seq[0] == 'S':
+		case seq == "S":
 			b.WriteByte(m.Delims.Component)
-		case len(seq) == 1 && seq[0] == 'T':
+		case seq == "T":
 			b.WriteByte(m.Delims.Subcomponent)
-		case len(seq) == 1 && seq[0] == 'R':
+		case seq == "R":
 			b.WriteByte(m.Delims.Repetition)
-		case len(seq) == 1 && seq[0] == 'E':
+		case seq == "E":
 			b.WriteByte(esc)
 		case len(seq) > 1 && seq[0] == 'X':
-			raw, err := hex.DecodeString(string(seq[1:]))
+			raw, err := hex.DecodeString(seq[1:])
 			if err != nil {
-				b.Write(s[i : i+2+j])
+				b.WriteString(s[i : i+2+j])
 			} else {
 				b.Write(raw)
 			}
-		case string(seq) == ".br":
+		case seq == ".br":
 			b.WriteByte('\n')
-		case len(seq) == 1 && (seq[0] == 'H' || seq[0] == 'N'):
+		case seq == "H" || seq == "N":
 			// highlighting on/off: no plain-text equivalent
 		case len(seq) > 0 && seq[0] == '.':
 			// other formatting commands (.sp, .in, …): dropped from plain text
 		default:
-			b.Write(s[i : i+2+j])
+			b.WriteString(s[i : i+2+j])
 		}
 		i += 1 + j
 	}

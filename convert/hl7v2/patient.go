@@ -351,7 +351,6 @@ func (c *converter) participate(role Repetition, table string, who map[string]an
 	case a.typ == "ORC" && c.order != nil:
 		// a vaccination's order: for the RXA that follows
 		c.order.pending = append(c.order.pending, participation{role: role, who: who, acct: len(c.accounts) - 1})
-		c.cur.Resources = nil // accounted for when the RXA comes
 	case a.typ == "Procedure":
 		appendTo(a.body, "performer", obj("function", roleCC, "actor", who))
 		c.touch(a.ref)

@@ -44,7 +44,7 @@ func put(m map[string]any, k string, v any) {
 }
 
 func obj(kv ...any) map[string]any {
-	m := make(map[string]any, len(kv)/2)
+	m := make(map[string]any, max(len(kv)/2, 8))
 	for i := 0; i+1 < len(kv); i += 2 {
 		put(m, kv[i].(string), kv[i+1])
 	}
@@ -437,8 +437,6 @@ func allDigits(s string) bool {
 	return true
 }
 
-var decimalPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
-
 // decimal normalises an NM to a FHIR decimal; "" when it is not a number.
 func decimal(s string) string {
 	s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "+"))
@@ -450,11 +448,13 @@ func decimal(s string) string {
 	for len(s) > 1 && s[0] == '0' && s[1] != '.' {
 		s = s[1:]
 	}
+	// digits, then optionally a point and at least one digit
+	intPart, frac, hasPoint := strings.Cut(s, ".")
+	if intPart == "" || !allDigits(intPart) || hasPoint && (frac == "" || !allDigits(frac)) {
+		return ""
+	}
 	if neg {
 		s = "-" + s
-	}
-	if !decimalPattern.MatchString(s) {
-		return ""
 	}
 	return s
 }

@@ -231,10 +231,12 @@ func tokens(s string) []string {
 			b.WriteByte(' ')
 		}
 	}
-	// letters that do not decompose
-	f := strings.NewReplacer("ß", "ss", "ø", "o", "æ", "ae", "œ", "oe", "ł", "l", "đ", "d", "ı", "i").Replace(b.String())
-	return strings.Fields(f)
+	return strings.Fields(undecomposed.Replace(b.String()))
 }
+
+// undecomposed spells out letters that NFD does not split into a base
+// letter and a mark.
+var undecomposed = strings.NewReplacer("ß", "ss", "ø", "o", "æ", "ae", "œ", "oe", "ł", "l", "đ", "d", "ı", "i")
 
 func compatible(a, b normName) bool {
 	if len(a.family) > 0 && len(b.family) > 0 {
