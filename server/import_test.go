@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -293,4 +294,32 @@ func TestImportWrongPatient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestImportHL7Batch: a batch posted to $import answers with every
+// message's fate in the OperationOutcome and the batch acknowledgement as
+// a Binary entry, one ACK per message.
+func TestImportHL7Batch(t *testing.T) {
+	oru := func(id string) string {
+		return "MSH|^~\\&|LAB|CITY|GW|GW|20240101120000||ORU^R01^ORU_R01|" + id + "|P|2.5.1\rPID|1||M1^^^X^MR||Doe^Jo\rOBR|1||R|24331-1^Lipid^LN\rOBX|1|NM|2093-3^Chol^LN||180|mg/dL\r"
+	}
+	batch := "BHS|^~\\&|LAB|CITY|GW|GW|20240101120000||||B1\r" + oru("M1") + "MSH|^~\\&|LAB|CITY|GW|GW|20240101||QRY^A19|M2|P|2.5\rPID|1\r" + oru("M3") + "BTS|3\r"
+	eachStore(t, func(t *testing.T, h *harness) {
+		mustStatus(t, h.do(http.MethodPut, "/Patient/b", []byte(`{"resourceType":"Patient","id":"b","active":true}`)), http.StatusCreated)
+		w := h.do(http.MethodPost, "/Patient/b/$import", []byte(batch), "Content-Type: x-application/hl7-v2+er7")
+		mustStatus(t, w, http.StatusOK)
+		entries := jsonMap(t, w.Body.Bytes())["entry"].([]any)
+		oo := mustJSON(t, entries[0].(map[string]any)["resource"].(map[string]any))
+		for _, want := range []string{"message[1] (MSH-10 M1) filed", "message[2] (MSH-10 M2) was not filed (AR)", "message[3] (MSH-10 M3) filed"} {
+			if !strings.Contains(oo, want) {
+				t.Errorf("the outcome does not say %q: %s", want, oo)
+			}
+		}
+		last := entries[len(entries)-1].(map[string]any)["resource"].(map[string]any)
+		data, _ := base64.StdEncoding.DecodeString(last["data"].(string))
+		if last["resourceType"] != "Binary" || last["contentType"] != "x-application/hl7-v2+er7" || strings.Count(string(data), "MSA|") != 3 ||
+			!strings.Contains(string(data), "MSA|AA|M1") || !strings.Contains(string(data), "MSA|AR|M2") || !strings.Contains(string(data), "MSA|AA|M3") {
+			t.Errorf("the batch ACK entry: %v %q", last["resourceType"], data)
+		}
+	})
 }

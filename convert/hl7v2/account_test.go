@@ -14,8 +14,8 @@ import (
 // fields, repetitions, components, sub-components, with the delimiters of
 // MSH-1/2 and the escapes \F\ \S\ \T\ \R\ \E\ undone.
 type er7 struct {
-	segs [][]string // raw fields, [0] the name
-	fs   string
+	segs           [][]string // raw fields, [0] the name
+	fs             string
 	cs, rs, ss, es string
 }
 
