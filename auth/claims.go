@@ -11,15 +11,18 @@ import (
 // principal maps verified claims to a Principal:
 //
 //  1. the FHIR-user claim (fhirUserClaim, default "fhirUser") naming a
-//     Patient makes a patient, a Practitioner or PractitionerRole a
-//     provider (with the organization of its client when that is a
-//     configured provider);
+//     Patient makes a patient; a Practitioner or PractitionerRole makes a
+//     provider only through an explicit entry: its client is a configured
+//     provider (it acts for that client's organization), or the
+//     practitioner is listed in a provider entry's practitioners (it acts
+//     for that entry's organization). Any other practitioner login is
+//     refused: an unknown client gets nothing of any patient;
 //  2. else sub listed in patientMapping makes that patient;
 //  3. else the client (client_id, else azp, else sub) found in
 //     auth.clients makes a provider (with its organization) or a system
 //     client;
 //  4. else the token is refused with ErrForbidden.
-func (is *issuer) principal(c claimSet, clients map[string]config.Client) (*Principal, error) {
+func (is *issuer) principal(c claimSet, clients, practitioners map[string]config.Client) (*Principal, error) {
 	p := &Principal{
 		Issuer:   is.cfg.URL,
 		Subject:  c.str("sub"),
@@ -47,9 +50,13 @@ func (is *issuer) principal(c claimSet, clients map[string]config.Client) (*Prin
 		case "Patient":
 			p.Kind, p.Patient = KindPatient, ref
 		case "Practitioner", "PractitionerRole":
-			p.Kind = KindProvider
-			if known && client.Role == "provider" {
-				p.Organization = client.Organization
+			switch entry, listed := practitioners[ref]; {
+			case known && client.Role == "provider":
+				p.Kind, p.Organization = KindProvider, client.Organization
+			case listed:
+				p.Kind, p.Organization = KindProvider, entry.Organization
+			default:
+				return nil, newError(ErrForbidden, "a practitioner login is accepted only from a client configured as a provider, or for a practitioner listed in auth.clients", nil)
 			}
 		default:
 			return nil, newError(ErrForbidden, "a "+typ+" user is not supported", nil)
@@ -66,7 +73,11 @@ func (is *issuer) principal(c claimSet, clients map[string]config.Client) (*Prin
 			p.Kind, p.Organization = KindProvider, client.Organization
 			return p, nil
 		case "system":
-			p.Kind = KindSystem
+			p.Kind, p.Organization = KindSystem, client.Organization
+			if client.Custodian != nil {
+				cu := *client.Custodian
+				p.Custodian = &cu
+			}
 			return p, nil
 		}
 	}

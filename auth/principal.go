@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/fhir"
 )
 
@@ -45,8 +47,12 @@ type Principal struct {
 	// Patient is the patient a patient principal is ("Patient/123").
 	Patient string
 	// Organization is what a provider acts for, from auth.clients
-	// ("Organization/x" or "PractitionerRole/y"); "" when unknown.
+	// ("Organization/x" or "PractitionerRole/y"), or the organization a
+	// system client names; "" when unknown.
 	Organization string
+	// Custodian, for a system client so configured, names the patients it
+	// may record Consents for.
+	Custodian *config.Custodian
 	// Scopes are the granted scopes.
 	Scopes ScopeSet
 	// PurposeOfUse is the token's purpose of use, if it carries one.
@@ -141,4 +147,23 @@ func normalizeFHIRUser(v string) (string, bool) {
 		return "", false
 	}
 	return ref, true
+}
+
+// CustodianOf reports whether the principal is a system client configured
+// as the custodian of the patient ("Patient/id"); identifiers are the
+// patient's identifiers as (system, value) pairs, for custodians that name
+// their patients by identifier system.
+func (p *Principal) CustodianOf(patient string, identifiers [][2]string) bool {
+	if p.Kind != KindSystem || p.Custodian == nil {
+		return false
+	}
+	if slices.Contains(p.Custodian.Patients, "*") || slices.Contains(p.Custodian.Patients, patient) {
+		return true
+	}
+	for _, id := range identifiers {
+		if id[1] != "" && slices.Contains(p.Custodian.IdentifierSystems, id[0]) {
+			return true
+		}
+	}
+	return false
 }

@@ -83,6 +83,9 @@ type Verifier struct {
 	issuers []*issuer
 	byURL   map[string]*issuer
 	clients map[string]config.Client
+	// practitioners maps a practitioner login (fhirUser) to the provider
+	// entry it acts for.
+	practitioners map[string]config.Client
 
 	cache    *ttlCache[*Principal]
 	negative *ttlCache[*Error]
@@ -98,11 +101,13 @@ const negativeTTL = 10 * time.Second
 func New(cfg config.Auth, opts Options) (*Verifier, error) {
 	opts.defaults()
 	v := &Verifier{
-		opts:     opts,
-		byURL:    map[string]*issuer{},
-		clients:  map[string]config.Client{},
-		cache:    newTTLCache[*Principal](opts.CacheSize),
-		negative: newTTLCache[*Error](min(opts.CacheSize, 1024)),
+		opts:    opts,
+		byURL:   map[string]*issuer{},
+		clients: map[string]config.Client{},
+
+		practitioners: map[string]config.Client{},
+		cache:         newTTLCache[*Principal](opts.CacheSize),
+		negative:      newTTLCache[*Error](min(opts.CacheSize, 1024)),
 	}
 	var problems []string
 	for i, ic := range cfg.Issuers {
@@ -122,15 +127,19 @@ func New(cfg config.Auth, opts Options) (*Verifier, error) {
 		if _, dup := v.clients[c.ClientID]; dup {
 			problems = append(problems, fmt.Sprintf("auth.clients[%d]: duplicate clientID %s", i, c.ClientID))
 		}
-		if c.Role != "provider" && c.Role != "system" {
-			problems = append(problems, fmt.Sprintf("auth.clients[%d]: role must be provider or system", i))
-		}
-		if c.Role == "provider" {
-			if t, _, ok := splitRef(c.Organization); !ok || (t != "Organization" && t != "PractitionerRole") {
-				problems = append(problems, fmt.Sprintf("auth.clients[%d]: a provider needs organization: Organization/<id> or PractitionerRole/<id>", i))
-			}
+		for _, pr := range c.Problems() {
+			problems = append(problems, fmt.Sprintf("auth.clients[%d]: %s", i, pr))
 		}
 		v.clients[c.ClientID] = c
+		for _, pr := range c.Practitioners {
+			if c.Role != "provider" {
+				continue
+			}
+			if other, dup := v.practitioners[pr]; dup && other.ClientID != c.ClientID {
+				problems = append(problems, fmt.Sprintf("auth.clients[%d]: practitioner %s already acts for %s", i, pr, other.Organization))
+			}
+			v.practitioners[pr] = c
+		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("auth: invalid configuration:\n  %s", strings.Join(problems, "\n  "))
@@ -243,7 +252,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Pr
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		p, err := is.principal(claims, v.clients)
+		p, err := is.principal(claims, v.clients, v.practitioners)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -264,7 +273,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Pr
 			}
 			return nil, time.Time{}, err
 		}
-		p, err := is.principal(claims, v.clients)
+		p, err := is.principal(claims, v.clients, v.practitioners)
 		if err != nil {
 			return nil, time.Time{}, err
 		}

@@ -60,7 +60,7 @@ func setup(t *testing.T, cfg config.Auth, opts Options) (*authtest.Issuer, *Veri
 }
 
 var testClients = []config.Client{
-	{ClientID: "second-look-clinic", Role: "provider", Organization: "Organization/second-look"},
+	{ClientID: "second-look-clinic", Role: "provider", Organization: "Organization/second-look", Practitioners: []string{"Practitioner/dr-rao"}},
 	{ClientID: "city-hospital-ehr", Role: "system"},
 }
 
@@ -96,9 +96,9 @@ func TestVerifyPrincipals(t *testing.T) {
 			scopes: "user/*.rs",
 		},
 		{
-			name:   "practitioner role without a known client",
-			claims: authtest.Claims{"sub": "doc", "fhirUser": "PractitionerRole/r1", "client_id": "some-app", "jti": nil},
-			want:   Principal{Kind: KindProvider, Subject: "doc", ClientID: "some-app", FHIRUser: "PractitionerRole/r1"},
+			name:   "listed practitioner through any client",
+			claims: authtest.Claims{"sub": "rao", "fhirUser": "Practitioner/dr-rao", "client_id": "specialist-app", "jti": nil},
+			want:   Principal{Kind: KindProvider, Subject: "rao", ClientID: "specialist-app", FHIRUser: "Practitioner/dr-rao", Organization: "Organization/second-look"},
 		},
 		{
 			name:   "provider client by client_id with scp",
@@ -160,6 +160,10 @@ func TestVerifyForbidden(t *testing.T) {
 		"fhirUser empty":        {"sub": "u", "fhirUser": ""},
 		"fhirUser not string":   {"sub": "u", "fhirUser": 42},
 		"fhirUser unknown type": {"sub": "u", "fhirUser": "Widget/1"},
+		// a practitioner login from a client nobody configured, or of a
+		// practitioner no provider lists, gets nothing of any patient
+		"practitioner role without a known client": {"sub": "doc", "fhirUser": "PractitionerRole/r1", "client_id": "some-app"},
+		"practitioner through the system client":   {"sub": "doc", "fhirUser": "Practitioner/p9", "client_id": "city-hospital-ehr"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := v.Verify(context.Background(), is.Token(t, c))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,9 +76,76 @@ type Issuer struct {
 
 // Client is an OAuth client that is not an end user.
 type Client struct {
-	ClientID     string `yaml:"clientID"`
-	Role         string `yaml:"role"`
+	ClientID string `yaml:"clientID"`
+	Role     string `yaml:"role"`
+	// Organization is who the client acts for: required for providers
+	// (Organization/<id> or PractitionerRole/<id>), and for system
+	// clients that are custodians (it is the organization their
+	// Consents must name).
 	Organization string `yaml:"organization"`
+	// Practitioners (providers only) are the practitioner logins, from any
+	// client, that act for Organization ("Practitioner/<id>" or
+	// "PractitionerRole/<id>", the token's fhirUser).
+	Practitioners []string `yaml:"practitioners"`
+	// Custodian (system clients only) lets the client write Consents on
+	// behalf of the patients it names.
+	Custodian *Custodian `yaml:"custodian"`
+}
+
+// Custodian names the patients a system client may record Consents for.
+type Custodian struct {
+	// Patients are "Patient/<id>" references, or "*" for every patient.
+	Patients []string `yaml:"patients"`
+	// IdentifierSystems: patients carrying an identifier of one of these
+	// systems (a hospital's record numbers, say).
+	IdentifierSystems []string `yaml:"identifierSystems"`
+}
+
+// Problems lists what is wrong with the client entry (prefixed by the
+// caller with its position); none when it is valid.
+func (c Client) Problems() []string {
+	var out []string
+	if c.ClientID == "" {
+		out = append(out, "clientID is required")
+	}
+	refOf := func(ref string, types ...string) bool {
+		t, id, ok := strings.Cut(ref, "/")
+		return ok && id != "" && !strings.Contains(id, "/") && slices.Contains(types, t)
+	}
+	switch c.Role {
+	case "provider":
+		if !refOf(c.Organization, "Organization", "PractitionerRole") {
+			out = append(out, "a provider needs organization: Organization/<id> or PractitionerRole/<id>")
+		}
+		for _, pr := range c.Practitioners {
+			if !refOf(pr, "Practitioner", "PractitionerRole") {
+				out = append(out, fmt.Sprintf("practitioners: %q is not Practitioner/<id> or PractitionerRole/<id>", pr))
+			}
+		}
+		if c.Custodian != nil {
+			out = append(out, "custodian is for system clients only")
+		}
+	case "system":
+		if len(c.Practitioners) > 0 {
+			out = append(out, "practitioners are for provider clients only")
+		}
+		if cu := c.Custodian; cu != nil {
+			if !refOf(c.Organization, "Organization") {
+				out = append(out, "a custodian needs organization: Organization/<id> (the organization its Consents name)")
+			}
+			if len(cu.Patients) == 0 && len(cu.IdentifierSystems) == 0 {
+				out = append(out, "custodian needs patients or identifierSystems")
+			}
+			for _, pt := range cu.Patients {
+				if pt != "*" && !refOf(pt, "Patient") {
+					out = append(out, fmt.Sprintf("custodian.patients: %q is not Patient/<id> or *", pt))
+				}
+			}
+		}
+	default:
+		out = append(out, "role must be provider or system")
+	}
+	return out
 }
 
 // Source is one upstream system the gateway pulls from. Config is kept as a
@@ -201,17 +269,8 @@ func (c *Config) ValidateInto(p *Problems) {
 	}
 	for i, cl := range c.Auth.Clients {
 		line := c.line("auth.clients", i)
-		if cl.ClientID == "" {
-			p.Add(line, "auth.clients[%d]: clientID is required", i)
-		}
-		switch cl.Role {
-		case "provider":
-			if !strings.HasPrefix(cl.Organization, "Organization/") && !strings.HasPrefix(cl.Organization, "PractitionerRole/") {
-				p.Add(line, "auth.clients[%d]: a provider needs organization: Organization/<id> or PractitionerRole/<id>", i)
-			}
-		case "system":
-		default:
-			p.Add(line, "auth.clients[%d]: role must be provider or system", i)
+		for _, pr := range cl.Problems() {
+			p.Add(line, "auth.clients[%d]: %s", i, pr)
 		}
 	}
 	if n := c.Summary.Narrative; n.Endpoint != "" {

@@ -17,6 +17,11 @@ func (r *runner) checkType(ctx context.Context, res *csResource) {
 			Detail: "the suite has no instance of " + res.Type + " (not an R4 resource type?)"})
 		return
 	}
+	if res.readOnly() {
+		r.readOnlyChecks(ctx, res)
+		r.validateChecks(ctx, res)
+		return
+	}
 	r.lifecycle(ctx, res)
 	r.conditionalChecks(ctx, res)
 	r.validateChecks(ctx, res)

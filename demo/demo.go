@@ -39,6 +39,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/jobs"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
@@ -255,7 +256,7 @@ func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config
 	sc.Validator = validate.Default()
 	if len(srcs) > 0 {
 		// pulls and imports share one consolidator, as in `fhirgate serve`
-		sc.Consolidator = &consolidate.Consolidator{Store: st}
+		sc.Consolidator = &consolidate.Consolidator{Store: release.Checked(st)}
 		svc, err := jobs.New(ctx, jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond, Consolidator: sc.Consolidator})
 		if err != nil {
 			return nil, err

@@ -18,7 +18,7 @@ import (
 // one patient: its Patient entry, or when it has none, the one Patient its
 // references name.
 func (im *Importer) importBundle(ctx context.Context, target *fhir.Resource, body []byte, opts Options) (*Result, error) {
-	source := docSource("fhir", body)
+	source := docSource("fhir", target.ID, body)
 	rs, sourcePatient, issues, err := bundleResources(body, source)
 	if err != nil {
 		return nil, err

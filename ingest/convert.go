@@ -36,7 +36,7 @@ func (im *Importer) importCCDA(ctx context.Context, target *fhir.Resource, doc [
 	if err != nil {
 		return nil, err
 	}
-	source := docSource("ccda", doc)
+	source := docSource("ccda", target.ID, doc)
 	rs, err := recordAcceptance(res.Resources, true, accepted, opts.AcceptedBy, source, im.stamp())
 	if err != nil {
 		return nil, err

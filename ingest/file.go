@@ -64,7 +64,7 @@ func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType s
 		}
 		size = int64(len(inline))
 	}
-	source := fileSource(h256)
+	source := fileSource(patientID, h256)
 	binID := consolidate.LocalID(source, "Binary", "original")
 	docID := consolidate.LocalID(source, "DocumentReference", "original")
 	meta := map[string]any{"source": consolidate.SourceURI(source)}
@@ -143,6 +143,10 @@ func readStub(ctx context.Context, tx storage.Tx, typ, id string) (*fhir.Resourc
 
 // fileSource is the consolidation source of an uploaded file: derived
 // from its content, as docSource is for documents.
-func fileSource(h256 hash.Hash) string {
-	return "import-file-" + strings.ToLower(hex.EncodeToString(h256.Sum(nil)[:8]))
+func fileSource(patientID string, h256 hash.Hash) string {
+	h := sha256.New()
+	h.Write([]byte(patientID))
+	h.Write([]byte{0})
+	h.Write(h256.Sum(nil))
+	return "import-file-" + strings.ToLower(hex.EncodeToString(h.Sum(nil)[:8]))
 }

@@ -214,11 +214,17 @@ func (im *Importer) checkPatient(ctx context.Context, id string) (*fhir.Resource
 	return p, nil
 }
 
-// docSource names the source of one document: its kind and a hash of its
-// bytes, so that importing the same document again writes nothing new.
-func docSource(kind string, body []byte) string {
-	sum := sha256.Sum256(body)
-	return "import-" + kind + "-" + hex.EncodeToString(sum[:8])
+// docSource names the source of one document filed into one patient's
+// record: its kind and a hash of the patient and its bytes, so that
+// importing the same document again writes nothing new, while the same
+// document filed for another patient makes resources of its own (it never
+// rewrites the first patient's copies).
+func docSource(kind, patientID string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(patientID))
+	h.Write([]byte{0})
+	h.Write(body)
+	return "import-" + kind + "-" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // file consolidates a batch and collects what it wrote.

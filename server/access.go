@@ -6,20 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/fhirgate/fhirgate/auth"
-	"github.com/fhirgate/fhirgate/consent"
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/fhir/fhirpath"
-	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/notify"
-	"github.com/fhirgate/fhirgate/referral"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -33,6 +26,7 @@ type Authenticator interface {
 const (
 	ctxPrincipal = "fhirgate.principal"
 	ctxAccess    = "fhirgate.access"
+	ctxGuard     = "fhirgate.guard"
 )
 
 // access records what a request touched, for authorisation decisions and
@@ -57,6 +51,24 @@ func accessOf(c *gin.Context) *access {
 	return a
 }
 
+// Patient records a patient whose data the request touched
+// (access.Recorder).
+func (a *access) Patient(ref string) { a.patients[ref] = true }
+
+// Consent records a Consent that released data (access.Recorder).
+func (a *access) Consent(ref string) { a.consents[ref] = true }
+
+// guard returns the request's release rule (package release): every read
+// of stored data goes through it, and every write is checked by it.
+func (s *Server) guard(c *gin.Context) *release.Guard {
+	if v, ok := c.Get(ctxGuard); ok {
+		return v.(*release.Guard)
+	}
+	g := s.decider.Guard(principal(c), accessOf(c))
+	c.Set(ctxGuard, g)
+	return g
+}
+
 // principal returns the request's principal; nil when authentication is off.
 func principal(c *gin.Context) *auth.Principal {
 	if v, ok := c.Get(ctxPrincipal); ok {
@@ -65,10 +77,34 @@ func principal(c *gin.Context) *auth.Principal {
 	return nil
 }
 
+// auditWrite reports whether the request writes AuditEvents through the
+// REST interface (create, update, patch, delete, conditional forms): the
+// trail is the gateway's alone, for every caller.
+func auditWrite(c *gin.Context) bool {
+	if c.Param("type") != "AuditEvent" {
+		return false
+	}
+	switch c.Request.Method {
+	case http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	case http.MethodPost:
+		return c.FullPath() == "/:type"
+	}
+	return false
+}
+
 // authenticate resolves the bearer token of every non-public route.
 func (s *Server) authenticate() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if auditWrite(c) {
+			a := accessOf(c)
+			a.interaction, a.resourceType, a.refused = strings.ToLower(c.Request.Method), "AuditEvent", "the audit trail is read-only"
+			s.fail(c, s.guard(c).CheckWrite(c.Request.Context(), release.Write{Current: &fhir.Resource{Type: "AuditEvent"}}))
+			c.Abort()
+			return
+		}
 		if s.cfg.Auth == nil || s.publicPaths[c.FullPath()] || c.FullPath() == "" && s.publicPaths[c.Request.URL.Path] {
+			s.bindGuard(c)
 			c.Next()
 			return
 		}
@@ -85,14 +121,30 @@ func (s *Server) authenticate() gin.HandlerFunc {
 			return
 		}
 		c.Set(ctxPrincipal, p)
+		s.bindGuard(c)
 		c.Next()
 	}
 }
 
+// bindGuard puts the request's guard in its context, where the store's
+// write checks (release.Checked) find it.
+func (s *Server) bindGuard(c *gin.Context) {
+	c.Request = c.Request.WithContext(release.WithGuard(c.Request.Context(), s.guard(c)))
+}
+
 // authorize checks the principal's scopes for an interaction on a type
 // ("*" for whole-system interactions). It returns the scope decision (with
-// any query filters) or a 403.
+// any query filters) or a 403, and hands the decision to the request's
+// guard for the resources of typ it releases.
 func (s *Server) authorize(c *gin.Context, interaction, operation, typ string) (auth.Decision, error) {
+	d, err := s.authorizeScope(c, interaction, operation, typ)
+	if err == nil && typ != "" && typ != "*" && principal(c) != nil {
+		s.guard(c).Scope(typ, d)
+	}
+	return d, err
+}
+
+func (s *Server) authorizeScope(c *gin.Context, interaction, operation, typ string) (auth.Decision, error) {
 	a := accessOf(c)
 	a.interaction, a.operation, a.resourceType = interaction, operation, typ
 	p := principal(c)
@@ -134,278 +186,22 @@ func patientID(p *auth.Principal) string {
 	return id
 }
 
-// patientsOf lists the Patients ("Patient/id") whose compartment holds r:
-// the targets of the type's Patient-compartment parameters (evaluating only
-// those, not every search parameter).
-func (s *Server) patientsOf(r *fhir.Resource) []string {
-	if r.Type == "Patient" {
-		if r.ID == "" {
-			return nil // a Patient being created: no record yet
-		}
-		return []string{"Patient/" + r.ID}
-	}
-	switch r.Type {
-	case "Bundle", "Task":
-		return referralPatients(r)
-	case "Binary":
-		return s.binaryPatients(r)
-	}
-	var out []string
-	root := r.Root()
-	for _, code := range s.cfg.Search.PatientCompartment(r.Type) {
-		p, ok := s.cfg.Search.Param(r.Type, code)
-		if !ok || p.Expr() == nil {
-			continue
-		}
-		items, err := p.Expr().Eval(root, r.Type, &fhirpath.Env{Resource: root, RootResource: root})
-		if err != nil {
-			continue
-		}
-		for _, it := range items {
-			if it.Node == nil {
-				continue
-			}
-			ref := it.Node.Get("reference").String()
-			if fhirpath.ReferenceType(ref) != "Patient" {
-				continue
-			}
-			ref = strings.TrimPrefix(ref, s.cfg.BaseURL+"/")
-			if i := strings.Index(ref, "Patient/"); i >= 0 {
-				ref = ref[i:]
-			}
-			if id, _, _ := strings.Cut(strings.TrimPrefix(ref, "Patient/"), "/"); fhir.ValidID(id) && !slices.Contains(out, "Patient/"+id) {
-				out = append(out, "Patient/"+id)
-			}
-		}
-	}
-	return out
-}
-
-// release decides whether the request's principal may receive r, and
-// records the patient and the deciding Consents for the audit trail.
-// Patients see their own compartment (and resources in no patient's
-// compartment); providers what an active Consent of every patient the
-// resource belongs to permits; system clients everything their scopes allow.
-func (s *Server) release(c *gin.Context, r *fhir.Resource, scope auth.Decision) (bool, error) {
-	p := principal(c)
-	a := accessOf(c)
-	pats := s.patientsOf(r)
-	for _, pt := range pats {
-		a.patients[pt] = true
-	}
-	if p == nil {
-		return true, nil
-	}
-	if !scope.Unconditional() {
-		ok, err := scope.Matches(s.cfg.Search, r)
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	if r.Type == "Binary" && p.Kind != auth.KindSystem {
-		return s.releaseBinary(c, r, 0)
-	}
-	return s.releaseTo(c, r, pats)
-}
-
-// releaseTo decides for a patient or provider whether r, which belongs to
-// the patients pats, may be released.
-func (s *Server) releaseTo(c *gin.Context, r *fhir.Resource, pats []string) (bool, error) {
-	p := principal(c)
-	a := accessOf(c)
-	for _, pt := range pats {
-		a.patients[pt] = true
-	}
-	switch p.Kind {
-	case auth.KindSystem:
-		return true, nil
-	case auth.KindPatient:
-		return len(pats) == 0 || slices.Contains(pats, p.Patient), nil
-	case auth.KindProvider:
-		if !referralParty(r, p) {
-			return false, nil // another provider's second-opinion Task
-		}
-		if len(pats) == 0 {
-			return true, nil
-		}
-		req := consent.Request{Actors: p.Actors(), Action: consent.ActionAccess, Purpose: purposeOf(p), Time: s.now()}
-		switch {
-		case referralAddressee(r, req.Actors):
-			// the patient's request to this provider: the Consent's
-			// conditions on data do not hide it
-			return s.releaseRelationship(c, req, pats)
-		case isDocument(r):
-			return s.releaseDocument(c, req, r, pats)
-		}
-		for _, pt := range pats {
-			pol, err := s.policyFor(c.Request.Context(), pt)
-			if err != nil {
-				return false, err
-			}
-			d := pol.DecideResource(req, r)
-			if !d.Permitted() {
-				return false, nil
-			}
-			for _, ref := range d.Consents {
-				a.consents[ref.Reference] = true
-			}
-		}
-		return true, nil
-	}
-	return false, nil
-}
-
-func purposeOf(p *auth.Principal) []consent.Coding {
-	if len(p.PurposeOfUse) == 0 {
-		return []consent.Coding{consent.Treatment}
-	}
-	out := make([]consent.Coding, len(p.PurposeOfUse))
-	for i, c := range p.PurposeOfUse {
-		out[i] = consent.Coding{System: c.System, Code: c.Code}
-	}
-	return out
-}
-
-// releaseOne answers a single resource fetch: 403 when the principal may
-// not see it.
-func (s *Server) releaseOne(c *gin.Context, r *fhir.Resource, scope auth.Decision) error {
-	ok, err := s.release(c, r, scope)
-	if err != nil {
+// checkWrite checks that the principal may write r (a creation, or new
+// content whose current version the caller already checked), and a
+// Subscription's filters.
+func (s *Server) checkWrite(c *gin.Context, r *fhir.Resource) error {
+	if err := s.guard(c).CheckWrite(c.Request.Context(), release.Write{New: r}); err != nil {
+		accessOf(c).refused = "write refused by the release rule"
 		return err
 	}
-	if !ok {
-		accessOf(c).refused = "no consent or outside the token's patient"
-		return fhir.Errorf(http.StatusForbidden, "forbidden", nil, "this token may not see %s/%s", r.Type, r.ID)
-	}
-	return nil
+	return s.checkSubscription(c, r)
 }
 
-// releaseAll filters a list; it reports whether anything was withheld.
-func (s *Server) releaseAll(c *gin.Context, rs []*fhir.Resource, scope auth.Decision) ([]*fhir.Resource, bool, error) {
-	if principal(c) == nil {
-		if s.cfg.Auditor == nil {
-			return rs, false, nil
-		}
-		for _, r := range rs {
-			for _, pt := range s.patientsOf(r) {
-				accessOf(c).patients[pt] = true
-			}
-		}
-		return rs, false, nil
-	}
-	out := rs[:0:0]
-	withheld := false
-	for _, r := range rs {
-		ok, err := s.release(c, r, scope)
-		if err != nil {
-			return nil, false, err
-		}
-		if ok {
-			out = append(out, r)
-		} else {
-			withheld = true
-		}
-	}
-	return out, withheld, nil
-}
-
-// policyCache keeps compiled consent policies keyed by the patient and the
-// exact versions of its active Consents, so a Consent written anywhere (on
-// any replica) is seen on the very next request, while an unchanged set is
-// not parsed again.
-type policyCache struct {
-	mu sync.Mutex
-	m  map[string]*consent.Policy
-}
-
-func (s *Server) policyFor(ctx context.Context, patient string) (*consent.Policy, error) {
-	// Any Consent written anywhere changes the mark; until then the
-	// compiled policy of this patient stands.
-	mark, err := s.cfg.Store.ChangeMark(ctx, "Consent")
-	if err != nil {
-		return nil, err
-	}
-	fast := patient + "@" + strconv.FormatInt(mark, 10)
-	s.policies.mu.Lock()
-	pol, ok := s.policies.m[fast]
-	s.policies.mu.Unlock()
-	if ok {
-		return pol, nil
-	}
-	pol, err = s.compilePolicy(ctx, patient)
-	if err != nil {
-		return nil, err
-	}
-	s.policies.mu.Lock()
-	s.policies.m[fast] = pol
-	s.policies.mu.Unlock()
-	return pol, nil
-}
-
-// compilePolicy reads the patient's active Consents and compiles them,
-// reusing a compiled policy while the Consents' versions are unchanged.
-func (s *Server) compilePolicy(ctx context.Context, patient string) (*consent.Policy, error) {
-	q, err := s.cfg.Search.ParseQuery("Consent", url.Values{"patient": {patient}, "status": {"active"}, "_count": {"1000"}, "_total": {"none"}}, true)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.cfg.Store.Search(ctx, storage.SearchRequest{Query: q})
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, 0, len(res.Matches)+1)
-	keys = append(keys, patient)
-	for _, r := range res.Matches {
-		keys = append(keys, r.ID+"@"+r.VersionID)
-	}
-	sort.Strings(keys[1:])
-	key := strings.Join(keys, ",")
-	s.policies.mu.Lock()
-	pol, ok := s.policies.m[key]
-	s.policies.mu.Unlock()
-	if ok {
-		return pol, nil
-	}
-	pol = consent.Compile(patient, res.Matches, consent.Options{Resolve: func(ref string) (*fhir.Resource, error) {
-		typ, id, _ := strings.Cut(ref, "/")
-		return s.cfg.Store.Read(ctx, typ, id)
-	}})
-	s.policies.mu.Lock()
-	if s.policies.m == nil || len(s.policies.m) > 10000 {
-		s.policies.m = map[string]*consent.Policy{}
-	}
-	s.policies.m[key] = pol
-	s.policies.mu.Unlock()
-	return pol, nil
-}
-
-// checkWrite limits what a principal may write: a patient only into its
-// own compartment, and Consents it records must be well-formed and its own.
-func (s *Server) checkWrite(c *gin.Context, r *fhir.Resource) error {
-	p := principal(c)
-	a := accessOf(c)
-	for _, pt := range s.patientsOf(r) {
-		a.patients[pt] = true
-	}
-	if r.Type == "Consent" && (p != nil && p.Kind == auth.KindPatient || grantsSharing(r)) {
-		opts := consent.ValidateOptions{}
-		if p != nil && p.Kind == auth.KindPatient {
-			opts.Patient = p.Patient
-		}
-		if issues := consent.Validate(r, opts); hasErrorIssues(issues) {
-			return &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
-		}
-	}
-	if r.Type == "Subscription" && p != nil && p.Kind != auth.KindSystem {
+// checkSubscription checks a patient's or provider's Subscription filters
+// (nil for anything else).
+func (s *Server) checkSubscription(c *gin.Context, r *fhir.Resource) error {
+	if p := principal(c); r != nil && r.Type == "Subscription" && p != nil && p.Kind != auth.KindSystem {
 		return s.checkSubscriptionFilters(c, p, r)
-	}
-	if p == nil || p.Kind != auth.KindPatient {
-		return nil
-	}
-	pats := s.patientsOf(r)
-	if !slices.Contains(pats, p.Patient) {
-		a.refused = "write outside the patient's own record"
-		return fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only write resources of its own record")
 	}
 	return nil
 }
@@ -419,10 +215,9 @@ func hasErrorIssues(issues []fhir.Issue) bool {
 	return false
 }
 
-// patientSearchScope restricts a patient's search to its own compartment
-// (types outside the Patient compartment hold no patient's data and are
-// searched as they are); a patient searching Patient finds only itself.
-func (s *Server) patientSearchScope(c *gin.Context, typ string, req *storage.SearchRequest) error {
+// patientSearchScope refuses a patient's search of another patient's
+// compartment outright (the release rule would leave it empty).
+func (s *Server) patientSearchScope(c *gin.Context, req *storage.SearchRequest) error {
 	p := principal(c)
 	if p == nil || p.Kind != auth.KindPatient {
 		return nil
@@ -431,43 +226,38 @@ func (s *Server) patientSearchScope(c *gin.Context, typ string, req *storage.Sea
 		accessOf(c).refused = "another patient's record"
 		return fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only search its own record")
 	}
-	if s.cfg.Search.InPatientCompartment(typ) || typ == "Patient" {
-		req.PatientCompartment = patientID(p)
-	}
 	return nil
 }
 
 // authorizeChange checks an update, patch or delete of typ/id: the scope,
-// the new content (when given), and that the resource being changed is one
-// the principal may see (a patient may not overwrite another's resource).
+// and that the release rule lets the principal replace the current version
+// with res (nil for a delete, or for a patch whose result is checked
+// later): a patient may not overwrite another's resource, a provider not
+// one it may not see, nobody an AuditEvent.
 func (s *Server) authorizeChange(c *gin.Context, interaction, typ, id string, res *fhir.Resource) error {
-	scope, err := s.authorize(c, interaction, "", typ)
-	if err != nil {
+	if _, err := s.authorize(c, interaction, "", typ); err != nil {
 		return err
 	}
 	accessOf(c).resource = typ + "/" + id
-	if res != nil {
-		if err := s.checkWrite(c, res); err != nil {
-			return err
-		}
-	}
-	p := principal(c)
-	if p == nil || p.Kind == auth.KindSystem {
-		return nil
-	}
-	cur, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
+	return s.checkChange(c, s.cfg.Store, typ, id, res)
+}
+
+// checkChange is authorizeChange's release check, reading the current
+// version through r (the store, or a transaction).
+func (s *Server) checkChange(c *gin.Context, r storage.Reader, typ, id string, res *fhir.Resource) error {
+	ctx := c.Request.Context()
+	cur, err := r.Read(ctx, typ, id)
 	if err != nil {
-		return nil // nothing to protect: the store answers 404/410 or creates
+		cur = nil // nothing to protect: the store answers 404/410 or creates
 	}
-	ok, err := s.release(c, cur, scope)
-	if err != nil {
+	if res == nil && cur == nil && typ == "AuditEvent" {
+		cur = &fhir.Resource{Type: typ, ID: id}
+	}
+	if err := s.guard(c).CheckWrite(ctx, release.Write{New: res, Current: cur}); err != nil {
+		accessOf(c).refused = "write refused by the release rule"
 		return err
 	}
-	if !ok {
-		accessOf(c).refused = "change of a resource the token may not see"
-		return fhir.Errorf(http.StatusForbidden, "forbidden", nil, "this token may not change %s/%s", typ, id)
-	}
-	return nil
+	return s.checkSubscription(c, res)
 }
 
 // SMARTConfigurer publishes /.well-known/smart-configuration (*auth.Verifier).
@@ -531,9 +321,20 @@ func (s *Server) authorizeEntry(c *gin.Context, be *bundleEntryReq) error {
 		if err != nil {
 			return wrap(err)
 		}
-		be.release = func(r *fhir.Resource) error { return s.releaseOne(c, r, scope) }
+		_ = scope
+		g := s.guard(c)
+		be.release = func(r *fhir.Resource) error {
+			if err := g.Check(c.Request.Context(), r); err != nil {
+				accessOf(c).refused = "no consent or outside the token's patient"
+				return err
+			}
+			return nil
+		}
 		return nil
 	case http.MethodPost:
+		if be.typ == "AuditEvent" {
+			return wrap(s.guard(c).CheckWrite(c.Request.Context(), release.Write{New: be.res}))
+		}
 		if be.ifNoneExist != "" {
 			if err := s.systemOnly(c, "create", be.typ); err != nil {
 				return wrap(err)
@@ -541,7 +342,9 @@ func (s *Server) authorizeEntry(c *gin.Context, be *bundleEntryReq) error {
 		} else if _, err := s.authorize(c, "create", "", be.typ); err != nil {
 			return wrap(err)
 		}
-		return wrap(s.checkWrite(c, be.res))
+		// the release rule decides the write inside the transaction, once
+		// its references are final (release.Checked)
+		return wrap(s.checkSubscription(c, be.res))
 	case http.MethodPut, http.MethodPatch, http.MethodDelete:
 		interaction := map[string]string{http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[be.method]
 		if be.typ == "Task" && be.method != http.MethodDelete {
@@ -567,31 +370,15 @@ func (s *Server) authorizeEntry(c *gin.Context, be *bundleEntryReq) error {
 			if err := s.systemOnly(c, interaction, be.typ); err != nil {
 				return wrap(err)
 			}
-			if be.res != nil {
-				return wrap(s.checkWrite(c, be.res))
-			}
-			return nil
+		} else if _, err := s.authorize(c, interaction, "", be.typ); err != nil {
+			return wrap(err)
 		}
-		return wrap(s.authorizeChange(c, interaction, be.typ, be.id, be.res))
+		if be.typ == "AuditEvent" {
+			return wrap(s.guard(c).CheckWrite(c.Request.Context(), release.Write{Current: &fhir.Resource{Type: be.typ, ID: be.id}}))
+		}
+		return wrap(s.checkSubscription(c, be.res))
 	}
 	return nil
-}
-
-// grantsSharing reports whether a Consent would grant access under the
-// opt-in policy (active, patient-privacy, root permit): such a Consent must
-// be well-formed for the decision point to read it. Others (opt-outs,
-// drafts, research consents) grant nothing here and are stored as sent.
-func grantsSharing(r *fhir.Resource) bool {
-	root := r.Root()
-	if root.Get("status").String() != "active" || root.Get("provision").Get("type").String() != "permit" {
-		return false
-	}
-	for _, c := range root.Get("scope").Get("coding").Elems() {
-		if c.Get("code").String() == "patient-privacy" {
-			return true
-		}
-	}
-	return false
 }
 
 // checkSubscriptionFilters limits what a patient or provider may subscribe
@@ -621,190 +408,6 @@ func (s *Server) checkSubscriptionFilters(c *gin.Context, p *auth.Principal, r *
 		return fhir.Errorf(http.StatusForbidden, "forbidden", []string{"Subscription.criteria"}, "a subscription needs a filter naming this token's own organization or patient")
 	}
 	return nil
-}
-
-// referralParty reports whether a provider may see r as far as the
-// second-opinion workflow goes: a referral Task (one carrying the
-// requisition identifier) only to its owner and its requester, so that one
-// specialist's inbox is not another's; anything else is left to consent.
-func referralParty(r *fhir.Resource, p *auth.Principal) bool {
-	if r.Type != "Task" {
-		return true
-	}
-	root := r.Root()
-	if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
-		return true
-	}
-	actors := p.Actors()
-	for _, field := range []string{"owner", "requester"} {
-		if slices.Contains(actors, root.Get(field).Get("reference").String()) {
-			return true
-		}
-	}
-	return false
-}
-
-// referralAddressee reports whether r is a resource of the second-opinion
-// workflow the actors are a party to: a referral Task (requisition
-// groupIdentifier) they own or requested, or a referral ServiceRequest
-// (requisition identifier) naming them as performer or requester.
-func referralAddressee(r *fhir.Resource, actors []string) bool {
-	root := r.Root()
-	var fields []string
-	switch r.Type {
-	case "Task":
-		if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
-			return false
-		}
-		fields = []string{"owner", "requester"}
-	case "ServiceRequest":
-		if root.Get("requisition").Get("system").String() != referral.RequisitionSystem {
-			return false
-		}
-		fields = []string{"performer", "requester"}
-	default:
-		return false
-	}
-	for _, f := range fields {
-		v := root.Get(f)
-		refs := items(v)
-		if v != nil && v.Kind != fjson.Array {
-			refs = []*fjson.Value{v}
-		}
-		for _, ref := range refs {
-			if slices.Contains(actors, ref.Get("reference").String()) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// releaseRelationship releases a referral resource addressed to the
-// provider when every patient it belongs to currently shares with the
-// provider (consent.Policy.DecideRelationship): an active Consent names
-// it, and no deny of the provider or of the present period applies. A
-// revoked Consent ends the relationship.
-func (s *Server) releaseRelationship(c *gin.Context, req consent.Request, pats []string) (bool, error) {
-	a := accessOf(c)
-	for _, pt := range pats {
-		pol, err := s.policyFor(c.Request.Context(), pt)
-		if err != nil {
-			return false, err
-		}
-		d := pol.DecideRelationship(req)
-		if !d.Permitted() {
-			return false, nil
-		}
-		for _, ref := range d.Consents {
-			a.consents[ref.Reference] = true
-		}
-	}
-	return true, nil
-}
-
-// isDocument reports whether r is a document Bundle (a second-opinion
-// package or any other document) whose Composition names a patient.
-func isDocument(r *fhir.Resource) bool {
-	return r.Type == "Bundle" && r.Root().Get("type").String() == "document" && len(referralPatients(r)) > 0
-}
-
-// releaseDocument decides a document Bundle for a provider by what it
-// holds, at the moment of the fetch: the provider must be a party the
-// patient shares with (releaseRelationship), no Consent may deny the
-// document itself (its aggregated labels), and every entry must be
-// released by the Consents of the document's patient, and of any other
-// patient whose compartment the entry is in, now — as every resource was
-// when the gateway assembled the package. A Consent changed since then to
-// deny something in it refuses the whole document; a revoked one ends the
-// relationship. The document's own scaffolding is not decided on its own:
-// the Composition (its first entry, dated when it was assembled), the
-// Devices it names as author and the Provenance of the Composition (the
-// ones the gateway writes, see referral.Summary).
-func (s *Server) releaseDocument(c *gin.Context, req consent.Request, r *fhir.Resource, pats []string) (bool, error) {
-	if ok, err := s.releaseRelationship(c, req, pats); err != nil || !ok {
-		return false, err
-	}
-	ctx := c.Request.Context()
-	a := accessOf(c)
-	decide := func(pt string, res *fhir.Resource) (consent.Decision, error) {
-		pol, err := s.policyFor(ctx, pt)
-		if err != nil {
-			return consent.Decision{}, err
-		}
-		return pol.DecideResource(req, res), nil
-	}
-	for _, pt := range pats {
-		d, err := decide(pt, r)
-		if err != nil || d.Effect == consent.Deny {
-			return false, err
-		}
-	}
-	entries := items(r.Root().Get("entry"))
-	scaffold := documentScaffold(entries)
-	for i, e := range entries {
-		if scaffold[i] {
-			continue
-		}
-		v := e.Get("resource")
-		if v == nil {
-			continue
-		}
-		res, err := fhir.FromValue(v)
-		if err != nil {
-			return false, nil // an entry that cannot be decided is not released
-		}
-		owners := slices.Clone(pats)
-		for _, pt := range s.patientsOf(res) {
-			if !slices.Contains(owners, pt) {
-				owners = append(owners, pt)
-			}
-		}
-		for _, pt := range owners {
-			a.patients[pt] = true
-			d, err := decide(pt, res)
-			if err != nil || !d.Permitted() {
-				return false, err
-			}
-			for _, ref := range d.Consents {
-				a.consents[ref.Reference] = true
-			}
-		}
-	}
-	return true, nil
-}
-
-// documentScaffold marks the entries of a document that make the document
-// rather than carry data: the Composition (first entry), the Devices the
-// Composition names as author, and the Provenance entries whose every
-// target is the Composition.
-func documentScaffold(entries []*fjson.Value) map[int]bool {
-	out := map[int]bool{}
-	if len(entries) == 0 || entries[0].Get("resource").Get("resourceType").String() != "Composition" {
-		return out
-	}
-	out[0] = true
-	compURL := entries[0].Get("fullUrl").String()
-	var authors []string
-	for _, au := range items(entries[0].Get("resource").Get("author")) {
-		authors = append(authors, au.Get("reference").String())
-	}
-	for i, e := range entries[1:] {
-		url := e.Get("fullUrl").String()
-		res := e.Get("resource")
-		switch res.Get("resourceType").String() {
-		case "Device":
-			out[i+1] = url != "" && slices.Contains(authors, url)
-		case "Provenance":
-			targets := items(res.Get("target"))
-			own := compURL != "" && len(targets) > 0
-			for _, tg := range targets {
-				own = own && tg.Get("reference").String() == compURL
-			}
-			out[i+1] = own
-		}
-	}
-	return out
 }
 
 // errConditionalTask refuses conditional changes of Tasks: the referral

@@ -155,7 +155,29 @@ func (s *Server) capabilityStatement(base string) *CapabilityStatement {
 	for _, f := range s.contributors {
 		f(cs)
 	}
+	auditCapabilities(cs)
 	return cs
+}
+
+// auditSearchParams are the AuditEvent search parameters the gateway
+// claims for its trail.
+var auditSearchParams = []string{"_id", "action", "agent", "date", "entity", "outcome", "patient", "subtype", "type"}
+
+// auditCapabilities declares the audit trail read-only: AuditEvents are
+// written by the gateway alone (every write answers 405), read and
+// searched by the parties they concern.
+func auditCapabilities(cs *CapabilityStatement) {
+	r := cs.ResourceEntry("AuditEvent")
+	if r == nil {
+		return
+	}
+	r.Interaction = []CSInteraction{{Code: InteractionRead}, {Code: InteractionVRead}, {Code: InteractionSearchType}}
+	r.ReadHistory, r.UpdateCreate, r.ConditionalCreate, r.ConditionalUpdate = false, false, false, false
+	r.ConditionalDelete, r.Versioning = "not-supported", "versioned"
+	r.SearchInclude, r.SearchRevInclude = nil, nil
+	r.SearchParam = slices.DeleteFunc(r.SearchParam, func(p CSSearchParam) bool { return !slices.Contains(auditSearchParams, p.Name) })
+	r.Documentation = "The audit trail is the gateway's alone: every access and import is recorded by the gateway, and create, update, patch and delete answer 405. " +
+		"A patient reads the events about itself, a provider those of its own accesses, a system client the whole trail only with a scope that names AuditEvent (system/AuditEvent.rs)."
 }
 
 func (s *Server) capabilities(c *gin.Context) {

@@ -1,13 +1,14 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
-	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -36,28 +37,9 @@ func (s *Server) historyInstance(c *gin.Context) {
 		return
 	}
 	// an unknown resource is a 404, not an empty history
-	first, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, "1")
-	if err != nil && !isGone(err) {
+	if _, err := s.cfg.Store.VRead(c.Request.Context(), typ, id, "1"); err != nil && !isGone(err) {
 		s.fail(c, err)
 		return
-	}
-	// another's resource: refuse outright rather than answer an empty page
-	if p := principal(c); p != nil && p.Kind != auth.KindSystem {
-		scope, err := s.authorize(c, "history-instance", "", typ)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
-		cur, err := s.cfg.Store.Read(c.Request.Context(), typ, id)
-		if err != nil {
-			cur = first
-		}
-		if cur != nil {
-			if err := s.releaseOne(c, cur, scope); err != nil {
-				s.fail(c, err)
-				return
-			}
-		}
 	}
 	s.history(c, typ, id)
 }
@@ -81,13 +63,13 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 	case typ != "":
 		interaction = "history-type"
 	}
-	scope, err := s.authorize(c, interaction, "", typ)
-	if err != nil {
+	if _, err := s.authorize(c, interaction, "", typ); err != nil {
 		s.fail(c, err)
 		return
 	}
 	q := c.Request.URL.Query()
 	hq := storage.HistoryQuery{Type: typ, ID: id, Count: defaultHistoryCount, Cursor: q.Get("_cursor")}
+	var err error
 	if v := q.Get("_count"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -108,15 +90,20 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 			return
 		}
 	}
-	page, err := s.cfg.Store.History(c.Request.Context(), hq)
+	page, err := s.guard(c).History(c.Request.Context(), hq)
 	if err != nil {
+		if errors.Is(err, release.ErrWithheld) {
+			accessOf(c).refused = "no consent or outside the token's patient"
+		}
 		s.fail(c, err)
 		return
 	}
 	base := s.baseURL(c.Request)
 	self := base + c.Request.URL.Path
 	b := newBundle("history")
-	b.total(page.Total)
+	if page.Total >= 0 {
+		b.total(page.Total) // a history of what the caller may see is not counted
+	}
 	b.link("self", self+encodeQuery(q))
 	if page.Next != "" {
 		nq := url.Values{}
@@ -126,25 +113,7 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 		nq.Set("_cursor", page.Next)
 		b.link("next", self+encodeQuery(nq))
 	}
-	p := principal(c)
 	for _, e := range page.Entries {
-		if p != nil && p.Kind != auth.KindSystem {
-			if e.Resource == nil {
-				continue // a deletion cannot be checked against consent
-			}
-			ok, err := s.release(c, e.Resource, scope)
-			if err != nil {
-				s.fail(c, err)
-				return
-			}
-			if !ok {
-				continue
-			}
-		} else if e.Resource != nil {
-			for _, pt := range s.patientsOf(e.Resource) {
-				accessOf(c).patients[pt] = true
-			}
-		}
 		full := base + "/" + e.Type + "/" + e.ID
 		req := bundleRequest{Method: e.Method, URL: e.Type + "/" + e.ID}
 		if e.Method == http.MethodPost {

@@ -12,6 +12,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/ingest"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/gin-gonic/gin"
 )
 
@@ -60,6 +61,10 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 			ingest.MediaCDA, ingest.MediaHL7v2, ingest.MediaFHIRJSON, ingest.MediaPDF, ingest.MediaJPEG, ingest.MediaPNG, ingest.MediaDICOM))
 		return
 	}
+	// the gateway files the document on the caller's behalf: what it
+	// writes is checked inside the filing transaction (release.Checked),
+	// and may include what the document says of nobody in particular
+	ctx := release.Filing(c.Request.Context())
 	var res *ingest.Result
 	if kind == ingest.KindFile {
 		// files stream into the store, within their own limit
@@ -67,14 +72,14 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 			s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
 			return
 		}
-		res, err = im.ImportFileStream(c.Request.Context(), id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes})
+		res, err = im.ImportFileStream(ctx, id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes})
 	} else {
 		var body []byte
 		if body, err = s.readBody(c); err != nil {
 			s.fail(c, err)
 			return
 		}
-		res, err = im.ImportWith(c.Request.Context(), id, ct, body, opts)
+		res, err = im.ImportWith(ctx, id, ct, body, opts)
 	}
 	if err != nil {
 		if errors.Is(err, ingest.ErrDemographicsMismatch) {

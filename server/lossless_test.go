@@ -101,6 +101,9 @@ func TestLossless(t *testing.T) {
 	samples := append(exampleResources(t), syntheaResources(t)...)
 	eachStoreWith(t, server.Config{Validator: noValidation{}}, func(t *testing.T, h *harness) {
 		for _, s := range samples {
+			if jsonMap(t, s.body)["resourceType"] == "AuditEvent" {
+				continue // the audit trail is the gateway's alone: nobody creates AuditEvents
+			}
 			w := h.do(http.MethodPost, "/"+jsonMap(t, s.body)["resourceType"].(string), s.body)
 			if w.Code != http.StatusCreated {
 				t.Fatalf("%s: create answered %d: %.400s", s.name, w.Code, w.Body.String())

@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/fhirgate/fhirgate/auth"
 	"net/http"
 	"strings"
+
+	"github.com/fhirgate/fhirgate/auth"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/jobs"

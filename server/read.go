@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -49,26 +50,22 @@ func (s *Server) read(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	scope, err := s.authorize(c, "read", "", typ)
-	if err != nil {
+	if _, err := s.authorize(c, "read", "", typ); err != nil {
 		s.fail(c, err)
 		return
 	}
 	accessOf(c).resource = typ + "/" + id
+	g := s.guard(c)
 	var r *fhir.Resource
-	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
-		r, err = bs.ReadStub(c.Request.Context(), typ, id) // the content streams
+	if typ == "Binary" {
+		r, err = g.ReadStub(c.Request.Context(), typ, id) // the content streams
 	} else if d := s.definition(typ, id); d != nil {
 		r = d // the server's own OperationDefinitions (opdefs.go)
 	} else {
-		r, err = s.cfg.Store.Read(c.Request.Context(), typ, id)
+		r, err = g.Read(c.Request.Context(), typ, id)
 	}
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id)
-		return
-	}
-	if err := s.releaseOne(c, r, scope); err != nil {
-		s.fail(c, err)
 		return
 	}
 	if typ == "Binary" {
@@ -85,24 +82,20 @@ func (s *Server) vread(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	scope, err := s.authorize(c, "vread", "", typ)
-	if err != nil {
+	if _, err := s.authorize(c, "vread", "", typ); err != nil {
 		s.fail(c, err)
 		return
 	}
 	accessOf(c).resource = typ + "/" + id + "/_history/" + c.Param("vid")
+	g := s.guard(c)
 	var r *fhir.Resource
-	if bs, ok := s.cfg.Store.(storage.Blobs); ok && typ == "Binary" {
-		r, err = bs.VReadStub(c.Request.Context(), typ, id, c.Param("vid"))
+	if typ == "Binary" {
+		r, err = g.VReadStub(c.Request.Context(), typ, id, c.Param("vid"))
 	} else {
-		r, err = s.cfg.Store.VRead(c.Request.Context(), typ, id, c.Param("vid"))
+		r, err = g.VRead(c.Request.Context(), typ, id, c.Param("vid"))
 	}
 	if err != nil {
 		s.failRead(c, r, err, typ+"/"+id+"/_history/"+c.Param("vid"))
-		return
-	}
-	if err := s.releaseOne(c, r, scope); err != nil {
-		s.fail(c, err)
 		return
 	}
 	if typ == "Binary" {
@@ -116,6 +109,8 @@ func (s *Server) vread(c *gin.Context) {
 // keeps its version headers.
 func (s *Server) failRead(c *gin.Context, r *fhir.Resource, err error, what string) {
 	switch {
+	case errors.Is(err, release.ErrWithheld):
+		accessOf(c).refused = "no consent or outside the token's patient"
 	case errors.Is(err, storage.ErrGone):
 		if r != nil {
 			versionHeaders(c, r)

@@ -14,6 +14,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/summary"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -113,8 +114,7 @@ func strictHandling(c *gin.Context) bool {
 }
 
 func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, compartment string) {
-	scope, err := s.authorize(c, "search-type", "", typ)
-	if err != nil {
+	if _, err := s.authorize(c, "search-type", "", typ); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -126,26 +126,16 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, compar
 	accessOf(c).query = q.Encode()
 	cursor := q.Reserved.Get(cursorParam)
 	req := storage.SearchRequest{Query: q, Cursor: cursor, PatientCompartment: compartment}
-	if err := s.patientSearchScope(c, typ, &req); err != nil {
+	if err := s.patientSearchScope(c, &req); err != nil {
 		s.fail(c, err)
 		return
 	}
-	res, err := s.cfg.Store.Search(c.Request.Context(), req)
+	// the guard hands the store the caller's release rule: pages, links,
+	// includes, _has and chains, and counts see only what it releases
+	res, err := s.guard(c).Search(c.Request.Context(), req)
 	if err != nil {
 		s.fail(c, searchError(err))
 		return
-	}
-	var withheldM, withheldI bool
-	if res.Matches, withheldM, err = s.releaseAll(c, res.Matches, scope); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if res.Included, withheldI, err = s.releaseAll(c, res.Included, scope); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if withheldM || withheldI || (principal(c) != nil && principal(c).Kind == auth.KindProvider) {
-		res.Total = -1 // a count would tell what was withheld
 	}
 	base := s.baseURL(c.Request)
 	path := base + c.Request.URL.Path
@@ -268,8 +258,7 @@ func (s *Server) registerEverything() {
 // everything answers Patient/[id]/$everything: the Patient, its
 // compartment and what those refer to, paged.
 func (s *Server) everything(c *gin.Context, typ, id string) {
-	scope, err := s.authorize(c, "operation", "everything", "Patient")
-	if err != nil {
+	if _, err := s.authorize(c, "operation", "everything", "Patient"); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -306,6 +295,7 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		}
 	}
 	if v := params.Get("_since"); v != "" {
+		var err error
 		if req.Since, err = parseInstant("_since", v); err != nil {
 			s.fail(c, err)
 			return
@@ -328,16 +318,12 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 			req.Types = append(req.Types, t)
 		}
 	}
-	res, err := s.cfg.Store.Everything(c.Request.Context(), req)
+	res, err := s.guard(c).Everything(c.Request.Context(), req)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) || errors.Is(err, release.ErrWithheld) {
 			s.failRead(c, nil, err, "Patient/"+id)
 			return
 		}
-		s.fail(c, err)
-		return
-	}
-	if res.Matches, _, err = s.releaseAll(c, res.Matches, scope); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/fhir/jsonpatch"
 	"github.com/fhirgate/fhirgate/referral"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -195,7 +196,7 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 	for _, ref := range params.reasons {
 		typ, rid, _ := strings.Cut(ref, "/")
 		cond, err := s.cfg.Store.Read(ctx, typ, rid)
-		if err != nil || !slices.Contains(s.patientsOf(cond), patientRef) {
+		if err != nil || !slices.Contains(s.decider.PatientsOf(cond), id) {
 			return fhir.Errorf(http.StatusUnprocessableEntity, "not-found", []string{"Parameters.parameter[reason]"}, "reason %s is not a Condition of this patient", ref)
 		}
 	}
@@ -216,10 +217,6 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 		consents = append(consents, cr)
 	}
 	named := consent.Compile(patientRef, consents, consent.Options{})
-	pol, err := s.policyFor(ctx, patientRef)
-	if err != nil {
-		return err
-	}
 	now := s.now()
 	recipientConsent := map[string]string{}
 	for _, rc := range params.recipients {
@@ -243,13 +240,24 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 		rcpts  []referral.Recipient
 	)
 	for _, rc := range params.recipients {
-		rq := recipientRequest(rc, now)
+		// the package holds what the recipient itself would be released now
+		rg := s.decider.RecordGuard(recipientPrincipal(rc), nil, id)
+		var relErr error
 		doc, err := referral.Summary(patient, record, referral.Options{
-			Release:   func(r *fhir.Resource) bool { return pol.DecideResource(rq, r).Permitted() },
+			Release: func(r *fhir.Resource) bool {
+				ok, err := rg.Released(ctx, r)
+				if err != nil && relErr == nil {
+					relErr = err
+				}
+				return ok
+			},
 			Specialty: params.spec, Question: params.question, BaseURL: base, Now: now,
 			Title:    "Second-opinion package for " + rc,
 			Policies: []string{recipientConsent[rc]},
 		})
+		if relErr != nil {
+			return relErr
+		}
 		if errors.Is(err, referral.ErrPatientWithheld) {
 			return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Parameters.parameter[consent]"}, "the Consents do not release the Patient resource to %s", rc)
 		}
@@ -272,6 +280,9 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 			return err
 		}
 	}
+	// the gateway files the request on the patient's behalf: what it
+	// writes about nobody (its OperationDefinition) is its own
+	ctx = release.Filing(ctx)
 	err = s.cfg.Store.InTx(ctx, func(tx storage.Tx) error {
 		_, err := tx.CreateMany(ctx, writes)
 		return err
@@ -298,6 +309,19 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 // record for treatment now?".
 func recipientRequest(recipient string, now time.Time) consent.Request {
 	return consent.Request{Actors: []string{recipient}, Action: consent.ActionAccess, Purpose: []consent.Coding{consent.Treatment}, Time: now}
+}
+
+// recipientPrincipal is the provider a second-opinion recipient would be
+// when it fetches its package: a package holds what the release rule gives
+// it.
+func recipientPrincipal(rc string) *auth.Principal {
+	p := &auth.Principal{Kind: auth.KindProvider, Scopes: auth.ParseScopes("system/*.rs")}
+	if strings.HasPrefix(rc, "Practitioner/") {
+		p.FHIRUser = rc
+	} else {
+		p.Organization = rc
+	}
+	return p
 }
 
 // readRecord reads the patient's compartment and what it refers to, in
@@ -328,8 +352,7 @@ func (s *Server) readRecord(ctx context.Context, id string, start, end time.Time
 // built on the fly, holding what the caller may see (the patient its own
 // record, a provider what Consents give it, a system client everything).
 func (s *Server) patientSummary(c *gin.Context, _, id string) {
-	scope, err := s.authorize(c, "operation", "summary", "Patient")
-	if err != nil {
+	if _, err := s.authorize(c, "operation", "summary", "Patient"); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -360,7 +383,7 @@ func (s *Server) patientSummary(c *gin.Context, _, id string) {
 	doc, err := referral.Summary(patient, record, referral.Options{
 		BaseURL: s.baseURL(c.Request), Now: s.now(), Narrate: narrate,
 		Release: func(r *fhir.Resource) bool {
-			ok, err := s.release(c, r, scope)
+			ok, err := s.guard(c).Released(ctx, r)
 			if err != nil && relErr == nil {
 				relErr = err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -141,7 +142,7 @@ type Server struct {
 	contributors []CapabilityContributor
 	operations   []Operation
 	publicPaths  map[string]bool
-	policies     policyCache
+	decider      *release.Decider
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	budget       *bodyBudget
@@ -174,6 +175,11 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	// Every write in a request's context is checked by its guard inside
+	// the write's own transaction (access.Checked); every read goes through
+	// the guard (Server.guard).
+	s.cfg.Store = release.Checked(cfg.Store)
+	s.decider = release.New(release.Options{Store: release.Unchecked(cfg.Store), Search: cfg.Search, BaseURL: cfg.BaseURL, Now: s.now})
 	s.started = s.now()
 	if s.newID == nil {
 		s.newID = func() string { return uuid.Must(uuid.NewV7()).String() }

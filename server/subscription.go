@@ -75,7 +75,7 @@ func (s *Server) subscriptionStatus(c *gin.Context, svc SubscriptionService, id 
 		return
 	}
 	ctx := c.Request.Context()
-	res, err := s.cfg.Store.Read(ctx, "Subscription", id)
+	res, err := s.guard(c).Read(ctx, "Subscription", id)
 	if err != nil {
 		s.failRead(c, res, err, "Subscription/"+id)
 		return

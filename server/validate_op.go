@@ -73,7 +73,7 @@ func (s *Server) validateOp(c *gin.Context, typ, id string) {
 			s.fail(c, fhir.Errorf(http.StatusBadRequest, "required", []string{"mode"}, "mode=delete needs an instance: [type]/[id]/$validate"))
 			return
 		}
-		if _, err := s.cfg.Store.Read(c.Request.Context(), typ, id); err != nil {
+		if _, err := s.guard(c).Read(c.Request.Context(), typ, id); err != nil {
 			s.failRead(c, nil, err, typ+"/"+id)
 			return
 		}

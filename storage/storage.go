@@ -53,6 +53,10 @@ type SearchRequest struct {
 	// PatientCompartment, when set, restricts the search to the
 	// compartment of that Patient id (GET /Patient/{id}/{type}).
 	PatientCompartment string
+	// Release, when set, is the caller's release rule: only what it
+	// releases is returned, counted, followed by _include/_revinclude and
+	// matched by the inner criteria of _has and chains.
+	Release Release
 }
 
 // SearchResult is one page of results.
@@ -76,6 +80,10 @@ type EverythingRequest struct {
 	Types             []string
 	Count             int
 	Cursor            string
+	// Release, when set, is the caller's release rule: only released
+	// compartment resources are returned, and only the resources they
+	// refer to join them.
+	Release Release
 }
 
 // Writer changes resources. Every method writes one new version.
@@ -153,6 +161,10 @@ type HistoryQuery struct {
 	Count    int       // page size
 	// Cursor is the opaque position returned in HistoryPage.Next.
 	Cursor string
+	// Release, when set, is the caller's release rule: each version is
+	// decided on its own content, a deletion on the version it deleted.
+	// Total is then -1 (not counted).
+	Release Release
 }
 
 // HistoryEntry is one version in a history page.
@@ -166,12 +178,41 @@ type HistoryEntry struct {
 	Resource *fhir.Resource
 }
 
+// Release is one caller's release rule (package release). A store applies it
+// to every resource a read would return — matches, included resources,
+// $everything entries, history versions and the inner resources of _has
+// and chains — so that pages, paging links and counts only ever see what
+// may leave: a page is filled with released resources, and a next cursor
+// is given only when another released one follows. Bound lets the store
+// decide in SQL what it can.
+type Release interface {
+	// Released reports whether r (one version) may be returned.
+	Released(ctx context.Context, r *fhir.Resource) (bool, error)
+	// Bound says what the store may decide for resources of typ without
+	// calling Released.
+	Bound(typ string) Bound
+}
+
+// Bound is what a Release decides about a whole resource type.
+type Bound struct {
+	// None: no resource of the type is released.
+	None bool
+	// Restrict: only resources in no Patient's compartment, or in the
+	// compartment of one of Patients (ids), can be released.
+	Restrict bool
+	Patients []string
+	// Exact: every resource that passes None and Restrict is released, so
+	// the store need not ask Released and may count in SQL.
+	Exact bool
+}
+
 // HistoryPage is one page of a history, newest first.
 type HistoryPage struct {
 	Entries []HistoryEntry
 	// Next is the cursor of the following page, "" on the last page.
 	Next string
-	// Total is the number of versions matching the query.
+	// Total is the number of versions matching the query; -1 when not
+	// counted (a query with a Release).
 	Total int
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/referral/drafting"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -265,7 +266,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	// one consolidator for everything that files records, so that a
 	// patient's batches from pulls, imports, HL7 v2 and ABDM are
 	// serialised and share what they know of the record
-	cons := &consolidate.Consolidator{Store: store}
+	cons := &consolidate.Consolidator{Store: release.Checked(store)} // writes in a request's context are checked by its guard
 	var (
 		pulls server.PullService
 		jwks  []byte

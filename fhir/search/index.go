@@ -588,3 +588,48 @@ func (x *extractor) addURI(at At, it fhirpath.Item) {
 		x.ix.URIs = append(x.ix.URIs, URIValue{At: at, Value: s})
 	}
 }
+
+// Patients returns the ids of the Patients whose compartment holds res, as
+// Extract computes Index.Patients (the Patient's own id, and the local
+// Patient references of the type's compartment parameters), evaluating
+// only those parameters.
+func (r *Registry) Patients(res *fhir.Resource) []string {
+	var out []string
+	if res.Type == "Patient" && res.ID != "" {
+		out = append(out, res.ID)
+	}
+	out = append(out, r.PatientRefs(res, r.PatientCompartment(res.Type))...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// PatientRefs returns the ids of the Patients that the reference
+// parameters params of res point to (relative references, or absolute ones
+// to Options.BaseURL), sorted, each once.
+func (r *Registry) PatientRefs(res *fhir.Resource, params []string) []string {
+	if len(params) == 0 {
+		return nil
+	}
+	root := res.Root()
+	env := &fhirpath.Env{Resource: root, RootResource: root}
+	x := &extractor{ix: &Index{}, base: r.opts.BaseURL}
+	for _, code := range params {
+		p, ok := r.Param(res.Type, code)
+		if !ok || p.Type != TypeReference || p.expr == nil || !p.mayHaveValues(root) {
+			continue
+		}
+		items, err := p.expr.Eval(root, res.Type, env)
+		if err != nil {
+			continue
+		}
+		x.add(p.Type, At{Param: p.Code}, items)
+	}
+	var out []string
+	for _, v := range x.ix.Refs {
+		if v.TargetType == "Patient" && v.TargetID != "" && v.URL == "" {
+			out = append(out, v.TargetID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -24,6 +25,12 @@ import (
 // their markers appear in the final SQL.
 type compiler struct {
 	args []any
+	// rel, ctx and db are set for a search with a release: the inner
+	// criteria of _has and chains then see only released resources
+	// (releasedIDs may run a query while compiling).
+	rel storage.Release
+	ctx context.Context
+	db  Conn
 }
 
 const (
@@ -100,6 +107,9 @@ func (c *compiler) matchIDs(typ string, cl *search.Clause) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if inner, err = c.releasedIDs(cl.Has.Type, inner); err != nil {
+			return "", err
+		}
 		return "SELECT h.target_id FROM idx_ref h WHERE h.res_type = " + c.arg(cl.Has.Type) + " AND h.param = " + c.arg(cl.Has.Param) +
 			" AND h.target_type = " + c.arg(typ) + " AND h.res_id IN (" + inner + ")", nil
 	case cl.Chain != nil:
@@ -108,6 +118,9 @@ func (c *compiler) matchIDs(typ string, cl *search.Clause) (string, error) {
 		for _, t := range cl.Chain.Types {
 			inner, err := c.matchIDs(t, cl.Chain.Clause)
 			if err != nil {
+				return "", err
+			}
+			if inner, err = c.releasedIDs(t, inner); err != nil {
 				return "", err
 			}
 			parts = append(parts, "(ch.target_type = "+c.arg(t)+" AND ch.target_id IN ("+inner+"))")
@@ -454,8 +467,9 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 		return s.systemSearch(ctx, db, req)
 	}
 	typ := q.ResourceType
-	c := &compiler{}
-	where := "r.res_type = " + c.arg(typ) + " AND r.deleted = 0"
+	c := &compiler{rel: req.Release, ctx: ctx, db: db}
+	b := c.bound(typ)
+	where := "r.res_type = " + c.arg(typ) + " AND r.deleted = 0" + c.boundCond(typ, "r.res_id", b)
 	if req.PatientCompartment != "" {
 		where += " AND r.res_id IN (SELECT res_id FROM idx_patient WHERE patient_id = " + c.arg(req.PatientCompartment) + " AND res_type = " + c.arg(typ) + ")"
 	}
@@ -466,6 +480,9 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 	for i := range q.Clauses {
 		sub, err := c.matchIDs(typ, &q.Clauses[i])
 		if err != nil {
+			if errorsIsInvalid(err) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
 		}
 		subs[i] = sub
@@ -477,34 +494,37 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 		}
 		where += " AND r.res_id IN (" + sub + ")"
 	}
+	// rows are decided one by one unless the bound decides the type
+	var rel storage.Release
+	if req.Release != nil && !b.Exact {
+		rel = req.Release
+	}
+	fetch := func(pos cursor, first bool, n int) ([]row, error) {
+		sq := "SELECT r.res_id, r.version, r.last_updated, r.body FROM resources r WHERE " + where
+		if !first {
+			sq += " AND r.res_id > " + c.arg(pos.ID)
+		}
+		fq, fargs := c.finish(sq + " ORDER BY r.res_id LIMIT " + c.arg(n))
+		return scanRows(ctx, db, typ, fq, fargs)
+	}
 	res := &storage.SearchResult{Total: -1}
-	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
+	switch {
+	case rel == nil && (q.Total != search.TotalNone || q.Summary == search.SummaryCount):
 		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
 		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
 		}
+	case rel != nil && (q.Total == search.TotalAccurate || q.Summary == search.SummaryCount):
+		// a count of what is released, or none: never one that tells what is withheld
+		n, err := countReleased(ctx, rel, fetch)
+		if err != nil {
+			return nil, err
+		}
+		res.Total = n
 	}
 	if q.Summary == search.SummaryCount || q.Count == 0 {
 		return res, nil
 	}
-	// select with sort keys, then page by keyset
-	sel := "r.res_id, r.version, r.last_updated, r.body"
-	var order []string
-	for i, k := range q.Sort {
-		e, err := c.sortExpr(k)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
-		}
-		sel += ", " + e + " AS s" + strconv.Itoa(i)
-		dir := ""
-		if k.Desc {
-			dir = " DESC"
-		}
-		order = append(order, "s"+strconv.Itoa(i)+dir)
-	}
-	order = append(order, "res_id")
-	inner := "SELECT " + sel + " FROM resources r WHERE " + where
-	outer := "SELECT * FROM (" + inner + ") q"
 	if len(q.Sort) > 0 {
 		// Sort values can change while a client pages: sorted searches page
 		// through a snapshot of the ordered ids taken at the first page.
@@ -513,105 +533,90 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 			if err != nil || cur.Snap == "" {
 				return nil, storage.ErrInvalidCursor
 			}
-			return s.snapshotPage(ctx, db, q, res, typ, cur)
+			return s.snapshotPage(ctx, db, q, rel, res, typ, cur)
 		}
-		ids, err := c.sortedIDs(ctx, db, outer, order)
+		sel := "r.res_id"
+		var order []string
+		for i, k := range q.Sort {
+			e, err := c.sortExpr(k)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
+			}
+			sel += ", " + e + " AS s" + strconv.Itoa(i)
+			dir := ""
+			if k.Desc {
+				dir = " DESC"
+			}
+			order = append(order, "s"+strconv.Itoa(i)+dir)
+		}
+		order = append(order, "res_id")
+		ids, err := c.sortedIDs(ctx, db, "SELECT "+sel+" FROM resources r WHERE "+where, order)
 		if err != nil {
 			return nil, err
 		}
-		return s.firstSnapshotPage(ctx, db, q, res, typ, ids)
+		return s.firstSnapshotPage(ctx, db, q, rel, res, typ, ids)
 	}
+	start, first := cursor{}, true
 	if req.Cursor != "" {
 		cur, err := decodeSearchCursor(req.Cursor)
-		if err != nil || len(cur.Keys) != len(q.Sort) || cur.ID == "" {
+		if err != nil || len(cur.Keys) != 0 || cur.ID == "" {
 			return nil, storage.ErrInvalidCursor
 		}
-		cond, err := c.keysetCond(q.Sort, cur)
-		if err != nil {
-			return nil, err
-		}
-		outer += " WHERE " + cond
+		start, first = cur, false
 	}
-	outer += " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + c.arg(q.Count+1)
-	oq, oargs := c.finish(outer)
-	rows, err := db.Query(ctx, oq, oargs...)
+	matches, next, err := fillPage(ctx, rel, fetch, start, first, q.Count)
 	if err != nil {
-		return nil, fmt.Errorf("search: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	var last []any
-	for rows.Next() {
-		var (
-			id      string
-			v, lu   int64
-			body    []byte
-			sortv   = make([]any, len(q.Sort))
-			targets = []any{&id, &v, &lu, &body}
-		)
-		for i := range sortv {
-			targets = append(targets, &sortv[i])
-		}
-		if err := rows.Scan(targets...); err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		if len(res.Matches) == q.Count {
-			res.Next = encodeSearchCursor(cursorFrom(last))
-			break
-		}
-		res.Matches = append(res.Matches, &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body})
-		last = append(sortv, id)
+	res.Matches = matches
+	if next != nil {
+		res.Next = encodeSearchCursor(cursor{ID: next.ID})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search: %w", err)
-	}
-	rows.Close()
-	if err := s.includes(ctx, db, q, res); err != nil {
+	if err := s.includes(ctx, db, q, req.Release, res); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-var errUnsearchable = fmt.Errorf("%w: unsupported search", storage.ErrInvalidSearch)
-
-func cursorFrom(last []any) cursor {
-	c := cursor{ID: last[len(last)-1].(string)}
-	for _, v := range last[:len(last)-1] {
-		switch x := v.(type) {
-		case []byte:
-			v = string(x)
+// countReleased counts the released rows fetch reads, holding one chunk
+// at a time.
+func countReleased(ctx context.Context, rel storage.Release, fetch fetchFunc) (int, error) {
+	n, pos, first := 0, cursor{}, true
+	for {
+		rows, err := fetch(pos, first, 1000)
+		if err != nil {
+			return 0, err
 		}
-		b, _ := json.Marshal(v)
-		c.Keys = append(c.Keys, b)
-	}
-	return c
-}
-
-// keysetCond continues after the cursor's row in the sort order.
-func (c *compiler) keysetCond(keys []search.SortKey, cur cursor) (string, error) {
-	// (s0 > k0) OR (s0 = k0 AND ((s1 > k1) OR (s1 = k1 AND ... res_id > id)))
-	cond := "res_id > " + c.arg(cur.ID)
-	for i := len(keys) - 1; i >= 0; i-- {
-		var v any
-		if err := json.Unmarshal(cur.Keys[i], &v); err != nil {
-			return "", storage.ErrInvalidCursor
-		}
-		if f, ok := v.(float64); ok && keys[i].Type != search.TypeNumber && keys[i].Type != search.TypeQuantity {
-			if f == math.Trunc(f) {
-				v = int64(f)
+		for _, rw := range rows {
+			if rw.res == nil {
+				continue
+			}
+			ok, err := rel.Released(ctx, rw.res)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				n++
 			}
 		}
-		col := "s" + strconv.Itoa(i)
-		op := " > "
-		if keys[i].Desc {
-			op = " < "
+		if len(rows) < 1000 {
+			return n, nil
 		}
-		cond = "(" + col + op + c.arg(v) + " OR (" + col + " = " + c.arg(v) + " AND " + cond + "))"
+		pos, first = rows[len(rows)-1].pos, false
 	}
-	return cond, nil
 }
 
+// errorsIsInvalid reports whether err is already a refusal of the search
+// (a chain too broad to check), to be passed on as it is.
+func errorsIsInvalid(err error) bool { return errors.Is(err, storage.ErrInvalidSearch) }
+
+var errUnsearchable = fmt.Errorf("%w: unsupported search", storage.ErrInvalidSearch)
+
 // includes adds _include and _revinclude targets (and one :iterate level).
-func (s *Store) includes(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult) error {
+// With a release they start from the released matches only (res.Matches
+// holds nothing else) and each round keeps only what is released, so a
+// resource is never reached through one the caller may not see.
+func (s *Store) includes(ctx context.Context, db Conn, q *search.Query, rel storage.Release, res *storage.SearchResult) error {
 	if len(q.Includes) == 0 && len(q.RevIncludes) == 0 || len(res.Matches) == 0 {
 		return nil
 	}
@@ -641,6 +646,10 @@ func (s *Store) includes(ctx context.Context, db Conn, q *search.Query, res *sto
 				return err
 			}
 			found = append(found, got...)
+		}
+		found, err := released(ctx, rel, found)
+		if err != nil {
+			return err
 		}
 		res.Included = append(res.Included, found...)
 		if len(found) == 0 {
@@ -795,66 +804,83 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 	if len(types) == 0 {
 		types = fhir.ResourceTypes
 	}
-	c := &compiler{}
-	var parts []string
+	c := &compiler{rel: req.Release, ctx: ctx, db: db}
+	var (
+		parts []string
+		exact = true
+	)
 	for _, t := range types {
-		where := "r.res_type = " + c.arg(t) + " AND r.deleted = 0"
+		b := c.bound(t)
+		if b.None {
+			continue
+		}
+		exact = exact && b.Exact
+		where := "r.res_type = " + c.arg(t) + " AND r.deleted = 0" + c.boundCond(t, "r.res_id", b)
 		for i := range q.Clauses {
 			sub, err := c.matchIDs(t, &q.Clauses[i])
 			if err != nil {
+				if errorsIsInvalid(err) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
 			}
 			where += " AND r.res_id IN (" + sub + ")"
 		}
 		parts = append(parts, where)
 	}
-	where := "((" + strings.Join(parts, ") OR (") + "))"
 	res := &storage.SearchResult{Total: -1}
-	if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
+	if len(parts) == 0 {
+		if q.Total != search.TotalNone || q.Summary == search.SummaryCount {
+			res.Total = 0
+		}
+		return res, nil
+	}
+	where := "((" + strings.Join(parts, ") OR (") + "))"
+	var rel storage.Release
+	if req.Release != nil && !exact {
+		rel = req.Release
+	}
+	fetch := func(pos cursor, first bool, n int) ([]row, error) {
+		sq := "SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM resources r WHERE " + where
+		if !first {
+			sq += " AND (r.res_type > " + c.arg(pos.Type) + " OR (r.res_type = " + c.arg(pos.Type) + " AND r.res_id > " + c.arg(pos.ID) + "))"
+		}
+		fq, fargs := c.finish(sq + " ORDER BY r.res_type, r.res_id LIMIT " + c.arg(n))
+		return scanTypedRows(ctx, db, 0, fq, fargs)
+	}
+	switch {
+	case rel == nil && (q.Total != search.TotalNone || q.Summary == search.SummaryCount):
 		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
 		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
 		}
+	case rel != nil && (q.Total == search.TotalAccurate || q.Summary == search.SummaryCount):
+		n, err := countReleased(ctx, rel, fetch)
+		if err != nil {
+			return nil, err
+		}
+		res.Total = n
 	}
 	if q.Summary == search.SummaryCount || q.Count == 0 {
 		return res, nil
 	}
-	sqlq := "SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM resources r WHERE " + where
+	start, first := cursor{}, true
 	if req.Cursor != "" {
 		cur, err := decodeSearchCursor(req.Cursor)
-		if err != nil {
-			return nil, err
+		if err != nil || cur.ID == "" {
+			return nil, storage.ErrInvalidCursor
 		}
-		sqlq += " AND (r.res_type > " + c.arg(cur.Type) + " OR (r.res_type = " + c.arg(cur.Type) + " AND r.res_id > " + c.arg(cur.ID) + "))"
+		start, first = cur, false
 	}
-	sqlq += " ORDER BY r.res_type, r.res_id LIMIT " + c.arg(q.Count+1)
-	fq, fargs := c.finish(sqlq)
-	rows, err := db.Query(ctx, fq, fargs...)
+	matches, next, err := fillPage(ctx, rel, fetch, start, first, q.Count)
 	if err != nil {
-		return nil, fmt.Errorf("search: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			typ, id string
-			v, lu   int64
-			body    []byte
-		)
-		if err := rows.Scan(&typ, &id, &v, &lu, &body); err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		if len(res.Matches) == q.Count {
-			lastR := res.Matches[len(res.Matches)-1]
-			res.Next = encodeSearchCursor(cursor{Type: lastR.Type, ID: lastR.ID})
-			break
-		}
-		res.Matches = append(res.Matches, &fhir.Resource{Type: typ, ID: id, VersionID: strconv.FormatInt(v, 10), LastUpdated: fromMicros(lu), Raw: body})
+	res.Matches = matches
+	if next != nil {
+		res.Next = encodeSearchCursor(cursor{Type: next.Type, ID: next.ID})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("search: %w", err)
-	}
-	rows.Close()
-	return res, s.includes(ctx, db, q, res)
+	return res, s.includes(ctx, db, q, req.Release, res)
 }
 
 // drivingClause picks the clause likely to match the fewest resources (its

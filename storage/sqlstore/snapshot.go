@@ -42,12 +42,18 @@ func (c *compiler) sortedIDs(ctx context.Context, db Conn, outer string, order [
 	return ids, rows.Err()
 }
 
-func (s *Store) firstSnapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, ids []string) (*storage.SearchResult, error) {
+// firstSnapshotPage answers the first page of a sorted search from its
+// ordered ids, keeping them as a snapshot when a next page follows.
+func (s *Store) firstSnapshotPage(ctx context.Context, db Conn, q *search.Query, rel storage.Release, res *storage.SearchResult, typ string, ids []string) (*storage.SearchResult, error) {
 	if len(ids) > maxSnapshotIDs {
 		ids = ids[:maxSnapshotIDs]
 	}
-	page := ids[:min(q.Count, len(ids))]
-	if len(ids) > q.Count {
+	matches, next, err := fillPage(ctx, rel, s.snapshotFetch(ctx, db, typ, ids), cursor{}, true, q.Count)
+	if err != nil {
+		return nil, err
+	}
+	res.Matches = matches
+	if next != nil {
 		b := make([]byte, 12)
 		_, _ = rand.Read(b)
 		snap := hex.EncodeToString(b)
@@ -58,12 +64,12 @@ func (s *Store) firstSnapshotPage(ctx context.Context, db Conn, q *search.Query,
 		if _, err := db.Exec(ctx, `INSERT INTO search_snapshots (id, created, ids) VALUES (?, ?, ?)`, snap, micros(now), []byte(strings.Join(ids, "\n"))); err != nil {
 			return nil, fmt.Errorf("search snapshot: %w", err)
 		}
-		res.Next = encodeSearchCursor(cursor{Snap: snap, Off: q.Count})
+		res.Next = encodeSearchCursor(cursor{Snap: snap, Off: next.Off})
 	}
-	return s.fillSnapshotPage(ctx, db, q, res, typ, page)
+	return res, s.includes(ctx, db, q, rel, res)
 }
 
-func (s *Store) snapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, cur cursor) (*storage.SearchResult, error) {
+func (s *Store) snapshotPage(ctx context.Context, db Conn, q *search.Query, rel storage.Release, res *storage.SearchResult, typ string, cur cursor) (*storage.SearchResult, error) {
 	var blob []byte
 	err := db.QueryRow(ctx, `SELECT ids FROM search_snapshots WHERE id = ?`, cur.Snap).Scan(&blob)
 	if errors.Is(err, ErrNoRows) {
@@ -76,32 +82,41 @@ func (s *Store) snapshotPage(ctx context.Context, db Conn, q *search.Query, res 
 	if cur.Off > len(ids) {
 		return nil, storage.ErrInvalidCursor
 	}
-	end := min(cur.Off+q.Count, len(ids))
-	if end < len(ids) {
-		res.Next = encodeSearchCursor(cursor{Snap: cur.Snap, Off: end})
-	}
-	return s.fillSnapshotPage(ctx, db, q, res, typ, ids[cur.Off:end])
-}
-
-// fillSnapshotPage loads the page's resources in snapshot order (resources
-// deleted since the snapshot are left out).
-func (s *Store) fillSnapshotPage(ctx context.Context, db Conn, q *search.Query, res *storage.SearchResult, typ string, ids []string) (*storage.SearchResult, error) {
-	refs := make([][2]string, len(ids))
-	for i, id := range ids {
-		refs[i] = [2]string{typ, id}
-	}
-	loaded, err := s.loadMany(ctx, db, refs)
+	matches, next, err := fillPage(ctx, rel, s.snapshotFetch(ctx, db, typ, ids), cursor{Off: cur.Off}, false, q.Count)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]*fhir.Resource, len(loaded))
-	for _, r := range loaded {
-		byID[r.ID] = r
+	res.Matches = matches
+	if next != nil {
+		res.Next = encodeSearchCursor(cursor{Snap: cur.Snap, Off: next.Off})
 	}
-	for _, id := range ids {
-		if r, ok := byID[id]; ok {
-			res.Matches = append(res.Matches, r)
+	return res, s.includes(ctx, db, q, rel, res)
+}
+
+// snapshotFetch reads a snapshot's resources in its order: a row's
+// position is the offset just after it; a resource deleted since the
+// snapshot is a row without a resource, which pagers skip.
+func (s *Store) snapshotFetch(ctx context.Context, db Conn, typ string, ids []string) fetchFunc {
+	return func(pos cursor, _ bool, n int) ([]row, error) {
+		from := min(pos.Off, len(ids))
+		page := ids[from:min(from+n, len(ids))]
+		refs := make([][2]string, len(page))
+		for i, id := range page {
+			refs[i] = [2]string{typ, id}
 		}
+		loaded, err := s.loadMany(ctx, db, refs)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[string]*fhir.Resource, len(loaded))
+		for _, r := range loaded {
+			byID[r.ID] = r
+		}
+		out := make([]row, len(page))
+		for i, id := range page {
+			// a resource deleted since the snapshot keeps its place, empty
+			out[i] = row{res: byID[id], pos: cursor{Off: from + i + 1}}
+		}
+		return out, nil
 	}
-	return res, s.includes(ctx, db, q, res)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -573,30 +574,77 @@ func (s *Store) history(ctx context.Context, c Conn, q storage.HistoryQuery) (*s
 			WHERE n.res_type = v.res_type AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated <= ?)`
 		args = append(args, micros(q.At), micros(q.At))
 	}
-	var total int
-	if err := c.QueryRow(ctx, "SELECT COUNT(*) FROM resource_versions v WHERE "+where, args...).Scan(&total); err != nil {
-		return nil, fmt.Errorf("history count: %w", err)
+	total := -1
+	if q.Release == nil {
+		if err := c.QueryRow(ctx, "SELECT COUNT(*) FROM resource_versions v WHERE "+where, args...).Scan(&total); err != nil {
+			return nil, fmt.Errorf("history count: %w", err)
+		}
 	}
+	after := int64(-1)
 	if q.Cursor != "" {
 		cur, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return nil, err
 		}
-		where += " AND v.seq < ?"
-		args = append(args, cur)
+		after = cur
 	}
 	count := q.Count
 	if count <= 0 {
 		count = 50
 	}
+	page := &storage.HistoryPage{Total: total}
+	chunk := count + 1
+	if q.Release != nil {
+		chunk = max(chunk, 64)
+	}
+	var lastSeq int64
+	for {
+		w, a := where, args
+		if after >= 0 {
+			w += " AND v.seq < ?"
+			a = append(slices.Clone(a), after)
+		}
+		entries, seqs, err := s.historyRows(ctx, c, w, a, chunk)
+		if err != nil {
+			return nil, err
+		}
+		for i, e := range entries {
+			if q.Release != nil {
+				ok, err := s.historyReleased(ctx, c, q.Release, e)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					continue
+				}
+			}
+			if len(page.Entries) == count {
+				page.Next = encodeCursor(lastSeq)
+				return page, nil
+			}
+			page.Entries = append(page.Entries, e)
+			lastSeq = seqs[i]
+		}
+		if len(entries) < chunk {
+			return page, nil
+		}
+		after = seqs[len(seqs)-1]
+		chunk = min(chunk*2, 2000)
+	}
+}
+
+// historyRows reads up to n versions, newest first, with their sequence.
+func (s *Store) historyRows(ctx context.Context, c Conn, where string, args []any, n int) ([]storage.HistoryEntry, []int64, error) {
 	rows, err := c.Query(ctx, `SELECT v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.method, v.body
-		FROM resource_versions v WHERE `+where+` ORDER BY v.seq DESC LIMIT ?`, append(args, count+1)...)
+		FROM resource_versions v WHERE `+where+` ORDER BY v.seq DESC LIMIT ?`, append(slices.Clone(args), n)...)
 	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+		return nil, nil, fmt.Errorf("history: %w", err)
 	}
 	defer rows.Close()
-	page := &storage.HistoryPage{Total: total}
-	var lastSeq int64
+	var (
+		entries []storage.HistoryEntry
+		seqs    []int64
+	)
 	for rows.Next() {
 		var (
 			seq, ver, lu int64
@@ -605,24 +653,43 @@ func (s *Store) history(ctx context.Context, c Conn, q storage.HistoryQuery) (*s
 			body         []byte
 		)
 		if err := rows.Scan(&seq, &e.Type, &e.ID, &ver, &lu, &deleted, &e.Method, &body); err != nil {
-			return nil, fmt.Errorf("history: %w", err)
+			return nil, nil, fmt.Errorf("history: %w", err)
 		}
-		if len(page.Entries) == count {
-			page.Next = encodeCursor(lastSeq)
-			break
-		}
-		lastSeq = seq
 		e.VersionID = strconv.FormatInt(ver, 10)
 		e.LastUpdated = fromMicros(lu)
 		if deleted == 0 {
 			e.Resource = &fhir.Resource{Type: e.Type, ID: e.ID, VersionID: e.VersionID, LastUpdated: e.LastUpdated, Raw: body}
 		}
-		page.Entries = append(page.Entries, e)
+		entries = append(entries, e)
+		seqs = append(seqs, seq)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+	return entries, seqs, rows.Err()
+}
+
+// historyReleased decides a version: on its content, or for a deletion on
+// the newest version before it that has content (none: withheld).
+func (s *Store) historyReleased(ctx context.Context, c Conn, rel storage.Release, e storage.HistoryEntry) (bool, error) {
+	if b := rel.Bound(e.Type); b.None {
+		return false, nil
 	}
-	return page, nil
+	r := e.Resource
+	if r == nil {
+		v, _ := strconv.ParseInt(e.VersionID, 10, 64)
+		var (
+			ver, lu int64
+			body    []byte
+		)
+		err := c.QueryRow(ctx, `SELECT version, last_updated, body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version < ? AND deleted = 0
+			ORDER BY version DESC LIMIT 1`, e.Type, e.ID, v).Scan(&ver, &lu, &body)
+		if errors.Is(err, ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("history: %w", err)
+		}
+		r = &fhir.Resource{Type: e.Type, ID: e.ID, VersionID: strconv.FormatInt(ver, 10), LastUpdated: fromMicros(lu), Raw: body}
+	}
+	return rel.Released(ctx, r)
 }
 
 func encodeCursor(seq int64) string {
