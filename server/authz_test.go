@@ -47,6 +47,7 @@ func newSecured(t testing.TB, k storeKind, with ...func(*server.Config)) *secure
 			{ClientID: "clinic2", Role: "provider", Organization: "Organization/clinic2"},
 			// the hospital records Consents on its patients' behalf
 			{ClientID: "hospital", Role: "system", Organization: "Organization/hospital", Custodian: &config.Custodian{Patients: []string{"*"}}},
+			{ClientID: "lab", Role: "system"}, // a system client that is nobody's custodian
 		},
 	}
 	v, err := auth.New(cfg, auth.Options{})
@@ -85,6 +86,7 @@ func newSecured(t testing.TB, k storeKind, with ...func(*server.Config)) *secure
 		"provider-rev": is.ClientToken(t, "clinic", "system/*.rs"),
 		// the audit trail is given only to a scope that names it
 		"auditor": is.ClientToken(t, "hospital", "system/AuditEvent.rs"),
+		"lab":     is.ClientToken(t, "lab", "system/*.cruds"),
 	}
 	sys := "Authorization: Bearer " + s.tokens["system"]
 	mk := func(body string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
@@ -31,4 +32,14 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v (%v)", again, err)
 	}
+}
+
+func TestRelease(t *testing.T) {
+	storagetest.RunRelease(t, func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }

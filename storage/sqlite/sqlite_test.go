@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
@@ -31,4 +32,14 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second migrate applied %v (%v)", again, err)
 	}
+}
+
+func TestRelease(t *testing.T) {
+	storagetest.RunRelease(t, func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }
