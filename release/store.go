@@ -199,8 +199,7 @@ func (t *checkedTx) checkAll(ctx context.Context) error {
 }
 
 func (t *checkedTx) checkOne(ctx context.Context, w Write) error {
-	w.Within = t.Tx
-	w.filing = filing(ctx)
+	w.Within, w.filing, w.quiet = t.Tx, filing(ctx), true
 	if err := t.g.CheckWrite(ctx, w); err != nil {
 		r := w.New
 		if r == nil {

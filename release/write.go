@@ -25,6 +25,9 @@ type Write struct {
 	Within storage.Reader
 
 	filing bool // see Filing
+	// quiet: the write's patients are not recorded (the request that
+	// makes it records what it touched itself)
+	quiet bool
 }
 
 // ErrAuditReadOnly is wrapped by the 405 every write of an AuditEvent
@@ -58,7 +61,7 @@ func (g *Guard) CheckWrite(ctx context.Context, w Write) error {
 		return nil
 	}
 	for _, r := range []*fhir.Resource{w.New, w.Current} {
-		if r != nil {
+		if r != nil && !w.quiet {
 			g.recordPatients(ctx, r)
 		}
 	}

@@ -118,6 +118,15 @@ func (s *Server) transaction(c *gin.Context) {
 	} else {
 		s.runBatch(c.Request.Context(), entries)
 	}
+	// the audit trail names every patient the Bundle wrote about, under the
+	// ids things were stored with
+	for _, be := range entries {
+		if be.out != nil {
+			for _, pt := range s.decider.PatientsOf(be.out) {
+				a.Patient("Patient/" + pt)
+			}
+		}
+	}
 	s.writeJSON(c, http.StatusOK, s.bundleResponse(c, btype+"-response", entries))
 }
 
