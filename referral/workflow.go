@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/fhirgate/fhirgate/release"
 )
 
 // Systems of the referral resources.
@@ -11,7 +13,7 @@ const (
 	// RequisitionSystem identifies one second-opinion request: the
 	// ServiceRequest's requisition and every Task's groupIdentifier carry
 	// it, so the opinions of several recipients can be compared.
-	RequisitionSystem = "https://fhirgate.org/fhir/sid/second-opinion"
+	RequisitionSystem = release.RequisitionSystem
 	// BusinessStatusSystem is BSeR's TaskBusinessStatusCS.
 	BusinessStatusSystem = "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS"
 	// TaskCodeSystem is the system of Task.code "fulfill".

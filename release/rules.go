@@ -10,7 +10,6 @@ import (
 	"github.com/fhirgate/fhirgate/consent"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
-	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -350,6 +349,13 @@ func documentScaffold(entries []*fjson.Value) map[int]bool {
 	return out
 }
 
+// RequisitionSystem is the identifier system of a second-opinion request
+// (ServiceRequest.requisition, Task.groupIdentifier): referral resources
+// carrying it are released to the parties they address (package referral
+// builds them; it uses this constant, so that the release rule depends on
+// no workflow).
+const RequisitionSystem = "https://fhirgate.org/fhir/sid/second-opinion"
+
 // referralParty reports whether a provider may see r as far as the
 // second-opinion workflow goes: a referral Task (one carrying the
 // requisition identifier) only to its owner and its requester, so that one
@@ -359,7 +365,7 @@ func referralParty(r *fhir.Resource, p *auth.Principal) bool {
 		return true
 	}
 	root := r.Root()
-	if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
+	if root.Get("groupIdentifier").Get("system").String() != RequisitionSystem {
 		return true
 	}
 	actors := p.Actors()
@@ -380,12 +386,12 @@ func referralAddressee(r *fhir.Resource, actors []string) bool {
 	var fields []string
 	switch r.Type {
 	case "Task":
-		if root.Get("groupIdentifier").Get("system").String() != referral.RequisitionSystem {
+		if root.Get("groupIdentifier").Get("system").String() != RequisitionSystem {
 			return false
 		}
 		fields = []string{"owner", "requester"}
 	case "ServiceRequest":
-		if root.Get("requisition").Get("system").String() != referral.RequisitionSystem {
+		if root.Get("requisition").Get("system").String() != RequisitionSystem {
 			return false
 		}
 		fields = []string{"performer", "requester"}
