@@ -153,8 +153,9 @@ var builtinDefs = map[string]OpDef{
 			param("return", "out", 1, "1", "Bundle", "A searchset Bundle."),
 		}},
 	"summary": {ID: "Patient-summary", Title: "International Patient Summary",
-		Description: "The patient's record the caller may see, as an IPS document Bundle (hl7.fhir.uv.ips 2.0.0).",
+		Description: "The patient's record the caller may see, as an IPS document Bundle (hl7.fhir.uv.ips 2.0.0), with the case summary the gateway computes from it: abnormal results (each with the rule and published source that flagged it), trends, risks (CKD-EPI 2021 eGFR, KDIGO CKD category, blood-pressure and BMI categories, pooled-cohort 10-year ASCVD risk, CHA2DS2-VASc) and missing tests, as narrative and as DetectedIssue, RiskAssessment and computed Observation entries. With _format=html, or an Accept header preferring text/html, the same document is answered as one printable HTML page.",
 		Parameters: []OpParam{
+			param("narrative", "in", 0, "1", "code", "draft: add a machine-written narrative drafted by the configured text model from the computed, de-identified case summary, in its own labelled section (400 when no model is configured)."),
 			param("return", "out", 1, "1", "Bundle", "An IPS document Bundle."),
 		}},
 	"status": {ID: "Subscription-status", Title: "Subscription status",

@@ -87,8 +87,15 @@ func (s *Server) summaryNarrate(c *gin.Context) (func(*referral.CaseSummary) *re
 		return nil, fhir.Errorf(http.StatusBadRequest, "not-supported", []string{"narrative"}, "no narrative model is configured on this gateway (summary.narrative in the config file)")
 	}
 	ctx := c.Request.Context()
+	a := accessOf(c)
 	return func(cs *referral.CaseSummary) *referral.Draft {
 		d, err := s.cfg.Narrator.Draft(ctx, cs)
+		// sending the summary out is a disclosure: the access's audit
+		// event says so
+		a.note = "the de-identified case summary was sent to the configured narrative model"
+		if err == nil {
+			a.note += " at " + d.Endpoint
+		}
 		if err != nil {
 			s.log.Warn("narrative model failed", "error", err.Error())
 			msg := "the narrative model did not answer usably"

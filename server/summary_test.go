@@ -132,6 +132,18 @@ func TestSummaryHTMLAndNarrative(t *testing.T) {
 			if !found {
 				t.Error("no machine-written section")
 			}
+			// the disclosure to the model is in the patient's audit trail
+			eventually(t, "the audit trail records the summary sent to the model", func() bool {
+				w := f.as("patientP", http.MethodGet, "/AuditEvent?_count=1000", nil)
+				mustStatus(t, w, http.StatusOK)
+				for _, e := range entriesOf(t, w.Body.Bytes()) {
+					ev, _ := json.Marshal(e.(map[string]any)["resource"])
+					if strings.Contains(string(ev), "sent to the configured narrative model at 127.0.0.1") && strings.Contains(string(ev), "Organization/clinic2") {
+						return true
+					}
+				}
+				return false
+			})
 			// the patient's own draft may speak of its PSY condition
 			mustStatus(t, f.as("patientP", http.MethodGet, path+"?narrative=draft", nil), http.StatusOK)
 			if !strings.Contains(model.last(), "Depressive") {
