@@ -293,7 +293,7 @@ func seriesKey(cc *fjson.Value) string {
 
 // abnormalCodes are the v3 ObservationInterpretation codes that flag a
 // value; any other code (N, normal…) makes the value judged and normal.
-var abnormalCodes = map[string]bool{"H": true, "L": true, "HH": true, "LL": true, "A": true, "AA": true, "HU": true, "LU": true, "<": false, ">": false}
+var abnormalCodes = map[string]bool{"H": true, "L": true, "HH": true, "LL": true, "A": true, "AA": true, "HU": true, "LU": true}
 
 // judge applies, in order, the source's interpretation, the source's
 // reference range and the knowledge tables to one element: the first

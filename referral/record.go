@@ -101,11 +101,11 @@ func conceptLabel(cc *fjson.Value) string {
 	if l := conceptTexts(cc); len(l) > 0 {
 		return l[0]
 	}
-	for _, c := range codings(cc) {
-		if n := systemNames[c.System]; n != "" {
-			return n + " " + c.Code
+	if cs := codings(cc); len(cs) > 0 {
+		if n := systemNames[cs[0].System]; n != "" {
+			return n + " " + cs[0].Code
 		}
-		return c.Code
+		return cs[0].Code
 	}
 	return ""
 }
@@ -113,8 +113,8 @@ func conceptLabel(cc *fjson.Value) string {
 // statusLabel is a status CodeableConcept (clinicalStatus,
 // verificationStatus) as the bare code people read: "active".
 func statusLabel(cc *fjson.Value) string {
-	for _, c := range codings(cc) {
-		return c.Code
+	if cs := codings(cc); len(cs) > 0 {
+		return cs[0].Code
 	}
 	return cc.Get("text").String()
 }

@@ -325,10 +325,9 @@ func (cs *CaseSummary) riskBP(ms []*measurement, kb *knowledge.Base) Risk {
 	r := Risk{ID: "bp-category", Name: "Blood pressure category", Formula: "ACC/AHA 2017 categories of BP in adults (mean of readings on 2 occasions)",
 		Citation: kb.Cite("acc-aha-bp-2017", "Table 6, categories of BP in adults; Section 4, average of ≥2 readings on ≥2 occasions"), Unit: "mm[Hg]"}
 	type day struct {
-		sys, dia  []float64
-		res       []*fhir.Resource
-		date      time.Time
-		firstSeen time.Time
+		sys, dia []float64
+		res      []*fhir.Resource
+		date     time.Time
 	}
 	days := map[string]*day{}
 	for _, m := range ms {
