@@ -1,15 +1,27 @@
 // Package ccda converts C-CDA R2.1 documents into FHIR R4 resources.
 //
-// Convert turns the header (recordTarget, author, custodian) into Patient,
-// Practitioner and Organization, and the entries of the encounter, problem,
-// medication, allergy, result, vital-sign, procedure, immunization and
-// social-history sections into Encounter, Condition, MedicationStatement,
-// AllergyIntolerance, DiagnosticReport + Observation, Observation, Procedure,
-// Immunization and Observation, one resource per clinical statement. The
-// original document is always kept as a Binary and a DocumentReference, and
-// one Provenance names every converted resource as its target and the
-// DocumentReference as its source. What is not converted is reported as
-// fhir.Issues, never dropped silently.
+// Convert turns the header (recordTarget with US Core race and ethnicity,
+// author, custodian, the document's encounter) into Patient, Practitioner,
+// Organization and Encounter, and the entries of every section of the
+// templates CCD, Referral Note, Discharge Summary, Consultation Note and
+// Progress Note use into resources, one per clinical statement: encounters
+// (with their diagnoses), problems, past history and admission and
+// discharge diagnoses and health concerns (Condition), medications and
+// discharge medications (MedicationStatement), allergies, results
+// (DiagnosticReport + Observation), vital signs, social history (birth sex
+// onto the Patient), functional, mental and nutritional status, physical
+// findings and advance directives (Observation), procedures, immunizations,
+// plan of care and instructions (CarePlan with ServiceRequest,
+// MedicationRequest and Goal), goals, payers (Coverage), medical equipment
+// (Device + DeviceUseStatement), family history (FamilyMemberHistory) and
+// reason for referral (ServiceRequest). A Composition holds every section
+// with its narrative (sections made only of narrative included) and the
+// resources its entries became; each resource keeps its entry's own
+// narrative as its text. The original document is always kept as a Binary
+// and a DocumentReference, and one Provenance names every converted
+// resource as its target and the DocumentReference as its source. Every
+// entry is accounted for in Result.Entries; what is not converted is
+// reported as fhir.Issues, never dropped silently.
 //
 // Resources get ids derived from the document's bytes (so converting the same
 // document twice gives the same ids) and reference each other as "Type/id";
@@ -20,14 +32,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/convert/subject"
+	"github.com/fhirgate/fhirgate/convert/uscore"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/fjson"
 )
 
 // ContentType is the media type under which the original document is kept.
@@ -67,6 +80,9 @@ type Result struct {
 	// Subject is what recordTarget says about the patient, with paths into
 	// the document, to check it against the Patient it is filed under.
 	Subject subject.Demographics
+	// Entries account for every entry of every section (and for every
+	// section without entries), in document order.
+	Entries []EntryAccount
 }
 
 // Outcome returns the issues as an OperationOutcome.
@@ -144,6 +160,17 @@ type converter struct {
 	authorRefs   []obj
 	custodianRef obj
 	noZone       int // timestamps with a time but no timezone, cut to their date
+
+	encounterRef   obj // the document's encounter (componentOf)
+	sections       []*compSection
+	accounts       []EntryAccount
+	planActivities []obj
+	planGoals      []obj
+	planTitle      string
+	planText       string
+	planAccount    []string // entries that went into the CarePlan only
+	planSection    *compSection
+	touched        []string // resources made earlier that the current entry added to
 }
 
 type pending struct {
@@ -181,22 +208,27 @@ func Convert(doc []byte, opts Options) (*Result, error) {
 		c.warn("not-supported", "document has no structuredBody; only the header was converted and the original kept", "ClinicalDocument/component")
 	}
 	for i, comp := range body.all("component") {
-		c.section(comp.child("section"), fmt.Sprintf("ClinicalDocument/component/structuredBody/component[%d]/section", i+1), 0)
+		if cs := c.section(comp.child("section"), fmt.Sprintf("ClinicalDocument/component/structuredBody/component[%d]/section", i+1), 0); cs != nil {
+			c.sections = append(c.sections, cs)
+		}
 	}
+	c.carePlan()
 	docRefID := c.document()
+	c.composition(docRefID)
 	if c.noZone > 0 {
 		c.info(fmt.Sprintf("%d timestamps had a time of day but no timezone; FHIR needs one, so they were kept to their date", c.noZone), "")
 	}
+	c.listUnconverted()
 	c.provenance(docRefID)
 
-	res := &Result{Issues: c.issues, PatientID: c.patientID, DocumentReferenceID: docRefID, Subject: c.subject}
+	res := &Result{Issues: c.issues, PatientID: c.patientID, DocumentReferenceID: docRefID, Subject: c.subject, Entries: c.accounts}
 	for _, p := range c.out {
 		full := append(obj{{"resourceType", p.typ}, {"id", p.id}}, p.body...)
-		raw, err := json.Marshal(full)
+		v, err := fjson.Build(full)
 		if err != nil {
-			return nil, fmt.Errorf("ccda: marshal %s: %w", p.typ, err)
+			return nil, fmt.Errorf("ccda: %s: %w", p.typ, err)
 		}
-		r, err := fhir.Parse(raw)
+		r, err := fhir.FromValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("ccda: %s: %w", p.typ, err)
 		}
@@ -280,6 +312,39 @@ func (c *converter) patient() {
 		}
 	}
 	body = body.add("communication", comms)
+	var exts []obj
+	for _, e := range []struct {
+		name string
+		race bool
+	}{{"raceCode", true}, {"ethnicGroupCode", false}} {
+		var codes []uscore.Coding
+		for _, n := range append(p.all(e.name), p.allSDTC(e.name)...) {
+			if code := n.attr("code"); code != "" {
+				sys := SystemURI(n.attr("codeSystem"))
+				codes = append(codes, uscore.Coding{System: sys, Code: code, Display: n.attr("displayName")})
+			} else if nf := n.attr("nullFlavor"); nf == "UNK" || nf == "ASKU" {
+				codes = append(codes, uscore.Coding{System: uscore.NullFlavorSystem, Code: nf})
+			}
+		}
+		var ext map[string]any
+		if e.race {
+			ext = uscore.Race(codes, "")
+		} else {
+			ext = uscore.Ethnicity(codes, "")
+		}
+		if ext != nil {
+			exts = append(exts, fromMap(ext))
+		}
+	}
+	if rel := c.concept(p.child("religiousAffiliationCode")); rel != nil {
+		exts = append(exts, obj{{"url", "http://hl7.org/fhir/StructureDefinition/patient-religion"}, {"valueCodeableConcept", rel}})
+	}
+	if bp := p.path("birthplace", "place", "addr"); bp != nil {
+		if a := addresses([]*node{bp}); len(a) > 0 {
+			exts = append(exts, obj{{"url", "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"}, {"valueAddress", a[0]}})
+		}
+	}
+	body = body.add("extension", exts)
 	if role == nil {
 		c.warn("required", "document has no recordTarget/patientRole; an empty Patient stands for the subject", "ClinicalDocument/recordTarget")
 	}
@@ -335,8 +400,8 @@ func (c *converter) header() {
 	if org := c.root.path("custodian", "assignedCustodian", "representedCustodianOrganization"); org != nil {
 		c.custodianRef = c.organization(org, "ClinicalDocument/custodian")
 	}
-	if c.root.path("componentOf", "encompassingEncounter") != nil {
-		c.info("componentOf/encompassingEncounter (the document's encounter) not converted; see the encounters section", "ClinicalDocument/componentOf")
+	if ee := c.root.path("componentOf", "encompassingEncounter"); ee != nil {
+		c.documentEncounter(ee, "ClinicalDocument/componentOf/encompassingEncounter")
 	}
 }
 

@@ -3,6 +3,7 @@ package ccda
 import (
 	"bytes"
 	"encoding/json"
+	"sort"
 )
 
 // obj is a JSON object that keeps its members in insertion order, so that
@@ -74,3 +75,71 @@ func (o obj) MarshalJSON() ([]byte, error) {
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }
+
+// set replaces a member's value, or appends it (unless empty).
+func (o obj) set(key string, val any) obj {
+	for i, m := range o {
+		if m.key == key {
+			if isEmpty(val) {
+				return append(o[:i:i], o[i+1:]...)
+			}
+			out := append(obj(nil), o...)
+			out[i].val = val
+			return out
+		}
+	}
+	return o.add(key, val)
+}
+
+// text is a CodeableConcept's text, or its first coding's display or code.
+func (o obj) text() string {
+	if o == nil {
+		return ""
+	}
+	if t, ok := o.get("text").(string); ok && t != "" {
+		return t
+	}
+	for _, cd := range codings(o) {
+		if d, ok := cd.get("display").(string); ok && d != "" {
+			return d
+		}
+		if c, ok := cd.get("code").(string); ok && c != "" {
+			return c
+		}
+	}
+	return ""
+}
+
+// fromMap turns a JSON-like map (keys sorted) into an obj.
+func fromMap(m map[string]any) obj {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(obj, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, member{k, fromAny(m[k])})
+	}
+	return out
+}
+
+func fromAny(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return fromMap(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = fromAny(e)
+		}
+		return out
+	}
+	return v
+}
+
+// Len and Member make an obj a fjson.Ordered: Build encodes it in order.
+func (o obj) Len() int { return len(o) }
+
+// Member returns the i-th member.
+func (o obj) Member(i int) (string, any) { return o[i].key, o[i].val }

@@ -6,25 +6,104 @@ import (
 	"strings"
 )
 
-// section converts one section's entries; nested sections are walked too.
-func (c *converter) section(s *node, where string, depth int) {
+// section converts one section's entries and returns it for the
+// Composition; nested sections are walked too. Every entry is accounted
+// for (c.accounts): the resources it became, or why it was not converted.
+func (c *converter) section(s *node, where string, depth int) *compSection {
 	if s == nil || depth > 5 {
-		return
+		return nil
 	}
 	kind := sectionKind(s)
+	if kind == "" {
+		kind = moreSectionKind(s)
+	}
+	title := s.child("title").textContent()
+	code := s.child("code").attr("code")
+	cs := &compSection{title: title, code: c.concept(s.child("code")), text: narrativeDiv(s.child("text"))}
+	if kind == kindPlan || kind == kindInstructions {
+		if c.planTitle == "" {
+			c.planTitle = title
+		}
+		if c.planText == "" {
+			c.planText = cs.text
+		}
+		c.planSection = cs
+	}
 	entries := s.all("entry")
 	if kind == "" && len(entries) > 0 {
-		title := s.child("title").textContent()
-		code := s.child("code").attr("code")
 		c.warn("not-supported", fmt.Sprintf("section %q (LOINC %s) is not converted: %d entries kept only in the original document", title, code, len(entries)), where)
 	}
-	if kind != "" {
-		for i, e := range entries {
-			c.entry(kind, e, fmt.Sprintf("%s/entry[%d]", where, i+1))
+	if len(entries) == 0 {
+		c.accounts = append(c.accounts, EntryAccount{Section: title, SectionCode: code, Where: where, Narrative: true})
+	}
+	for i, e := range entries {
+		w := fmt.Sprintf("%s/entry[%d]", where, i+1)
+		acct := EntryAccount{Section: title, SectionCode: code, Where: w}
+		if kind == "" {
+			acct.NotConverted = fmt.Sprintf("the section %q is not converted", title)
+			c.accounts = append(c.accounts, acct)
+			continue
 		}
+		before, issues := len(c.out), len(c.issues)
+		c.touched = c.touched[:0]
+		c.entry(kind, e, w)
+		acct.Resources = append(acct.Resources, c.touched...)
+		primary := -1
+		for j := before; j < len(c.out); j++ {
+			p := c.out[j]
+			acct.Resources = append(acct.Resources, p.typ+"/"+p.id)
+			switch p.typ {
+			case "Practitioner", "Organization", "Device", "Patient":
+				continue
+			}
+			if primary < 0 {
+				primary = j
+			}
+			cs.entries = append(cs.entries, obj{{"reference", p.typ + "/" + p.id}})
+		}
+		if primary >= 0 {
+			// the entry's own narrative stays with what it became
+			if div := textDiv(c.entryNarrative(statement(e))); div != "" && c.out[primary].body.get("text") == nil {
+				c.out[primary].body = append(obj{{"text", obj{{"status", "additional"}, {"div", div}}}}, c.out[primary].body...)
+			}
+		}
+		if len(acct.Resources) == 0 {
+			acct.NotConverted = "not converted"
+			for j := len(c.issues) - 1; j >= issues; j-- {
+				if d := c.issues[j].Details; d != nil && d.Text != "" {
+					acct.NotConverted = d.Text
+					break
+				}
+			}
+		}
+		c.accounts = append(c.accounts, acct)
 	}
 	for i, comp := range s.all("component") {
-		c.section(comp.child("section"), fmt.Sprintf("%s/component[%d]/section", where, i+1), depth+1)
+		if sub := c.section(comp.child("section"), fmt.Sprintf("%s/component[%d]/section", where, i+1), depth+1); sub != nil {
+			cs.sections = append(cs.sections, sub)
+		}
+	}
+	return cs
+}
+
+// listUnconverted adds an issue for every entry not converted that no
+// issue names yet.
+func (c *converter) listUnconverted() {
+	for _, a := range c.accounts {
+		if a.NotConverted == "" {
+			continue
+		}
+		covered := false
+		for _, is := range c.issues {
+			for _, e := range is.Expression {
+				if strings.HasPrefix(a.Where, e) {
+					covered = true
+				}
+			}
+		}
+		if !covered {
+			c.issue("information", "informational", fmt.Sprintf("entry not converted (%s); it is kept in the original document", a.NotConverted), a.Where)
+		}
 	}
 }
 
@@ -46,6 +125,13 @@ func (c *converter) entry(kind string, e *node, where string) {
 		return
 	}
 	where += "/" + st.name
+	if c.moreEntry(kind, st, where) {
+		return
+	}
+	if kind == kindSocial && st.hasTemplate("2.16.840.1.113883.10.20.22.4.200") {
+		c.birthSex(st, where)
+		return
+	}
 	switch kind {
 	case kindEncounters:
 		if st.name != "encounter" {
@@ -175,16 +261,40 @@ func (c *converter) encounter(st *node, where string) {
 		}
 	}
 	var reasons []obj
+	var diagnoses []*node
 	for _, er := range st.all("entryRelationship") {
 		if o := er.child("observation"); o != nil && er.attr("typeCode") == "RSON" {
 			if v := c.concept(o.child("value")); v != nil {
 				reasons = append(reasons, v)
 			}
 		}
+		if a := er.child("act"); a != nil && (a.hasTemplate("2.16.840.1.113883.10.20.22.4.80") || a.child("code").attr("code") == "29308-4") {
+			diagnoses = append(diagnoses, a)
+		}
 	}
 	var types []obj
 	if t := c.concept(code); t != nil {
 		types = append(types, t)
+	}
+	var parts []obj
+	for i, p := range st.all("performer") {
+		ae := p.child("assignedEntity")
+		if ae.child("assignedPerson") == nil {
+			continue
+		}
+		parts = append(parts, obj{{"type", []obj{cc("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF", "primary performer")}},
+			{"individual", c.practitioner(ae, fmt.Sprintf("%s/performer[%d]", where, i+1))}})
+	}
+	var locs []obj
+	for _, p := range st.all("participant") {
+		if p.attr("typeCode") != "LOC" {
+			continue
+		}
+		role := p.child("participantRole")
+		name := firstNonEmpty(role.path("playingEntity", "name").textContent(), c.concept(role.child("code")).text())
+		if name != "" {
+			locs = append(locs, obj{{"location", obj{{"display", name}}}})
+		}
 	}
 	body := obj{}.
 		add("identifier", c.stmtIDs(st)).
@@ -192,9 +302,33 @@ func (c *converter) encounter(st *node, where string) {
 		add("class", class).
 		add("type", types).
 		add("subject", c.patientRef).
+		add("participant", parts).
 		add("period", c.periodObj(st.child("effectiveTime"), where+"/effectiveTime")).
-		add("reasonCode", reasons)
-	c.emit("Encounter", body, where, true)
+		add("reasonCode", reasons).
+		add("location", locs)
+	ref := c.emit("Encounter", body, where, true)
+	// encounter diagnoses: Conditions of the encounter
+	var dx []obj
+	for i, a := range diagnoses {
+		for j, o := range nestedObservations(a) {
+			w := fmt.Sprintf("%s/entryRelationship[%d]/act/entryRelationship[%d]/observation", where, i+1, j+1)
+			before := len(c.out)
+			c.condition(a, o, w)
+			if len(c.out) == before {
+				continue
+			}
+			p := &c.out[len(c.out)-1]
+			p.body = p.body.set("category", []obj{cc("http://terminology.hl7.org/CodeSystem/condition-category", "encounter-diagnosis", "Encounter Diagnosis")}).set("encounter", ref)
+			dx = append(dx, obj{{"condition", obj{{"reference", p.typ + "/" + p.id}}}})
+		}
+	}
+	if len(dx) > 0 {
+		for i := range c.out {
+			if c.out[i].typ+"/"+c.out[i].id == ref[0].val {
+				c.out[i].body = c.out[i].body.set("diagnosis", dx)
+			}
+		}
+	}
 }
 
 func (c *converter) condition(concern, o *node, where string) {
@@ -560,11 +694,13 @@ func (c *converter) observation(o *node, category, where string) obj {
 	body := obj{}.
 		add("identifier", c.stmtIDs(o)).
 		add("status", stat).
-		add("category", []obj{cc("http://terminology.hl7.org/CodeSystem/observation-category", category, "")}).
 		add("code", code).
 		add("subject", c.patientRef).
 		add("effectiveDateTime", one).
 		add("effectivePeriod", obj{}.add("start", s).add("end", e))
+	if category != "" {
+		body = body.set("category", []obj{cc("http://terminology.hl7.org/CodeSystem/observation-category", category, "")})
+	}
 	if len(o.all("value")) > 1 {
 		c.info("observation with several values: only the first converted", where+"/value[2]")
 	}

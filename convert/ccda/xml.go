@@ -18,6 +18,10 @@ type node struct {
 	attrs    []xml.Attr
 	children []*node
 	text     strings.Builder // character data directly inside the element
+	// lead is the character data before the first child, tail the
+	// character data after this element up to its next sibling: mixed
+	// content (narrative) in document order
+	lead, tail string
 }
 
 const (
@@ -67,7 +71,14 @@ func parseXML(data []byte) (*node, error) {
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if len(stack) > 0 {
-				stack[len(stack)-1].text.Write(t)
+				p := stack[len(stack)-1]
+				p.text.Write(t)
+				if len(p.children) == 0 {
+					p.lead += string(t)
+				} else {
+					last := p.children[len(p.children)-1]
+					last.tail += string(t)
+				}
 			}
 		}
 	}
@@ -130,6 +141,21 @@ func (n *node) all(name string) []*node {
 	var out []*node
 	for _, c := range n.children {
 		if c.name == name && c.space != nsSDTC {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// allSDTC returns the child elements with this local name in the sdtc
+// extension namespace (sdtc:raceCode…).
+func (n *node) allSDTC(name string) []*node {
+	if n == nil {
+		return nil
+	}
+	var out []*node
+	for _, c := range n.children {
+		if c.name == name && c.space == nsSDTC {
 			out = append(out, c)
 		}
 	}

@@ -3,13 +3,21 @@ package fjson
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"unicode/utf8"
 )
 
-// Build encodes a document made of Go values — map[string]any, []any,
-// []string, string, json.Number, int, int64, bool, nil — into compact
+// Ordered is an object whose members Build encodes in their own order.
+type Ordered interface {
+	Len() int
+	Member(i int) (key string, value any)
+}
+
+// Build encodes a document made of Go values — map[string]any, Ordered,
+// []any and other slices, []string, string, json.Number, int, int64,
+// bool, nil — into compact
 // JSON and returns its parsed tree (Raw spans into the encoding), without
 // reflection and without parsing the text again: what converters that
 // author resources need. Object keys are sorted, except that
@@ -64,7 +72,24 @@ func (n *sizes) count(x any, depth int) {
 			n.bytes += len(k) + 4
 			n.count(e, depth+1)
 		}
+	case Ordered:
+		l := t.Len()
+		n.members += l
+		n.bytes += 2
+		for i := 0; i < l; i++ {
+			k, e := t.Member(i)
+			n.bytes += len(k) + 4
+			n.count(e, depth+1)
+		}
 	default:
+		if rv := reflect.ValueOf(x); rv.Kind() == reflect.Slice {
+			n.items += rv.Len()
+			n.bytes += 2 + rv.Len()
+			for i := 0; i < rv.Len(); i++ {
+				n.count(rv.Index(i).Interface(), depth+1)
+			}
+			return
+		}
 		n.bytes += 6
 	}
 }
@@ -195,8 +220,44 @@ func (b *builder) value(x any, depth int) (*Value, error) {
 			v.Members = append(v.Members, Member{Key: k, Value: mv})
 		}
 		b.buf = append(b.buf, '}')
+	case Ordered:
+		v.Kind = Object
+		l := t.Len()
+		v.Members = b.newMembers(l)
+		b.buf = append(b.buf, '{')
+		for i := 0; i < l; i++ {
+			if i > 0 {
+				b.buf = append(b.buf, ',')
+			}
+			k, e := t.Member(i)
+			b.buf = AppendString(b.buf, k)
+			b.buf = append(b.buf, ':')
+			mv, err := b.value(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v.Members = append(v.Members, Member{Key: k, Value: mv})
+		}
+		b.buf = append(b.buf, '}')
 	default:
-		return nil, fmt.Errorf("fjson: build: unsupported %T", x)
+		rv := reflect.ValueOf(x)
+		if rv.Kind() != reflect.Slice {
+			return nil, fmt.Errorf("fjson: build: unsupported %T", x)
+		}
+		v.Kind = Array
+		v.Items = b.newItems(rv.Len())
+		b.buf = append(b.buf, '[')
+		for i := 0; i < rv.Len(); i++ {
+			if i > 0 {
+				b.buf = append(b.buf, ',')
+			}
+			it, err := b.value(rv.Index(i).Interface(), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v.Items = append(v.Items, it)
+		}
+		b.buf = append(b.buf, ']')
 	}
 	b.spans = append(b.spans, span{v, start, len(b.buf)})
 	return v, nil
