@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/internal/sharedtest"
 	"github.com/fhirgate/fhirgate/referral"
+	"github.com/fhirgate/fhirgate/referral/knowledge"
 )
 
 // record is one Synthea patient: the parsed resources and the raw JSON
@@ -192,6 +194,20 @@ func TestSummarySynthea(t *testing.T) {
 			}
 			if len(doc.Summary.Completeness.Present)+len(missing) != len(sp.Investigations) {
 				t.Error("present + missing != expected investigations")
+			}
+			// each missing investigation is shown with its guideline
+			div := ""
+			for _, sec := range doc.Bundle.Root().Get("entry").Elems()[0].Get("resource").Get("section").Elems() {
+				if sec.Get("code").Get("coding").Elems()[0].Get("code").String() == referral.SectionCompleteness {
+					div = sec.Get("text").Get("div").String()
+				}
+			}
+			for _, inv := range doc.Summary.Completeness.Missing {
+				c, _ := inv.Cite(knowledge.Builtin())
+				row := "<td>" + html.EscapeString(inv.Name) + "</td><td>missing</td><td><a href=\"" + c.Source.URL + "\">"
+				if !strings.Contains(div, row) {
+					t.Errorf("missing %s is not shown with its citation %s", inv.Name, c)
+				}
 			}
 			checkStructure(t, doc, rec, len(doc.Summary.Flags))
 		})
@@ -404,6 +420,21 @@ func TestSpecialties(t *testing.T) {
 		"no investigation": `{"code":"x","display":"X","investigations":[]}`,
 		"empty code":       `{"code":"x","display":"X","investigations":[{"name":"a","codes":[{"system":"s"}]}]}`,
 		"not json":         `{"code":`,
+		"no citation":      `{"code":"x","display":"X","investigations":[{"name":"a","codes":[{"system":"s","code":"c"}]}]}`,
+		"unknown source":   `{"code":"x","display":"X","investigations":[{"name":"a","codes":[{"system":"s","code":"c"}],"source":"nowhere","where":"p. 1"}]}`,
+		"no where":         `{"code":"x","display":"X","investigations":[{"name":"a","codes":[{"system":"s","code":"c"}],"source":"kdigo-ckd-2024","where":" "}]}`,
+	}
+	good := `{"code":"x","display":"X","investigations":[{"name":"a","codes":[{"system":"s","code":"c"}],"source":"kdigo-ckd-2024","where":"Chapter 1"}]}`
+	if _, err := referral.LoadSpecialties(fstest.MapFS{"d/x.json": {Data: []byte(good)}}, "d"); err != nil {
+		t.Errorf("a cited investigation is refused: %v", err)
+	}
+	// every built-in investigation cites its guideline
+	for _, sp := range referral.Specialties() {
+		for _, inv := range sp.Investigations {
+			if c, ok := inv.Cite(knowledge.Builtin()); !ok || c.Where == "" || c.Source.URL == "" {
+				t.Errorf("%s: %s has no citation", sp.Code, inv.Name)
+			}
+		}
 	}
 	for name, body := range bad {
 		_, err := referral.LoadSpecialties(fstest.MapFS{"d/x.json": {Data: []byte(body)}}, "d")
