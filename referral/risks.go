@@ -571,7 +571,7 @@ func PooledCohortRisk(sex, race string, age, tc, hdl, sbp float64, treated, smok
 // prevention (ages 40–79, no established ASCVD).
 func (cs *CaseSummary) riskASCVD(ms []*measurement, resources []*fhir.Resource, kb *knowledge.Base) Risk {
 	r := Risk{ID: "ascvd-pce", Name: "10-year ASCVD risk", Formula: "Pooled cohort equations",
-		Citation: kb.Cite("pce-2013", "Appendix 7, equation parameters of the pooled cohort equations"), Unit: "%"}
+		Citation: kb.Cite("pce-2013", "equation parameters of the pooled cohort equations"), Unit: "%"}
 	if c := cs.hasCondition(resources, kb.ConditionSet("ascvd"), false); c != nil {
 		r.NotApplicable = "established atherosclerotic cardiovascular disease (" + display(c, cs.byRef) + "): secondary prevention, the equations do not apply"
 		return r
@@ -643,7 +643,7 @@ func (cs *CaseSummary) riskASCVD(ms []*measurement, resources []*fhir.Resource, 
 	default:
 		r.Category = "High risk (≥20%)"
 	}
-	c := kb.Cite("acc-aha-chol-2018", "Section 4.4, primary prevention: 10-year ASCVD risk categories")
+	c := kb.Cite("acc-aha-chol-2018", "primary prevention: 10-year ASCVD risk categories")
 	r.InterpretationCitation = &c
 	var out []string
 	if tcv < 130 || tcv > 320 {
@@ -719,7 +719,7 @@ func (cs *CaseSummary) riskCHA2DS2VASc(resources []*fhir.Resource, kb *knowledge
 	}
 	r.Computable, r.Value, r.HasValue, r.Date = true, float64(score), true, cs.AsOf
 	r.Category = fmt.Sprintf("%d points", score)
-	c := kb.Cite("esc-af-2020", "Section 10.1.1, stroke risk assessment: oral anticoagulation recommended at CHA2DS2-VASc ≥2 in men or ≥3 in women (class I), to be considered at 1 in men or 2 in women (class IIa)")
+	c := kb.Cite("esc-af-2020", "stroke risk assessment with CHA2DS2-VASc: oral anticoagulation recommended at CHA2DS2-VASc ≥2 in men or ≥3 in women (class I), to be considered at 1 in men or 2 in women (class IIa)")
 	r.InterpretationCitation = &c
 	female := cs.Patient.Sex == "female"
 	extra := 0
