@@ -13,8 +13,8 @@ import (
 func BenchmarkCaseSummary(b *testing.B) {
 	var rec record
 	most := 0
-	for _, f := range syntheaFiles(&testing.T{}) {
-		r := loadRecord(&testing.T{}, f)
+	for _, f := range syntheaFiles(b) {
+		r := loadRecord(b, f)
 		if len(r.resources) > most {
 			most, rec = len(r.resources), r
 		}

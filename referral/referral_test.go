@@ -40,7 +40,7 @@ var ranges = map[string][2]float64{
 	"39156-5": {18.5, 25},
 }
 
-func loadRecord(t *testing.T, file string) record {
+func loadRecord(t testing.TB, file string) record {
 	t.Helper()
 	body, err := os.ReadFile(file)
 	if err != nil {
@@ -144,7 +144,7 @@ func expectedMissing(rec record, sp *referral.Specialty) []string {
 	return out
 }
 
-func syntheaFiles(t *testing.T) []string {
+func syntheaFiles(t testing.TB) []string {
 	files, err := filepath.Glob(sharedtest.Path(t, "synthea-r4", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Skip("no Synthea bundles in the shared test data")
