@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"github.com/jackc/pgx/v5"
@@ -61,6 +63,13 @@ func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Sto
 	if err := st.AfterMigrate(ctx, applied); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if len(applied) > 0 {
+		// new tables and indexes start without statistics
+		if _, err := db.pool.Exec(ctx, "ANALYZE "+statsTables); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("postgres: analyze: %w", err)
+		}
 	}
 	return st, nil
 }
@@ -139,6 +148,38 @@ func validIdent(s string) bool {
 // DB adapts a pgx pool to sqlstore.DB.
 type DB struct {
 	pool *pgxpool.Pool
+
+	// pendingRows counts versions written since the last ANALYZE;
+	// analyzing is set while one runs (sqlstore.StatsKeeper).
+	pendingRows atomic.Int64
+	analyzing   atomic.Bool
+	stats       sync.WaitGroup
+}
+
+// analyzeAfterRows is how many versions written since the last ANALYZE
+// make the store analyse its tables at once, rather than when autovacuum's
+// thresholds (a fraction of each table) are next crossed: the planner
+// chooses by these statistics, and a bulk load changes them most.
+const analyzeAfterRows = 5000
+
+// statsTables are the tables searches plan over.
+var statsTables = "resources, resource_versions, idx_string, idx_token, idx_ref, idx_date, idx_number, idx_quantity, idx_uri, idx_patient"
+
+// Wrote implements sqlstore.StatsKeeper: after enough writes, one ANALYZE
+// of the search tables runs in the background (never two at once).
+func (d *DB) Wrote(rows int) {
+	if d.pendingRows.Add(int64(rows)) < analyzeAfterRows || !d.analyzing.CompareAndSwap(false, true) {
+		return
+	}
+	d.pendingRows.Store(0)
+	d.stats.Add(1)
+	go func() {
+		defer d.stats.Done()
+		defer d.analyzing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		_, _ = d.pool.Exec(ctx, "ANALYZE "+statsTables)
+	}()
 }
 
 var _ sqlstore.DB = (*DB)(nil)
@@ -225,6 +266,7 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 func (d *DB) Close() error {
+	d.stats.Wait()
 	d.pool.Close()
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
@@ -121,13 +122,15 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	ck.SetMaxOpenConns(1)
-	db := &DB{w: w, r: r, ck: ck, stop: make(chan struct{}), done: make(chan struct{})}
+	db := &DB{w: w, r: r, ck: ck, stop: make(chan struct{}), done: make(chan struct{}), analyze: make(chan struct{}, 1)}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	// statistics for the query planner: analyse what needs it now, and
-	// again periodically (PRAGMA optimize is cheap when nothing changed)
+	// statistics for the query planner: analyse what needs it now, again
+	// after bulk writes (Wrote) and periodically (PRAGMA optimize is cheap
+	// when nothing changed); analysis_limit bounds what one ANALYZE reads
+	_, _ = ck.ExecContext(ctx, "PRAGMA analysis_limit=2000")
 	_, _ = ck.ExecContext(ctx, "PRAGMA optimize=0x10002")
 	go db.checkpointer()
 	return db, nil
@@ -140,24 +143,48 @@ const (
 	optimizeInterval   = 5 * time.Minute
 )
 
+// analyzeAfterRows is how many versions written since the last analysis
+// make the next checkpoint tick refresh the planner's statistics.
+const analyzeAfterRows = 1000
+
+// Wrote counts versions a committed transaction wrote (sqlstore.StatsKeeper);
+// enough of them wake the background connection to analyse at once.
+func (d *DB) Wrote(rows int) {
+	if d.pendingRows.Add(int64(rows)) >= analyzeAfterRows {
+		select {
+		case d.analyze <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // checkpointer runs passive checkpoints (which never block writers or
-// readers) in the background, and a full one at close.
+// readers) in the background, and a full one at close; it refreshes the
+// planner's statistics after bulk writes and every optimizeInterval.
 func (d *DB) checkpointer() {
 	defer close(d.done)
 	t := time.NewTicker(checkpointInterval)
 	defer t.Stop()
 	lastOptimize := time.Now()
+	optimize := func() {
+		// optimize analyses the tables whose size changed enough since
+		// their last analysis (or that never had one)
+		d.pendingRows.Store(0)
+		_, _ = d.ck.Exec("PRAGMA optimize=0x10002")
+		lastOptimize = time.Now()
+	}
 	for {
 		select {
 		case <-d.stop:
 			_, _ = d.ck.Exec("PRAGMA optimize")
 			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 			return
+		case <-d.analyze:
+			optimize()
 		case <-t.C:
 			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
-			if time.Since(lastOptimize) > optimizeInterval {
-				_, _ = d.ck.Exec("PRAGMA optimize")
-				lastOptimize = time.Now()
+			if time.Since(lastOptimize) > optimizeInterval || d.pendingRows.Load() >= analyzeAfterRows {
+				optimize()
 			}
 		}
 	}
@@ -169,6 +196,10 @@ type DB struct {
 	// ck checkpoints the WAL in the background until stop is closed.
 	ck         *sql.DB
 	stop, done chan struct{}
+	// analyze wakes the checkpointer to refresh statistics; pendingRows
+	// counts versions written since the last refresh.
+	analyze     chan struct{}
+	pendingRows atomic.Int64
 
 	// Prepared reader statements, by SQL text. Preparing costs about as
 	// much as running a point read, so the hot reads keep theirs. Bounded:

@@ -223,8 +223,20 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 				s.cache.put(e.res, e.gone)
 			}
 		}
+		if sk, ok := s.db.(StatsKeeper); ok && t.rows > 0 {
+			sk.Wrote(t.rows)
+		}
 	}()
 	return fn(t)
+}
+
+// StatsKeeper is implemented by databases that keep the query planner's
+// statistics current themselves: the store tells them how many versions
+// each committed transaction wrote, so that a bulk load is followed by an
+// analysis instead of waiting for a periodic one (until then a planner
+// without statistics may choose a plan a hundred times slower).
+type StatsKeeper interface {
+	Wrote(rows int)
 }
 
 // CreateMany implements storage.Writer.
@@ -267,6 +279,8 @@ func (s *Store) Delete(ctx context.Context, typ, id string, opts storage.DeleteO
 type tx struct {
 	s *Store
 	c TxConn
+	// rows counts the versions written, for the planner's statistics.
+	rows int
 	// written are the versions to put in the read cache after commit.
 	written []cacheEntry
 	// types are the resource types written, for the mark cache.
@@ -518,6 +532,7 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 
 // afterWrite maintains the search index and runs the hooks.
 func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
+	t.rows += len(ws)
 	if t.s.marks != nil {
 		if t.types == nil {
 			t.types = map[string]bool{}
