@@ -14,8 +14,15 @@ type bundleWriter struct {
 	totalN  int
 	hasTot  bool
 	links   []bundleLink
-	entries [][]byte
+	entries []entryBytes
 	size    int
+}
+
+// entryBytes is one entry as written: its own members before and after
+// the resource, and the resource's stored bytes (not copied until the
+// Bundle is assembled, once).
+type entryBytes struct {
+	head, resource, tail []byte
 }
 
 type bundleLink struct {
@@ -56,45 +63,59 @@ func (b *bundleWriter) link(rel, url string) {
 	b.links = append(b.links, bundleLink{Relation: rel, URL: url})
 }
 
-func (b *bundleWriter) entry(e bundleEntry) {
-	out := make([]byte, 0, len(e.Resource)+160)
-	out = append(out, '{')
-	sep := false
-	field := func(name string) {
-		if sep {
-			out = append(out, ',')
-		}
-		sep = true
-		out = append(out, '"')
-		out = append(out, name...)
-		out = append(out, '"', ':')
+// searchModes are the search members the gateway writes, encoded once.
+var searchModes = map[string][]byte{}
+
+func init() {
+	for _, m := range []string{"match", "include", "outcome"} {
+		searchModes[m], _ = json.Marshal(bundleSearch{Mode: m})
 	}
+}
+
+func (b *bundleWriter) entry(e bundleEntry) {
+	head := make([]byte, 0, 128)
+	head = append(head, '{')
 	if e.FullURL != "" {
-		field("fullUrl")
-		out = fjson.AppendString(out, e.FullURL)
+		head = append(head, `"fullUrl":`...)
+		head = fjson.AppendString(head, e.FullURL)
 	}
 	if len(e.Resource) > 0 {
-		field("resource")
-		out = append(out, e.Resource...)
+		if e.FullURL != "" {
+			head = append(head, ',')
+		}
+		head = append(head, `"resource":`...)
 	}
+	var tail []byte
+	sep := e.FullURL != "" || len(e.Resource) > 0
 	for _, part := range []struct {
 		name string
 		v    any
 		ok   bool
 	}{{"search", e.Search, e.Search != nil}, {"request", e.Request, e.Request != nil}, {"response", e.Response, e.Response != nil}} {
-		if part.ok {
-			field(part.name)
-			j, _ := json.Marshal(part.v)
-			out = append(out, j...)
+		if !part.ok {
+			continue
 		}
+		if sep {
+			tail = append(tail, ',')
+		}
+		sep = true
+		tail = append(tail, '"')
+		tail = append(tail, part.name...)
+		tail = append(tail, '"', ':')
+		if s, ok := part.v.(*bundleSearch); ok && searchModes[s.Mode] != nil {
+			tail = append(tail, searchModes[s.Mode]...)
+			continue
+		}
+		j, _ := json.Marshal(part.v)
+		tail = append(tail, j...)
 	}
-	out = append(out, '}')
-	b.entries = append(b.entries, out)
-	b.size += len(out) + 1
+	tail = append(tail, '}')
+	b.entries = append(b.entries, entryBytes{head: head, resource: e.Resource, tail: tail})
+	b.size += len(head) + len(e.Resource) + len(tail) + 1
 }
 
 func (b *bundleWriter) bytes() []byte {
-	out := make([]byte, 0, b.size+256)
+	out := make([]byte, 0, b.size+256+len(b.links)*256)
 	out = append(out, `{"resourceType":"Bundle","type":`...)
 	out = fjson.AppendString(out, b.typ)
 	if b.hasTot {
@@ -121,7 +142,9 @@ func (b *bundleWriter) bytes() []byte {
 			if i > 0 {
 				out = append(out, ',')
 			}
-			out = append(out, e...)
+			out = append(out, e.head...)
+			out = append(out, e.resource...)
+			out = append(out, e.tail...)
 		}
 		out = append(out, ']')
 	}

@@ -35,6 +35,15 @@ func (s *Store) everything(ctx context.Context, db Conn, req storage.EverythingR
 		}
 	}
 	ev := &everythingRun{ctx: ctx, s: s, db: db, req: req}
+	if db == Conn(s.db) {
+		// outside a transaction, the record comes from the cache while
+		// its marks hold
+		e, err := s.cachedRecord(ctx, db, req)
+		if err != nil {
+			return nil, err
+		}
+		ev.entry = e
+	}
 	res := &storage.SearchResult{Total: -1}
 	if cur.Stage == 0 {
 		rs, next, err := fillPage(ctx, ev.rel(), ev.compartment, cur, cur.Type == "", count)
@@ -85,6 +94,9 @@ type everythingRun struct {
 	// the released ones refer to; computed once.
 	sources map[string]bool
 	targets [][2]string
+	// entry, when set, is the cached record the run reads instead of the
+	// tables.
+	entry *recordEntry
 }
 
 // rel is the release rows are decided by: nil when there is none.
@@ -110,6 +122,12 @@ func (e *everythingRelease) Released(ctx context.Context, r *fhir.Resource) (boo
 func (e *everythingRelease) Bound(typ string) storage.Bound { return e.req.Release.Bound(typ) }
 
 func (ev *everythingRun) compartment(pos cursor, first bool, n int) ([]row, error) {
+	if ev.decided == nil && ev.req.Release != nil {
+		ev.decided = map[string]bool{}
+	}
+	if ev.entry != nil {
+		return listFetch(0, ev.entry.members)(pos, first, n)
+	}
 	c := &compiler{}
 	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM idx_patient p
 		JOIN resources r ON r.res_type = p.res_type AND r.res_id = p.res_id
@@ -120,11 +138,11 @@ func (ev *everythingRun) compartment(pos cursor, first bool, n int) ([]row, erro
 	if !first {
 		q += " AND (p.res_type > " + c.arg(pos.Type) + " OR (p.res_type = " + c.arg(pos.Type) + " AND p.res_id > " + c.arg(pos.ID) + "))"
 	}
-	q += " ORDER BY p.res_type, p.res_id LIMIT " + c.arg(n)
-	fq, fargs := c.finish(q)
-	if ev.decided == nil && ev.req.Release != nil {
-		ev.decided = map[string]bool{}
+	q += " ORDER BY p.res_type, p.res_id"
+	if n >= 0 {
+		q += " LIMIT " + c.arg(n)
 	}
+	fq, fargs := c.finish(q)
 	return scanTypedRows(ev.ctx, ev.db, 0, fq, fargs)
 }
 func (s *Store) everythingFilters(c *compiler, req storage.EverythingRequest, alias string, careDates bool) string {
@@ -161,6 +179,9 @@ func (ev *everythingRun) referenced(pos cursor, first bool, n int) ([]row, error
 	if ev.req.Release != nil {
 		return ev.releasedReferenced(pos, first, n)
 	}
+	if ev.entry != nil {
+		return listFetch(1, ev.entry.referenced)(pos, first, n)
+	}
 	c := &compiler{}
 	q := `SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body FROM
 		(SELECT DISTINCT x.target_type AS t, x.target_id AS i FROM idx_patient p
@@ -192,6 +213,20 @@ func (ev *everythingRun) releasedReferenced(pos cursor, first bool, n int) ([]ro
 		})
 	}
 	chunk := targets[from:min(from+n, len(targets))]
+	if ev.entry != nil {
+		have := map[[2]string]*fhir.Resource{}
+		for _, r := range ev.entry.referenced {
+			have[[2]string{r.Type, r.ID}] = r
+		}
+		out := make([]row, len(chunk))
+		for i, t := range chunk {
+			out[i] = row{pos: cursor{Stage: 1, Type: t[0], ID: t[1]}}
+			if r := have[t]; r != nil {
+				out[i].res = fresh(r)
+			}
+		}
+		return out, nil
+	}
 	byType := map[string][]string{}
 	for _, t := range chunk {
 		byType[t[0]] = append(byType[t[0]], t[1])
@@ -217,6 +252,32 @@ func (ev *everythingRun) releasedReferenced(pos cursor, first bool, n int) ([]ro
 	return out, nil
 }
 
+// edges lists every reference from a compartment resource to one outside
+// the compartment.
+func (ev *everythingRun) edges() ([]recordEdge, error) {
+	if ev.entry != nil {
+		return ev.entry.edges, nil
+	}
+	pid := ev.req.PatientID
+	rows, err := ev.db.Query(ev.ctx, `SELECT x.res_type, x.res_id, x.target_type, x.target_id FROM idx_patient p
+		JOIN idx_ref x ON x.res_type = p.res_type AND x.res_id = p.res_id
+		WHERE p.patient_id = ? AND x.target_id <> '' AND (p.res_type < 'AuditEvent' OR p.res_type > 'AuditEvent')
+		AND NOT EXISTS (SELECT 1 FROM idx_patient q WHERE q.patient_id = ? AND q.res_type = x.target_type AND q.res_id = x.target_id)`, pid, pid)
+	if err != nil {
+		return nil, fmt.Errorf("everything: %w", err)
+	}
+	defer rows.Close()
+	var out []recordEdge
+	for rows.Next() {
+		var e recordEdge
+		if err := rows.Scan(&e.from[0], &e.from[1], &e.to[0], &e.to[1]); err != nil {
+			return nil, fmt.Errorf("everything: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // releasedTargets lists, sorted, the (type, id) of the resources outside
 // the compartment that released compartment resources refer to.
 func (ev *everythingRun) releasedTargets() ([][2]string, error) {
@@ -224,26 +285,15 @@ func (ev *everythingRun) releasedTargets() ([][2]string, error) {
 		return ev.targets, nil
 	}
 	ctx, pid := ev.ctx, ev.req.PatientID
-	rows, err := ev.db.Query(ctx, `SELECT x.res_type, x.res_id, x.target_type, x.target_id FROM idx_patient p
-		JOIN idx_ref x ON x.res_type = p.res_type AND x.res_id = p.res_id
-		WHERE p.patient_id = ? AND x.target_id <> '' AND (p.res_type < 'AuditEvent' OR p.res_type > 'AuditEvent')
-		AND NOT EXISTS (SELECT 1 FROM idx_patient q WHERE q.patient_id = ? AND q.res_type = x.target_type AND q.res_id = x.target_id)`, pid, pid)
+	edges, err := ev.edges()
 	if err != nil {
-		return nil, fmt.Errorf("everything: %w", err)
+		return nil, err
 	}
-	type edge struct{ from, to [2]string }
-	var edges []edge
-	for rows.Next() {
-		var e edge
-		if err := rows.Scan(&e.from[0], &e.from[1], &e.to[0], &e.to[1]); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("everything: %w", err)
+	members := map[string]*fhir.Resource{}
+	if ev.entry != nil {
+		for _, r := range ev.entry.members {
+			members[r.Type+"/"+r.ID] = r
 		}
-		edges = append(edges, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("everything: %w", err)
 	}
 	// decide the referring resources: known from stage 0, by the bound, or
 	// read and decided now
@@ -264,6 +314,12 @@ func (ev *everythingRun) releasedTargets() ([][2]string, error) {
 			ev.sources[key] = false
 		case b.Exact:
 			ev.sources[key] = !b.Restrict || slices.Contains(b.Patients, pid)
+		case members[key] != nil:
+			ok, err := ev.req.Release.Released(ctx, fresh(members[key]))
+			if err != nil {
+				return nil, err
+			}
+			ev.sources[key] = ok
 		default:
 			ev.sources[key] = false
 			unknown = append(unknown, e.from)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,9 +186,19 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error
 	if s.registry == nil {
 		return nil
 	}
+	touched := map[string]bool{} // patients whose record the writes change
 	for _, wr := range writes {
 		if wr.Created {
 			continue
+		}
+		if wr.Type != "AuditEvent" {
+			old, err := compartmentOf(ctx, c, wr.Type, wr.ID)
+			if err != nil {
+				return err
+			}
+			for _, p := range old {
+				touched[p] = true
+			}
 		}
 		if err := deleteIndex(ctx, c, wr.Type, wr.ID); err != nil {
 			return err
@@ -202,11 +213,56 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error
 		if idx[i] == nil {
 			continue
 		}
+		if wr.Type != "AuditEvent" {
+			for _, p := range idx[i].Patients {
+				touched[p] = true
+			}
+		}
 		if err := iw.add(ctx, c, wr.Type, wr.ID, idx[i]); err != nil {
 			return err
 		}
 	}
-	return iw.flush(ctx, c)
+	if err := iw.flush(ctx, c); err != nil {
+		return err
+	}
+	return bumpRecordMarks(ctx, c, touched)
+}
+
+// compartmentOf lists the patients whose compartment holds a resource as
+// indexed (before a write changes it).
+func compartmentOf(ctx context.Context, c Conn, typ, id string) ([]string, error) {
+	rows, err := c.Query(ctx, `SELECT patient_id FROM idx_patient WHERE res_type = ? AND res_id = ?`, typ, id)
+	if err != nil {
+		return nil, fmt.Errorf("compartment of %s: %w", typ, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, fmt.Errorf("compartment of %s: %w", typ, err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// bumpRecordMarks increments the record mark of every patient, in id
+// order (so that two PostgreSQL transactions never wait on each other's
+// rows in opposite orders).
+func bumpRecordMarks(ctx context.Context, c Conn, patients map[string]bool) error {
+	ids := make([]string, 0, len(patients))
+	for p := range patients {
+		ids = append(ids, p)
+	}
+	sort.Strings(ids)
+	for _, p := range ids {
+		if _, err := c.Exec(ctx, `INSERT INTO record_marks (patient_id, n) VALUES (?, 1)
+			ON CONFLICT (patient_id) DO UPDATE SET n = record_marks.n + 1`, p); err != nil {
+			return fmt.Errorf("record mark: %w", err)
+		}
+	}
+	return nil
 }
 
 // extractAll computes the index values of many writes on all cores (the
@@ -267,6 +323,10 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) (int, erro
 			if _, err := c.Exec(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("reindex: clear %s: %w", t, err)
 			}
+		}
+		// whatever was derived from a record may no longer hold
+		if _, err := c.Exec(ctx, "UPDATE record_marks SET n = n + 1"); err != nil {
+			return fmt.Errorf("reindex: record marks: %w", err)
 		}
 		return nil
 	}); err != nil {

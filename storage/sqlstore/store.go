@@ -54,6 +54,9 @@ type Store struct {
 	registry *search.Registry
 	cache    *readCache // nil unless this store is its database's only writer
 	marks    *markCache // likewise
+	// records keeps $everything's records, checked against the database's
+	// record marks on every use (so on any store)
+	records recordCache
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -144,9 +147,9 @@ func (s *Store) readStub(ctx context.Context, typ, id string) (*fhir.Resource, e
 	}
 	if e, ok := s.cache.get(typ, id); ok {
 		if e.gone {
-			return e.res, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
+			return fresh(e.res), fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
 		}
-		return e.res, nil
+		return fresh(e.res), nil
 	}
 	r, deleted, err := readCurrent(ctx, s.db, typ, id, "")
 	if err != nil {
