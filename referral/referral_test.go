@@ -450,8 +450,9 @@ func TestTransitions(t *testing.T) {
 		"requested>received": referral.Owner, "requested>accepted": referral.Owner, "requested>rejected": referral.Owner,
 		"requested>failed": referral.Owner, "requested>cancelled": referral.Requester,
 		"received>accepted": referral.Owner, "received>rejected": referral.Owner, "received>failed": referral.Owner, "received>cancelled": referral.Requester,
-		"accepted>in-progress": referral.Owner, "accepted>completed": referral.Owner, "accepted>failed": referral.Owner, "accepted>cancelled": referral.Requester,
-		"in-progress>completed": referral.Owner, "in-progress>failed": referral.Owner, "in-progress>cancelled": referral.Requester,
+		"accepted>in-progress": referral.Owner, "accepted>on-hold": referral.Owner, "accepted>completed": referral.Owner, "accepted>failed": referral.Owner, "accepted>cancelled": referral.Requester,
+		"in-progress>on-hold": referral.Owner, "in-progress>completed": referral.Owner, "in-progress>failed": referral.Owner, "in-progress>cancelled": referral.Requester,
+		"on-hold>in-progress": referral.Owner, "on-hold>completed": referral.Owner, "on-hold>failed": referral.Owner, "on-hold>cancelled": referral.Requester,
 	}
 	for _, from := range statuses {
 		for _, to := range statuses {
@@ -468,17 +469,26 @@ func TestTransitions(t *testing.T) {
 			}
 		}
 	}
+	// a code the client left as it was (or sent none) is a status-only
+	// change: the gateway sets the matching one; a changed code must fit
 	for _, c := range []struct {
 		status, code, prev string
-		ok                 bool
+		want               string // "" when refused
 	}{
-		{"accepted", "3.0", "2.0", true}, {"accepted", "", "2.0", false}, {"completed", "7.0", "3.0", true},
-		{"completed", "3.0", "3.0", false}, {"received", "2.0", "2.0", true}, {"received", "3.0", "2.0", false},
-		{"in-progress", "5.1.1", "3.0", true}, {"in-progress", "9.9", "3.0", false}, {"failed", "", "3.0", true},
-		{"rejected", "4.0", "2.0", true}, {"cancelled", "6.0", "2.0", true}, {"cancelled", "5.2", "2.0", false},
+		{"accepted", "3.0", "2.0", "3.0"}, {"accepted", "", "2.0", "3.0"}, {"accepted", "2.0", "2.0", "3.0"}, {"accepted", "4.0", "2.0", ""},
+		{"completed", "7.0", "3.0", "7.0"}, {"completed", "3.0", "3.0", "7.0"}, {"completed", "5.1.1", "3.0", ""},
+		{"received", "2.0", "2.0", "2.0"}, {"received", "", "2.0", "2.0"}, {"received", "3.0", "2.0", ""},
+		{"in-progress", "5.1.1", "3.0", "5.1.1"}, {"in-progress", "", "3.0", "3.0"}, {"in-progress", "9.9", "3.0", ""}, {"in-progress", "7.0", "3.0", ""},
+		{"on-hold", "", "5.1.1", "5.1.1"}, {"on-hold", "3.0", "5.1.1", ""},
+		{"failed", "", "3.0", "3.0"}, {"rejected", "4.0", "2.0", "4.0"}, {"rejected", "2.0", "2.0", "4.0"},
+		{"cancelled", "6.0", "2.0", "6.0"}, {"cancelled", "5.2", "2.0", ""},
 	} {
-		if err := referral.CheckBusinessStatus(c.status, c.code, c.prev); (err == nil) != c.ok {
-			t.Errorf("%+v: %v", c, err)
+		got, err := referral.ResolveBusinessStatus(c.status, c.code, c.prev)
+		if (err == nil) != (c.want != "") || got != c.want {
+			t.Errorf("%+v: %q %v", c, got, err)
+		}
+		if err != nil && !errors.Is(err, referral.ErrIllegalTransition) {
+			t.Errorf("error is not ErrIllegalTransition: %v", err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
@@ -347,24 +348,10 @@ func (s *Server) authorizeEntry(c *gin.Context, be *bundleEntryReq) error {
 		return wrap(s.checkSubscription(c, be.res))
 	case http.MethodPut, http.MethodPatch, http.MethodDelete:
 		interaction := map[string]string{http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[be.method]
-		if be.typ == "Task" && be.method != http.MethodDelete {
-			// the referral workflow applies to Task changes in Bundles too
-			var err error
-			switch {
-			case be.id == "" && (be.method == http.MethodPatch || isReferralTask(be.res)):
-				err = errConditionalTask
-			case be.id == "":
-				// a conditional PUT of another Task: the checks below apply
-			case be.method == http.MethodPut:
-				err = s.checkTaskUpdate(c, be.typ, be.id, be.res)
-			default:
-				if doc, derr := binaryData(be.body); derr == nil {
-					err = s.checkTaskPatch(c, be.typ, be.id, doc)
-				}
-			}
-			if err != nil {
-				return wrap(err)
-			}
+		if be.typ == "Task" && be.id == "" && (be.method == http.MethodPatch || referral.IsTask(be.res)) {
+			// the referral workflow checks a change against the Task's
+			// current version (referral.Service.Store): it is named by id
+			return wrap(errConditionalTask)
 		}
 		if be.id == "" {
 			if err := s.systemOnly(c, interaction, be.typ); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -124,7 +125,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if typ == "Task" && isReferralTask(res) {
+	if typ == "Task" && referral.IsTask(res) {
 		s.fail(c, errConditionalTask)
 		return
 	}

@@ -36,10 +36,6 @@ func (s *Server) patch(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if err := s.checkTaskPatch(c, typ, id, body); err != nil {
-		s.fail(c, err)
-		return
-	}
 	var out *fhir.Resource
 	err = s.cfg.Store.InTx(c.Request.Context(), func(tx storage.Tx) error {
 		out, err = s.applyPatch(c.Request.Context(), tx, typ, id, body, c.GetHeader("If-Match"))

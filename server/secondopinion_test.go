@@ -247,7 +247,9 @@ func (f *soFixture) step(t *testing.T, who, task, status, bs, output string, wan
 	t.Helper()
 	cur := jsonMap(t, f.getAs(t, "system", task))
 	cur["status"] = status
-	cur["businessStatus"] = map[string]any{"coding": []any{map[string]any{"system": referral.BusinessStatusSystem, "code": bs}}}
+	if bs != "" {
+		cur["businessStatus"] = map[string]any{"coding": []any{map[string]any{"system": referral.BusinessStatusSystem, "code": bs}}}
+	}
 	if output != "" {
 		cur["output"] = []any{map[string]any{"type": map[string]any{"text": "opinion"}, "valueReference": map[string]any{"reference": output}}}
 	}
@@ -308,7 +310,7 @@ func TestTaskTransitionsIllegal(t *testing.T) {
 	}{
 		{"so1", "completed", "7.0", "Observation/x", 409}, // requested → completed skips acceptance
 		{"so1", "in-progress", "5.1.1", "", 409},          // requested → in-progress
-		{"so1", "accepted", "", "", 409},                  // no businessStatus
+		{"so1", "accepted", "7.0", "", 409},               // a contradicting businessStatus
 		{"so1", "accepted", "4.0", "", 409},               // wrong businessStatus
 		{"so1", "cancelled", "6.0", "", 409},              // the owner does not cancel
 		{"patientP", "accepted", "3.0", "", 409},          // the patient does not accept

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
@@ -143,6 +144,7 @@ type Server struct {
 	operations   []Operation
 	publicPaths  map[string]bool
 	decider      *release.Decider
+	referral     *referral.Service
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	budget       *bodyBudget
@@ -178,12 +180,17 @@ func New(cfg Config) *Server {
 	// Every write in a request's context is checked by its guard inside
 	// the write's own transaction (access.Checked); every read goes through
 	// the guard (Server.guard).
-	s.cfg.Store = release.Checked(cfg.Store)
-	s.decider = release.New(release.Options{Store: release.Unchecked(cfg.Store), Search: cfg.Search, BaseURL: cfg.BaseURL, Now: s.now})
-	s.started = s.now()
 	if s.newID == nil {
 		s.newID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
+	checked := release.Checked(cfg.Store)
+	s.decider = release.New(release.Options{Store: release.Unchecked(cfg.Store), Search: cfg.Search, BaseURL: cfg.BaseURL, Now: s.now})
+	// the second-opinion workflow: its rules apply to every write a
+	// request makes (referral.Service.Store), before the release rule
+	// decides the transaction
+	s.referral = referral.New(referral.Config{Store: checked, Decider: s.decider, Search: cfg.Search, Validator: cfg.Validator, Now: s.now, NewID: s.newID, Logger: cfg.Logger})
+	s.cfg.Store = s.referral.Store(checked)
+	s.started = s.now()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true

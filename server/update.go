@@ -30,10 +30,6 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if err := s.checkTaskUpdate(c, typ, id, res); err != nil {
-		s.fail(c, err)
-		return
-	}
 	if err := s.validateWrite(res, ""); err != nil {
 		s.fail(c, err)
 		return
