@@ -180,17 +180,25 @@ func (n *indexNode) eval(c *ctx, in Collection) (Collection, error) {
 
 type memberNode struct{ name string }
 
-func (n *memberNode) eval(_ *ctx, in Collection) (Collection, error) {
+func (n *memberNode) eval(c *ctx, in Collection) (Collection, error) {
 	var out Collection
 	typeFilter := n.name[0] >= 'A' && n.name[0] <= 'Z'
+	strict := c != nil && c.env != nil && c.env.Strict
 	for _, it := range in {
-		if typeFilter {
+		if typeFilter && (lookupType(n.name) != nil || !strict) {
 			// A type name in a path selects the items of that type
 			// (Observation.code, Resource.id).
 			if it.Type != "" && isSubtype(it.Type, n.name) {
 				out = append(out, it)
+			} else if strict && it.Type != "" && lookupType(it.Type) != nil {
+				return nil, fmt.Errorf("fhirpath: %s is not the type of the context (%s)", n.name, it.Type)
 			}
 			continue
+		}
+		if strict && it.Node != nil {
+			if ti := lookupType(it.Type); ti != nil && ti.elems != nil && ti.elems[n.name] == nil {
+				return nil, fmt.Errorf("fhirpath: %s has no element %s", it.Type, n.name)
+			}
 		}
 		out = navigate(out, it, n.name)
 	}
@@ -407,13 +415,23 @@ func isType(it Item, ts typeSpec) bool {
 	if ts.ns == "FHIR" {
 		return false
 	}
-	// System types: computed values, and FHIR primitives by the System
-	// type they map to (so that answer is Boolean works on answerBoolean).
-	if it.Type != "" && !isPrimitiveName(it.Type) {
+	// System types: computed values only. A FHIR boolean element is a
+	// FHIR.boolean, not a System.Boolean.
+	if it.Type != "" {
 		return false
 	}
 	v, ok := it.value()
 	return ok && systemTypeMatches(v, ts.name)
+}
+
+// isTypeExact is isType for as() and ofType(): a FHIR primitive converts
+// only to its own type (a code is a string for is(), but as(string) of a
+// code is empty, as the official suite reads the specification).
+func isTypeExact(it Item, ts typeSpec) bool {
+	if ts.ns != "System" && it.Type != "" && isPrimitiveName(it.Type) && isPrimitiveName(ts.name) {
+		return it.Type == ts.name
+	}
+	return isType(it, ts)
 }
 
 func isPrimitiveName(t string) bool { return t != "" && t[0] >= 'a' && t[0] <= 'z' }
@@ -809,6 +827,26 @@ func arithmetic(op binOp, l, r Collection) (Collection, error) {
 				return Collection{{Value: x + y}}, nil
 			}
 		}
+	}
+	if q, ok := b.(Quantity); ok && isDateLike(a) && (op == opAdd || op == opSub) {
+		sign := 1
+		if op == opSub {
+			sign = -1
+		}
+		v, err := dateArithmetic(a, q, sign)
+		if err != nil || v == nil {
+			return nil, err
+		}
+		return Collection{{Value: v}}, nil
+	}
+	_, qa := a.(Quantity)
+	_, qb := b.(Quantity)
+	if (qa || qb) && (qa || isNumber(a)) && (qb || isNumber(b)) {
+		v, err := quantityArithmetic(op, a, b)
+		if err != nil || v == nil {
+			return nil, err
+		}
+		return Collection{{Value: v}}, nil
 	}
 	if !isNumber(a) || !isNumber(b) {
 		return nil, fmt.Errorf("fhirpath: arithmetic on %s and %s is not supported", typeNameOf(a), typeNameOf(b))

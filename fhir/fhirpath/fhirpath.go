@@ -11,12 +11,17 @@
 //
 // Every operator of FHIRPath N1 is supported, and the functions of the
 // existence, filtering, subsetting, combining, conversion, string, math,
-// tree-navigation and utility groups, plus the FHIR ones: extension(),
-// hasValue(), getValue(), resolve() and htmlChecks() (a well-formedness and
-// active-content check of the narrative). Terminology and profile functions
-// (memberOf, conformsTo, subsumes, ...) make Compile fail with
-// ErrUnsupported. Every search parameter expression and every invariant of
-// the R4 core definitions compiles.
+// tree-navigation and utility groups, the 2.x additions (sort, type,
+// precision, lowBoundary, highBoundary, encode, decode, escape, unescape,
+// matchesFull, comparable), quantity arithmetic and comparison with a UCUM
+// subset (metric prefixes, time, common customary units), date arithmetic
+// with calendar and UCUM durations, plus the FHIR ones: extension(),
+// hasValue(), getValue(), resolve(), conformsTo() for the core profiles
+// and htmlChecks() (a well-formedness and active-content check of the
+// narrative). Terminology functions (memberOf, subsumes, ...) make Compile
+// fail with ErrUnsupported. Every search parameter expression and every
+// invariant of the R4 core definitions compiles. The official FHIRPath
+// test suite passes but for the exceptions TestFHIRPathSuite lists.
 package fhirpath
 
 import (
@@ -103,6 +108,10 @@ type Collection []Item
 type Env struct {
 	Resource, RootResource *fjson.Value
 	Resolve                func(reference string) (node *fjson.Value, resourceType string, ok bool)
+	// Strict makes a path that names an element its type does not have
+	// (name.given1, valueQuantity, a type other than the context's) an
+	// error, as FHIRPath's strict mode does; otherwise it is empty.
+	Strict bool
 }
 
 // Eval evaluates e with the focus node of FHIR type typeName (a resource

@@ -103,7 +103,9 @@ func cachedRegexp(s string) (*regexp.Regexp, error) {
 	if re, ok := regexCache.Load(s); ok {
 		return re.(*regexp.Regexp), nil
 	}
-	re, err := regexp.Compile(s)
+	// FHIRPath regular expressions run in single-line mode: '.' matches
+	// a newline too
+	re, err := regexp.Compile("(?s)" + s)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +127,14 @@ func singleValue(f *funcNode, in Collection) (any, bool, error) {
 
 func singleString(f *funcNode, in Collection) (string, bool, error) {
 	v, ok, err := singleValue(f, in)
-	if err != nil || !ok {
+	if err != nil {
 		return "", false, err
+	}
+	if !ok {
+		if len(in) == 1 && in[0].Node != nil && in[0].Node.Kind == fjson.Object {
+			return "", false, fmt.Errorf("fhirpath: %s() on %s, want String", f.name, firstNonEmpty(in[0].Type, "an object"))
+		}
+		return "", false, nil
 	}
 	s, ok := v.(string)
 	if !ok {
@@ -351,6 +359,9 @@ func init() {
 			rep, ok, err := f.stringArg(c, 1)
 			if err != nil || !ok {
 				return nil, err
+			}
+			if re.String() == "(?s)" {
+				return one(s), nil // an empty pattern replaces nothing
 			}
 			return one(re.ReplaceAllString(s, rep)), nil
 		})},
@@ -622,7 +633,7 @@ func fnDescendants(_ *ctx, in Collection, _ *funcNode) (Collection, error) {
 func fnAs(_ *ctx, in Collection, f *funcNode) (Collection, error) {
 	var out Collection
 	for _, it := range in {
-		if isType(it, f.ts) {
+		if isTypeExact(it, f.ts) {
 			out = append(out, it)
 		}
 	}
@@ -652,6 +663,11 @@ func fnIif(c *ctx, in Collection, f *funcNode) (Collection, error) {
 	b, ok, err := toBool(cond)
 	if err != nil {
 		return nil, err
+	}
+	if ok {
+		if v, _ := cond[0].value(); v == nil || fmt.Sprintf("%T", v) != "bool" {
+			return nil, fmt.Errorf("fhirpath: iif() criterion is not a boolean")
+		}
 	}
 	if ok && b {
 		return f.args[1].eval(&sub, in)
@@ -837,6 +853,11 @@ var quantityRE = regexp.MustCompile(`^([+-]?[0-9]+(?:\.[0-9]+)?)\s*(?:'([^']+)'|
 
 func toQuantity(v any) (any, bool) {
 	switch x := v.(type) {
+	case bool:
+		if x {
+			return Quantity{Value: "1.0", Unit: "1"}, true
+		}
+		return Quantity{Value: "0.0", Unit: "1"}, true
 	case int64, Decimal:
 		d, _ := toDecimalValue(x)
 		return Quantity{Value: d.(Decimal), Unit: "1"}, true
@@ -1177,4 +1198,13 @@ func htmlOK(s string) bool {
 			}
 		}
 	}
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, x := range ss {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
 }

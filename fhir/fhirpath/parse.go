@@ -2,7 +2,6 @@ package fhirpath
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -150,6 +149,9 @@ func (p *parser) unary() (node, error) {
 func negateDecimal(s string) string {
 	if strings.HasPrefix(s, "-") {
 		return s[1:]
+	}
+	if strings.Trim(s, "0.") == "" {
+		return s // zero has no sign
 	}
 	return "-" + s
 }
@@ -325,7 +327,23 @@ func (p *parser) typeSpec() (typeSpec, error) {
 		ts.ns = ts.name
 		ts.name = p.next().text
 	}
+	if !knownType(ts) {
+		return ts, p.errf(t, "unknown type %s", ts)
+	}
 	return ts, nil
+}
+
+var systemTypeNames = map[string]bool{"Boolean": true, "String": true, "Integer": true, "Decimal": true, "Date": true, "DateTime": true, "Time": true, "Quantity": true, "Any": true}
+
+// knownType reports whether a type specifier names a System or FHIR type.
+func knownType(ts typeSpec) bool {
+	switch ts.ns {
+	case "System":
+		return true // System.Patient is a type nothing is
+	case "FHIR":
+		return IsType(ts.name)
+	}
+	return systemTypeNames[ts.name] || IsType(ts.name)
 }
 
 func (p *parser) call(name token) (node, error) {
@@ -376,7 +394,7 @@ func (p *parser) call(name token) (node, error) {
 	if spec.regexArg && len(fn.args) > 0 {
 		if lit, ok := fn.args[0].(*literalNode); ok && len(lit.val) == 1 {
 			if s, ok := lit.val[0].Value.(string); ok {
-				re, err := regexp.Compile(s)
+				re, err := cachedRegexp(s)
 				if err != nil {
 					return nil, p.errf(name, "bad regular expression: %v", err)
 				}

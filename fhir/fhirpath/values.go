@@ -328,6 +328,10 @@ func compareDT(a, b dt) (int, bool) {
 	if a.kind == kTime {
 		start = 3
 	}
+	if a.kind != kTime && prec >= 4 && a.tz != b.tz {
+		// one has a zone, the other not: which instant it is is not known
+		return 0, false
+	}
 	for i := start; i < prec; i++ {
 		if av[i] != bv[i] {
 			if av[i] < bv[i] {
@@ -435,11 +439,11 @@ func compareValues(a, b any) (c int, ok bool, err error) {
 		}
 	case Quantity:
 		if y, ok := b.(Quantity); ok {
-			if !sameUnit(x.Unit, y.Unit) {
+			va, vb, ok := quantitiesComparable(x, y)
+			if !ok {
 				return 0, false, nil
 			}
-			c, ok = compareNum(x.Value, y.Value)
-			return c, ok, nil
+			return va.Cmp(vb), true, nil
 		}
 	}
 	return 0, false, fmt.Errorf("fhirpath: cannot compare %s with %s", typeNameOf(a), typeNameOf(b))
@@ -489,13 +493,34 @@ func equalValues(a, b any) (eq bool, ok bool) {
 		return ok && x == y, true
 	case Quantity:
 		y, ok := b.(Quantity)
-		if !ok || !sameUnit(x.Unit, y.Unit) {
+		if !ok {
 			return false, true
 		}
-		c, ok := compareNum(x.Value, y.Value)
-		return ok && c == 0, true
+		va, vb, ok := quantitiesComparable(x, y)
+		if !ok {
+			// a calendar year or month against a UCUM time: not known
+			if calendarVsUCUM(x.Unit, y.Unit) {
+				return false, false
+			}
+			return false, true
+		}
+		return va.Cmp(vb) == 0, true
 	}
 	return false, true
+}
+
+// calendarVsUCUM reports a calendar year or month against a UCUM time.
+func calendarVsUCUM(a, b string) bool {
+	cal := func(u string) bool { return u == "year" || u == "month" }
+	return cal(a) && !cal(b) && isTimeUnit(b) || cal(b) && !cal(a) && isTimeUnit(a)
+}
+
+func isTimeUnit(u string) bool {
+	if _, ok := calendarSeconds[u]; ok {
+		return true
+	}
+	_, d, ok := parseUnit(u)
+	return ok && d == dims{0, 0, 1}
 }
 
 // equivalentValues implements ~ on two singleton values.
@@ -523,6 +548,19 @@ func equivalentValues(a, b any) bool {
 	case string:
 		y, ok := b.(string)
 		return ok && strings.EqualFold(strings.Join(strings.Fields(x), " "), strings.Join(strings.Fields(y), " "))
+	case Quantity:
+		y, ok := b.(Quantity)
+		if !ok {
+			return false
+		}
+		va, vb, ok := quantitiesComparable(x, y)
+		if !ok {
+			return false
+		}
+		// in the left operand's unit, at the precision of the less precise
+		f, _, _, _ := canonicalQuantity(Quantity{Value: "1", Unit: x.Unit})
+		p := min(decimals(x.Value), decimals(y.Value))
+		return new(big.Rat).Quo(va, f).FloatString(p) == new(big.Rat).Quo(vb, f).FloatString(p)
 	}
 	eq, _ := equalValues(a, b)
 	return eq

@@ -205,10 +205,21 @@ func (c *constraint) compiledExpr() invariantExpr {
 		case c.expr == "":
 			c.err = errors.New("no expression")
 		default:
-			c.compiled, c.err = engine.compile(c.expr)
+			expr := c.expr
+			if fixed, ok := errata[c.key][expr]; ok {
+				expr = fixed
+			}
+			c.compiled, c.err = engine.compile(expr)
 		}
 	})
 	return c.compiled
+}
+
+// errata correct R4 invariants whose expression says what the invariant
+// does not mean, as later FHIR versions did: que-7 tests the value against
+// System.Boolean, which no FHIR boolean is (R5 writes "answer is boolean").
+var errata = map[string]map[string]string{
+	"que-7": {"operator = 'exists' implies (answer is Boolean)": "operator = 'exists' implies (answer is boolean)"},
 }
 
 // InvariantInfo describes an invariant that the validator cannot evaluate.
