@@ -53,6 +53,9 @@ type Server struct {
 	// MinBodyRate is the slowest average rate, in bytes per second, at
 	// which a request body may arrive.
 	MinBodyRate int `yaml:"minBodyRate"`
+	// CORSOrigins are the browser origins ("https://app.example.org")
+	// allowed to call the API from scripts; "*" allows any.
+	CORSOrigins []string `yaml:"corsOrigins"`
 }
 
 // Auth configures token verification.
@@ -295,6 +298,15 @@ func (c *Config) ValidateInto(p *Problems) {
 	if cb := c.Server.CanonicalBase; cb != "" {
 		if u, err := url.Parse(cb); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			p.Add(c.line("server", -1), "server.canonicalBase must be an absolute http(s) URL without query or fragment")
+		}
+	}
+	for i, o := range c.Server.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.Add(c.line("server", -1), "server.corsOrigins[%d]: an origin is scheme://host[:port] (for example https://app.example.org), or *", i)
 		}
 	}
 	for name, v := range map[string]int64{"maxElements": int64(c.Server.MaxElements), "maxDepth": int64(c.Server.MaxDepth),

@@ -12,6 +12,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
@@ -50,6 +51,11 @@ func gateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage
 
 // wrappedGateway is gateway with a handler in front (nil: none).
 func wrappedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage.Store, wrap func(http.Handler) http.Handler) *httptest.Server {
+	return observedGateway(t, open, wrap, nil)
+}
+
+// observedGateway is wrappedGateway recording its requests in m (nil: none).
+func observedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage.Store, wrap func(http.Handler) http.Handler, m *observe.Metrics) *httptest.Server {
 	t.Helper()
 	// the base URL is only known once the listener exists
 	ts := httptest.NewUnstartedServer(nil)
@@ -71,7 +77,7 @@ func wrappedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base})
+	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base, Metrics: m})
 	srv.RegisterSubscriptions(svc)
 	var h http.Handler = srv
 	if wrap != nil {
@@ -86,7 +92,9 @@ func wrappedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry) 
 func TestConformance(t *testing.T) {
 	for _, s := range stores {
 		t.Run(s.name, func(t *testing.T) {
-			ts := gateway(t, s.open)
+			m := observe.NewMetrics("test", "")
+			seen := &requestLog{}
+			ts := observedGateway(t, s.open, seen.wrap, m)
 			rep, err := conformance.Run(context.Background(), conformance.Options{BaseURL: ts.URL, HTTPClient: ts.Client(), AllSearchParams: true})
 			if err != nil {
 				t.Fatal(err)
@@ -99,6 +107,7 @@ func TestConformance(t *testing.T) {
 			}
 			t.Logf("%d checks, %d passed, %d known bugs, %d resources created, %d deleted, %s",
 				len(rep.Results), rep.Count(conformance.Pass), rep.Count(conformance.KnownBug), rep.Created, rep.Cleaned, rep.Elapsed)
+			checkMetrics(t, m, seen)
 		})
 	}
 }

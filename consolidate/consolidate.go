@@ -53,10 +53,13 @@ type Consolidator struct {
 	// them all); 200 when 0.
 	MaxIssues int
 
-	// locks serialise batches for one patient, so that two sources'
+	// Batches for one patient are serialised, so that two sources'
 	// batches see each other's facts (READ COMMITTED would let two
-	// concurrent transactions miss each other). One process only: replicas
-	// on one PostgreSQL need a database lock here.
+	// concurrent transactions miss each other): across processes by a
+	// lock the batch's transaction takes in the database (an advisory
+	// lock on PostgreSQL, SQLite's single writer), and within this process
+	// also by locks, so that batches of one patient queue here instead of
+	// each holding a database connection while they wait.
 	locks sync.Map // patient id -> *sync.Mutex
 
 	// NoStateCache makes every batch read the patient's record again
@@ -101,6 +104,10 @@ type Issue struct {
 	Diagnostics string   `json:"diagnostics,omitempty"`
 }
 
+// PatientLock names the database lock (storage.Tx.Lock) that serialises
+// the consolidation of one patient's record across gateway replicas.
+func PatientLock(patientID string) string { return "consolidate:Patient/" + patientID }
+
 // ErrNoPatient: the local Patient does not exist.
 var ErrNoPatient = errors.New("consolidate: local patient not found")
 
@@ -111,6 +118,9 @@ func (c *Consolidator) Apply(ctx context.Context, b Batch) (*Report, error) {
 	defer mu.(*sync.Mutex).Unlock()
 	var rep *Report
 	err := c.Store.InTx(ctx, func(tx storage.Tx) error {
+		if err := tx.Lock(ctx, PatientLock(b.PatientID)); err != nil {
+			return err
+		}
 		var err error
 		rep, err = c.apply(ctx, tx, b)
 		return err

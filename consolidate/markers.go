@@ -97,6 +97,14 @@ func View(st storage.Store) storage.Store {
 
 type view struct{ storage.Store }
 
+// Ready forwards the store's readiness check (reachable and migrated).
+func (v view) Ready(ctx context.Context) error {
+	if r, ok := v.Store.(interface{ Ready(context.Context) error }); ok {
+		return r.Ready(ctx)
+	}
+	return v.Store.Ping(ctx)
+}
+
 type blobView struct {
 	view
 	storage.Blobs

@@ -34,8 +34,16 @@ type IssueDetails struct {
 
 // OperationOutcome is the FHIR OperationOutcome resource, as the gateway writes it.
 type OperationOutcome struct {
-	ResourceType string  `json:"resourceType"`
-	Issue        []Issue `json:"issue"`
+	ResourceType string      `json:"resourceType"`
+	Extension    []Extension `json:"extension,omitempty"`
+	Issue        []Issue     `json:"issue"`
+}
+
+// Extension is a FHIR extension with a string value (the few the gateway
+// writes on outcomes, such as the request id).
+type Extension struct {
+	URL         string `json:"url"`
+	ValueString string `json:"valueString"`
 }
 
 // NewOutcome returns an OperationOutcome with the given issues.

@@ -81,6 +81,8 @@ type Config struct {
 	// PollInterval is how often idle workers look for jobs on databases
 	// without notifications (SQLite); default 1 s.
 	PollInterval time.Duration
+	// Middleware is installed in the River client (metrics).
+	Middleware []rivertype.Middleware
 }
 
 // Service runs pulls.
@@ -179,6 +181,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		CompletedJobRetentionPeriod: 7 * 24 * time.Hour,
 		CancelledJobRetentionPeriod: 7 * 24 * time.Hour,
 		DiscardedJobRetentionPeriod: 7 * 24 * time.Hour,
+		Middleware:                  cfg.Middleware,
 	}
 	ss, ok := cfg.Store.(*sqlstore.Store)
 	if !ok {

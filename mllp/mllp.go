@@ -69,6 +69,9 @@ type Server struct {
 	WriteTimeout time.Duration
 	// Logger receives connection events (never message content); discarded when nil.
 	Logger *slog.Logger
+	// Opened, when set, is called for each connection accepted; the
+	// function it returns when the connection closes (metrics).
+	Opened func() (closed func())
 
 	mu       sync.Mutex
 	ln       map[net.Listener]struct{}
@@ -213,6 +216,9 @@ func (s *Server) setBusy(c net.Conn, busy bool) (closing bool) {
 
 func (s *Server) serveConn(conn net.Conn) {
 	defer s.wg.Done()
+	if s.Opened != nil {
+		defer s.Opened()()
+	}
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)

@@ -75,7 +75,11 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		events = a.Event
 	}
 	body := s.bundle(sub, a, events)
+	start := time.Now()
 	err = s.post(ctx, sub, body)
+	if s.cfg.Delivered != nil {
+		s.cfg.Delivered(a.Type, time.Since(start), err)
+	}
 	switch {
 	case a.Type == TypeHandshake:
 		// the spec's handshake decides at once: 2xx active, else error

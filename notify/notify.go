@@ -68,6 +68,11 @@ type Config struct {
 	RetryDelay func(attempt int) time.Duration
 	// Workers is how many notifications are posted at once (default 4).
 	Workers int
+	// Middleware is installed in the River client (metrics).
+	Middleware []rivertype.Middleware
+	// Delivered, when set, is told of every attempt to post a
+	// notification: its type, how long it took and its error.
+	Delivered func(typ string, d time.Duration, err error)
 }
 
 // Service dispatches and delivers notifications.
@@ -214,6 +219,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		JobTimeout:        5*time.Minute + 10*time.Second,
 		FetchPollInterval: cfg.PollInterval,
 		FetchCooldown:     min(100*time.Millisecond, cfg.PollInterval),
+		Middleware:        cfg.Middleware,
 	}
 	switch db := ss.DB().(type) {
 	case interface{ Writer() *sql.DB }:

@@ -85,7 +85,7 @@ func (s *Server) writeBinary(c *gin.Context, r *fhir.Resource) {
 			// the conditional headers were answered above
 			c.Request.Header.Del("If-None-Match")
 			c.Request.Header.Del("If-Modified-Since")
-			http.ServeContent(&rangeErrors{ResponseWriter: c.Writer}, c.Request, "", r.LastUpdated, rs)
+			http.ServeContent(&rangeErrors{ResponseWriter: c.Writer, outcome: func(is fhir.Issue) []byte { return s.outcome(c, is).JSON() }}, c.Request, "", r.LastUpdated, rs)
 			return
 		}
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
@@ -255,6 +255,7 @@ func (s *Server) registerBinary() {
 type rangeErrors struct {
 	http.ResponseWriter
 	swallow bool
+	outcome func(fhir.Issue) []byte
 }
 
 func (w *rangeErrors) WriteHeader(code int) {
@@ -265,8 +266,8 @@ func (w *rangeErrors) WriteHeader(code int) {
 	h := w.Header()
 	h.Set("Content-Type", ContentTypeFHIRJSON)
 	h.Del("Content-Security-Policy")
-	body := fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: "value",
-		Details: &fhir.IssueDetails{Text: "the Range asked for lies outside the content (see Content-Range for its size)"}}).JSON()
+	body := w.outcome(fhir.Issue{Severity: fhir.SeverityError, Code: "value",
+		Details: &fhir.IssueDetails{Text: "the Range asked for lies outside the content (see Content-Range for its size)"}})
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.ResponseWriter.WriteHeader(code)
 	_, _ = w.ResponseWriter.Write(body)

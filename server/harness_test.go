@@ -187,3 +187,10 @@ func entriesOf(t testing.TB, body []byte) []any {
 	es, _ := jsonMap(t, body)["entry"].([]any)
 	return es
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func mustRequest(t testing.TB, method, path string) *http.Request {
+	t.Helper()
+	return httptest.NewRequest(method, path, nil)
+}

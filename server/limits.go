@@ -152,7 +152,7 @@ func (s *Server) ioDeadlines() gin.HandlerFunc {
 		start := time.Now()
 		if c.Request.Body != nil && c.Request.Body != http.NoBody {
 			_ = rc.SetReadDeadline(start.Add(idle))
-			c.Request.Body = &progressBody{ReadCloser: c.Request.Body, rc: rc, start: start, idle: idle, rate: rate}
+			c.Request.Body = &progressBody{ReadCloser: c.Request.Body, rc: rc, idle: idle, rate: rate}
 		}
 		c.Writer = &progressWriter{ResponseWriter: c.Writer, rc: rc, idle: idle}
 		c.Next()
@@ -165,31 +165,35 @@ func (s *Server) ioDeadlines() gin.HandlerFunc {
 // errSlowBody is what reading a body answers once it arrived too slowly.
 var errSlowBody = errors.New("the request body arrived too slowly")
 
-// progressBody moves the read deadline as the body arrives.
+// progressBody sets the read deadline before each read of the body from
+// what the client has earned: at most idle from now, and no more than the
+// minimum rate allows for the bytes sent so far. Only the time spent
+// waiting for the client counts: a server slow to take the body (a busy
+// database) does not use up the client's allowance.
 type progressBody struct {
 	io.ReadCloser
-	rc    *http.ResponseController
-	start time.Time
-	idle  time.Duration
-	rate  int64
-	read  int64
+	rc     *http.ResponseController
+	idle   time.Duration
+	rate   int64
+	read   int64
+	waited time.Duration
 }
 
 func (b *progressBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.read += int64(n)
-		now := time.Now()
-		deadline := now.Add(b.idle)
-		if b.rate > 0 {
-			// what the minimum rate allows for the bytes received so far
-			owed := b.start.Add(b.idle + time.Duration(b.read*int64(time.Second)/b.rate))
-			if owed.Before(deadline) {
-				deadline = owed
-			}
+	allow := b.idle
+	if b.rate > 0 {
+		if a := b.idle + time.Duration(b.read*int64(time.Second)/b.rate) - b.waited; a < allow {
+			allow = a
 		}
-		_ = b.rc.SetReadDeadline(deadline)
 	}
+	if allow <= 0 {
+		return 0, errSlowBody
+	}
+	start := time.Now()
+	_ = b.rc.SetReadDeadline(start.Add(allow))
+	n, err := b.ReadCloser.Read(p)
+	b.waited += time.Since(start)
+	b.read += int64(n)
 	var ne interface{ Timeout() bool }
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		return n, fmt.Errorf("%w: %w", errSlowBody, err)

@@ -186,20 +186,11 @@ func TestSlowBody(t *testing.T) {
 func TestStalledReader(t *testing.T) {
 	h, ts, logs := ioServer(t)
 	content := bytes.Repeat([]byte("%PDF-1.4 stalled reader "), (24<<20)/24)
-	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/Binary", bytes.NewReader(content))
-	req.Header.Set("Content-Type", "application/pdf")
-	req.Header.Set("X-Security-Context", "Patient/p1")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("upload: %d", resp.StatusCode)
-	}
-	loc := resp.Header.Get("Location")
+	// uploaded in process: only the download goes through the deadlines
+	up := h.do(http.MethodPost, "/Binary", content, "Content-Type: application/pdf", "X-Security-Context: Patient/p1")
+	mustStatus(t, up, http.StatusCreated)
+	loc := up.Header().Get("Location")
 	path := "/Binary/" + strings.Split(strings.SplitAfter(loc, "/Binary/")[1], "/")[0]
-	_ = h
 
 	// a reader that never reads
 	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
@@ -214,7 +205,7 @@ func TestStalledReader(t *testing.T) {
 	}
 
 	// a slow but steady reader gets everything
-	resp, err = http.Get(ts.URL + path)
+	resp, err := http.Get(ts.URL + path)
 	if err != nil {
 		t.Fatal(err)
 	}

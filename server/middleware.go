@@ -18,9 +18,9 @@ func (s *Server) recoverer() gin.HandlerFunc {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				s.log.ErrorContext(c.Request.Context(), "panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", p, "stack", string(debug.Stack()))
 				if !c.Writer.Written() {
-					s.writeJSON(c, http.StatusInternalServerError, fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityFatal, Code: "exception", Details: &fhir.IssueDetails{Text: "internal error"}}).JSON())
+					s.writeJSON(c, http.StatusInternalServerError, s.outcome(c, fhir.Issue{Severity: fhir.SeverityFatal, Code: "exception", Details: &fhir.IssueDetails{Text: "internal error"}}).JSON())
 				}
 				c.Abort()
 			}

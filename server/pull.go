@@ -82,7 +82,7 @@ func (s *Server) pull(c *gin.Context, typ, id string) {
 		return
 	}
 	c.Header("Content-Location", s.baseURL(c.Request)+pullStatusPath+pullID)
-	out := fhir.NewOutcome(fhir.Issue{Severity: "information", Code: "informational", Details: &fhir.IssueDetails{Text: "pull " + pullID + " accepted; poll the Content-Location for its report"}})
+	out := s.outcome(c, fhir.Issue{Severity: "information", Code: "informational", Details: &fhir.IssueDetails{Text: "pull " + pullID + " accepted; poll the Content-Location for its report"}})
 	s.writeJSON(c, http.StatusAccepted, out.JSON())
 }
 

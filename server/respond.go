@@ -232,9 +232,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 	status, issues := errorStatus(err)
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		// Store and driver errors carry no resource bodies; they are safe to log.
-		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+		s.log.ErrorContext(c.Request.Context(), "request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	s.writeJSON(c, status, fhir.NewOutcome(issues...).JSON())
+	s.writeJSON(c, status, s.outcome(c, issues...).JSON())
 }
 
 // writeJSON writes a FHIR JSON body (pretty-printed when asked, gzipped
@@ -334,7 +334,7 @@ func (s *Server) writeResult(c *gin.Context, status int, r *fhir.Resource, msg s
 		c.Status(status)
 		c.Writer.WriteHeaderNow()
 	case "OperationOutcome":
-		s.writeJSON(c, status, fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityInformation, Code: "informational", Details: &fhir.IssueDetails{Text: msg}}).JSON())
+		s.writeJSON(c, status, s.outcome(c, fhir.Issue{Severity: fhir.SeverityInformation, Code: "informational", Details: &fhir.IssueDetails{Text: msg}}).JSON())
 	default:
 		s.writeJSON(c, status, r.Raw)
 	}

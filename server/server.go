@@ -5,16 +5,17 @@ package server
 
 import (
 	"cmp"
-	"context"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
@@ -93,6 +94,11 @@ type Config struct {
 	// Narrator drafts machine-written narratives of case summaries for
 	// Patient/$summary?narrative=draft; nil: not offered.
 	Narrator Narrator
+	// Metrics records requests; nil: none.
+	Metrics *observe.Metrics
+	// CORSOrigins are the browser origins allowed to call the API
+	// ("https://app.example.org"; "*" for any). Empty: no CORS headers.
+	CORSOrigins []string
 }
 
 // levelAccess is the level of the access log.
@@ -148,6 +154,7 @@ type Server struct {
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	budget       *bodyBudget
+	draining     atomic.Bool
 }
 
 // New builds a Server.
@@ -155,6 +162,8 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	// every line a request causes carries its id
+	cfg.Logger = slog.New(observe.LogHandler(cfg.Logger.Handler()))
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -200,7 +209,7 @@ func New(cfg Config) *Server {
 	e.UseRawPath = true
 	e.UnescapePathValues = true
 	e.ContextWithFallback = true
-	e.Use(s.recoverer(), s.ioDeadlines(), s.accessLog(), s.releaseBody(), s.negotiate(), s.auditMiddleware(), s.authenticate())
+	e.Use(s.observeRequests(), s.recoverer(), hsts, s.cors(), s.ioDeadlines(), s.accessLog(), s.releaseBody(), s.negotiate(), s.auditMiddleware(), s.authenticate())
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-supported", nil, "no FHIR interaction at %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -282,18 +291,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 func (s *Server) healthz(c *gin.Context) {
 	c.Header("Content-Type", "application/json")
 	c.String(http.StatusOK, `{"status":"ok"}`)
-}
-
-func (s *Server) readyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-	defer cancel()
-	c.Header("Content-Type", "application/json")
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		s.log.Warn("readiness check failed", "err", err)
-		c.String(http.StatusServiceUnavailable, `{"status":"store unreachable"}`)
-		return
-	}
-	c.String(http.StatusOK, `{"status":"ready"}`)
 }
 
 // baseURL is the FHIR base for links and fullUrls.

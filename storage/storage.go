@@ -144,7 +144,10 @@ type Store interface {
 	InTx(ctx context.Context, fn func(tx Tx) error) error
 	// ChangeMark returns a number that changes whenever a resource of typ
 	// is written (by anyone sharing the database): callers key caches of
-	// derived data on it.
+	// derived data on it. For Consent it changes with every committed
+	// write, in commit order, across replicas (a counter the writes
+	// advance); for other types it is the newest version's sequence, which
+	// on PostgreSQL can miss a write that commits after a later one.
 	ChangeMark(ctx context.Context, typ string) (int64, error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error

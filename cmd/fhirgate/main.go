@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/referral/drafting"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
@@ -37,9 +39,6 @@ import (
 	"github.com/fhirgate/fhirgate/storage/sqlite"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -92,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "convert":
 		err = cmdConvert(ctx, args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "fhirgate", version)
+		fmt.Fprintln(stdout, versionLine())
 	case "-h", "--help", "help":
 		usage(stdout)
 	default:
@@ -128,6 +127,8 @@ const (
 type serveFlags struct {
 	addr, db, auth, config, logLevel string
 	mllpAddr                         string
+	metricsAddr                      string
+	tlsCert, tlsKey                  string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
@@ -140,11 +141,17 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.config, "config", envDefault("FHIRGATE_CONFIG", ""), "YAML config file (env FHIRGATE_CONFIG)")
 	fs.StringVar(&f.logLevel, "log-level", envDefault("FHIRGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env FHIRGATE_LOG_LEVEL)")
 	fs.StringVar(&f.mllpAddr, "mllp-addr", envDefault("FHIRGATE_MLLP_ADDR", ""), "listen address for HL7 v2 over MLLP, off when empty (env FHIRGATE_MLLP_ADDR)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", envDefault("FHIRGATE_METRICS_ADDR", ""), "listen address for Prometheus /metrics (no authentication: loopback or a private network), off when empty (env FHIRGATE_METRICS_ADDR)")
+	fs.StringVar(&f.tlsCert, "tls-cert", envDefault("FHIRGATE_TLS_CERT", ""), "PEM certificate (chain) to serve HTTPS with; needs --tls-key (env FHIRGATE_TLS_CERT)")
+	fs.StringVar(&f.tlsKey, "tls-key", envDefault("FHIRGATE_TLS_KEY", ""), "PEM private key of --tls-cert (env FHIRGATE_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, errors.New("serve: --tls-cert and --tls-key go together")
 	}
 	return f, nil
 }
@@ -154,7 +161,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("bad log level %q", level)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// every line logged with a request's context carries its request id
+	return slog.New(observe.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))), nil
 }
 
 // openStore opens the store named by a --db value.
@@ -227,15 +235,35 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("--auth must be oidc or none, not %q", f.auth)
 	}
+	ver, rev := buildInfo()
+	metrics := observe.NewMetrics(ver, rev)
+	stopTracing, err := observe.StartTracing(ctx, ver)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
+	if observe.TracingConfigured(os.Getenv) {
+		log.Info("exporting traces over OTLP")
+	}
 	registry, err := search.New(search.Options{BaseURL: cfg.Server.BaseURL, Reserved: []string{"_cursor"}})
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, f.db, sqlstore.Options{Registry: registry})
+	store, err := openStore(ctx, f.db, sqlstore.Options{Registry: registry, Observe: storeObserver(metrics)})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if f.metricsAddr != "" {
+		if !config.LoopbackAddr(f.metricsAddr) {
+			log.Warn("/metrics has no authentication: keep --metrics-addr on a network only the scraper reaches", "addr", f.metricsAddr)
+		}
+		stop, err := serveMetrics(ctx, f.metricsAddr, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	validator, err := newValidator(cfg)
 	if err != nil {
 		return err
@@ -258,7 +286,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer auditor.Close()
-	notifier, err := startNotify(ctx, store, cfg.Server.BaseURL, f.addr, f.auth == "none", log)
+	notifier, err := startNotify(ctx, store, cfg.Server.BaseURL, f.addr, f.auth == "none", log, metrics)
 	if err != nil {
 		return err
 	}
@@ -273,7 +301,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		srcs  []adapters.Source
 	)
 	if len(cfg.Sources) > 0 {
-		svc, opened, err := startPulls(ctx, store, cons, cfg, log)
+		svc, opened, err := startPulls(ctx, store, cons, cfg, log, metrics)
 		if err != nil {
 			return err
 		}
@@ -309,7 +337,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleIOTimeout:   cfg.Server.IdleTimeout,
 		MinBodyRate:     cfg.Server.MinBodyRate,
 		Consolidator:    cons,
-		Version:         version,
+		Version:         ver,
+		Metrics:         metrics,
+		CORSOrigins:     cfg.Server.CORSOrigins,
 	})
 	srv.RegisterSubscriptions(notifier)
 	for _, src := range srcs {
@@ -320,13 +350,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if f.mllpAddr != "" {
-		stop, err := startMLLP(f.mllpAddr, store, cons, registry, log)
+		stop, err := startMLLP(f.mllpAddr, store, cons, registry, log, metrics)
 		if err != nil {
 			return fmt.Errorf("--mllp-addr: %w", err)
 		}
 		defer stop() // before the store closes: messages being stored are acknowledged
 	}
-	return listenAndServe(ctx, f.addr, srv, log)
+	watchRiverQueues(metrics, store)
+	return listenAndServe(ctx, f.addr, srv, f.tlsCert, f.tlsKey, log)
 }
 
 // newNarrator opens the optional narrative model of $summary; nil (and
@@ -366,8 +397,10 @@ func newValidator(cfg *config.Config) (*validate.Validator, error) {
 }
 
 // listenAndServe serves until ctx is cancelled (SIGINT/SIGTERM), then shuts
-// down gracefully, letting in-flight requests finish.
-func listenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// down gracefully: /readyz answers 503 at once so that a load balancer
+// stops sending, and in-flight requests finish. With a certificate and key
+// it serves HTTPS (TLS 1.2 and up, HTTP/2).
+func listenAndServe(ctx context.Context, addr string, h http.Handler, certFile, keyFile string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -385,14 +418,30 @@ func listenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("fhirgate serving", "addr", ln.Addr().String(), "version", version)
+	scheme := "http"
+	if certFile != "" {
+		scheme = "https"
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		// read them now, so that a bad file stops the start with its error
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		go func() { errc <- hs.ServeTLS(ln, certFile, keyFile) }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	ver, rev := buildInfo()
+	log.Info("fhirgate serving", "addr", ln.Addr().String(), "scheme", scheme, "version", ver, "commit", rev)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	if d, ok := h.(interface{ SetDraining() }); ok {
+		d.SetDraining()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

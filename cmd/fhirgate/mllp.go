@@ -11,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/ingest"
 	"github.com/fhirgate/fhirgate/mllp"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -18,14 +19,15 @@ import (
 // into the matching patient's record before acknowledging it. The returned
 // stop lets messages being stored finish and be acknowledged; call it
 // before the store closes.
-func startMLLP(addr string, store storage.Store, cons *consolidate.Consolidator, registry *search.Registry, log *slog.Logger) (stop func(), err error) {
+func startMLLP(addr string, store storage.Store, cons *consolidate.Consolidator, registry *search.Registry, log *slog.Logger, m *observe.Metrics) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	srv := &mllp.Server{
-		Handler: &ingest.HL7Handler{Store: store, Search: registry, Logger: log, Consolidator: cons},
+		Handler: observedMLLP(m, &ingest.HL7Handler{Store: store, Search: registry, Logger: log, Consolidator: cons}),
 		Logger:  log,
+		Opened:  m.MLLPConnection,
 	}
 	done := make(chan struct{})
 	go func() {

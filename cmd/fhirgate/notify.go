@@ -5,7 +5,9 @@ import (
 	"log/slog"
 
 	"github.com/fhirgate/fhirgate/notify"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/storage"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // startNotify starts Subscription notifications on the store: its write
@@ -13,11 +15,12 @@ import (
 // only without authentication (--auth=none, loopback use). Without a
 // configured base URL, notifications refer to resources under
 // http://<addr>.
-func startNotify(ctx context.Context, store storage.Store, baseURL, addr string, allowHTTP bool, log *slog.Logger) (*notify.Service, error) {
+func startNotify(ctx context.Context, store storage.Store, baseURL, addr string, allowHTTP bool, log *slog.Logger, m *observe.Metrics) (*notify.Service, error) {
 	if baseURL == "" {
 		baseURL = "http://" + addr
 	}
-	svc, err := notify.New(ctx, notify.Config{Store: store, BaseURL: baseURL, AllowHTTP: allowHTTP, Logger: log})
+	svc, err := notify.New(ctx, notify.Config{Store: store, BaseURL: baseURL, AllowHTTP: allowHTTP, Logger: log,
+		Middleware: []rivertype.Middleware{m.RiverMiddleware()}, Delivered: m.Notification})
 	if err != nil {
 		return nil, err
 	}

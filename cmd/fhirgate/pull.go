@@ -19,8 +19,10 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/jobs"
+	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // openSources validates the config's sources (every problem, each with its
@@ -59,12 +61,13 @@ func closeSources(sources []adapters.Source) {
 // startPulls opens the configured sources and starts the pull workers
 // (River's migrations run first). The caller stops the service and closes
 // the sources.
-func startPulls(ctx context.Context, store storage.Store, cons *consolidate.Consolidator, cfg *config.Config, log *slog.Logger) (*jobs.Service, []adapters.Source, error) {
+func startPulls(ctx context.Context, store storage.Store, cons *consolidate.Consolidator, cfg *config.Config, log *slog.Logger, m *observe.Metrics) (*jobs.Service, []adapters.Source, error) {
 	sources, err := openSources(cfg, store, cons, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := jobs.New(ctx, jobs.Config{Store: store, Sources: sources, Logger: log, Consolidator: cons})
+	svc, err := jobs.New(ctx, jobs.Config{Store: store, Sources: sources, Logger: log, Consolidator: cons,
+		Middleware: []rivertype.Middleware{m.RiverMiddleware()}})
 	if err != nil {
 		closeSources(sources)
 		return nil, nil, err
@@ -120,7 +123,7 @@ func cmdPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer store.Close()
-	svc, srcs, err := startPulls(ctx, store, &consolidate.Consolidator{Store: store}, cfg, log)
+	svc, srcs, err := startPulls(ctx, store, &consolidate.Consolidator{Store: store}, cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,7 @@ func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Sto
 		return nil, err
 	}
 	st := sqlstore.New(db, Dialect, opts)
+	st.SetMigrations(sqlstore.MigrationNames(migrations, "migrations"))
 	if err := st.AfterMigrate(ctx, applied); err != nil {
 		db.Close()
 		return nil, err

@@ -58,6 +58,7 @@ func Open(ctx context.Context, path string, opts sqlstore.Options) (*sqlstore.St
 		opts.ReadCacheBytes = DefaultReadCacheBytes
 	}
 	st := sqlstore.New(db, Dialect, opts)
+	st.SetMigrations(sqlstore.MigrationNames(migrations, "migrations"))
 	if err := st.AfterMigrate(ctx, applied); err != nil {
 		db.Close()
 		return nil, err

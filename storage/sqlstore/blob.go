@@ -38,6 +38,7 @@ var _ storage.Blobs = (*Store)(nil)
 // content by its SHA-256, or drops the copy when that content is already
 // stored. A failure removes the chunks written so far.
 func (s *Store) PutBlob(ctx context.Context, r io.Reader) (info storage.BlobInfo, err error) {
+	defer s.op(ctx, "blob-put")(&err)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return info, err
@@ -100,9 +101,10 @@ func (s *Store) PutBlob(ctx context.Context, r io.Reader) (info storage.BlobInfo
 }
 
 // OpenBlob implements storage.Blobs: chunks are read one at a time.
-func (s *Store) OpenBlob(ctx context.Context, id string) (io.ReadCloser, storage.BlobInfo, error) {
-	info := storage.BlobInfo{ID: id}
-	err := s.db.QueryRow(ctx, `SELECT size FROM blobs WHERE id = ?`, id).Scan(&info.Size)
+func (s *Store) OpenBlob(ctx context.Context, id string) (rc io.ReadCloser, info storage.BlobInfo, err error) {
+	defer s.op(ctx, "blob-open")(&err)
+	info = storage.BlobInfo{ID: id}
+	err = s.db.QueryRow(ctx, `SELECT size FROM blobs WHERE id = ?`, id).Scan(&info.Size)
 	if errors.Is(err, ErrNoRows) {
 		return nil, info, fmt.Errorf("blob %s: %w", id, storage.ErrNotFound)
 	}

@@ -90,3 +90,61 @@ func splitStatements(body string) []string {
 	}
 	return out
 }
+
+// MigrationNames lists the *.sql files of dir in fsys, in the order
+// Migrate applies them.
+func MigrationNames(fsys fs.FS, dir string) []string {
+	entries, _ := fs.ReadDir(fsys, dir)
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".sql") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SetMigrations tells the store which migrations its build needs, for
+// Ready. Backends call it once, before the store is used.
+func (s *Store) SetMigrations(names []string) { s.migrations = names }
+
+// Ready reports whether the store can serve: the database answers and
+// every migration this build needs has been applied (a replica started
+// against a schema another replica has not yet brought up to date, or a
+// database restored from an older backup, is not ready). Migrations of a
+// newer build are fine: they only add.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.db.Ping(ctx); err != nil {
+		return err
+	}
+	if len(s.migrations) == 0 {
+		return nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT name FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		applied[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var missing []string
+	for _, n := range s.migrations {
+		if !applied[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("migrations not applied: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -25,24 +25,27 @@ func (t *tx) RecordMark(ctx context.Context, patientID string, refs []string) (s
 	return recordMark(ctx, t.c, patientID, refs)
 }
 
-// recordMark counts the compartment's members and the versions of refs,
-// and takes the greatest write sequence of their versions: any write or
-// deletion of one of them adds a version, one that leaves or joins the
-// compartment changes the count. The versions are read through the
-// (res_type, res_id, version) index, without touching bodies.
+// recordMark counts the compartment's members, their versions and the
+// versions of refs, and takes the greatest write sequence of those
+// versions: any write or deletion of one of them adds a version, one that
+// leaves or joins the compartment changes the count. Counting versions,
+// not only taking the greatest sequence, matters with several writers: on
+// PostgreSQL a write can commit after one with a greater sequence, and
+// would otherwise leave the mark unchanged. The versions are read through
+// the (res_type, res_id, version) index, without touching bodies.
 func recordMark(ctx context.Context, c Conn, patientID string, refs []string) (string, error) {
-	var n, maxSeq int64
+	var n, versions, maxSeq int64
 	err := c.QueryRow(ctx, `SELECT COUNT(*) FROM idx_patient WHERE patient_id = ? AND res_type <> 'AuditEvent'`, patientID).Scan(&n)
 	if err == nil {
-		err = c.QueryRow(ctx, `SELECT COALESCE(MAX(v.seq), 0) FROM idx_patient p
+		err = c.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MAX(v.seq), 0) FROM idx_patient p
 			JOIN resource_versions v ON v.res_type = p.res_type AND v.res_id = p.res_id
-			WHERE p.patient_id = ? AND p.res_type <> 'AuditEvent'`, patientID).Scan(&maxSeq)
+			WHERE p.patient_id = ? AND p.res_type <> 'AuditEvent'`, patientID).Scan(&versions, &maxSeq)
 	}
 	if err != nil {
 		return "", fmt.Errorf("record mark: %w", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d:%d", n, maxSeq)
+	fmt.Fprintf(&b, "%d:%d:%d", n, versions, maxSeq)
 	byType := map[string][]string{}
 	for _, ref := range refs {
 		if typ, id, ok := strings.Cut(ref, "/"); ok {

@@ -444,7 +444,8 @@ func decodeSearchCursor(s string) (cursor, error) {
 }
 
 // Search implements storage.Reader.
-func (s *Store) Search(ctx context.Context, req storage.SearchRequest) (*storage.SearchResult, error) {
+func (s *Store) Search(ctx context.Context, req storage.SearchRequest) (res *storage.SearchResult, err error) {
+	defer s.op(ctx, "search")(&err)
 	return s.search(ctx, s.db, req)
 }
 
@@ -457,7 +458,8 @@ func (t *tx) Everything(ctx context.Context, req storage.EverythingRequest) (*st
 }
 
 // Everything implements storage.Reader.
-func (s *Store) Everything(ctx context.Context, req storage.EverythingRequest) (*storage.SearchResult, error) {
+func (s *Store) Everything(ctx context.Context, req storage.EverythingRequest) (res *storage.SearchResult, err error) {
+	defer s.op(ctx, "everything")(&err)
 	return s.everything(ctx, s.db, req)
 }
 

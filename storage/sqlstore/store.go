@@ -43,6 +43,11 @@ type Options struct {
 	// ReadCacheBytes > 0 keeps current versions in memory for reads. Only
 	// for a store that is the sole writer of its database (SQLite).
 	ReadCacheBytes int
+	// Observe, when set, is called as each store operation starts ("read",
+	// "vread", "search", "everything", "history", "tx", "blob-put",
+	// "blob-open") and the function it returns as the operation ends, with
+	// its error (metrics, traces).
+	Observe func(ctx context.Context, op string) func(err error)
 }
 
 // Store implements storage.Store on a DB.
@@ -57,6 +62,9 @@ type Store struct {
 	// records keeps $everything's records, checked against the database's
 	// record marks on every use (so on any store)
 	records recordCache
+	observe func(ctx context.Context, op string) func(err error)
+	// migrations are the schema migrations this build needs (Ready).
+	migrations []string
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -67,12 +75,22 @@ func New(db DB, d Dialect, opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry}
+	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry, observe: opts.Observe}
 	if opts.ReadCacheBytes > 0 {
 		st.cache = newReadCache(opts.ReadCacheBytes)
 		st.marks = newMarkCache()
 	}
 	return st
+}
+
+// op starts observing an operation; defer the result with the address
+// of the operation's error.
+func (s *Store) op(ctx context.Context, name string) func(*error) {
+	if s.observe == nil {
+		return func(*error) {}
+	}
+	end := s.observe(ctx, name)
+	return func(err *error) { end(*err) }
 }
 
 // DB returns the underlying pool, for backends and the search layer.
@@ -132,8 +150,9 @@ func (s *Store) read(ctx context.Context, c Conn, typ, id string) (*fhir.Resourc
 
 // Read implements storage.Reader. A deleted resource answers ErrGone along
 // with a Resource that carries only its deleted version and time.
-func (s *Store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
-	r, err := s.readStub(ctx, typ, id)
+func (s *Store) Read(ctx context.Context, typ, id string) (r *fhir.Resource, err error) {
+	defer s.op(ctx, "read")(&err)
+	r, err = s.readStub(ctx, typ, id)
 	if err != nil || typ != "Binary" {
 		return r, err
 	}
@@ -188,8 +207,9 @@ func (s *Store) vread(ctx context.Context, c Conn, typ, id, vid string) (*fhir.R
 }
 
 // VRead implements storage.Reader.
-func (s *Store) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource, error) {
-	r, err := s.vread(ctx, s.db, typ, id, vid)
+func (s *Store) VRead(ctx context.Context, typ, id, vid string) (r *fhir.Resource, err error) {
+	defer s.op(ctx, "vread")(&err)
+	r, err = s.vread(ctx, s.db, typ, id, vid)
 	if err != nil || typ != "Binary" {
 		return r, err
 	}
@@ -198,6 +218,7 @@ func (s *Store) VRead(ctx context.Context, typ, id, vid string) (*fhir.Resource,
 
 // InTx implements storage.Store.
 func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err error) {
+	defer s.op(ctx, "tx")(&err)
 	c, err := s.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -533,6 +554,10 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 	return out, nil
 }
 
+// watchedTypes are the types whose ChangeMark is a counter advanced by
+// every write (callers cache on their marks: the Consent policy cache).
+var watchedTypes = map[string]bool{"Consent": true}
+
 // afterWrite maintains the search index and runs the hooks.
 func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 	t.rows += len(ws)
@@ -542,6 +567,16 @@ func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 		}
 		for _, w := range ws {
 			t.types[w.Type] = true
+		}
+	}
+	counted := map[string]bool{}
+	for _, w := range ws {
+		if watchedTypes[w.Type] && !counted[w.Type] {
+			counted[w.Type] = true
+			if _, err := t.c.Exec(ctx, `INSERT INTO change_marks (res_type, n) VALUES (?, 1)
+				ON CONFLICT (res_type) DO UPDATE SET n = change_marks.n + 1`, w.Type); err != nil {
+				return fmt.Errorf("change mark %s: %w", w.Type, err)
+			}
 		}
 	}
 	if err := t.s.reindexWrites(ctx, t.c, ws); err != nil {
@@ -567,7 +602,8 @@ func RegisterUniqueViolation(f func(error) bool) {
 func isUniqueViolation(err error) bool { return uniqueViolation != nil && uniqueViolation(err) }
 
 // History implements storage.Reader.
-func (s *Store) History(ctx context.Context, q storage.HistoryQuery) (*storage.HistoryPage, error) {
+func (s *Store) History(ctx context.Context, q storage.HistoryQuery) (p *storage.HistoryPage, err error) {
+	defer s.op(ctx, "history")(&err)
 	return s.history(ctx, s.db, q)
 }
 
@@ -743,6 +779,17 @@ func (s *Store) ChangeMark(ctx context.Context, typ string) (int64, error) {
 }
 
 func (s *Store) queryMark(ctx context.Context, typ string) (int64, error) {
+	if watchedTypes[typ] {
+		var n int64
+		err := s.db.QueryRow(ctx, `SELECT n FROM change_marks WHERE res_type = ?`, typ).Scan(&n)
+		if err != nil && !errors.Is(err, ErrNoRows) {
+			return 0, fmt.Errorf("change mark: %w", err)
+		}
+		return n, nil
+	}
+	// Other types: the newest version's sequence. On PostgreSQL a write
+	// that commits after one with a greater sequence leaves it unchanged;
+	// a type whose mark must catch every write belongs in watchedTypes.
 	var seq *int64
 	if err := s.db.QueryRow(ctx, `SELECT MAX(seq) FROM resource_versions WHERE res_type = ?`, typ).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("change mark: %w", err)

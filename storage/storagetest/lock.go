@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -99,5 +101,59 @@ func testConcurrentUpdateAsCreate(t *testing.T, s storage.Store, _ *Clock) {
 		if r.VersionID != fmt.Sprint(writers) {
 			t.Fatalf("round %d: version %s, want %d", round, r.VersionID, writers)
 		}
+	}
+}
+
+// testChangeMarkLateCommit: a Consent write that commits after another
+// Consent write that began later still moves the mark (on PostgreSQL the
+// later one has the greater version sequence and may commit first).
+func testChangeMarkLateCommit(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	consent := func(id string) *fhir.Resource {
+		return mustParse(t, `{"resourceType":"Consent","id":"`+id+`","status":"active","scope":{"text":"x"},"category":[{"text":"x"}]}`)
+	}
+	wrote, release, aDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() { // A: writes first, commits last
+		aDone <- s.InTx(ctx, func(tx storage.Tx) error {
+			if _, err := tx.Create(ctx, consent("late-a")); err != nil {
+				return err
+			}
+			close(wrote)
+			<-release
+			return nil
+		})
+	}()
+	select {
+	case <-wrote:
+	case err := <-aDone:
+		t.Fatal(err)
+	}
+	bDone := make(chan error, 1)
+	go func() { _, err := s.Create(ctx, consent("late-b")); bDone <- err }() // B: may commit before A
+	select {                                                                 // give B the chance to commit first where the store lets it
+	case err := <-bDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+		bDone <- nil
+	case <-time.After(300 * time.Millisecond):
+	}
+	before, err := s.ChangeMark(ctx, "Consent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.ChangeMark(ctx, "Consent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before {
+		t.Fatalf("the mark stayed %d though a Consent write committed after it was read", after)
 	}
 }

@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ChangeMarkConcurrent", testChangeMarkConcurrent},
 		{"LockSerialises", testLockSerialises},
 		{"ConcurrentUpdateAsCreate", testConcurrentUpdateAsCreate},
+		{"ChangeMarkLateCommit", testChangeMarkLateCommit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
