@@ -8,6 +8,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/observe"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -87,7 +88,7 @@ func (s *Server) readyz(c *gin.Context) {
 		return
 	}
 	var err error
-	if r, ok := s.cfg.Store.(Readiness); ok {
+	if r, ok := release.Unchecked(s.cfg.Store).(Readiness); ok {
 		err = r.Ready(ctx)
 	} else {
 		err = s.cfg.Store.Ping(ctx)
