@@ -8,7 +8,6 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/observe"
-	"github.com/fhirgate/fhirgate/release"
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -88,8 +87,8 @@ func (s *Server) readyz(c *gin.Context) {
 		return
 	}
 	var err error
-	if r, ok := release.Unchecked(s.cfg.Store).(Readiness); ok {
-		err = r.Ready(ctx)
+	if s.ready != nil {
+		err = s.ready.Ready(ctx)
 	} else {
 		err = s.cfg.Store.Ping(ctx)
 	}

@@ -155,6 +155,7 @@ type Server struct {
 	subs         SubscriptionService
 	budget       *bodyBudget
 	draining     atomic.Bool
+	ready        Readiness // the store's readiness check; nil: Ping
 }
 
 // New builds a Server.
@@ -192,6 +193,7 @@ func New(cfg Config) *Server {
 	if s.newID == nil {
 		s.newID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
+	s.ready, _ = cfg.Store.(Readiness) // asked before the store is wrapped
 	checked := release.Checked(cfg.Store)
 	s.decider = release.New(release.Options{Store: release.Unchecked(cfg.Store), Search: cfg.Search, BaseURL: cfg.BaseURL, Now: s.now})
 	// the second-opinion workflow: its rules apply to every write a
