@@ -57,6 +57,7 @@ Usage:
   fhirgate audit verify  check the audit trail's hash chain
   fhirgate conformance   run the black-box conformance suite against a URL
   fhirgate convert ccda|hl7v2 FILE  print a C-CDA document or HL7 v2 message as a FHIR Bundle
+  fhirgate healthcheck   exit 0 when the local gateway is ready (container HEALTHCHECK)
   fhirgate version  print the version
 
 Run "fhirgate <command> -h" for a command's flags.
@@ -90,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdConformance(ctx, args[1:], stdout, stderr)
 	case "convert":
 		err = cmdConvert(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionLine())
 	case "-h", "--help", "help":
