@@ -508,3 +508,38 @@ func TestDecideRelationship(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicyStable(t *testing.T) {
+	c := resource(t, `{"resourceType":"Consent","id":"c1","status":"active",
+	 "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},
+	 "patient":{"reference":"Patient/p1"},
+	 "provision":{"type":"permit","period":{"start":"2026-01-01","end":"2027-01-01"},"actor":[{"reference":{"reference":"Organization/o1"}}],
+	  "provision":[{"type":"deny","period":{"start":"2026-06-01","end":"2026-07-01"}}]}}`)
+	pol := Compile("Patient/p1", []*fhir.Resource{c}, Options{})
+	for _, tc := range []struct{ at, want string }{
+		{"2025-12-31T00:00:00Z", "2026-01-01T00:00:00Z"},
+		{"2026-03-01T00:00:00Z", "2026-06-01T00:00:00Z"},
+		{"2026-06-15T00:00:00Z", "2026-07-02T00:00:00Z"}, // a date end covers its whole day
+		{"2026-08-01T00:00:00Z", "2027-01-02T00:00:00Z"},
+		{"2027-02-01T00:00:00Z", ""},
+	} {
+		at, _ := time.Parse(time.RFC3339, tc.at)
+		got := pol.Stable(at)
+		if tc.want == "" {
+			if !got.IsZero() {
+				t.Errorf("at %s: %v, want never", tc.at, got)
+			}
+			continue
+		}
+		if want, _ := time.Parse(time.RFC3339, tc.want); !got.Equal(want) {
+			t.Errorf("at %s: %v, want %v", tc.at, got, want)
+		}
+		// and decisions indeed hold until then
+		req := Request{Actors: []string{"Organization/o1"}, Time: at}
+		before := pol.DecideRelationship(req).Effect
+		req.Time = got.Add(-time.Nanosecond)
+		if pol.DecideRelationship(req).Effect != before {
+			t.Errorf("at %s: the decision changed before %v", tc.at, got)
+		}
+	}
+}

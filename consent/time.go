@@ -110,3 +110,30 @@ func parsePeriod(start, end string) (Interval, error) {
 	}
 	return iv, nil
 }
+
+// Stable returns the first instant after t at which the period of one of
+// the policy's provisions begins or ends: until then, every decision for a
+// given request and data is what it is at t (the request's time is looked
+// at only through those periods). The zero Time means no change ever.
+func (p *Policy) Stable(t time.Time) time.Time {
+	var next time.Time
+	consider := func(b time.Time) {
+		if !b.IsZero() && b.After(t) && (next.IsZero() || b.Before(next)) {
+			next = b
+		}
+	}
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n.period != nil {
+			consider(n.period.Start)
+			consider(n.period.End)
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	for _, c := range p.consents {
+		walk(c.root)
+	}
+	return next
+}

@@ -45,6 +45,9 @@ type Decider struct {
 	// pointing are the reference parameters of types outside the Patient
 	// compartment that can name a Patient (Task.for, Device.patient…).
 	pointing map[string][]string
+
+	patients  patientsCache // content -> patients it is about (cache.go)
+	decisions decisionCache // policy, request, content -> decision
 }
 
 // New returns a Decider.

@@ -62,7 +62,7 @@ func (d *Decider) Guard(p *auth.Principal, rec Recorder) *Guard {
 	if p != nil && p.Kind == auth.KindAnonymous {
 		p = nil
 	}
-	return &Guard{d: d, p: p, rec: rec, scopes: map[string]auth.Decision{}, memo: map[string]bool{}}
+	return &Guard{d: d, p: p, rec: rec}
 }
 
 // RecordGuard is Guard deciding one patient's record as a whole, as a
@@ -82,6 +82,9 @@ func (g *Guard) Principal() *auth.Principal { return g.p }
 // constraints included). Other types need read permission of their own.
 func (g *Guard) Scope(typ string, d auth.Decision) {
 	g.mu.Lock()
+	if g.scopes == nil {
+		g.scopes = map[string]auth.Decision{}
+	}
 	g.scopes[typ] = d
 	g.mu.Unlock()
 }
@@ -92,6 +95,9 @@ func (g *Guard) scopeFor(typ string) auth.Decision {
 	d, ok := g.scopes[typ]
 	if !ok {
 		d = g.p.Check(typ, auth.PermRead)
+		if g.scopes == nil {
+			g.scopes = map[string]auth.Decision{}
+		}
 		g.scopes[typ] = d
 	}
 	return d
@@ -203,13 +209,20 @@ func (g *Guard) Released(ctx context.Context, r *fhir.Resource) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	g.mu.Lock()
-	g.memo[key] = ok
-	g.mu.Unlock()
+	g.remember(key, ok)
 	if ok {
 		g.recordPatients(ctx, r)
 	}
 	return ok, nil
+}
+
+func (g *Guard) remember(key string, ok bool) {
+	g.mu.Lock()
+	if g.memo == nil {
+		g.memo = map[string]bool{}
+	}
+	g.memo[key] = ok
+	g.mu.Unlock()
 }
 
 // recordPatients tells the recorder every patient r is about, following
@@ -308,7 +321,7 @@ func (g *Guard) releaseTo(ctx context.Context, r *fhir.Resource, pats []string) 
 			if err != nil {
 				return false, err
 			}
-			d := pol.DecideResource(req, r)
+			d := g.d.decideResource(pol, req, r)
 			if !d.Permitted() {
 				return false, nil
 			}

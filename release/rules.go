@@ -51,10 +51,18 @@ func (d *Decider) patientsOf(r *fhir.Resource) []string {
 		}
 		return out
 	}
-	if params, ok := d.pointing[r.Type]; ok {
-		return d.reg.PatientRefs(r, params)
+	k := keyOf(r)
+	if pats, ok := d.patients.get(k); ok {
+		return pats
 	}
-	return d.reg.Patients(r)
+	var pats []string
+	if params, ok := d.pointing[r.Type]; ok {
+		pats = d.reg.PatientRefs(r, params)
+	} else {
+		pats = d.reg.Patients(r)
+	}
+	d.patients.put(k, pats)
+	return pats
 }
 
 // binaryContext returns a Binary's securityContext as a local "Type/id";
@@ -174,9 +182,7 @@ func (g *Guard) decideMemo(ctx context.Context, r *fhir.Resource, depth int) (bo
 	if err != nil {
 		return false, err
 	}
-	g.mu.Lock()
-	g.memo[key] = ok
-	g.mu.Unlock()
+	g.remember(key, ok)
 	return ok, nil
 }
 
@@ -238,7 +244,7 @@ func (g *Guard) releaseDocument(ctx context.Context, r *fhir.Resource, pats []st
 		if err != nil {
 			return false, err
 		}
-		if pol.DecideResource(req, r).Effect == consent.Deny {
+		if g.d.decideResource(pol, req, r).Effect == consent.Deny {
 			return false, nil
 		}
 	}
@@ -287,7 +293,7 @@ func (g *Guard) releaseDocument(ctx context.Context, r *fhir.Resource, pats []st
 			if err != nil {
 				return false, err
 			}
-			d := pol.DecideResource(req, res)
+			d := g.d.decideResource(pol, req, res)
 			if !d.Permitted() {
 				return false, nil
 			}
@@ -382,6 +388,9 @@ func referralParty(r *fhir.Resource, p *auth.Principal) bool {
 // groupIdentifier) they own or requested, or a referral ServiceRequest
 // (requisition identifier) naming them as performer or requester.
 func referralAddressee(r *fhir.Resource, actors []string) bool {
+	if r.Type != "Task" && r.Type != "ServiceRequest" {
+		return false
+	}
 	root := r.Root()
 	var fields []string
 	switch r.Type {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -181,4 +182,42 @@ func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
 			}
 		}
 	})
+}
+
+// BenchmarkEverythingSecured measures Patient/$everything of the largest
+// Synthea patient as the patient itself and as a provider its Consent
+// releases the record to (the release rule decides every resource for the
+// provider, its own record's compartment in SQL for the patient).
+func BenchmarkEverythingSecured(b *testing.B) {
+	for _, k := range storeKinds {
+		b.Run(k.name, func(b *testing.B) {
+			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
+				b.Skip("set FHIRGATE_TEST_POSTGRES")
+			}
+			s := newSecured(b, k)
+			pid, most := "", 0
+			for _, f := range syntheaFiles(b) {
+				body, _ := os.ReadFile(f)
+				w := s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
+				if w.Code != http.StatusOK {
+					b.Fatalf("load %s: %d", f, w.Code)
+				}
+				if n := strings.Count(string(body), `"request":`); n > most {
+					most = n
+					loc := w.Body.String()
+					i := strings.Index(loc, `"location":"Patient/`)
+					pid = loc[i+len(`"location":"Patient/`):]
+					pid = pid[:strings.Index(pid, "/")]
+				}
+			}
+			if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
+				b.Fatalf("consent: %d %s", w.Code, w.Body.String())
+			}
+			patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
+			path := "/Patient/" + pid + "/$everything"
+			for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
+				b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
+			}
+		})
+	}
 }

@@ -97,6 +97,8 @@ type everythingRun struct {
 	// entry, when set, is the cached record the run reads instead of the
 	// tables.
 	entry *recordEntry
+	// stage0 marks the compartment rows read in this run ("Type/id").
+	stage0 map[string]bool
 }
 
 // rel is the release rows are decided by: nil when there is none.
@@ -112,6 +114,12 @@ func (ev *everythingRun) rel() storage.Release {
 type everythingRelease everythingRun
 
 func (e *everythingRelease) Released(ctx context.Context, r *fhir.Resource) (bool, error) {
+	// a compartment resource of a type the bound decides needs no more
+	if b := e.req.Release.Bound(r.Type); b.None || b.Exact && e.decided != nil && e.inCompartment(r) {
+		ok := !b.None && (!b.Restrict || slices.Contains(b.Patients, e.req.PatientID))
+		e.decided[r.Type+"/"+r.ID] = ok
+		return ok, nil
+	}
 	ok, err := e.req.Release.Released(ctx, r)
 	if err == nil && e.decided != nil {
 		e.decided[r.Type+"/"+r.ID] = ok
@@ -121,9 +129,22 @@ func (e *everythingRelease) Released(ctx context.Context, r *fhir.Resource) (boo
 
 func (e *everythingRelease) Bound(typ string) storage.Bound { return e.req.Release.Bound(typ) }
 
-func (ev *everythingRun) compartment(pos cursor, first bool, n int) ([]row, error) {
+// inCompartment reports whether r is one of stage 0's rows (the patient's
+// compartment) rather than a stage 1 target.
+func (e *everythingRelease) inCompartment(r *fhir.Resource) bool { return e.stage0[r.Type+"/"+r.ID] }
+
+func (ev *everythingRun) compartment(pos cursor, first bool, n int) (rows []row, err error) {
 	if ev.decided == nil && ev.req.Release != nil {
-		ev.decided = map[string]bool{}
+		ev.decided, ev.stage0 = map[string]bool{}, map[string]bool{}
+	}
+	if ev.stage0 != nil {
+		defer func() {
+			for _, r := range rows {
+				if r.res != nil {
+					ev.stage0[r.res.Type+"/"+r.res.ID] = true
+				}
+			}
+		}()
 	}
 	if ev.entry != nil {
 		return listFetch(0, ev.entry.members)(pos, first, n)
