@@ -378,13 +378,26 @@ func (g *Guard) relationship(ctx context.Context, req consent.Request, pats []st
 	return true, nil
 }
 
-// auditReleased decides an AuditEvent for a patient (the events about
-// itself) or a provider (the events recording its own accesses).
+// auditReleased decides an AuditEvent for a patient (the events whose
+// patient — the entity in role patient — is itself) or a provider (the
+// events recording its own accesses, except a refusal that names a
+// patient: the refused provider would learn whose the resource it may not
+// see is).
 func (g *Guard) auditReleased(r *fhir.Resource) bool {
+	root := r.Root()
+	var patients []string
+	for _, e := range items(root.Get("entity")) {
+		if isPatientRole(e.Get("role")) {
+			patients = append(patients, g.d.local(e.Get("what").Get("reference").String()))
+		}
+	}
 	switch g.p.Kind {
 	case auth.KindPatient:
-		return slices.Contains(g.d.patientsOf(r), patientID(g.p))
+		return slices.Contains(patients, g.p.Patient)
 	case auth.KindProvider:
+		if len(patients) > 0 && root.Get("outcome").String() != "0" {
+			return false
+		}
 		actors := g.p.Actors()
 		for _, a := range items(r.Root().Get("agent")) {
 			who := a.Get("who")
@@ -398,6 +411,12 @@ func (g *Guard) auditReleased(r *fhir.Resource) bool {
 		}
 	}
 	return false
+}
+
+// isPatientRole reports whether an AuditEvent entity's role is patient
+// (object-role 1).
+func isPatientRole(role *fjson.Value) bool {
+	return role.Get("code").String() == "1" && role.Get("system").String() == "http://terminology.hl7.org/CodeSystem/object-role"
 }
 
 // Check answers a single read: nil when the caller may see r, a 403
@@ -464,6 +483,18 @@ func (g *Guard) VReadStub(ctx context.Context, typ, id, vid string) (*fhir.Resou
 func (g *Guard) checked(ctx context.Context, read func() (*fhir.Resource, error)) (*fhir.Resource, error) {
 	r, err := read()
 	if err != nil {
+		if g.p != nil && errors.Is(err, storage.ErrGone) && r != nil {
+			// "deleted" tells only whoever could see what was deleted
+			last, lerr := g.lastContent(ctx, r.Type, r.ID)
+			if lerr != nil {
+				return nil, lerr
+			}
+			if last != nil {
+				if cerr := g.Check(ctx, last); cerr != nil {
+					return nil, cerr
+				}
+			}
+		}
 		return r, err
 	}
 	if err := g.Check(ctx, r); err != nil {

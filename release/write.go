@@ -158,12 +158,13 @@ func (g *Guard) checkConsentWrite(ctx context.Context, w Write) error {
 			return forbidden("Consents are the patient's: a provider never writes or changes them")
 		}
 	}
-	if w.New != nil && g.p.Kind == auth.KindSystem {
-		var orgs []string
-		for _, o := range items(w.New.Root().Get("organization")) {
-			orgs = append(orgs, g.d.local(o.Get("reference").String()))
+	if g.p.Kind == auth.KindSystem {
+		// a custodian writes and changes the Consents it records on the
+		// patient's behalf, never those the patient wrote
+		if w.Current != nil && !g.namesOrganization(w.Current) {
+			return forbidden("a custodian changes only the Consents it recorded (Consent.organization naming %s); this one is the patient's", g.p.Organization)
 		}
-		if !slices.Contains(orgs, g.p.Organization) {
+		if w.New != nil && !g.namesOrganization(w.New) {
 			return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Consent.organization"},
 				"a custodian records Consents on the patient's behalf: Consent.organization must name %s", g.p.Organization)
 		}
@@ -178,6 +179,17 @@ func (g *Guard) checkConsentWrite(ctx context.Context, w Write) error {
 		}
 	}
 	return nil
+}
+
+// namesOrganization reports whether a Consent names the system client's
+// organization as one of its recorders.
+func (g *Guard) namesOrganization(r *fhir.Resource) bool {
+	for _, o := range items(r.Root().Get("organization")) {
+		if g.p.Organization != "" && g.d.local(o.Get("reference").String()) == g.p.Organization {
+			return true
+		}
+	}
+	return false
 }
 
 // custodianOf reports whether the system client is the configured
@@ -241,6 +253,11 @@ func (g *Guard) ownRecord(ctx context.Context, w Write, r *fhir.Resource) (bool,
 	self := patientID(g.p)
 	if r.Type == "Patient" && r.ID == "" {
 		return false, nil // a new Patient is nobody's record yet
+	}
+	if r.Type == "Patient" && w.filing && duplicateOf(r) == g.p.Patient {
+		// a source's copy of the patient itself, as consolidation keeps it
+		// when it files the patient's own document
+		return true, nil
 	}
 	if len(pats) == 0 {
 		return w.filing, nil
@@ -364,4 +381,46 @@ func (g *Guard) checkPatientLinks(w Write) error {
 		}
 	}
 	return nil
+}
+
+// duplicateOf returns the local "Type/id" a consolidated copy duplicates
+// (its urn:fhirgate:duplicate-of tag), or "".
+func duplicateOf(r *fhir.Resource) string {
+	for _, t := range items(r.Root().Get("meta").Get("tag")) {
+		if t.Get("system").String() == "urn:fhirgate:duplicate-of" {
+			return t.Get("code").String()
+		}
+	}
+	return ""
+}
+
+// MayWriteRecord answers whether the caller may write into the record of
+// Patient/id at all (a patient: its own; a provider: while the patient
+// shares with it; a system client and a gateway without authentication:
+// yes), before anything of the record is read for it: an operation that
+// compares what it is given with the record ($import's demographics
+// check) must not tell an unauthorised caller what the record says.
+func (g *Guard) MayWriteRecord(ctx context.Context, id string) error {
+	if g.p == nil {
+		return nil
+	}
+	switch g.p.Kind {
+	case auth.KindSystem:
+		return nil
+	case auth.KindPatient:
+		if patientID(g.p) == id {
+			return nil
+		}
+		return forbidden("a patient token may only write into its own record")
+	case auth.KindProvider:
+		ok, err := g.relationship(ctx, g.request(), []string{id})
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		return forbidden("a provider writes about a patient only while the patient shares their record with it")
+	}
+	return forbidden("this token may not write")
 }

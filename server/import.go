@@ -40,9 +40,12 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 		s.fail(c, err)
 		return
 	}
-	if p := principal(c); p != nil && p.Kind == auth.KindPatient && patientID(p) != id {
-		accessOf(c).refused = "another patient's record"
-		s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", nil, "a patient token may only import into its own record"))
+	// whether the caller may write into this record is decided before
+	// anything of it is read (the demographics check compares the document
+	// with the Patient, and its answer names what the record says)
+	if err := s.guard(c).MayWriteRecord(c.Request.Context(), id); err != nil {
+		accessOf(c).refused = "import into a record the token may not write"
+		s.fail(c, err)
 		return
 	}
 	a := accessOf(c)

@@ -220,7 +220,13 @@ func (s *Server) searchBundleForEntry(ctx context.Context, r storage.Reader, be 
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.Search(ctx, storage.SearchRequest{Query: q, Cursor: q.Reserved.Get(cursorParam)})
+	req := storage.SearchRequest{Query: q, Cursor: q.Reserved.Get(cursorParam)}
+	if g := release.GuardFrom(ctx); g != nil {
+		// the caller's release rule and scope constraints, as for a
+		// search on its own
+		req.Release = g.Release()
+	}
+	res, err := r.Search(ctx, req)
 	if err != nil {
 		return nil, searchError(err)
 	}
