@@ -45,6 +45,8 @@ auth:
       role: system
     - clientID: auditor
       role: system
+    - clientID: lab-feed
+      role: system
     - clientID: city-hospital-ehr
       role: system
       organization: Organization/city-hospital
@@ -164,6 +166,12 @@ func (g *gateway) cast(patients []string) *cast {
 	add(&principal{name: "anonymous", kind: kAnon})
 	c.system = add(&principal{name: "hospital-ehr", kind: kSystem, clientID: "hospital-ehr", token: is.ClientToken(t, "hospital-ehr", "system/*.cruds")})
 	add(&principal{name: "auditor", kind: kSystem, clientID: "auditor", auditScope: true, token: is.ClientToken(t, "auditor", "system/*.rs", "system/AuditEvent.rs")})
+	add(&principal{name: "lab-feed (scoped system)", kind: kSystem, clientID: "lab-feed", token: is.ClientToken(t, "lab-feed", "system/Observation.rs?status=final", "system/Patient.rs", "system/Medication.rs"),
+		scopes: map[string]func(*fact) bool{
+			"Observation": func(f *fact) bool { return slices.ContainsFunc(f.tokens["status"], func(c coding) bool { return c.code == "final" }) },
+			"Patient":     func(*fact) bool { return true },
+			"Medication":  func(*fact) bool { return true },
+		}})
 	c.custod = add(&principal{name: "city-hospital-ehr", kind: kSystem, clientID: "city-hospital-ehr", token: is.ClientToken(t, "city-hospital-ehr", "system/*.cruds")})
 	for _, pt := range patients {
 		add(&principal{name: pt, kind: kPatient, patient: pt, clientID: "patient-app", fhirUser: pt, token: is.PatientToken(t, pt)})

@@ -35,10 +35,19 @@ type principal struct {
 	fhirUser string
 	// auditScope: a system client with an explicit AuditEvent scope
 	auditScope bool
+	// scopes, when set, are a system client's only scopes: the types it
+	// may read and the constraint (?param=value) on each
+	scopes map[string]func(*fact) bool
 	token      string
 }
 
 func (p *principal) String() string { return p.name }
+
+// scopeRefuses: the principal's scopes grant nothing on the type (a
+// request on it is refused with 403).
+func (p *principal) scopeRefuses(typ string) bool {
+	return p.kind == kSystem && p.scopes != nil && p.scopes[typ] == nil
+}
 
 // ---- Consent decisions ----
 
@@ -282,7 +291,13 @@ func (w *world) released(p *principal, f *fact) bool {
 
 func (w *world) releasedDepth(p *principal, f *fact, depth int) bool {
 	switch p.kind {
-	case kAnon, kSystem:
+	case kSystem:
+		if p.scopes != nil {
+			match, ok := p.scopes[f.typ]
+			return ok && match(f)
+		}
+		return true
+	case kAnon:
 		return true
 	case kRefused:
 		return false

@@ -48,7 +48,7 @@ type authzConfig struct {
 }
 
 func authzSettings(t *testing.T) authzConfig {
-	cfg := authzConfig{queries: 150, size: worldSize{patients: 4, perPatient: 4}, maxDiffs: 12}
+	cfg := authzConfig{queries: 300, size: worldSize{patients: 4, perPatient: 4}, maxDiffs: 12}
 	if v := os.Getenv("FHIRGATE_AUTHZ_MAXDIFF"); v != "" {
 		cfg.maxDiffs, _ = strconv.Atoi(v)
 	}
@@ -464,6 +464,9 @@ func (c *checker) check(p *principal, q *query) {
 func (c *checker) expectOne(p *principal, q *query) ([]int, *fact) {
 	w := c.w
 	r := w.get(q.ref)
+	if p.scopeRefuses(refType(q.ref)) {
+		return []int{http.StatusForbidden}, nil
+	}
 	if r == nil {
 		return []int{http.StatusNotFound}, nil
 	}
@@ -521,7 +524,9 @@ func (c *checker) canSeePatient(p *principal, pt string) (exists, released bool)
 
 func (c *checker) checkSearch(p *principal, q *query) {
 	allowed := []int{http.StatusOK}
-	if q.compartment != "" {
+	if p.scopeRefuses(q.typ) {
+		allowed = []int{http.StatusForbidden}
+	} else if q.compartment != "" {
 		exists, rel := c.canSeePatient(p, q.compartment)
 		switch {
 		case !exists:
@@ -624,11 +629,19 @@ func (c *checker) checkHistory(p *principal, q *query) {
 		}
 	case 1:
 		rs = w.ofType(q.typ)
+		if p.scopeRefuses(q.typ) {
+			allowed = []int{http.StatusForbidden}
+		}
 	case 2:
 		rs = w.order
-		if p.kind == kPatient {
-			allowed = append(allowed, http.StatusForbidden) // whole-system interactions are not for patients
+		if p.kind == kPatient || p.scopes != nil {
+			// whole-system interactions are not for patients, nor for
+			// clients whose scopes name types
+			allowed = append(allowed, http.StatusForbidden)
 		}
+	}
+	if q.histLevel == 0 && p.scopeRefuses(refType(q.ref)) {
+		allowed = []int{http.StatusForbidden}
 	}
 	code, pages, body, ok := c.fetch(p, q)
 	if !ok {
@@ -756,7 +769,7 @@ func (c *checker) checkBatch(p *principal, q *query) {
 			c.checkOne(p, &query{kind: e.kind, ref: e.ref, vid: e.vid, path: fmt.Sprintf("batch entry %d: %s", i, e.path)}, code, body)
 		case qSearch:
 			eq := &query{kind: qSearch, typ: e.typ, clauses: e.clauses, path: fmt.Sprintf("batch entry %d: %s", i, e.path)}
-			if code == http.StatusForbidden && p.kind != kAnon && p.kind != kSystem {
+			if code == http.StatusForbidden && (p.kind != kAnon && p.kind != kSystem || p.scopeRefuses(e.typ)) {
 				continue // searches inside a batch may be refused to patients and providers
 			}
 			if code != http.StatusOK {

@@ -500,10 +500,11 @@ func TestAttackWrongPatientMLLP(t *testing.T) {
 			Identifier []map[string]any `json:"identifier"`
 		}
 		_ = json.Unmarshal(local.Raw, &lp)
-		// the same identifier on someone else
+		// the Patient the message is matched to (same id, same identifiers) is
+		// someone else
 		g := newGateway(t, k)
 		g.freeze()
-		other := mkPatient(patientSpec{id: "someone-else", family: "Alvarez", given: "Amy"})
+		other := mkPatient(patientSpec{id: pid, family: "Alvarez", given: "Amy"})
 		other.body["gender"], other.body["birthDate"] = "female", "1990-03-04"
 		ids := make([]any, len(lp.Identifier))
 		for i, x := range lp.Identifier {
@@ -511,7 +512,7 @@ func TestAttackWrongPatientMLLP(t *testing.T) {
 		}
 		other.body["identifier"] = ids
 		b, _ := json.Marshal(other.body)
-		if w := g.do(&principal{kind: kAnon}, http.MethodPut, "/Patient/someone-else", b); w.Code >= 300 {
+		if w := g.do(&principal{kind: kAnon}, http.MethodPut, "/Patient/"+pid, b); w.Code >= 300 {
 			t.Fatalf("setup: %d %.300s", w.Code, w.Body.String())
 		}
 		wa := &wenv{t: t, g: g}
