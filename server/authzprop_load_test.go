@@ -168,9 +168,11 @@ func (g *gateway) cast(patients []string) *cast {
 	add(&principal{name: "auditor", kind: kSystem, clientID: "auditor", auditScope: true, token: is.ClientToken(t, "auditor", "system/*.rs", "system/AuditEvent.rs")})
 	add(&principal{name: "lab-feed (scoped system)", kind: kSystem, clientID: "lab-feed", token: is.ClientToken(t, "lab-feed", "system/Observation.rs?status=final", "system/Patient.rs", "system/Medication.rs"),
 		scopes: map[string]func(*fact) bool{
-			"Observation": func(f *fact) bool { return slices.ContainsFunc(f.tokens["status"], func(c coding) bool { return c.code == "final" }) },
-			"Patient":     func(*fact) bool { return true },
-			"Medication":  func(*fact) bool { return true },
+			"Observation": func(f *fact) bool {
+				return slices.ContainsFunc(f.tokens["status"], func(c coding) bool { return c.code == "final" })
+			},
+			"Patient":    func(*fact) bool { return true },
+			"Medication": func(*fact) bool { return true },
 		}})
 	c.custod = add(&principal{name: "city-hospital-ehr", kind: kSystem, clientID: "city-hospital-ehr", token: is.ClientToken(t, "city-hospital-ehr", "system/*.cruds")})
 	for _, pt := range patients {

@@ -38,7 +38,7 @@ type principal struct {
 	// scopes, when set, are a system client's only scopes: the types it
 	// may read and the constraint (?param=value) on each
 	scopes map[string]func(*fact) bool
-	token      string
+	token  string
 }
 
 func (p *principal) String() string { return p.name }
