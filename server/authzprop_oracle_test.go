@@ -322,7 +322,10 @@ func (w *world) releasedDepth(p *principal, f *fact, depth int) bool {
 			}
 		}
 		if p.kind == kProvider && f.bundleType == "document" && f.docPatient != "" {
-			return w.decide(f.docPatient, p.request(w.now), nil) == permit
+			// a document of a patient: the relationship, and no Consent
+			// denies the document itself (the package rule)
+			req := p.request(w.now)
+			return w.decide(f.docPatient, req, nil) == permit && w.decide(f.docPatient, req, f) != deny
 		}
 		return true
 	case "Provenance":
