@@ -20,7 +20,8 @@ package server_test
 //     AuditEvents of others (guessable ids) → TestAttackAuditEventsOfOthers
 //  4. imports: $import unaudited, wrong-patient C-CDA / HL7 v2 filing
 //     ($import and MLLP) → TestAttackImportAudited, TestAttackWrongPatientImport,
-//     TestAttackWrongPatientMLLP
+//     TestAttackWrongPatientMLLP; the demographics check answering callers
+//     who may not write the record → TestAttackImportDemographicsOracle
 //
 // The write side (every route × principal × record) is TestAuthzWriteMatrix
 // and TestAuthzConsentWrites.
@@ -474,6 +475,40 @@ func TestAttackWrongPatientImport(t *testing.T) {
 			}
 			if w := g.do(c.system, http.MethodPost, "/Patient/pt-0/$import?demographicsMismatch=accept", doc.body, "Content-Type: "+doc.ct); w.Code != http.StatusOK {
 				t.Errorf("%s: the system's override answered %d: %.300s", doc.name, w.Code, w.Body.String())
+			}
+		}
+	})
+}
+
+// TestAttackImportDemographicsOracle (class 4, found by the write
+// matrix): the demographics check of an import runs after the write is
+// authorised, so that one who may not write the record cannot learn the
+// patient's name, birth date or sex from its 422.
+func TestAttackImportDemographicsOracle(t *testing.T) {
+	ccda := readSample(t, "ccda", "hl7-ccda-examples_CCD-1.xml")
+	eachStoreKind(t, func(t *testing.T, k storeKind) {
+		g := newGateway(t, k)
+		c := g.cast([]string{ptA, ptB})
+		l := &loader{g: g, w: &world{res: map[string]*resource{}}, c: c}
+		pt := mkPatient(patientSpec{id: "pt-0", family: "Alvarez", given: "Amy"})
+		pt.body["gender"], pt.body["birthDate"] = "other", "1990-03-04"
+		l.put(c.system, pt)
+		l.put(c.system, mkPatient(patientSpec{id: "pt-1", family: "Bjork", given: "Boris"}))
+		g.freeze()
+		is := g.is
+		for _, p := range []*principal{
+			{name: "clinicC (shares with nobody)", kind: kProvider, token: is.ClientToken(t, "clinicC", "system/*.cruds")},
+			{name: "patient B", kind: kPatient, token: is.PatientToken(t, ptB, "openid", "fhirUser", "patient/*.cruds")},
+			{name: "dr-x (unmapped practitioner)", kind: kRefused, token: is.Token(t, authtest.Claims{"sub": "dr-x", "client_id": "practice-portal", "fhirUser": "Practitioner/dr-x", "scope": "openid fhirUser user/*.cruds"})},
+		} {
+			w := g.do(p, http.MethodPost, "/Patient/pt-0/$import", ccda, "Content-Type: application/cda+xml")
+			if w.Code != http.StatusForbidden {
+				t.Errorf("%s importing into A's record: %d, want 403", p, w.Code)
+			}
+			for _, secret := range []string{"Alvarez", "1990", "other"} {
+				if strings.Contains(w.Body.String(), secret) {
+					t.Errorf("%s learns A's %q from the answer: %.300s", p, secret, w.Body.String())
+				}
 			}
 		}
 	})

@@ -324,8 +324,14 @@ var writeRoutes = []writeRoute{
 		pt := writeTargets[t][0]
 		obs := e.resourceFor(t, e.uid("i"))
 		obs["subject"] = jref("Patient/src")
+		// the source's demographics are the target's (the check of
+		// wrong-patient imports is TestAttackWrongPatientImport's)
+		name := map[string]any{"family": "Alvarez", "given": []any{"Amy"}}
+		if pt == ptB {
+			name = map[string]any{"family": "Bjork", "given": []any{"Boris"}}
+		}
 		b := bundleOf("collection",
-			map[string]any{"fullUrl": "urn:uuid:5d1c7c7e-1f7e-4f3b-9c49-1a0c9b0e0001", "resource": map[string]any{"resourceType": "Patient", "id": "src", "name": []any{map[string]any{"family": "Source"}}}},
+			map[string]any{"fullUrl": "urn:uuid:5d1c7c7e-1f7e-4f3b-9c49-1a0c9b0e0001", "resource": map[string]any{"resourceType": "Patient", "id": "src", "name": []any{name}}},
 			map[string]any{"fullUrl": "urn:uuid:5d1c7c7e-1f7e-4f3b-9c49-1a0c9b0e0002", "resource": obs})
 		return func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodPost, "/"+pt+"/$import", b, "Content-Type: application/fhir+json")
