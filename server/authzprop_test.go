@@ -500,7 +500,7 @@ func (c *checker) expectOne(p *principal, q *query) ([]int, *fact) {
 func (c *checker) checkOne(p *principal, q *query, code int, body []byte) {
 	want, f := c.expectOne(p, q)
 	if !statusIn(code, want...) {
-		c.fail(p, q, "status %d, want %v: %.200s", code, want, body)
+		c.fail(p, q, "status %d, want %v: %.160s", code, want, body)
 		return
 	}
 	if code == http.StatusOK {
@@ -542,7 +542,7 @@ func (c *checker) checkSearch(p *principal, q *query) {
 		return
 	}
 	if !statusIn(code, allowed...) {
-		c.fail(p, q, "status %d, want %v: %.300s", code, allowed, body)
+		c.fail(p, q, "status %d, want %v: %.160s", code, allowed, body)
 		return
 	}
 	if code != http.StatusOK {
@@ -648,7 +648,7 @@ func (c *checker) checkHistory(p *principal, q *query) {
 		return
 	}
 	if !statusIn(code, allowed...) {
-		c.fail(p, q, "status %d, want %v: %.300s", code, allowed, body)
+		c.fail(p, q, "status %d, want %v: %.160s", code, allowed, body)
 		return
 	}
 	if code != http.StatusOK {
@@ -715,7 +715,7 @@ func (c *checker) checkEverything(p *principal, q *query) {
 		return
 	}
 	if !statusIn(code, allowed...) {
-		c.fail(p, q, "status %d, want %v: %.300s", code, allowed, body)
+		c.fail(p, q, "status %d, want %v: %.160s", code, allowed, body)
 		return
 	}
 	if code != http.StatusOK {
@@ -800,7 +800,7 @@ func (c *checker) checkAuditSearch(p *principal, q *query) {
 		return
 	}
 	if !statusIn(code, allowed...) {
-		c.fail(p, q, "status %d, want %v: %.300s", code, allowed, body)
+		c.fail(p, q, "status %d, want %v: %.160s", code, allowed, body)
 		return
 	}
 	if code != http.StatusOK {
