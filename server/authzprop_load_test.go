@@ -373,7 +373,7 @@ func genWorld(t testing.TB, g *gateway, seed uint64, size worldSize) (*world, *c
 	}
 
 	// each patient's record
-	var obs, conds, encs, mrs, docs []*fact
+	var obs, conds, encs, mrs, docs, ctxDocs []*fact
 	for i, pt := range w.patients {
 		n := size.perPatient
 		for k := range n + rng.IntN(3) {
@@ -474,6 +474,7 @@ func genWorld(t testing.TB, g *gateway, seed uint64, size worldSize) (*world, *c
 				l.upload(c.writers[pt], pt)
 			} else {
 				l.upload(sys, "DocumentReference/"+f.id)
+				ctxDocs = append(ctxDocs, f)
 			}
 		}
 		if chance(rng, 0.5) {
@@ -624,6 +625,9 @@ func genWorld(t testing.TB, g *gateway, seed uint64, size worldSize) (*world, *c
 	l.del(sys, doomed.ref())
 	if e := pick(rng, encs); e.ref() != doomed.ref() {
 		l.del(sys, e.ref())
+	}
+	if len(ctxDocs) > 0 && chance(rng, 0.5) {
+		l.del(sys, pick(rng, ctxDocs).ref()) // its file's security context is gone
 	}
 
 	// revocations, an amended Consent and a withdrawn one
