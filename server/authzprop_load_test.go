@@ -532,6 +532,9 @@ func genWorld(t testing.TB, g *gateway, seed uint64, size worldSize) (*world, *c
 		e.id, e.body["id"] = id, id
 		delete(e.body, "meta")
 		e.setLabels(f.labels)
+		if e.typ == "Patient" {
+			e.comp = []string{e.ref()} // a copy is a Patient of its own
+		}
 		return e
 	}
 	a := pick(rng, w.patients)

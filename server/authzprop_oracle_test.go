@@ -387,13 +387,15 @@ type auditEv struct {
 	refs     []string // every Patient reference (entity.what, agent.who)
 	agents   []string // agent.who references
 	clients  []string // agent.who identifier values (client ids)
+	outcome  string   // "0" success, else a failure or refusal
 	raw      json.RawMessage
 }
 
 func parseAuditEvent(raw json.RawMessage) (*auditEv, error) {
 	var ev struct {
-		ID   string `json:"id"`
-		Meta struct {
+		ID      string `json:"id"`
+		Outcome string `json:"outcome"`
+		Meta    struct {
 			VersionID string `json:"versionId"`
 		} `json:"meta"`
 		Agent []struct {
@@ -417,7 +419,7 @@ func parseAuditEvent(raw json.RawMessage) (*auditEv, error) {
 	if err := json.Unmarshal(raw, &ev); err != nil {
 		return nil, err
 	}
-	out := &auditEv{id: ev.ID, version: ev.Meta.VersionID, raw: raw}
+	out := &auditEv{id: ev.ID, version: ev.Meta.VersionID, outcome: ev.Outcome, raw: raw}
 	for _, a := range ev.Agent {
 		if a.Who == nil {
 			continue
@@ -455,12 +457,15 @@ func auditQuery(raw string) string {
 
 // auditRequired: p must receive ev (when a query matches it);
 // auditAllowed: p may receive it. Events are decided on their own
-// content (trust-spec: AuditEvent):
+// content (trust-spec: AuditEvent), with the stricter reading where the
+// rule would tell more than the caller knows:
 //   - a patient: the events whose patient (entity with role patient) is
 //     itself; it may also receive its own accesses that name no patient,
 //     or none but itself;
-//   - a provider: the events one of whose agents is itself (its client
-//     id, its organization or its practitioner user);
+//   - a provider: the events of its own accesses (an agent is its client
+//     id, its organization or its practitioner user) that succeeded; its
+//     refusals only when they name no patient (a refused read of
+//     Condition/x naming Patient/y tells whose x is);
 //   - a system client with an explicit AuditEvent scope, anonymous: all.
 func auditRequired(p *principal, ev *auditEv) bool {
 	switch p.kind {
@@ -479,7 +484,7 @@ func auditRequired(p *principal, ev *auditEv) bool {
 		}
 		return true
 	case kProvider:
-		return auditAllowed(p, ev)
+		return ev.outcome == "0" && auditAgent(p, ev)
 	}
 	return false
 }
@@ -504,14 +509,19 @@ func auditAllowed(p *principal, ev *auditEv) bool {
 		}
 		return true
 	case kProvider:
-		for _, a := range ev.agents {
-			if slices.Contains(p.actors, a) || (p.fhirUser != "" && a == p.fhirUser) {
-				return true
-			}
-		}
-		return slices.Contains(ev.clients, p.clientID)
+		return auditAgent(p, ev) && (ev.outcome == "0" || len(ev.patients) == 0)
 	}
 	return false
+}
+
+// auditAgent: one of the event's agents is the provider.
+func auditAgent(p *principal, ev *auditEv) bool {
+	for _, a := range ev.agents {
+		if slices.Contains(p.actors, a) || (p.fhirUser != "" && a == p.fhirUser) {
+			return true
+		}
+	}
+	return slices.Contains(ev.clients, p.clientID)
 }
 
 // auditMatchesPatient is AuditEvent?patient=x (R4: agent.who or
