@@ -550,6 +550,11 @@ func (e *wenv) consentCases(p *principal) {
 			body := consentJSON(cur.pt, "Organization/orgA", cur.org, ident)
 			id := e.mustCreate(anon, "Consent", body)
 			body["id"] = id
+			if custodianOf(cur.pt) {
+				// the custodian's new version names it: what is asked is
+				// whether the current version is its to change
+				body["organization"] = []any{jref(custOrg)}
+			}
 			return id, body
 		}
 		what := fmt.Sprintf("Consent of %s recorded by %s", cur.pt, map[string]string{"": "the patient", custOrg: "the custodian"}[cur.org])
