@@ -569,8 +569,13 @@ func (e *wenv) consentCases(p *principal) {
 			return e.do(p, http.MethodPut, "/Consent/"+id, body)
 		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
 		id, _ = mk()
+		ops := `[{"op":"replace","path":"/provision/actor/0/reference/reference","value":"` + selfActor + `"}`
+		if custodianOf(cur.pt) {
+			ops += `,{"op":"add","path":"/organization","value":[{"reference":"` + custOrg + `"}]}`
+		}
+		ops += "]"
 		e.refusedLeavesNothing("PATCH "+what, p, func() *httptest.ResponseRecorder {
-			return e.do(p, http.MethodPatch, "/Consent/"+id, `[{"op":"replace","path":"/provision/actor/0/reference/reference","value":"`+selfActor+`"}]`, "Content-Type: application/json-patch+json")
+			return e.do(p, http.MethodPatch, "/Consent/"+id, ops, "Content-Type: application/json-patch+json")
 		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
 		id, _ = mk()
 		e.refusedLeavesNothing("DELETE "+what, p, func() *httptest.ResponseRecorder {
