@@ -484,7 +484,7 @@ func auditRequired(p *principal, ev *auditEv) bool {
 		}
 		return true
 	case kProvider:
-		return ev.outcome == "0" && auditAgent(p, ev)
+		return ev.outcome == "0" && auditActor(p, ev)
 	}
 	return false
 }
@@ -514,14 +514,21 @@ func auditAllowed(p *principal, ev *auditEv) bool {
 	return false
 }
 
-// auditAgent: one of the event's agents is the provider.
-func auditAgent(p *principal, ev *auditEv) bool {
+// auditActor: an agent of the event is the provider's organization or
+// practitioner user; auditAgent: or its client (a practitioner's access
+// through the organization's client is the client's too, which the
+// client may, but need not, be shown).
+func auditActor(p *principal, ev *auditEv) bool {
 	for _, a := range ev.agents {
 		if slices.Contains(p.actors, a) || (p.fhirUser != "" && a == p.fhirUser) {
 			return true
 		}
 	}
-	return slices.Contains(ev.clients, p.clientID)
+	return false
+}
+
+func auditAgent(p *principal, ev *auditEv) bool {
+	return auditActor(p, ev) || slices.Contains(ev.clients, p.clientID)
 }
 
 // auditMatchesPatient is AuditEvent?patient=x (R4: agent.who or
