@@ -351,7 +351,7 @@ func TestAttackCountsAndPaging(t *testing.T) {
 				if pg.total != nil && *pg.total != released {
 					t.Errorf("%s %s: total %d, but %d entries are released", who, path, *pg.total, released)
 				}
-				if pg.next != "" && len(pg.matches)+len(pg.history) == 0 {
+				if pg.next != "" && len(pg.matches)+len(pg.history)+len(pg.audit)+len(pg.historyAud) == 0 {
 					t.Errorf("%s %s: an empty page with a next link", who, path)
 				}
 			}
