@@ -15,6 +15,29 @@ import (
 	"time"
 )
 
+// readings are the choices this oracle makes where trust-spec.md can be
+// read two ways: each is the stricter reading (less is released), and
+// each was reported to the lead. Change one only with the spec's wording.
+var readings = struct {
+	// deletedIsWithheld: a read or vread of a deleted resource whose
+	// deleted version is withheld answers 403 (rules 7 and 8), not 410
+	// (which tells that it existed and was deleted).
+	deletedIsWithheld bool
+	// patientAuditByRole: a patient's events are those whose patient
+	// (entity with role patient) is itself, not every event that names it
+	// (as the domain resource, or as the agent of an access about another
+	// patient).
+	patientAuditByRole bool
+	// providerRefusalsHidden: a provider does not read its own refused
+	// accesses that name a patient: "Condition/x refused, patient y" tells
+	// whose x is, which the refusal withheld.
+	providerRefusalsHidden bool
+	// custodianOwnConsents: a custodian changes or withdraws only the
+	// Consents that name its organization ("the current version must be
+	// the writer's to change"), not those the patient recorded.
+	custodianOwnConsents bool
+}{true, true, true, true}
+
 // Principal kinds.
 const (
 	kAnon     = "anonymous"
@@ -499,6 +522,9 @@ func auditAllowed(p *principal, ev *auditEv) bool {
 		if auditRequired(p, ev) {
 			return true
 		}
+		if !readings.patientAuditByRole {
+			return slices.Contains(ev.refs, p.patient)
+		}
 		if len(ev.patients) > 0 || !slices.Contains(ev.agents, p.patient) {
 			return false
 		}
@@ -509,7 +535,7 @@ func auditAllowed(p *principal, ev *auditEv) bool {
 		}
 		return true
 	case kProvider:
-		return auditAgent(p, ev) && (ev.outcome == "0" || len(ev.patients) == 0)
+		return auditAgent(p, ev) && (ev.outcome == "0" || len(ev.patients) == 0 || !readings.providerRefusalsHidden)
 	}
 	return false
 }

@@ -470,9 +470,13 @@ func (c *checker) expectOne(p *principal, q *query) ([]int, *fact) {
 	if r == nil {
 		return []int{http.StatusNotFound}, nil
 	}
+	withheld := []int{http.StatusForbidden}
 	if q.kind == qRead {
+		if r.current() == nil && !readings.deletedIsWithheld {
+			withheld = append(withheld, http.StatusGone)
+		}
 		if !w.released(p, r.lastContent()) {
-			return []int{http.StatusForbidden}, nil
+			return withheld, nil
 		}
 		if r.current() == nil {
 			return []int{http.StatusGone}, nil
@@ -483,8 +487,11 @@ func (c *checker) expectOne(p *principal, q *query) ([]int, *fact) {
 		if v.vid != q.vid {
 			continue
 		}
+		if v.f == nil && !readings.deletedIsWithheld {
+			withheld = append(withheld, http.StatusGone)
+		}
 		if !w.released(p, r.contentOf(i)) {
-			return []int{http.StatusForbidden}, nil
+			return withheld, nil
 		}
 		if v.f == nil {
 			return []int{http.StatusGone}, nil
