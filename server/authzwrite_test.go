@@ -563,16 +563,20 @@ func (e *wenv) consentCases(p *principal) {
 			return id, body
 		}
 		what := fmt.Sprintf("Consent of %s recorded by %s", cur.pt, map[string]string{"": "the patient", custOrg: "the custodian"}[cur.org])
+		newOrg := cur.org // what the new version names
+		if custodianOf(cur.pt) {
+			newOrg = custOrg
+		}
 		id, body := mk()
 		body["status"] = "inactive"
 		e.refusedLeavesNothing("PUT (revoke) "+what, p, func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodPut, "/Consent/"+id, body)
-		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
+		}, status(cur.pt, newOrg, true, cur.org, http.StatusOK)...)
 		id, body = mk()
 		body["provision"].(map[string]any)["actor"] = []any{map[string]any{"role": cc(coding{"http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP"}), "reference": jref(selfActor)}}
 		e.refusedLeavesNothing("PUT (re-grant to "+selfActor+") "+what, p, func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodPut, "/Consent/"+id, body)
-		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
+		}, status(cur.pt, newOrg, true, cur.org, http.StatusOK)...)
 		id, _ = mk()
 		ops := `[{"op":"replace","path":"/provision/actor/0/reference/reference","value":"` + selfActor + `"}`
 		if custodianOf(cur.pt) {
@@ -581,15 +585,15 @@ func (e *wenv) consentCases(p *principal) {
 		ops += "]"
 		e.refusedLeavesNothing("PATCH "+what, p, func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodPatch, "/Consent/"+id, ops, "Content-Type: application/json-patch+json")
-		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
+		}, status(cur.pt, newOrg, true, cur.org, http.StatusOK)...)
 		id, _ = mk()
 		e.refusedLeavesNothing("DELETE "+what, p, func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodDelete, "/Consent/"+id, nil)
-		}, status(cur.pt, cur.org, true, cur.org, http.StatusNoContent)...)
+		}, status(cur.pt, newOrg, true, cur.org, http.StatusNoContent)...)
 		id, body = mk()
 		e.refusedLeavesNothing("transaction PUT "+what, p, func() *httptest.ResponseRecorder {
 			return e.do(p, http.MethodPost, "/", bundleOf("transaction", map[string]any{"resource": body, "request": map[string]any{"method": "PUT", "url": "Consent/" + id}}))
-		}, status(cur.pt, cur.org, true, cur.org, http.StatusOK)...)
+		}, status(cur.pt, newOrg, true, cur.org, http.StatusOK)...)
 	}
 	// moving B's Consent to A (the current version is not A's) and a
 	// conditional update of a Consent
