@@ -483,16 +483,9 @@ func (g *Guard) VReadStub(ctx context.Context, typ, id, vid string) (*fhir.Resou
 func (g *Guard) checked(ctx context.Context, read func() (*fhir.Resource, error)) (*fhir.Resource, error) {
 	r, err := read()
 	if err != nil {
-		if g.p != nil && errors.Is(err, storage.ErrGone) && r != nil {
-			// "deleted" tells only whoever could see what was deleted
-			last, lerr := g.lastContent(ctx, r.Type, r.ID)
-			if lerr != nil {
-				return nil, lerr
-			}
-			if last != nil {
-				if cerr := g.Check(ctx, last); cerr != nil {
-					return nil, cerr
-				}
+		if errors.Is(err, storage.ErrGone) && r != nil {
+			if cerr := g.CheckDeleted(ctx, r.Type, r.ID); cerr != nil {
+				return nil, cerr
 			}
 		}
 		return r, err
@@ -537,6 +530,20 @@ func (g *Guard) History(ctx context.Context, q storage.HistoryQuery) (*storage.H
 	}
 	q.Release = g.Release()
 	return g.d.store.History(ctx, q)
+}
+
+// CheckDeleted answers a read that found the resource deleted: a 403 when
+// the caller could not see what was deleted ("deleted" would tell it that
+// something was there), nil when the 410 may stand.
+func (g *Guard) CheckDeleted(ctx context.Context, typ, id string) error {
+	if g.p == nil {
+		return nil
+	}
+	last, err := g.lastContent(ctx, typ, id)
+	if err != nil || last == nil {
+		return err
+	}
+	return g.Check(ctx, last)
 }
 
 // lastContent is the newest version of a resource that has content (the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
@@ -680,6 +681,13 @@ func (s *Server) execGetEntry(ctx context.Context, tx storage.Tx, be *bundleEntr
 		r, err = tx.VRead(ctx, be.typ, be.id, be.vid)
 	} else {
 		r, err = tx.Read(ctx, be.typ, be.id)
+	}
+	if errors.Is(err, storage.ErrGone) {
+		if g := release.GuardFrom(ctx); g != nil {
+			if cerr := g.CheckDeleted(ctx, be.typ, be.id); cerr != nil {
+				return cerr
+			}
+		}
 	}
 	if err != nil {
 		return err
