@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fhirgate/fhirgate/auth"
@@ -17,6 +18,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/google/uuid"
@@ -47,6 +49,9 @@ type Config struct {
 	NewID func() string
 	// Logger; nil discards. Never receives resource bodies.
 	Logger *slog.Logger
+	// CanonicalBase is the canonical base of the gateway's conformance
+	// resources (the opinion profile); DefaultCanonicalBase when "".
+	CanonicalBase string
 }
 
 // Service is the second-opinion workflow over the store and the release
@@ -57,6 +62,10 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+
+	profileOnce sync.Once
+	profiles    *validate.Validator
+	profileErr  error
 }
 
 // New returns a Service.

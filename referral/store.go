@@ -205,6 +205,15 @@ func (t *workflowTx) Update(ctx context.Context, res *fhir.Resource, opts storag
 }
 
 func (t *workflowTx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOptions) (string, error) {
+	if typ == "Bundle" {
+		cur, err := t.Tx.Read(ctx, typ, id)
+		if err == nil {
+			p, _ := caller(ctx)
+			if _, err := t.s.opinionWrite(ctx, t.Tx, p, cur, nil); err != nil {
+				return "", err
+			}
+		}
+	}
 	if typ == "Task" {
 		cur, err := t.Tx.Read(ctx, typ, id)
 		if err == nil && IsTask(cur) {
@@ -235,8 +244,11 @@ func (t *workflowTx) RecordMark(ctx context.Context, patientID string, refs []st
 // (nil for a creation) and returns what is to be stored.
 func (s *Service) beforeWrite(ctx context.Context, tx storage.Tx, cur, next *fhir.Resource) (*fhir.Resource, error) {
 	p, _ := caller(ctx)
-	if IsTask(cur) || IsTask(next) {
+	switch {
+	case IsTask(cur) || IsTask(next):
 		return s.taskChange(ctx, tx, p, cur, next)
+	case next != nil && next.Type == "Bundle" || cur != nil && cur.Type == "Bundle":
+		return s.opinionWrite(ctx, tx, p, cur, next)
 	}
 	return next, nil
 }

@@ -97,8 +97,16 @@ func (s *Service) taskChange(ctx context.Context, tx storage.Tx, p *auth.Princip
 	if err != nil {
 		return nil, conflict("Task.businessStatus", "%s", err.Error())
 	}
-	if to == "completed" && len(nr.Get("output").Elems()) == 0 {
-		return nil, conflict("Task.output", "a completed referral Task points at the opinion in output")
+	opinions, err := s.taskOpinions(ctx, tx, next)
+	if err != nil {
+		return nil, err
+	}
+	if to == "completed" && !slices.ContainsFunc(opinions, (*Opinion).Final) {
+		return nil, conflict("Task.output", "a completed referral Task points at its final opinion in output: a document Bundle whose Composition follows %s (see Task/[id]/$opinion)", s.profileURL())
+	}
+	if to == "in-progress" && (sent == "" || sent == prev) && newInterim(cur, opinions) {
+		// an interim report joined the output: BSeR 5.1.4
+		code = "5.1.4"
 	}
 	set := map[string]any{}
 	if code != "" && (code != sent || nr.Get("businessStatus") == nil) {
@@ -111,4 +119,19 @@ func (s *Service) taskChange(ctx context.Context, tx storage.Tx, p *auth.Princip
 		return next, nil
 	}
 	return withMembers(next, set)
+}
+
+// newInterim reports whether opinions hold an interim report (a
+// preliminary opinion) that cur's output did not name.
+func newInterim(cur *fhir.Resource, opinions []*Opinion) bool {
+	had := map[string]bool{}
+	for _, o := range cur.Root().Get("output").Elems() {
+		had[localRef(o.Get("valueReference").Get("reference").String())] = true
+	}
+	for _, o := range opinions {
+		if !o.Final() && !had["Bundle/"+o.Bundle.ID] {
+			return true
+		}
+	}
+	return false
 }

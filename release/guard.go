@@ -270,6 +270,12 @@ func (g *Guard) decide(ctx context.Context, r *fhir.Resource, depth int, scoped 
 	if g.p.Kind == auth.KindSystem {
 		return r.Type != "AuditEvent" || auditScope(g.p), nil
 	}
+	if g.p.Kind == auth.KindProvider && (r.Type == "Communication" || r.Type == "Bundle") {
+		// an opinion or a follow-up message of a referral Task
+		if ok, decided, err := g.workflowReleased(ctx, r); decided || err != nil {
+			return ok, err
+		}
+	}
 	switch r.Type {
 	case "AuditEvent":
 		return g.auditReleased(r), nil

@@ -105,6 +105,9 @@ func (s *Server) operationDefinition(op *Operation) (*fhir.Resource, error) {
 // API. Read by id: the last segment of the canonical in the
 // CapabilityStatement.
 func (s *Server) definition(typ, id string) *fhir.Resource {
+	if r := s.conformance[typ+"/"+id]; r != nil {
+		return r // the published profiles and code systems (opinion.go)
+	}
 	if typ != "OperationDefinition" {
 		return nil
 	}

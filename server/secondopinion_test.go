@@ -205,18 +205,15 @@ func TestSecondOpinionEndToEnd(t *testing.T) {
 			f.step(t, "so1", t1, "received", "2.0", "", 200)
 			f.step(t, "so2", t1, "accepted", "3.0", "", 403) // not its Task
 			f.step(t, "so1", t1, "accepted", "3.0", "", 200)
-			dr := f.create(t, "so1", "DiagnosticReport", `{"resourceType":"DiagnosticReport","status":"final",
-			 "code":{"coding":[{"system":"http://loinc.org","code":"11488-4","display":"Consult note"}]},"subject":{"reference":"Patient/`+f.pid+`"},
-			 "conclusion":"No stent needed.","presentedForm":[{"contentType":"application/pdf","data":"JVBERi0xLjQK"}]}`)
+			op1 := f.postOpinion(t, "so1", t1, res.packages[0])
 			f.step(t, "so1", t1, "completed", "7.0", "", http.StatusConflict) // no output
-			f.step(t, "so1", t1, "completed", "7.0", "DiagnosticReport/"+dr, 200)
+			f.step(t, "so1", t1, "completed", "7.0", op1, 200)
 
 			// clinic2 goes through in-progress and answers with a DocumentReference
 			f.step(t, "so2", t2, "accepted", "3.0", "", 200)
 			f.step(t, "so2", t2, "in-progress", "5.1.1", "", 200)
-			doc := f.create(t, "so2", "DocumentReference", `{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/`+f.pid+`"},
-			 "type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0xLjQK"}}]}`)
-			f.patchStep(t, "so2", t2, "completed", "7.0", "DocumentReference/"+doc, 200)
+			op2 := f.postOpinion(t, "so2", t2, res.packages[1])
+			f.patchStep(t, "so2", t2, "completed", "7.0", op2, 200)
 
 			// the patient reads both opinions through the Tasks
 			for _, tk := range []string{t1, t2} {
@@ -364,7 +361,8 @@ func TestTaskTransitionsIllegal(t *testing.T) {
 	// completed → anything
 	tk2 := one()
 	f.step(t, "so1", tk2, "accepted", "3.0", "", 200)
-	f.step(t, "so1", tk2, "completed", "7.0", "Observation/x", 200)
+	pkg := jsonMap(t, f.getAs(t, "system", tk2))["input"].([]any)[0].(map[string]any)["valueReference"].(map[string]any)["reference"].(string)
+	f.step(t, "so1", tk2, "completed", "7.0", f.postOpinion(t, "so1", tk2, pkg), 200)
 	for _, st := range []string{"in-progress", "cancelled", "failed", "completed"} {
 		f.step(t, "so1", tk2, st, referral.BusinessStatusFor(st), "Observation/x", 409)
 	}

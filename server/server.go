@@ -151,6 +151,7 @@ type Server struct {
 	publicPaths  map[string]bool
 	decider      *release.Decider
 	referral     *referral.Service
+	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
 	capsCache    sync.Map // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	budget       *bodyBudget
@@ -199,7 +200,7 @@ func New(cfg Config) *Server {
 	// the second-opinion workflow: its rules apply to every write a
 	// request makes (referral.Service.Store), before the release rule
 	// decides the transaction
-	s.referral = referral.New(referral.Config{Store: checked, Decider: s.decider, Search: cfg.Search, Validator: cfg.Validator, Now: s.now, NewID: s.newID, Logger: cfg.Logger})
+	s.referral = referral.New(referral.Config{Store: checked, Decider: s.decider, Search: cfg.Search, Validator: cfg.Validator, Now: s.now, NewID: s.newID, Logger: cfg.Logger, CanonicalBase: s.canonicalBase()})
 	s.cfg.Store = s.referral.Store(checked)
 	s.started = s.now()
 	gin.SetMode(gin.ReleaseMode)
@@ -225,6 +226,7 @@ func New(cfg Config) *Server {
 	}
 	s.registerEverything()
 	s.registerSecondOpinion()
+	s.registerOpinions()
 	s.registerImport()
 	s.registerBinary()
 	if cfg.Pull != nil {

@@ -124,7 +124,7 @@ func TestTaskPlainClient(t *testing.T) {
 				}
 			}
 			path := []struct{ to, output string }{
-				{"received", ""}, {"accepted", ""}, {"in-progress", ""}, {"on-hold", ""}, {"in-progress", ""}, {"completed", "DiagnosticReport/x"},
+				{"received", ""}, {"accepted", ""}, {"in-progress", ""}, {"on-hold", ""}, {"in-progress", ""}, {"completed", "opinion"},
 			}
 			state := "requested"
 			illegal(state)
@@ -133,6 +133,9 @@ func TestTaskPlainClient(t *testing.T) {
 					code int
 					got  map[string]any
 				)
+				if step.output == "opinion" {
+					step.output = f.postOpinion(t, "so1", tk, res.packages[0])
+				}
 				if i%2 == 0 {
 					code, got = f.plainPut(t, "so1", tk, step.to, step.output)
 				} else {
@@ -185,6 +188,16 @@ func TestTaskPlainClient(t *testing.T) {
 			f.step(t, "patientP", tk3, "in-progress", "5.2", "", http.StatusOK)
 		})
 	}
+}
+
+// postOpinion stores a final opinion of the Task with POST Bundle and
+// returns its reference.
+func (f *soFixture) postOpinion(t *testing.T, who, task, pkg string) string {
+	t.Helper()
+	w := f.as(who, http.MethodPost, "/Bundle", opinionDoc(f.pid, task, pkg, opinionSpec{status: "final", practitioner: "Practitioner/dr-rao",
+		agreement: "agree", urgency: "routine", question: "Do I need a stent?", plan: []concept{statinPlan}}))
+	mustStatus(t, w, http.StatusCreated)
+	return "Bundle/" + jsonMap(t, w.Body.Bytes())["id"].(string)
 }
 
 // TestTaskStateMachinePublished: the CapabilityStatement documents the

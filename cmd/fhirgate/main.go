@@ -31,6 +31,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/observe"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/referral/drafting"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
@@ -380,6 +381,11 @@ func newNarrator(c config.NarrativeModel, log *slog.Logger) (server.Narrator, er
 // newValidator builds the write validator with the profiles the config names.
 func newValidator(cfg *config.Config) (*validate.Validator, error) {
 	v := validate.New(validate.Options{})
+	// documents that claim the gateway's own opinion profile are checked
+	// against it like any other write
+	if err := v.AddProfile(referral.OpinionProfile(cfg.Server.CanonicalBase)); err != nil {
+		return nil, fmt.Errorf("the second-opinion profile: %w", err)
+	}
 	for _, f := range cfg.Validation.Profiles {
 		if st, err := os.Stat(f); err == nil && st.IsDir() {
 			// an unpacked FHIR package: every StructureDefinition in it
