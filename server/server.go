@@ -152,7 +152,7 @@ type Server struct {
 	decider      *release.Decider
 	referral     *referral.Service
 	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
-	capsCache    sync.Map // base URL -> CapabilityStatement JSON
+	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	budget       *bodyBudget
 	draining     atomic.Bool
