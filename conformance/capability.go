@@ -184,6 +184,7 @@ var claimTable = map[string][]string{
 	"operation:summary":                       {"Patient/$summary"},
 	"operation:import":                        {"Patient/$import"},
 	"operation:second-opinion":                {"Patient/$second-opinion"},
+	"operation:opinion":                       {"Task/$opinion"},
 	"operation:status":                        {"Subscription/$status"},
 	"system:transaction":                      {"system/transaction", "system/transaction-atomic"},
 	"system:batch":                            {"system/batch"},

@@ -199,6 +199,36 @@ func (r *runner) systemChecks(ctx context.Context) {
 			r.secondOpinionOp(ctx)
 		}
 	}
+	if t := cs.resource("Task"); t != nil && t.hasOp("opinion") {
+		r.opinionOp(ctx)
+	}
+}
+
+// opinionOp checks that Task/$opinion refuses what is not an opinion of a
+// second-opinion Task with a 4xx OperationOutcome (a whole request needs
+// Consents and tokens beyond a black-box run), and answers 404 for an
+// unknown Task.
+func (r *runner) opinionOp(ctx context.Context) {
+	r.check(ctx, "Task", "Task/$opinion", "Task.operation:opinion", func(c *ct) string {
+		tr := c.do(http.MethodPost, "/Task", mustJSON(map[string]any{"resourceType": "Task", "status": "requested", "intent": "order"}))
+		c.mustStatus(tr, http.StatusCreated)
+		id := str(tr.obj, "id")
+		r.noteCreated("Task", id)
+		doc := map[string]any{"resourceType": "Bundle", "type": "document", "timestamp": "2025-01-01T00:00:00Z",
+			"identifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c6b2a3e-4d5f-4a6b-8c7d-9e0f1a2b3c4e"},
+			"entry": []any{map[string]any{"fullUrl": "urn:uuid:0c6b2a3e-4d5f-4a6b-8c7d-9e0f1a2b3c4f", "resource": map[string]any{
+				"resourceType": "Composition", "status": "final", "type": map[string]any{"text": "opinion"}, "date": "2025-01-01", "title": "conformance",
+				"author": []any{map[string]any{"display": "conformance"}},
+				"event":  []any{map[string]any{"detail": []any{map[string]any{"reference": "Task/" + id}}}}}}}}
+		resp := c.do(http.MethodPost, "/Task/"+id+"/$opinion", mustJSON(doc))
+		if resp.status < 400 || resp.status >= 500 {
+			c.failf("POST /Task/%s/$opinion for a Task of no second-opinion request: status %d, want a 4xx", id, resp.status)
+		} else {
+			c.expectError(resp, resp.status)
+		}
+		c.expectError(c.do(http.MethodPost, "/Task/conf-"+r.uniq+"-nobody/$opinion", mustJSON(doc)), http.StatusNotFound)
+		return fmt.Sprintf("an opinion of a Task of no second-opinion request: %d with an OperationOutcome; 404 for an unknown Task", resp.status)
+	})
 }
 
 // summaryOp checks Patient/$summary: a document Bundle whose first entry
