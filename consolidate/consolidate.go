@@ -677,3 +677,41 @@ func cmpOr(a, b int) int {
 	}
 	return b
 }
+
+// Get reads a resource for a source that files through the consolidator
+// (package abdm's Records): nil, and no error, when it does not exist or
+// was deleted.
+func (c *Consolidator) Get(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	r, err := c.Store.Read(ctx, typ, id)
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// Put stores a resource a source authors itself (ABDM's Consents),
+// creating or replacing it.
+func (c *Consolidator) Put(ctx context.Context, res *fhir.Resource) error {
+	_, _, err := c.Store.Update(ctx, res, storage.UpdateOptions{AllowCreate: true})
+	return err
+}
+
+// Remove deletes what a source withdraws ("Type/id"), all or nothing;
+// resources already gone are fine.
+func (c *Consolidator) Remove(ctx context.Context, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	return c.Store.InTx(ctx, func(tx storage.Tx) error {
+		for _, ref := range refs {
+			typ, id, ok := strings.Cut(ref, "/")
+			if !ok {
+				continue
+			}
+			if _, err := tx.Delete(ctx, typ, id, storage.DeleteOptions{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("delete %s: %w", ref, err)
+			}
+		}
+		return nil
+	})
+}

@@ -10,8 +10,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/fhirgate/fhirgate/adapters"
-	"github.com/fhirgate/fhirgate/consolidate"
-	"github.com/fhirgate/fhirgate/storage"
 )
 
 // Type is the source type name in the config file.
@@ -173,21 +171,15 @@ func (c *Config) Validate(p *adapters.Problems, opts adapters.Options) {
 }
 
 // NewFactory returns the "abdm" factory. Unlike other sources an ABDM
-// source keeps state (consent requests, artefacts, transactions) and files
-// the pushed records itself, so it needs the store:
+// source keeps state between callbacks (consent requests, artefacts, open
+// transfers) and is handed the HIPs' records when they push them, so it
+// needs somewhere to keep its state and the record to file into:
 //
-//	reg.Register(abdm.Type, abdm.NewFactory(store))
-func NewFactory(st storage.Store) adapters.Factory { return factory{store: st} }
-
-// NewFactoryWith is NewFactory filing transfers through cons, the
-// consolidator the gateway shares among everything that files records.
-func NewFactoryWith(st storage.Store, cons *consolidate.Consolidator) adapters.Factory {
-	return factory{store: st, cons: cons}
-}
+//	reg.Register(abdm.Type, abdm.NewFactory(abdm.Deps{State: store.AdapterState(), Records: consolidator}))
+func NewFactory(deps Deps) adapters.Factory { return factory{deps: deps} }
 
 type factory struct {
-	store storage.Store
-	cons  *consolidate.Consolidator
+	deps Deps
 }
 
 func (f factory) Validate(node *yaml.Node, opts adapters.Options) []adapters.Problem {
@@ -200,14 +192,7 @@ func (f factory) Open(id string, node *yaml.Node, opts adapters.Options) (adapte
 	if len(ps) > 0 {
 		return nil, adapters.ProblemsError(ps)
 	}
-	h, err := New(id, cfg, f.store, opts)
-	if err != nil {
-		return nil, err
-	}
-	if f.cons != nil {
-		h.cons = f.cons
-	}
-	return h, nil
+	return New(id, cfg, f.deps, opts)
 }
 
 func decode(node *yaml.Node, opts adapters.Options) (Config, []adapters.Problem) {

@@ -38,7 +38,7 @@ callbackBaseURL: https://fhirgate.example.org/abdm
 			if err := yaml.Unmarshal([]byte(c.yaml), &doc); err != nil {
 				t.Fatal(err)
 			}
-			ps := abdm.NewFactory(nil).Validate(doc.Content[0], adapters.Options{LookupEnv: env})
+			ps := abdm.NewFactory(abdm.Deps{}).Validate(doc.Content[0], adapters.Options{LookupEnv: env})
 			if len(c.want) == 0 && len(ps) > 0 {
 				t.Fatalf("problems: %v", ps)
 			}

@@ -1,18 +1,21 @@
 package abdm_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/adapters/abdm/abdmsim"
 	"github.com/fhirgate/fhirgate/adapters/adaptertest"
+	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
@@ -47,13 +50,34 @@ var stores = []storeKind{
 		return s
 	}},
 	{"postgres", func(t *testing.T) storage.Store {
-		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: registry})
+		cfg := pgtest.Config(t)
+		s, err := postgres.Open(context.Background(), cfg, sqlstore.Options{Registry: registry})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
+		pgConfigs.Store(s, cfg)
 		return s
 	}},
+}
+
+// pgConfigs remembers where each PostgreSQL test store lives, for reopen.
+var pgConfigs sync.Map // storage.Store -> postgres.Config
+
+// reopen opens another store on the database of st (as another replica
+// would, with its own connection pool).
+func reopen(t *testing.T, st storage.Store) storage.Store {
+	t.Helper()
+	cfg, ok := pgConfigs.Load(st)
+	if !ok {
+		t.Fatal("not a PostgreSQL test store")
+	}
+	s, err := postgres.Open(context.Background(), cfg.(postgres.Config), sqlstore.Options{Registry: registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // samples reads NDHM document bundles from ../shared/testdata/abdm-ndhm.
@@ -95,6 +119,21 @@ type env struct {
 	clock *adaptertest.FakeClock
 	srv   *server.Server
 	cfg   abdm.Config
+	// stateKey replaces the shared state key when set
+	stateKey string
+}
+
+// replica is another gateway process on st: its own HIU and server.
+func (e *env) replica(st storage.Store) (*abdm.HIU, *server.Server) {
+	e.t.Helper()
+	h, err := abdm.New("abdm", e.cfg, abdm.Deps{State: st.(*sqlstore.Store).AdapterState(), Records: &consolidate.Consolidator{Store: st, Now: e.clock.Now}},
+		adapters.Options{Clock: e.clock, LookupEnv: e.env})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := server.New(server.Config{Store: st, Search: registry})
+	srv.RegisterABDM(h)
+	return h, srv
 }
 
 const patientID = "p1"
@@ -125,9 +164,7 @@ func setup(t *testing.T, kind storeKind, version string, ccs []abdmsim.CareConte
 // open (re)opens the HIU and the server, as a restart would.
 func (e *env) open() {
 	e.t.Helper()
-	h, err := abdm.New("abdm", e.cfg, e.st, adapters.Options{Clock: e.clock, LookupEnv: func(k string) (string, bool) {
-		return "sim-secret", k == "ABDM_SECRET"
-	}})
+	h, err := abdm.New("abdm", e.cfg, e.deps(), adapters.Options{Clock: e.clock, LookupEnv: e.env})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -135,6 +172,24 @@ func (e *env) open() {
 	e.srv = server.New(server.Config{Store: e.st, Search: registry})
 	e.srv.RegisterABDM(h)
 	e.sim.HIU = e.srv
+}
+
+// deps are what an HIU of this environment keeps its state in and files
+// into: the store's adapter state and a consolidator on the store.
+func (e *env) deps() abdm.Deps {
+	return abdm.Deps{State: e.st.(*sqlstore.Store).AdapterState(), Records: &consolidate.Consolidator{Store: e.st, Now: e.clock.Now}}
+}
+
+// env is the environment the HIU reads: the gateway's client secret and a
+// state key shared by every HIU of the test (as by every replica).
+func (e *env) env(k string) (string, bool) {
+	switch k {
+	case "ABDM_SECRET":
+		return "sim-secret", true
+	case abdm.StateKeyEnv:
+		return cmp.Or(e.stateKey, "c3RhdGUta2V5LW9mLXRoZS10ZXN0cy0zMi1ieXRlcyE="), true
+	}
+	return "", false
 }
 
 func (e *env) fetch() (adapters.Result, error) {

@@ -14,11 +14,16 @@
 // the HIU then notifies the gateway. A later Fetch reports the outcome.
 //
 // Callbacks must carry a JWT signed by the gateway (verified against its
-// JWKS) and are idempotent by request id. Private keys live in memory only,
-// until the transaction's push window closes.
+// JWKS) and are idempotent by request id. The HIU's state — its ledger and
+// each open transfer's key and received pages, sealed with the state key —
+// lives in the gateway's database (StateStore), so that any replica can
+// take a callback or a push for a request another replica made, and what
+// it receives is filed through consolidation (Records). The package knows
+// neither the store nor SQL.
 package abdm
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -30,16 +35,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/abdm/fidelius"
-	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/storage"
 )
 
 // ABHASystem is the identifier system of an ABHA address on a Patient.
@@ -65,23 +67,6 @@ var (
 // maxBody bounds callback bodies (pushes carry whole documents).
 const maxBody = 64 << 20
 
-// txKeys is the key material of one transaction, in memory only.
-type txKeys struct {
-	priv     *fidelius.PrivateKey
-	nonce    []byte
-	deadline time.Time
-	// pages received so far (decrypted), by page number
-	pages     map[int][]doc
-	pageCount int
-	hipID     string
-	artefact  string
-	txID      string // set by on-request
-	// filing is set once every page arrived: the key is destroyed and the
-	// entry only stays so that Sweep, running meanwhile, does not take the
-	// transaction for one a restart lost; more pages are refused.
-	filing bool
-}
-
 // doc is one decrypted document of a push.
 type doc struct {
 	careContext string
@@ -90,44 +75,58 @@ type doc struct {
 
 // HIU is an "abdm" source.
 type HIU struct {
-	id    string
-	cfg   Config
-	p     paths
-	st    storage.Store
-	state *stateStore
-	gw    *gateway
-	ver   *verifier
-	log   *slog.Logger
-	clock adapters.Clock
-	cons  *consolidate.Consolidator
-
-	mu   sync.Mutex         // serialises state changes in this process
-	keys map[string]*txKeys // by HI request id until on-request, then by transaction id
+	id      string
+	cfg     Config
+	p       paths
+	state   StateStore
+	records Records
+	ledger  *ledgerStore
+	seal    *sealer
+	gw      *gateway
+	ver     *verifier
+	log     *slog.Logger
+	clock   adapters.Clock
 }
 
 var _ adapters.Source = (*HIU)(nil)
 
-// New opens an "abdm" source on st.
-func New(id string, cfg Config, st storage.Store, opts adapters.Options) (*HIU, error) {
+// Deps are what an HIU keeps its state in and files into.
+type Deps struct {
+	// State keeps the ledger and the transfer records (required).
+	State StateStore
+	// Records reads the local Patient and files what HIPs push (required).
+	Records Records
+}
+
+// New opens an "abdm" source. The state key comes from the environment
+// variable StateKeyEnv (opts.LookupEnv); without it, transfers complete
+// only on this process and not across a restart (logged at start).
+func New(id string, cfg Config, deps Deps, opts adapters.Options) (*HIU, error) {
 	opts = opts.WithDefaults()
 	cfg.defaults()
-	if st == nil {
-		return nil, fmt.Errorf("%w: the abdm source needs the store", adapters.ErrConfig)
+	if deps.State == nil || deps.Records == nil {
+		return nil, fmt.Errorf("%w: the abdm source needs the state store and the record", adapters.ErrConfig)
 	}
 	secret, _ := opts.LookupEnv(cfg.SecretEnv)
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
+	seal, shared, err := newSealer(opts.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", adapters.ErrConfig, err)
+	}
 	h := &HIU{
-		id: id, cfg: cfg, p: pathsFor(cfg.APIVersion), st: st, state: newStateStore(st, id),
+		id: id, cfg: cfg, p: pathsFor(cfg.APIVersion), state: deps.State, records: deps.Records,
+		ledger: newLedgerStore(deps.State, deps.Records, id), seal: seal,
 		log:   opts.Logger.With(slog.Group("source", "type", Type, "id", id)),
 		clock: opts.Clock,
-		keys:  map[string]*txKeys{},
+	}
+	if !shared {
+		h.log.Warn("no " + StateKeyEnv + ": ABDM transfers complete only on this process and not across a restart; set the same key on every replica")
 	}
 	h.gw = &gateway{cfg: cfg, p: h.p, secret: secret, hc: hc, clock: opts.Clock, source: id}
 	h.ver = &verifier{url: cfg.JWKSURL, issuer: cfg.Issuer, hc: hc, clock: opts.Clock}
-	h.cons = &consolidate.Consolidator{Store: st, Now: opts.Clock.Now}
 	return h, nil
 }
 
@@ -140,16 +139,8 @@ func (h *HIU) APIVersion() string { return h.cfg.APIVersion }
 // CallbackPaths lists the paths ServeHTTP answers, relative to /abdm.
 func (h *HIU) CallbackPaths() []string { return CallbackPaths(h.cfg.APIVersion) }
 
-// Close drops every key still held.
-func (h *HIU) Close() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, t := range h.keys {
-		t.priv.Destroy()
-		delete(h.keys, k)
-	}
-	return nil
-}
+// Close releases nothing: the HIU's state lives in the database.
+func (h *HIU) Close() error { return nil }
 
 func (h *HIU) now() time.Time { return h.clock.Now() }
 
@@ -178,12 +169,12 @@ func (h *HIU) fetchErr(op string, err error) error {
 func (h *HIU) Fetch(ctx context.Context, req adapters.FetchRequest, sink adapters.Sink) (adapters.Result, error) {
 	res := adapters.Result{Method: "abdm-push"}
 	h.Sweep(ctx)
-	pat, err := h.st.Read(ctx, "Patient", req.PatientID)
+	pat, err := h.records.Get(ctx, "Patient", req.PatientID)
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
-			return res, h.fetchErr("read patient", adapters.ErrPatientNotFound)
-		}
 		return res, h.fetchErr("read patient", err)
+	}
+	if pat == nil {
+		return res, h.fetchErr("read patient", adapters.ErrPatientNotFound)
 	}
 	abha := abhaOf(pat)
 	if abha == "" {
@@ -197,8 +188,7 @@ func (h *HIU) Fetch(ctx context.Context, req adapters.FetchRequest, sink adapter
 	}
 	var act action
 	var outcome error
-	h.mu.Lock()
-	err = h.state.update(ctx, func(tx storage.Tx, l *ledger) error {
+	err = h.ledger.update(ctx, func(l *ledger) error {
 		act, outcome, res = action{}, nil, adapters.Result{Method: "abdm-push"}
 		r := l.Requests[req.PatientID]
 		if r != nil && r.ABHA != abha {
@@ -238,7 +228,6 @@ func (h *HIU) Fetch(ctx context.Context, req adapters.FetchRequest, sink adapter
 		}
 		return nil
 	})
-	h.mu.Unlock()
 	if err != nil {
 		return res, h.fetchErr("consent state", err)
 	}
@@ -379,14 +368,12 @@ func (h *HIU) consentInit(r *request) *ConsentInit {
 // fetchArtefact sends consents/fetch for an artefact.
 func (h *HIU) fetchArtefact(ctx context.Context, artefactID string) error {
 	rid := uuid.NewString()
-	h.mu.Lock()
-	err := h.state.update(ctx, func(_ storage.Tx, l *ledger) error {
+	err := h.ledger.update(ctx, func(l *ledger) error {
 		if _, a := l.artefact(func(a *artefact) bool { return a.ID == artefactID }); a != nil {
 			a.FetchRequestID = rid
 		}
 		return nil
 	})
-	h.mu.Unlock()
 	if err != nil {
 		return h.fetchErr("consent state", err)
 	}
@@ -408,28 +395,42 @@ func (h *HIU) requestData(ctx context.Context, artefactID string) error {
 	rid := uuid.NewString()
 	now := h.now()
 	deadline := now.Add(h.cfg.PushWindow)
-	var from, to, hip string
-	h.mu.Lock()
-	err = h.state.update(ctx, func(_ storage.Tx, l *ledger) error {
+	var from, to string
+	// the transfer record first: a push can only follow the request
+	// below, and must find it on whichever replica it reaches
+	err = h.updateTransfer(ctx, rid, func(*transfer) (*transfer, error) {
+		return &transfer{Priv: priv.Bytes(), Nonce: nonce, Deadline: deadline, Artefact: artefactID, Pages: map[int]page{}}, nil
+	})
+	if err != nil {
+		priv.Destroy()
+		return h.fetchErr("transfer state", err)
+	}
+	var previous string
+	err = h.ledger.update(ctx, func(l *ledger) error {
 		_, a := l.artefact(func(a *artefact) bool { return a.ID == artefactID })
 		if a == nil || a.Status != StatusGranted {
 			return fmt.Errorf("artefact %s is not granted", artefactID)
 		}
+		previous = ""
 		if a.Tx != nil {
-			delete(h.keys, a.Tx.HIRequestID) // a previous attempt's keys
-			delete(h.keys, a.Tx.TransactionID)
+			previous = a.Tx.HIRequestID // a previous attempt's record
 		}
 		a.Tx = &txState{HIRequestID: rid, State: txRequested, Deadline: deadline}
-		from, to, hip = a.From, a.To, a.HIPID
-		return nil
+		from, to = a.From, a.To
+		return h.updateTransfer(ctx, rid, func(t *transfer) (*transfer, error) {
+			if t != nil {
+				t.HIP = a.HIPID
+			}
+			return t, nil
+		})
 	})
-	if err == nil {
-		h.keys[rid] = &txKeys{priv: priv, nonce: nonce, deadline: deadline, pages: map[int][]doc{}, hipID: hip, artefact: artefactID}
-	}
-	h.mu.Unlock()
 	if err != nil {
 		priv.Destroy()
+		_ = h.dropTransfer(ctx, rid)
 		return h.fetchErr("consent state", err)
+	}
+	if previous != "" && previous != rid {
+		_ = h.dropTransfer(ctx, previous)
 	}
 	m := &HIRequest{Envelope: Envelope{RequestID: rid, Timestamp: stamp(now)}}
 	m.HIRequest.Consent = ID{ID: artefactID}
@@ -441,54 +442,93 @@ func (h *HIU) requestData(ctx context.Context, artefactID string) error {
 	return h.gw.post(ctx, "health-information request", h.p.hiRequest, rid, m)
 }
 
-// Sweep closes transactions whose push window has passed: their keys and
-// any pages received are dropped, the transaction is marked failed and the
-// gateway is told. Fetch calls it; a server may also call it periodically.
+// Sweep closes transactions whose push window has passed: their records
+// (key and pages received) are dropped, the transaction is marked failed
+// and the gateway is told. A transaction whose every page arrived is left
+// to the replica filing it, unless filingGrace has passed since its
+// window (that replica died: it is failed like the others, and the next
+// Fetch asks again). Fetch calls it; a server may also call it
+// periodically. Any replica may sweep: each record is closed once, under
+// its lock.
 func (h *HIU) Sweep(ctx context.Context) {
 	now := h.now()
 	type closed struct {
-		txID, artefact, hip, problem string
-		ccs                          []string
+		hiReq, txID, artefact, hip, problem string
+		ccs                                 []string
 	}
 	var done []closed
-	h.mu.Lock()
-	for k, t := range h.keys {
-		if t.filing {
+	keys, err := h.state.Keys(ctx, h.transferPrefix())
+	if err != nil {
+		h.log.Warn("sweep: list transfers", "err", err)
+		return
+	}
+	for _, key := range keys {
+		hiReq := strings.TrimPrefix(key, h.transferPrefix())
+		var c *closed
+		err := h.updateTransfer(ctx, hiReq, func(t *transfer) (*transfer, error) {
+			c = nil
+			if t == nil {
+				return nil, nil
+			}
+			switch {
+			case t.Filing && now.After(t.Deadline.Add(filingGrace)):
+				c = &closed{hiReq, t.TxID, t.Artefact, t.HIP, "filing the transfer was interrupted", nil}
+			case !t.Filing && now.After(t.Deadline):
+				problem := "push window closed before any page arrived"
+				if t.PageCount > 0 {
+					problem = fmt.Sprintf("push window closed with %d of %d pages received", len(t.Pages), t.PageCount)
+				}
+				c = &closed{hiReq, t.TxID, t.Artefact, t.HIP, problem, nil}
+				for _, p := range t.Pages {
+					for _, e := range p.Entries {
+						c.ccs = append(c.ccs, e.CareContext)
+					}
+				}
+			default:
+				return t, nil
+			}
+			return nil, nil
+		})
+		if errors.Is(err, errUnsealable) {
+			// sealed under another state key: nobody here can finish it
+			h.log.Warn("sweep: dropping a transfer sealed under another state key", "transfer", hiReq)
+			_ = h.dropTransfer(ctx, hiReq)
 			continue
 		}
-		if now.After(t.deadline) {
-			problem := "push window closed before any page arrived"
-			if t.pageCount > 0 {
-				problem = fmt.Sprintf("push window closed with %d of %d pages received", len(t.pages), t.pageCount)
-			}
-			var ccs []string
-			for _, docs := range t.pages {
-				for _, d := range docs {
-					ccs = append(ccs, d.careContext)
-				}
-			}
-			done = append(done, closed{t.txID, t.artefact, t.hipID, problem, ccs})
-			t.priv.Destroy()
-			delete(h.keys, k)
+		if err != nil {
+			h.log.Warn("sweep: close transfer", "err", err)
+			continue
+		}
+		if c != nil {
+			done = append(done, *c)
 		}
 	}
-	err := h.state.update(ctx, func(_ storage.Tx, l *ledger) error {
+	live := map[string]bool{}
+	if keys, err := h.state.Keys(ctx, h.transferPrefix()); err == nil {
+		for _, k := range keys {
+			live[strings.TrimPrefix(k, h.transferPrefix())] = true
+		}
+	} else {
+		h.log.Warn("sweep: list transfers", "err", err)
+		return
+	}
+	err = h.ledger.update(ctx, func(l *ledger) error {
 		for _, c := range done {
-			if _, a := l.artefact(func(a *artefact) bool { return a.ID == c.artefact }); a != nil && a.Tx != nil && a.Tx.State != txDone {
+			if _, a := l.artefact(func(a *artefact) bool { return a.ID == c.artefact }); a != nil && a.Tx != nil && a.Tx.HIRequestID == c.hiReq && a.Tx.State != txDone {
 				a.Tx.State, a.Tx.Problem = txFailed, c.problem
 			}
 		}
-		// transactions whose keys a restart lost
+		// transactions whose record is gone (dropped by a refused page
+		// elsewhere, or kept under another state key)
 		for _, r := range l.Requests {
 			for _, a := range r.Artefacts {
-				if t := a.Tx; t != nil && (t.State == txRequested || t.State == txOpen) && h.keys[t.HIRequestID] == nil && h.keys[t.TransactionID] == nil {
-					t.State, t.Problem = txFailed, "key material lost (restart) or window closed"
+				if t := a.Tx; t != nil && (t.State == txRequested || t.State == txOpen) && !live[t.HIRequestID] {
+					t.State, t.Problem = txFailed, "key material lost or window closed"
 				}
 			}
 		}
 		return nil
 	})
-	h.mu.Unlock()
 	if err != nil {
 		h.log.Warn("sweep: save state", "err", err)
 	}
@@ -593,16 +633,14 @@ func decodeCallback(body []byte, headerID string, out any, env func() *Envelope)
 
 // once runs fn on the ledger unless the callback id was handled before; it
 // reports whether fn ran.
-func (h *HIU) once(ctx context.Context, id string, fn func(tx storage.Tx, l *ledger) error) (bool, error) {
+func (h *HIU) once(ctx context.Context, id string, fn func(l *ledger) error) (bool, error) {
 	ran := false
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	err := h.state.update(ctx, func(tx storage.Tx, l *ledger) error {
+	err := h.ledger.update(ctx, func(l *ledger) error {
 		ran = false
 		if l.seen(id) {
 			return nil
 		}
-		if err := fn(tx, l); err != nil {
+		if err := fn(l); err != nil {
 			return err
 		}
 		l.remember(id)
@@ -618,7 +656,7 @@ func (h *HIU) onInit(ctx context.Context, hid string, body []byte) (int, string)
 	if err != nil {
 		return http.StatusBadRequest, "malformed on-init: " + err.Error()
 	}
-	_, err = h.once(ctx, id, func(_ storage.Tx, l *ledger) error {
+	_, err = h.once(ctx, id, func(l *ledger) error {
 		r := l.byRequestID(m.answers())
 		if r == nil {
 			return errUnknown
@@ -662,7 +700,7 @@ func (h *HIU) onNotify(ctx context.Context, hid string, body []byte) (int, strin
 	n := m.Notification
 	var fetch []string
 	var acks []Ack
-	ran, err := h.once(ctx, id, func(tx storage.Tx, l *ledger) error {
+	ran, err := h.once(ctx, id, func(l *ledger) error {
 		fetch, acks = nil, nil
 		r := l.byConsentRequest(n.ConsentRequestID)
 		if r == nil {
@@ -704,7 +742,7 @@ func (h *HIU) onNotify(ctx context.Context, hid string, body []byte) (int, strin
 				if a == nil {
 					continue
 				}
-				if err := h.withdraw(ctx, tx, l, r, a, n.Status); err != nil {
+				if err := h.withdraw(ctx, l, a, n.Status); err != nil {
 					return err
 				}
 			}
@@ -748,7 +786,7 @@ func (h *HIU) onFetch(ctx context.Context, hid string, body []byte) (int, string
 		return http.StatusBadRequest, "malformed on-fetch: " + err.Error()
 	}
 	var request string
-	ran, err := h.once(ctx, id, func(tx storage.Tx, l *ledger) error {
+	ran, err := h.once(ctx, id, func(l *ledger) error {
 		request = ""
 		r, a := l.artefact(func(a *artefact) bool { return a.FetchRequestID == m.answers() && a.FetchRequestID != "" })
 		if a == nil {
@@ -775,7 +813,7 @@ func (h *HIU) onFetch(ctx context.Context, hid string, body []byte) (int, string
 		if err != nil {
 			return fmt.Errorf("%w: %w", errMalformed, err)
 		}
-		if err := putResource(ctx, tx, cons); err != nil {
+		if err := h.records.Put(ctx, cons); err != nil {
 			return err
 		}
 		a.Consent = cons.ID
@@ -803,32 +841,33 @@ func (h *HIU) onRequest(ctx context.Context, hid string, body []byte) (int, stri
 	if err != nil {
 		return http.StatusBadRequest, "malformed on-request: " + err.Error()
 	}
-	_, err = h.once(ctx, id, func(_ storage.Tx, l *ledger) error {
+	var drop string
+	_, err = h.once(ctx, id, func(l *ledger) error {
+		drop = ""
 		_, a := l.artefact(func(a *artefact) bool { return a.Tx != nil && a.Tx.HIRequestID == m.answers() && m.answers() != "" })
 		if a == nil {
 			return errUnknown
 		}
-		k := h.keys[a.Tx.HIRequestID]
 		if m.Error != nil || m.HIRequest == nil || m.HIRequest.TransactionID == "" {
 			a.Tx.State, a.Tx.Problem = txFailed, "the gateway refused the health-information request"
 			if m.Error != nil {
 				a.Tx.Problem += ": " + m.Error.Message
 			}
-			if k != nil {
-				k.priv.Destroy()
-				delete(h.keys, a.Tx.HIRequestID)
-			}
+			drop = a.Tx.HIRequestID
 			return nil
 		}
 		a.Tx.TransactionID = m.HIRequest.TransactionID
 		a.Tx.State = txOpen
-		if k != nil {
-			delete(h.keys, a.Tx.HIRequestID)
-			k.txID = a.Tx.TransactionID
-			h.keys[a.Tx.TransactionID] = k
-		}
-		return nil
+		return h.updateTransfer(ctx, a.Tx.HIRequestID, func(t *transfer) (*transfer, error) {
+			if t != nil {
+				t.TxID = m.HIRequest.TransactionID
+			}
+			return t, nil
+		})
 	})
+	if err == nil && drop != "" {
+		err = h.dropTransfer(ctx, drop)
+	}
 	return callbackStatus(err)
 }
 
@@ -842,108 +881,107 @@ func md5Matches(sum string, plain []byte) bool {
 // stored) when its transaction is unknown, closed or already complete, when
 // its page numbers are inconsistent or repeated, or when any entry fails to
 // decrypt, fails its checksum or is not a FHIR document Bundle; a refused
-// page fails the whole transaction (the gateway is told). Pages are held
-// decrypted in memory until the last one arrives; then everything is filed.
+// page fails the whole transaction (the gateway is told). Pages are kept,
+// still encrypted for the transaction's key, in its transfer record, so
+// that each may reach any replica; when the last arrives, everything is
+// filed.
 func (h *HIU) onTransfer(ctx context.Context, body []byte) (int, string) {
 	var m DataNotification
 	if err := json.Unmarshal(body, &m); err != nil || m.TransactionID == "" {
 		return http.StatusBadRequest, "malformed data push"
 	}
-	h.mu.Lock()
-	k := h.keys[m.TransactionID]
-	if k != nil && k.filing {
-		h.mu.Unlock()
-		return http.StatusConflict, "transaction complete: no further pages are accepted"
+	l, err := h.ledger.load(ctx)
+	if err != nil {
+		return http.StatusInternalServerError, "could not read the HIU state"
 	}
-	if k == nil {
-		h.mu.Unlock()
-		// known but closed, or never ours
-		l, _, err := h.state.load(ctx, h.st)
-		if err == nil {
-			if _, a := l.artefact(func(a *artefact) bool { return a.Tx != nil && a.Tx.TransactionID == m.TransactionID }); a != nil {
-				return http.StatusConflict, "transaction " + a.Tx.State + ": no further pages are accepted"
-			}
-		}
+	_, a := l.artefact(func(a *artefact) bool { return a.Tx != nil && a.Tx.TransactionID == m.TransactionID })
+	if a == nil {
 		return http.StatusNotFound, "unknown transaction"
 	}
-	fail := func(status int, problem string) (int, string) {
-		delete(h.keys, m.TransactionID)
-		k.priv.Destroy()
-		aid, hip := k.artefact, k.hipID
-		var ccs []string
-		for _, e := range m.Entries {
-			ccs = append(ccs, e.CareContextReference)
+	if a.Tx.State != txOpen {
+		return http.StatusConflict, "transaction " + a.Tx.State + ": no further pages are accepted"
+	}
+	hiReq := a.Tx.HIRequestID
+	pg := page{PeerKey: m.KeyMaterial.DHPublicKey.KeyValue, PeerNonce: m.KeyMaterial.Nonce}
+	var ccs []string
+	for _, e := range m.Entries {
+		pg.Entries = append(pg.Entries, pageEntry{Content: e.Content, Checksum: e.Checksum, CareContext: e.CareContextReference})
+		ccs = append(ccs, e.CareContextReference)
+	}
+	var (
+		status   int
+		problem  string
+		failed   bool
+		complete *transfer
+	)
+	err = h.updateTransfer(ctx, hiReq, func(t *transfer) (*transfer, error) {
+		status, problem, failed, complete = 0, "", false, nil
+		fail := func(st int, p string) (*transfer, error) {
+			status, problem, failed = st, p, true
+			return nil, nil // the record goes: the transaction is over
 		}
-		err := h.state.update(ctx, func(_ storage.Tx, l *ledger) error {
-			if _, a := l.artefact(func(a *artefact) bool { return a.ID == aid }); a != nil && a.Tx != nil {
+		switch {
+		case t == nil:
+			status, problem = http.StatusConflict, "transaction closed: no further pages are accepted"
+			return nil, nil
+		case t.Filing:
+			status, problem = http.StatusConflict, "transaction complete: no further pages are accepted"
+			return t, nil
+		case h.now().After(t.Deadline):
+			return fail(http.StatusConflict, "the push window has closed")
+		case m.PageCount < 1 || m.PageNumber < 1 || m.PageNumber > m.PageCount || (t.PageCount != 0 && t.PageCount != m.PageCount):
+			return fail(http.StatusBadRequest, fmt.Sprintf("inconsistent page %d of %d", m.PageNumber, m.PageCount))
+		}
+		if _, dup := t.Pages[m.PageNumber]; dup {
+			return fail(http.StatusConflict, fmt.Sprintf("page %d sent twice", m.PageNumber))
+		}
+		if _, err := t.decrypt(pg); err != nil {
+			return fail(http.StatusBadRequest, err.Error())
+		}
+		t.Pages[m.PageNumber] = pg
+		t.PageCount = m.PageCount
+		if len(t.Pages) == t.PageCount {
+			// complete: close the transaction before filing, so a replay is refused
+			t.Filing = true
+			complete = t
+		}
+		return t, nil
+	})
+	if errors.Is(err, errUnsealable) {
+		// kept under another state key: this transaction cannot complete
+		_ = h.dropTransfer(ctx, hiReq)
+		status, problem, failed, err = http.StatusConflict, "the transaction's key is not available (state key mismatch)", true, nil
+	}
+	if err != nil {
+		h.log.Warn("data push: transfer state", "err", err)
+		return http.StatusInternalServerError, "could not record the page"
+	}
+	switch {
+	case failed:
+		aid, hip := a.ID, a.HIPID
+		if err := h.ledger.update(ctx, func(l *ledger) error {
+			if _, a := l.artefact(func(a *artefact) bool { return a.ID == aid }); a != nil && a.Tx != nil && a.Tx.HIRequestID == hiReq {
 				a.Tx.State, a.Tx.Problem = txFailed, problem
 			}
 			return nil
-		})
-		h.mu.Unlock()
-		if err != nil {
+		}); err != nil {
 			h.log.Warn("record failed transfer", "err", err)
 		}
 		h.notifyTransfer(ctx, aid, m.TransactionID, hip, false, ccs, problem)
 		return status, problem
-	}
-	if h.now().After(k.deadline) {
-		return fail(http.StatusConflict, "the push window has closed")
-	}
-	if m.PageCount < 1 || m.PageNumber < 1 || m.PageNumber > m.PageCount || (k.pageCount != 0 && k.pageCount != m.PageCount) {
-		return fail(http.StatusBadRequest, fmt.Sprintf("inconsistent page %d of %d", m.PageNumber, m.PageCount))
-	}
-	if _, dup := k.pages[m.PageNumber]; dup {
-		return fail(http.StatusConflict, fmt.Sprintf("page %d sent twice", m.PageNumber))
-	}
-	peer, err := fidelius.DecodePublicKey(m.KeyMaterial.DHPublicKey.KeyValue)
-	if err != nil {
-		return fail(http.StatusBadRequest, "the HIP's public key is invalid")
-	}
-	peerNonce, err := fidelius.DecodeNonce(m.KeyMaterial.Nonce)
-	if err != nil {
-		return fail(http.StatusBadRequest, "the HIP's nonce is invalid")
-	}
-	var docs []doc
-	for i, e := range m.Entries {
-		if e.Content == "" {
-			return fail(http.StatusBadRequest, fmt.Sprintf("entry %d: only inline content is supported (no link)", i))
-		}
-		ct, err := base64.StdEncoding.DecodeString(e.Content)
-		if err != nil {
-			return fail(http.StatusBadRequest, fmt.Sprintf("entry %d: content is not base64", i))
-		}
-		plain, err := fidelius.Decrypt(k.priv, peer, k.nonce, peerNonce, ct)
-		if err != nil {
-			return fail(http.StatusBadRequest, fmt.Sprintf("entry %d: cannot be decrypted with this transaction's key", i))
-		}
-		if !md5Matches(e.Checksum, plain) {
-			return fail(http.StatusBadRequest, fmt.Sprintf("entry %d: checksum mismatch", i))
-		}
-		b, err := fhir.Parse(plain)
-		if err != nil || b.Type != "Bundle" {
-			return fail(http.StatusBadRequest, fmt.Sprintf("entry %d: not a FHIR Bundle", i))
-		}
-		docs = append(docs, doc{careContext: e.CareContextReference, bundle: b.Raw})
-	}
-	k.pages[m.PageNumber] = docs
-	k.pageCount = m.PageCount
-	if len(k.pages) < k.pageCount {
-		h.mu.Unlock()
+	case status != 0:
+		return status, problem
+	case complete == nil:
 		return http.StatusAccepted, ""
 	}
-	// complete: close the transaction before filing, so a replay is refused
-	k.filing = true
-	k.priv.Destroy()
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.keys, m.TransactionID)
-		h.mu.Unlock()
-	}()
 	var all []doc
-	for p := 1; p <= k.pageCount; p++ {
-		all = append(all, k.pages[p]...)
+	for p := 1; p <= complete.PageCount; p++ {
+		docs, err := complete.decrypt(complete.Pages[p])
+		if err != nil { // verified on arrival: the record was tampered with
+			return http.StatusInternalServerError, "a stored page no longer decrypts"
+		}
+		all = append(all, docs...)
 	}
-	return h.file(ctx, m.TransactionID, k, all)
+	complete.HIP = cmp.Or(complete.HIP, a.HIPID)
+	return h.file(ctx, m.TransactionID, hiReq, complete, all)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/adapters/abdm/abdmsim"
 	"github.com/fhirgate/fhirgate/consolidate"
@@ -202,16 +203,26 @@ func TestRestartKeepsState(t *testing.T) {
 	if _, err := e.fetch(); err != nil {
 		t.Fatalf("after a restart between request and grant: %v", err)
 	}
-	// a restart between HI request and push loses the key on purpose: the
-	// push is refused and the next fetch asks again
-	e.sim.Decide(cr, abdm.StatusGranted) // no-op for the HIU (known artefact)
+	// a restart between HI request and push keeps the transfer's key (sealed
+	// in the database): the push is filed
 	if _, err := e.fetch(); !errors.Is(err, abdm.ErrWaiting) {
 		t.Fatal(err)
 	}
 	e.open()
 	e.sim.Run()
+	if _, err := e.fetch(); err != nil {
+		t.Fatalf("push after a restart: %v, want it filed", err)
+	}
+	// with another state key, a pending transfer cannot be opened: the push
+	// is refused, and the next fetch asks again
+	if _, err := e.fetch(); !errors.Is(err, abdm.ErrWaiting) {
+		t.Fatal(err)
+	}
+	e.stateKey = "b3RoZXIta2V5LW9mLXRoZS10ZXN0cy0zMi1ieXRlcyE="
+	e.open()
+	e.sim.Run()
 	if _, err := e.fetch(); !errors.Is(err, abdm.ErrTransfer) {
-		t.Fatalf("push after a restart: %v, want a failed transfer", err)
+		t.Fatalf("push under another state key: %v, want a failed transfer", err)
 	}
 	if _, err := e.fetch(); !errors.Is(err, abdm.ErrWaiting) {
 		t.Fatal(err)
@@ -219,5 +230,51 @@ func TestRestartKeepsState(t *testing.T) {
 	e.sim.Run()
 	if _, err := e.fetch(); err != nil {
 		t.Fatalf("after the new request: %v", err)
+	}
+}
+
+// TestReplicas: two HIUs on one database (on PostgreSQL each with its own
+// connection pool), as two gateway replicas: the consent request goes out
+// from one, and every callback and push reaches the other, page by page
+// alternately; the record is filed once, and a revocation received by
+// either withdraws it.
+func TestReplicas(t *testing.T) {
+	for _, kind := range stores {
+		t.Run(kind.name, func(t *testing.T) {
+			e := setup(t, kind, abdm.V05, samples(t, defaultSamples...))
+			a := e.hiu
+			bStore := e.st
+			if kind.name == "postgres" {
+				bStore = reopen(t, e.st)
+			}
+			b, srvB := e.replica(bStore)
+			e.sim.HIU = srvB // the gateway calls back the other replica
+			e.sim.PageSize = 1
+			cr := e.request() // through a
+			e.sim.Decide(cr, abdm.StatusGranted)
+			e.sim.Run() // grant, artefact, HI request and pages: all to b
+			res, err := a.Fetch(context.Background(), adapters.FetchRequest{PatientID: patientID}, nil)
+			if err != nil || res.Resources == 0 {
+				t.Fatalf("fetch through a after pushes to b: %+v %v", res, err)
+			}
+			// the next pull goes out from b and its pushes reach a
+			e.sim.HIU = e.srv
+			if _, err := b.Fetch(context.Background(), adapters.FetchRequest{PatientID: patientID}, nil); !errors.Is(err, abdm.ErrWaiting) {
+				t.Fatalf("second pull through b: %v", err)
+			}
+			e.sim.Run()
+			if res, err := b.Fetch(context.Background(), adapters.FetchRequest{PatientID: patientID}, nil); err != nil || res.Resources == 0 {
+				t.Fatalf("second pull: %+v %v", res, err)
+			}
+			rec := e.record()
+			if rec["Consent"] != 1 || rec["Provenance"] == 0 || rec["Immunization"] == 0 {
+				t.Fatalf("record: %v", rec)
+			}
+			e.sim.Decide(cr, abdm.StatusRevoked)
+			e.sim.Run()
+			if rec := e.record(); rec["Immunization"] != 0 {
+				t.Fatalf("after revocation: %v", rec)
+			}
+		})
 	}
 }

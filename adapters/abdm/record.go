@@ -15,7 +15,6 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
-	"github.com/fhirgate/fhirgate/storage"
 )
 
 // Identifier systems the HIU writes (no official FHIR URIs exist for these
@@ -121,31 +120,27 @@ func instant(s string) (string, bool) {
 	return "", false
 }
 
-func putResource(ctx context.Context, tx storage.Tx, res *fhir.Resource) error {
-	_, _, err := tx.Update(ctx, res, storage.UpdateOptions{AllowCreate: true})
-	return err
-}
-
-// withdraw handles a revoked or expired artefact: its Consent becomes
-// inactive and what its transfers filed is deleted (ABDM requires the HIU to
-// stop using and delete the data), except resources another live artefact
-// also delivered.
-func (h *HIU) withdraw(ctx context.Context, tx storage.Tx, l *ledger, r *request, a *artefact, status string) error {
+// withdraw handles a revoked or expired artefact (inside a ledger
+// update): its open transfer is dropped, its Consent becomes inactive and
+// what its transfers filed is deleted (ABDM requires the HIU to stop
+// using and delete the data), except resources another live artefact also
+// delivered.
+func (h *HIU) withdraw(ctx context.Context, l *ledger, a *artefact, status string) error {
 	a.Status = status
 	if a.Tx != nil {
-		for _, k := range []string{a.Tx.HIRequestID, a.Tx.TransactionID} {
-			if t := h.keys[k]; t != nil {
-				t.priv.Destroy()
-				delete(h.keys, k)
-			}
+		if err := h.dropTransfer(ctx, a.Tx.HIRequestID); err != nil {
+			return err
 		}
 		if a.Tx.State == txRequested || a.Tx.State == txOpen {
 			a.Tx.State, a.Tx.Problem = txFailed, "consent "+strings.ToLower(status)
 		}
 	}
 	if a.Consent != "" {
-		cur, err := tx.Read(ctx, "Consent", a.Consent)
-		if err == nil {
+		cur, err := h.records.Get(ctx, "Consent", a.Consent)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
 			var m map[string]any
 			if err := json.Unmarshal(cur.Raw, &m); err != nil {
 				return err
@@ -157,11 +152,9 @@ func (h *HIU) withdraw(ctx context.Context, tx storage.Tx, l *ledger, r *request
 			if err != nil {
 				return err
 			}
-			if err := putResource(ctx, tx, res); err != nil {
+			if err := h.records.Put(ctx, res); err != nil {
 				return err
 			}
-		} else if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrGone) {
-			return err
 		}
 	}
 	keep := map[string]bool{}
@@ -174,14 +167,14 @@ func (h *HIU) withdraw(ctx context.Context, tx storage.Tx, l *ledger, r *request
 			}
 		}
 	}
+	var gone []string
 	for _, ref := range a.Filed {
-		if keep[ref] {
-			continue
+		if !keep[ref] {
+			gone = append(gone, ref)
 		}
-		typ, id, _ := strings.Cut(ref, "/")
-		if _, err := tx.Delete(ctx, typ, id, storage.DeleteOptions{}); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("delete %s: %w", ref, err)
-		}
+	}
+	if err := h.records.Remove(ctx, gone); err != nil {
+		return fmt.Errorf("delete what the artefact delivered: %w", err)
 	}
 	a.Filed = nil
 	return nil
@@ -209,28 +202,34 @@ func safeID(s string) string {
 // Bundle is one consolidation batch (its entries plus a Provenance naming
 // the HIP, the care context, the Bundle and the consent artefact). Pages
 // were all verified before this runs, so a refused push stored nothing.
-func (h *HIU) file(ctx context.Context, txID string, k *txKeys, docs []doc) (int, string) {
-	l, _, err := h.state.load(ctx, h.st)
+// The transfer record is dropped at the end, whatever happened.
+func (h *HIU) file(ctx context.Context, txID, hiReq string, t *transfer, docs []doc) (int, string) {
+	defer func() {
+		if err := h.dropTransfer(ctx, hiReq); err != nil {
+			h.log.Warn("drop transfer record", "err", err)
+		}
+	}()
+	l, err := h.ledger.load(ctx)
 	if err != nil {
 		return http.StatusInternalServerError, "could not read the HIU state"
 	}
-	r, a := l.artefact(func(a *artefact) bool { return a.ID == k.artefact })
+	r, a := l.artefact(func(a *artefact) bool { return a.ID == t.Artefact })
 	if a == nil || a.Status != StatusGranted {
 		return http.StatusConflict, "the consent behind this transaction is no longer granted"
 	}
-	source := h.sourceFor(k.hipID)
+	source := h.sourceFor(t.HIP)
 	var filed []string
 	issues, total := 0, 0
 	var ccs []string
 	var problem string
 	for _, d := range docs {
 		ccs = append(ccs, d.careContext)
-		batch, refs, err := h.batchOf(d, source, r.PatientID, k.hipID, a.ID)
+		batch, refs, err := h.batchOf(d, source, r.PatientID, t.HIP, a.ID)
 		if err != nil {
 			problem = err.Error()
 			break
 		}
-		rep, err := h.cons.Apply(ctx, batch)
+		rep, err := h.records.Apply(ctx, batch)
 		if err != nil {
 			problem = "could not file the documents"
 			h.log.Warn("filing a transfer failed", "err", err)
@@ -241,9 +240,8 @@ func (h *HIU) file(ctx context.Context, txID string, k *txKeys, docs []doc) (int
 		filed = append(filed, refs...)
 	}
 	ok := problem == ""
-	h.mu.Lock()
-	err = h.state.update(ctx, func(_ storage.Tx, l *ledger) error {
-		_, a := l.artefact(func(a *artefact) bool { return a.ID == k.artefact })
+	err = h.ledger.update(ctx, func(l *ledger) error {
+		_, a := l.artefact(func(a *artefact) bool { return a.ID == t.Artefact })
 		if a == nil || a.Tx == nil || a.Tx.TransactionID != txID {
 			return nil
 		}
@@ -260,11 +258,10 @@ func (h *HIU) file(ctx context.Context, txID string, k *txKeys, docs []doc) (int
 		}
 		return nil
 	})
-	h.mu.Unlock()
 	if err != nil {
 		h.log.Warn("record transfer", "err", err)
 	}
-	h.notifyTransfer(ctx, k.artefact, txID, k.hipID, ok, ccs, problem)
+	h.notifyTransfer(ctx, t.Artefact, txID, t.HIP, ok, ccs, problem)
 	if !ok {
 		return http.StatusUnprocessableEntity, problem
 	}

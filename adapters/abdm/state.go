@@ -3,20 +3,22 @@ package abdm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/storage"
 )
 
-// The HIU's state — consent requests, their artefacts and transactions, and
-// the callback request ids already handled — is one Basic resource per
-// source, updated with If-Match (compare and swap), so that it survives a
-// restart and two replicas cannot overwrite each other's changes. It holds
-// no key material: private keys live in memory only, for one push window.
+// The HIU's state lives in the gateway's database (StateStore), so that it
+// survives a restart and every replica sees the same: the ledger (consent
+// requests, their artefacts and transactions, the callback request ids
+// already handled) under one key per source, and one transfer record per
+// health-information request (the Fidelius key, the push window, the pages
+// received so far, still encrypted by the HIP) sealed with the state key
+// (FHIRGATE_STATE_KEY). Each key is changed under a lock every replica
+// respects; a change of the ledger may change transfer records, never the
+// other way round, so the locks cannot deadlock.
 
 // StateSystem is the code system of the state Basic's code and extension.
 const StateSystem = "urn:fhirgate:abdm"
@@ -137,83 +139,104 @@ func (l *ledger) artefact(pred func(*artefact) bool) (*request, *artefact) {
 	return nil, nil
 }
 
-// stateStore loads and saves the ledger.
-type stateStore struct {
-	st storage.Store
-	id string // the Basic's id
+// StateStore keeps values by key in the gateway's database, shared by
+// every replica (sqlstore.AdapterState implements it on both stores).
+type StateStore interface {
+	// Get returns the value under key; nil when there is none.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Keys lists the keys that start with prefix.
+	Keys(ctx context.Context, prefix string) ([]string, error)
+	// Update runs fn on the value under key (nil when none) holding a
+	// lock on key that every replica respects, and keeps what fn returns
+	// (nil deletes the key; an error keeps the value). fn may write the
+	// record and other keys meanwhile.
+	Update(ctx context.Context, key string, fn func(old []byte) ([]byte, error)) error
 }
 
-func newStateStore(st storage.Store, source string) *stateStore {
-	return &stateStore{st: st, id: consolidate.LocalID("abdm-state", "Basic", source)}
+// Records is the patient record as the HIU writes it: what it receives is
+// filed by consolidation like every source's (*consolidate.Consolidator
+// implements it).
+type Records interface {
+	// Get returns a resource's current version; nil (and no error) when it
+	// does not exist or was deleted.
+	Get(ctx context.Context, typ, id string) (*fhir.Resource, error)
+	// Put stores a resource the HIU authors (a Consent), creating or
+	// replacing it.
+	Put(ctx context.Context, res *fhir.Resource) error
+	// Remove deletes resources ("Type/id"); missing ones are fine.
+	Remove(ctx context.Context, refs []string) error
+	// Apply files a batch into the patient's consolidated record.
+	Apply(ctx context.Context, b consolidate.Batch) (*consolidate.Report, error)
 }
 
-func (s *stateStore) load(ctx context.Context, r storage.Reader) (*ledger, string, error) {
-	res, err := r.Read(ctx, "Basic", s.id)
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
-		return &ledger{Requests: map[string]*request{}}, "", nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("read ABDM state: %w", err)
-	}
+// ledgerStore loads and saves a source's ledger.
+type ledgerStore struct {
+	st      StateStore
+	records Records
+	key     string
+	// legacy is the Basic resource that held the ledger before it moved
+	// to the state store; read once when the state store has none.
+	legacy string
+}
+
+func newLedgerStore(st StateStore, records Records, source string) *ledgerStore {
+	return &ledgerStore{st: st, records: records, key: "abdm/" + source + "/ledger",
+		legacy: consolidate.LocalID("abdm-state", "Basic", source)}
+}
+
+func (s *ledgerStore) decode(ctx context.Context, b []byte) (*ledger, bool, error) {
 	l := &ledger{}
-	for _, e := range res.Root().Get("extension").Elems() {
-		if e.Get("url").String() == StateSystem+":hiu-state" {
-			if err := json.Unmarshal([]byte(e.Get("valueString").String()), l); err != nil {
-				return nil, "", fmt.Errorf("decode ABDM state: %w", err)
+	legacy := false
+	if b == nil {
+		res, err := s.records.Get(ctx, "Basic", s.legacy)
+		if err != nil {
+			return nil, false, fmt.Errorf("read ABDM state: %w", err)
+		}
+		if res != nil {
+			for _, e := range res.Root().Get("extension").Elems() {
+				if e.Get("url").String() == StateSystem+":hiu-state" {
+					b, legacy = []byte(e.Get("valueString").String()), true
+				}
 			}
+		}
+	}
+	if b != nil {
+		if err := json.Unmarshal(b, l); err != nil {
+			return nil, false, fmt.Errorf("decode ABDM state: %w", err)
 		}
 	}
 	if l.Requests == nil {
 		l.Requests = map[string]*request{}
 	}
-	return l, res.VersionID, nil
+	return l, legacy, nil
 }
 
-// update applies fn to the ledger and saves it, retrying on a concurrent
-// change. fn runs inside the store transaction and may write other
-// resources through tx; it must be repeatable.
-func (s *stateStore) update(ctx context.Context, fn func(tx storage.Tx, l *ledger) error) error {
-	for attempt := 0; ; attempt++ {
-		err := s.st.InTx(ctx, func(tx storage.Tx) error {
-			l, version, err := s.load(ctx, tx)
-			if err != nil {
-				return err
-			}
-			if err := fn(tx, l); err != nil {
-				return err
-			}
-			return s.save(ctx, tx, l, version)
-		})
-		if errors.Is(err, storage.ErrVersionConflict) && attempt < 5 {
-			continue
-		}
-		return err
+func (s *ledgerStore) load(ctx context.Context) (*ledger, error) {
+	b, err := s.st.Get(ctx, s.key)
+	if err != nil {
+		return nil, err
 	}
+	l, _, err := s.decode(ctx, b)
+	return l, err
 }
 
-func (s *stateStore) save(ctx context.Context, tx storage.Tx, l *ledger, version string) error {
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	doc := map[string]any{
-		"resourceType": "Basic",
-		"id":           s.id,
-		"code":         map[string]any{"coding": []any{map[string]string{"system": StateSystem, "code": "hiu-state"}}},
-		"extension":    []any{map[string]string{"url": StateSystem + ":hiu-state", "valueString": string(b)}},
-	}
-	raw, _ := json.Marshal(doc)
-	res, err := fhir.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if version == "" {
-		_, err = tx.Create(ctx, res)
-		if errors.Is(err, storage.ErrAlreadyExists) {
-			return fmt.Errorf("%w: state created concurrently", storage.ErrVersionConflict)
+// update applies fn to the ledger and saves it, under the ledger's lock.
+func (s *ledgerStore) update(ctx context.Context, fn func(l *ledger) error) error {
+	fromLegacy := false
+	err := s.st.Update(ctx, s.key, func(old []byte) ([]byte, error) {
+		l, legacy, err := s.decode(ctx, old)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		fromLegacy = legacy
+		if err := fn(l); err != nil {
+			return nil, err
+		}
+		return json.Marshal(l)
+	})
+	if err == nil && fromLegacy {
+		// the ledger moved: the old resource would only mislead
+		_ = s.records.Remove(ctx, []string{"Basic/" + s.legacy})
 	}
-	_, _, err = tx.Update(ctx, res, storage.UpdateOptions{IfMatch: version})
 	return err
 }

@@ -31,7 +31,11 @@ func openSources(cfg *config.Config, store storage.Store, cons *consolidate.Cons
 	reg := adapters.NewRegistry()
 	reg.Register(fhirrest.Type, fhirrest.Factory)
 	reg.Register(bulk.Type, bulk.Factory)
-	reg.Register(abdm.Type, abdm.NewFactoryWith(store, cons))
+	deps := abdm.Deps{Records: cons}
+	if ss, ok := store.(*sqlstore.Store); ok {
+		deps.State = ss.AdapterState()
+	}
+	reg.Register(abdm.Type, abdm.NewFactory(deps))
 	specs := make([]adapters.Spec, len(cfg.Sources))
 	for i := range cfg.Sources {
 		s := &cfg.Sources[i]

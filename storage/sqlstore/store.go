@@ -65,6 +65,7 @@ type Store struct {
 	observe func(ctx context.Context, op string) func(err error)
 	// migrations are the schema migrations this build needs (Ready).
 	migrations []string
+	stateLocks stateLocks
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
 
 // testLockSerialises checks that transactions locking one key run their
@@ -155,5 +156,68 @@ func testChangeMarkLateCommit(t *testing.T, s storage.Store, _ *Clock) {
 	}
 	if after == before {
 		t.Fatalf("the mark stayed %d though a Consent write committed after it was read", after)
+	}
+}
+
+// adapterStateStore is a store that keeps adapters' state (sqlstore).
+type adapterStateStore interface {
+	AdapterState() *sqlstore.AdapterState
+}
+
+// testAdapterState: values by key, absent as nil, deleted by nil, listed
+// by prefix, and updates of one key serialised (twenty concurrent
+// increments all count).
+func testAdapterState(t *testing.T, s storage.Store, _ *Clock) {
+	as, ok := s.(adapterStateStore)
+	if !ok {
+		t.Skip("the store keeps no adapter state")
+	}
+	st, ctx := as.AdapterState(), context.Background()
+	if v, err := st.Get(ctx, "a/x"); err != nil || v != nil {
+		t.Fatalf("absent key: %q %v", v, err)
+	}
+	set := func(k, v string) {
+		t.Helper()
+		if err := st.Update(ctx, k, func([]byte) ([]byte, error) {
+			if v == "" {
+				return nil, nil
+			}
+			return []byte(v), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("a/x", "1")
+	set("a/y", "2")
+	set("b/z", "3")
+	if keys, err := st.Keys(ctx, "a/"); err != nil || fmt.Sprint(keys) != "[a/x a/y]" {
+		t.Fatalf("keys %v %v", keys, err)
+	}
+	set("a/x", "")
+	if v, _ := st.Get(ctx, "a/x"); v != nil {
+		t.Fatalf("deleted key answers %q", v)
+	}
+	// an error from fn keeps the value
+	if err := st.Update(ctx, "a/y", func([]byte) ([]byte, error) { return nil, errors.New("no") }); err == nil {
+		t.Fatal("fn's error lost")
+	}
+	if v, _ := st.Get(ctx, "a/y"); string(v) != "2" {
+		t.Fatalf("value after a failed update: %q", v)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if err := st.Update(ctx, "count", func(old []byte) ([]byte, error) {
+				var n int
+				fmt.Sscan(string(old), &n)
+				return []byte(fmt.Sprint(n + 1)), nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if v, _ := st.Get(ctx, "count"); string(v) != "20" {
+		t.Fatalf("20 locked increments made %q", v)
 	}
 }

@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"LockSerialises", testLockSerialises},
 		{"ConcurrentUpdateAsCreate", testConcurrentUpdateAsCreate},
 		{"ChangeMarkLateCommit", testChangeMarkLateCommit},
+		{"AdapterState", testAdapterState},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

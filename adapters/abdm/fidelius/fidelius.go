@@ -171,11 +171,23 @@ func newPrivateKey(d *big.Int) (*PrivateKey, error) {
 }
 
 // ParsePrivateKey reads a private key in the Fidelius CLI's format: base64
-// of a big-endian (two's-complement, so possibly 0x00-led) integer. Tests
-// and interoperability checks only: the gateway never stores private keys.
+// of a big-endian (two's-complement, so possibly 0x00-led) integer.
 func ParsePrivateKey(b64 string) (*PrivateKey, error) {
 	b, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || len(b) == 0 || len(b) > fieldSize+1 || b[0]&0x80 != 0 {
+		return nil, ErrPrivateKey
+	}
+	return newPrivateKey(new(big.Int).SetBytes(b))
+}
+
+// Bytes returns the private scalar, big-endian in fieldSize bytes: what
+// PrivateKeyFromBytes reads back. The gateway keeps it only sealed (see
+// package abdm's transfer records).
+func (k *PrivateKey) Bytes() []byte { return k.d.FillBytes(make([]byte, fieldSize)) }
+
+// PrivateKeyFromBytes is the key whose scalar Bytes returned.
+func PrivateKeyFromBytes(b []byte) (*PrivateKey, error) {
+	if len(b) != fieldSize {
 		return nil, ErrPrivateKey
 	}
 	return newPrivateKey(new(big.Int).SetBytes(b))
