@@ -185,6 +185,7 @@ var claimTable = map[string][]string{
 	"operation:import":                        {"Patient/$import"},
 	"operation:second-opinion":                {"Patient/$second-opinion"},
 	"operation:opinion":                       {"Task/$opinion"},
+	"operation:opinions":                      {"ServiceRequest/$opinions"},
 	"operation:status":                        {"Subscription/$status"},
 	"system:transaction":                      {"system/transaction", "system/transaction-atomic"},
 	"system:batch":                            {"system/batch"},

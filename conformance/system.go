@@ -202,6 +202,34 @@ func (r *runner) systemChecks(ctx context.Context) {
 	if t := cs.resource("Task"); t != nil && t.hasOp("opinion") {
 		r.opinionOp(ctx)
 	}
+	if sr := cs.resource("ServiceRequest"); sr != nil && sr.hasOp("opinions") {
+		r.opinionsOp(ctx)
+	}
+}
+
+// opinionsOp checks that ServiceRequest/$opinions refuses a ServiceRequest
+// of no second-opinion request with a 4xx OperationOutcome and answers 404
+// for an unknown one.
+func (r *runner) opinionsOp(ctx context.Context) {
+	r.check(ctx, "ServiceRequest", "ServiceRequest/$opinions", "ServiceRequest.operation:opinions", func(c *ct) string {
+		cr := c.do(http.MethodPost, "/Patient", mustJSON(r.patient("Ops"+r.uniq)))
+		c.mustStatus(cr, http.StatusCreated)
+		pid := str(cr.obj, "id")
+		r.noteCreated("Patient", pid)
+		sr := c.do(http.MethodPost, "/ServiceRequest", mustJSON(map[string]any{"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+			"subject": map[string]any{"reference": "Patient/" + pid}}))
+		c.mustStatus(sr, http.StatusCreated)
+		id := str(sr.obj, "id")
+		r.noteCreated("ServiceRequest", id)
+		resp := c.do(http.MethodGet, "/ServiceRequest/"+id+"/$opinions", nil)
+		if resp.status < 400 || resp.status >= 500 {
+			c.failf("GET /ServiceRequest/%s/$opinions of no second-opinion request: status %d, want a 4xx", id, resp.status)
+		} else {
+			c.expectError(resp, resp.status)
+		}
+		c.expectError(c.do(http.MethodGet, "/ServiceRequest/conf-"+r.uniq+"-nobody/$opinions", nil), http.StatusNotFound)
+		return fmt.Sprintf("a ServiceRequest of no second-opinion request: %d with an OperationOutcome; 404 for an unknown one", resp.status)
+	})
 }
 
 // opinionOp checks that Task/$opinion refuses what is not an opinion of a

@@ -79,7 +79,10 @@ func (s *Server) operationDefinition(op *Operation) (*fhir.Resource, error) {
 	}
 	var params []any
 	for _, p := range op.Def.Parameters {
-		pm := map[string]any{"name": p.Name, "use": p.Use, "min": p.Min, "max": p.Max, "type": p.Type}
+		pm := map[string]any{"name": p.Name, "use": p.Use, "min": p.Min, "max": p.Max}
+		if p.Type != "" {
+			pm["type"] = p.Type // none for a parameter made of parts
+		}
 		if len(p.TargetProfile) > 0 {
 			pm["targetProfile"] = p.TargetProfile
 		}

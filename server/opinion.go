@@ -27,6 +27,20 @@ func (s *Server) registerOpinions() {
 			}},
 		Handler: s.submitOpinion,
 	})
+	s.RegisterOperation(Operation{
+		Name: "opinions", Instance: true, Types: []string{"ServiceRequest"}, Idempotent: true,
+		Def: OpDef{ID: "ServiceRequest-opinions", Title: "Compare the opinions of a second-opinion request",
+			Description: "Every final opinion of the request's completed Tasks that the caller may see (the patient and the requester every one, a specialist its own, a system client what its scopes allow), " +
+				"aligned section by section (question, agreement, alternatives, plan, tests, urgency, comment), with where they agree and differ on the agreement with the current diagnosis, the alternative diagnoses, the plan, the tests and the urgency. " +
+				"Items are the same when they share a SNOMED CT, ICD-10, ICD-11, LOINC, RxNorm, ATC or CPT code, or, without one, the same text (case, spacing and punctuation aside). Interim reports are left out.",
+			Parameters: []OpParam{
+				param("request", "out", 1, "1", "Reference", "The ServiceRequest.", "ServiceRequest"),
+				param("opinion", "out", 0, "*", "", "One opinion: task, document, status, performer, attester, date."),
+				param("section", "out", 0, "*", "", "One section: code, then per opinion an entry with the document, the narrative as text and the coded items."),
+				param("comparison", "out", 0, "*", "", "One aspect (agreement, diagnosis, plan, tests, urgency): verdict agree, differ or single; shared items (held by every opinion) and differing ones, each with the documents that hold it."),
+			}},
+		Handler: s.compareOpinions,
+	})
 	s.publish(referral.OpinionProfile(s.canonicalBase()), "StructureDefinition/"+referral.OpinionProfileID)
 	s.publish(referral.OpinionCodeSystem(), "CodeSystem/second-opinion")
 }
@@ -81,6 +95,30 @@ func (s *Server) submitOpinion(c *gin.Context, _, id string) {
 		{"name": "task", "valueReference": map[string]string{"reference": "Task/" + out.Task.ID + "/_history/" + out.Task.VersionID}},
 		{"name": "opinion", "valueReference": map[string]string{"reference": "Bundle/" + out.Opinion.ID + "/_history/" + out.Opinion.VersionID}},
 	}})
+	s.writeJSON(c, http.StatusOK, b)
+}
+
+// compareOpinions answers GET|POST ServiceRequest/[id]/$opinions, reading
+// through the caller's release rule.
+func (s *Server) compareOpinions(c *gin.Context, _, id string) {
+	for _, need := range [][2]string{{"read", "ServiceRequest"}, {"search-type", "Task"}, {"read", "Bundle"}} {
+		if _, err := s.authorize(c, need[0], "", need[1]); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	a := accessOf(c)
+	a.interaction, a.operation, a.resource = "operation", "opinions", "ServiceRequest/"+id
+	cmp, err := s.referral.Opinions(c.Request.Context(), s.guard(c), id)
+	if err != nil {
+		s.failRead(c, nil, err, "ServiceRequest/"+id)
+		return
+	}
+	b, err := cmp.Parameters()
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	s.writeJSON(c, http.StatusOK, b)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -261,4 +262,284 @@ func compositionOf(t *testing.T, doc []byte) *fhir.Resource {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// cluster is an expected item of a comparison: the keys that identify it
+// and the documents that hold it.
+type cluster struct {
+	keys   map[string]bool
+	holder []string
+}
+
+// testKeys identifies a concept the way the issue asks: its SNOMED, ICD or
+// LOINC codes (and the opinion's own code systems), else its text without
+// case, spacing and punctuation.
+func testKeys(cc map[string]any) []string {
+	coded := map[string]bool{"http://snomed.info/sct": true, "http://loinc.org": true, "http://hl7.org/fhir/sid/icd-10": true,
+		referral.OpinionSystem: true, "http://hl7.org/fhir/request-priority": true}
+	var keys []string
+	for _, c := range asSlice(cc["coding"]) {
+		cm := c.(map[string]any)
+		if s, _ := cm["system"].(string); coded[s] {
+			keys = append(keys, s+"|"+cm["code"].(string))
+		}
+	}
+	if len(keys) > 0 {
+		return keys
+	}
+	text, _ := cc["text"].(string)
+	var words []string
+	for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}) {
+		words = append(words, w)
+	}
+	return []string{"text:" + strings.Join(words, " ")}
+}
+
+// expectedAspects computes, from the stored opinion documents alone,
+// every aspect's items and holders.
+func expectedAspects(t *testing.T, docs map[string][]byte, order []string) map[string][]*cluster {
+	t.Helper()
+	out := map[string][]*cluster{}
+	for _, ref := range order {
+		doc := jsonMap(t, docs[ref])
+		entries := asSlice(doc["entry"])
+		byURL := map[string]map[string]any{}
+		for _, e := range entries[1:] {
+			em := e.(map[string]any)
+			byURL[em["fullUrl"].(string)] = em["resource"].(map[string]any)
+		}
+		comp := entries[0].(map[string]any)["resource"].(map[string]any)
+		for _, sec := range asSlice(comp["section"]) {
+			sm := sec.(map[string]any)
+			code := asSlice(sm["code"].(map[string]any)["coding"])[0].(map[string]any)["code"].(string)
+			aspect := map[string]string{"agreement": "agreement", "alternatives": "diagnosis", "plan": "plan", "tests": "tests", "urgency": "urgency"}[code]
+			if aspect == "" {
+				continue
+			}
+			for _, e := range asSlice(sm["entry"]) {
+				res := byURL[e.(map[string]any)["reference"].(string)]
+				cc, _ := res["code"].(map[string]any)
+				if res["resourceType"] == "Observation" {
+					cc = res["valueCodeableConcept"].(map[string]any)
+				}
+				keys := testKeys(cc)
+				var into *cluster
+				for _, cl := range out[aspect] {
+					for _, k := range keys {
+						if cl.keys[k] {
+							into = cl
+						}
+					}
+				}
+				if into == nil {
+					into = &cluster{keys: map[string]bool{}}
+					out[aspect] = append(out[aspect], into)
+				}
+				for _, k := range keys {
+					into.keys[k] = true
+				}
+				if !slices.Contains(into.holder, ref) {
+					into.holder = append(into.holder, ref)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkComparison compares an $opinions answer with the expected items.
+func checkComparison(t *testing.T, answer map[string]any, want map[string][]*cluster, docs []string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, p := range asSlice(answer["parameter"]) {
+		pm := p.(map[string]any)
+		if pm["name"] != "comparison" {
+			continue
+		}
+		var aspect, verdict string
+		type got struct {
+			shared  bool
+			keys    []string
+			holders []string
+		}
+		var items []got
+		for _, part := range asSlice(pm["part"]) {
+			pp := part.(map[string]any)
+			switch pp["name"] {
+			case "aspect":
+				aspect = pp["valueCode"].(string)
+			case "verdict":
+				verdict = pp["valueCode"].(string)
+			case "shared", "differing":
+				g := got{shared: pp["name"] == "shared"}
+				for _, ip := range asSlice(pp["part"]) {
+					ipm := ip.(map[string]any)
+					if ipm["name"] == "concept" {
+						g.keys = testKeys(ipm["valueCodeableConcept"].(map[string]any))
+					} else {
+						g.holders = append(g.holders, ipm["valueReference"].(map[string]any)["reference"].(string))
+					}
+				}
+				items = append(items, g)
+			}
+		}
+		seen[aspect] = true
+		exp := want[aspect]
+		if len(items) != len(exp) {
+			t.Errorf("%s: %d items, want %d", aspect, len(items), len(exp))
+			continue
+		}
+		wantVerdict := "agree"
+		if len(docs) == 1 {
+			wantVerdict = "single"
+		}
+		for _, g := range items {
+			var cl *cluster
+			for _, c := range exp {
+				for _, k := range g.keys {
+					if c.keys[k] {
+						cl = c
+					}
+				}
+			}
+			if cl == nil {
+				t.Errorf("%s: item %v is in no opinion", aspect, g.keys)
+				continue
+			}
+			if strings.Join(g.holders, " ") != strings.Join(cl.holder, " ") {
+				t.Errorf("%s: item %v held by %v, want %v", aspect, g.keys, g.holders, cl.holder)
+			}
+			if g.shared != (len(cl.holder) == len(docs)) {
+				t.Errorf("%s: item %v shared=%v with holders %v of %d", aspect, g.keys, g.shared, cl.holder, len(docs))
+			}
+			if len(cl.holder) != len(docs) && len(docs) > 1 {
+				wantVerdict = "differ"
+			}
+		}
+		if verdict != wantVerdict {
+			t.Errorf("%s: verdict %s, want %s", aspect, verdict, wantVerdict)
+		}
+	}
+	for _, a := range []string{"agreement", "diagnosis", "plan", "tests", "urgency"} {
+		if !seen[a] {
+			t.Errorf("no comparison of %s", a)
+		}
+	}
+}
+
+func answerOpinions(t *testing.T, answer map[string]any) []string {
+	var out []string
+	for _, p := range asSlice(answer["parameter"]) {
+		pm := p.(map[string]any)
+		if pm["name"] != "opinion" {
+			continue
+		}
+		for _, part := range asSlice(pm["part"]) {
+			pp := part.(map[string]any)
+			if pp["name"] == "document" {
+				out = append(out, pp["valueReference"].(map[string]any)["reference"].(string))
+			}
+		}
+	}
+	return out
+}
+
+// TestOpinionsCompared: two specialists answer one request (one after an
+// interim report); ServiceRequest/$opinions aligns their final opinions
+// and says where they agree and differ, checked against what the test
+// computes from the two stored documents; each specialist is given its
+// own opinion only, the patient and the hospital both, another patient
+// nothing.
+func TestOpinionsCompared(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			f := newSOFixture(t, k)
+			mustStatus(t, f.as("patientP", http.MethodPut, "/Consent/"+f.c2, []byte(strings.Replace(soConsent(f.pid, "Organization/clinic2", false), `"status":"active"`, `"id":"`+f.c2+`","status":"active"`, 1))), http.StatusOK)
+			res := f.request(t, "patientP", soParams(f.pid, []string{"Organization/clinic", "Organization/clinic2"}, []string{f.c1, f.c2}))
+			sr := res.serviceRequest
+			a := opinionSpec{status: "final", practitioner: "Practitioner/dr-rao", agreement: "agree", urgency: "routine", question: "Do I need a stent?",
+				alternatives: []concept{anginaSNOMED},
+				plan:         []concept{statinPlan, {text: "Lifestyle advice"}},
+				tests:        []concept{stressTest, {"http://loinc.org", "34552-0", "2D echocardiogram"}}}
+			b := opinionSpec{status: "final", practitioner: "Practitioner/dr-b", agreement: "partially-agree", urgency: "urgent", question: "A stent?",
+				alternatives: []concept{{"http://hl7.org/fhir/sid/icd-10", "I20.9", "Angina pectoris, unspecified"}, {"http://hl7.org/fhir/sid/icd-10", "I25.1", "Atherosclerotic heart disease"}},
+				plan:         []concept{statinPlan, {text: "lifestyle  ADVICE."}, {text: "Aspirin 75 mg daily"}},
+				tests:        []concept{stressTest}, comment: "See me in a month."}
+			// B's angina also carries A's SNOMED code: the same diagnosis
+			b.alternatives[0] = concept{"http://snomed.info/sct", "194828000", "Angina"}
+			bDoc := opinionDoc(f.pid, res.tasks[1], res.packages[1], b)
+			bDoc = []byte(strings.Replace(string(bDoc), `"code":"194828000","display":"Angina","system":"http://snomed.info/sct"}]`,
+				`"code":"194828000","display":"Angina","system":"http://snomed.info/sct"},{"system":"http://hl7.org/fhir/sid/icd-10","code":"I20.9"}]`, 1))
+
+			// nothing completed yet
+			if got := answerOpinions(t, jsonMap(t, f.getAs(t, "patientP", sr+"/$opinions"))); len(got) != 0 {
+				t.Fatalf("opinions before any: %v", got)
+			}
+			for i, who := range []string{"so1", "so2"} {
+				f.plainPatch(t, who, res.tasks[i], "accepted", "")
+			}
+			// B sends an interim report first: it is not compared
+			interim := b
+			interim.status, interim.agreement = "preliminary", "cannot-assess"
+			if code, body := f.submit(t, "so2", res.tasks[1], opinionDoc(f.pid, res.tasks[1], res.packages[1], interim)); code != http.StatusOK {
+				t.Fatalf("interim: %d %v", code, body)
+			}
+			code, outA := f.submit(t, "so1", res.tasks[0], opinionDoc(f.pid, res.tasks[0], res.packages[0], a))
+			if code != http.StatusOK {
+				t.Fatalf("A: %d %v", code, outA)
+			}
+			code, outB := f.submit(t, "so2", res.tasks[1], bDoc)
+			if code != http.StatusOK {
+				t.Fatalf("B: %d %v", code, outB)
+			}
+			docA, docB := paramRef(outA, "opinion"), paramRef(outB, "opinion")
+			docs := map[string][]byte{docA: f.getAs(t, "patientP", docA), docB: f.getAs(t, "patientP", docB)}
+			order := []string{docA, docB}
+			if strings.Compare(res.tasks[1], res.tasks[0]) < 0 {
+				order = []string{docB, docA}
+			}
+			want := expectedAspects(t, docs, order)
+			if len(want["diagnosis"]) != 2 || len(want["plan"]) != 3 || len(want["tests"]) != 2 {
+				t.Fatalf("the test's own expectation is off: %d diagnoses, %d plan items, %d tests", len(want["diagnosis"]), len(want["plan"]), len(want["tests"]))
+			}
+			for _, who := range []string{"patientP", "system"} {
+				answer := jsonMap(t, f.getAs(t, who, sr+"/$opinions"))
+				if got := answerOpinions(t, answer); strings.Join(got, " ") != strings.Join(order, " ") {
+					t.Fatalf("%s: opinions %v, want %v", who, got, order)
+				}
+				checkComparison(t, answer, want, order)
+				// every section is aligned, with each opinion's text
+				for _, p := range asSlice(answer["parameter"]) {
+					pm := p.(map[string]any)
+					if pm["name"] != "section" {
+						continue
+					}
+					parts := asSlice(pm["part"])
+					code := parts[0].(map[string]any)["valueCoding"].(map[string]any)["code"]
+					n := len(parts) - 1
+					wantN := map[any]int{"question": 2, "agreement": 2, "alternatives": 2, "plan": 2, "tests": 2, "urgency": 2, "comment": 1}[code]
+					if n != wantN {
+						t.Errorf("%s: section %v has %d entries, want %d", who, code, n, wantN)
+					}
+				}
+				if w := f.as(who, http.MethodPost, "/"+sr+"/$opinions", nil); w.Code != http.StatusOK {
+					t.Errorf("%s: POST $opinions: %d", who, w.Code)
+				}
+			}
+			// each specialist is given its own opinion only
+			for i, who := range []string{"so1", "so2"} {
+				answer := jsonMap(t, f.getAs(t, who, sr+"/$opinions"))
+				mine := []string{docA, docB}[i]
+				if got := answerOpinions(t, answer); len(got) != 1 || got[0] != mine {
+					t.Fatalf("%s is given %v, want only %s", who, got, mine)
+				}
+				checkComparison(t, answer, expectedAspects(t, docs, []string{mine}), []string{mine})
+			}
+			mustStatus(t, f.as("patientB", http.MethodGet, "/"+sr+"/$opinions", nil), http.StatusForbidden)
+			mustStatus(t, f.as("system", http.MethodGet, "/ServiceRequest/nope/$opinions", nil), http.StatusNotFound)
+			f.getAs(t, "system", "OperationDefinition/ServiceRequest-opinions")
+		})
+	}
 }
