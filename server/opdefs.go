@@ -34,6 +34,8 @@ type OpParam struct {
 	// TargetProfile, for Reference parameters.
 	TargetProfile []string
 	Documentation string
+	// Parts, for a parameter made of parts (it then has no Type).
+	Parts []OpParam
 }
 
 // definitionURL is the canonical URL of an operation's definition.
@@ -77,8 +79,21 @@ func (s *Server) operationDefinition(op *Operation) (*fhir.Resource, error) {
 	if len(types) > 0 {
 		def["resource"] = types
 	}
+	params := opParams(op.Def.Parameters)
+	if len(params) > 0 {
+		def["parameter"] = params
+	}
+	b, err := json.Marshal(def)
+	if err != nil {
+		return nil, err
+	}
+	return fhir.Parse(b)
+}
+
+// opParams renders OperationDefinition.parameter (and .part).
+func opParams(ps []OpParam) []any {
 	var params []any
-	for _, p := range op.Def.Parameters {
+	for _, p := range ps {
 		pm := map[string]any{"name": p.Name, "use": p.Use, "min": p.Min, "max": p.Max}
 		if p.Type != "" {
 			pm["type"] = p.Type // none for a parameter made of parts
@@ -89,16 +104,12 @@ func (s *Server) operationDefinition(op *Operation) (*fhir.Resource, error) {
 		if p.Documentation != "" {
 			pm["documentation"] = p.Documentation
 		}
+		if len(p.Parts) > 0 {
+			pm["part"] = opParams(p.Parts)
+		}
 		params = append(params, pm)
 	}
-	if len(params) > 0 {
-		def["parameter"] = params
-	}
-	b, err := json.Marshal(def)
-	if err != nil {
-		return nil, err
-	}
-	return fhir.Parse(b)
+	return params
 }
 
 // definition answers the OperationDefinition with this id of an operation

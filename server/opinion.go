@@ -35,9 +35,26 @@ func (s *Server) registerOpinions() {
 				"Items are the same when they share a SNOMED CT, ICD-10, ICD-11, LOINC, RxNorm, ATC or CPT code, or, without one, the same text (case, spacing and punctuation aside). Interim reports are left out.",
 			Parameters: []OpParam{
 				param("request", "out", 1, "1", "Reference", "The ServiceRequest.", "ServiceRequest"),
-				param("opinion", "out", 0, "*", "", "One opinion: task, document, status, performer, attester, date."),
-				param("section", "out", 0, "*", "", "One section: code, then per opinion an entry with the document, the narrative as text and the coded items."),
-				param("comparison", "out", 0, "*", "", "One aspect (agreement, diagnosis, plan, tests, urgency): verdict agree, differ or single; shared items (held by every opinion) and differing ones, each with the documents that hold it."),
+				withParts(param("opinion", "out", 0, "*", "", "One opinion."),
+					param("task", "out", 1, "1", "Reference", "The Task it answers.", "Task"),
+					param("document", "out", 1, "1", "Reference", "The opinion document.", "Bundle"),
+					param("status", "out", 1, "1", "code", "final or amended."),
+					param("performer", "out", 0, "1", "Reference", "The specialist asked (Task.owner).", "Organization", "PractitionerRole"),
+					param("attester", "out", 0, "1", "Reference", "The practitioner who signed.", "Practitioner", "PractitionerRole"),
+					param("date", "out", 0, "1", "dateTime", "When it was written.")),
+				withParts(param("section", "out", 0, "*", "", "One section, across the opinions."),
+					param("code", "out", 1, "1", "Coding", "The section's code."),
+					withParts(param("entry", "out", 0, "*", "", "What one opinion says in it."),
+						param("document", "out", 1, "1", "Reference", "The opinion document.", "Bundle"),
+						param("text", "out", 0, "1", "string", "The narrative as text."),
+						param("item", "out", 0, "*", "CodeableConcept", "The coded (or text) items of its entries."))),
+				withParts(param("comparison", "out", 0, "*", "", "One aspect: agreement, diagnosis, plan, tests or urgency."),
+					param("aspect", "out", 1, "1", "code", "agreement | diagnosis | plan | tests | urgency"),
+					param("verdict", "out", 1, "1", "code", "agree | differ | single"),
+					withParts(param("shared", "out", 0, "*", "", "An item every opinion holds."),
+						param("concept", "out", 1, "1", "CodeableConcept", ""), param("heldBy", "out", 1, "*", "Reference", "", "Bundle")),
+					withParts(param("differing", "out", 0, "*", "", "An item some opinions hold."),
+						param("concept", "out", 1, "1", "CodeableConcept", ""), param("heldBy", "out", 1, "*", "Reference", "", "Bundle"))),
 			}},
 		Handler: s.compareOpinions,
 	})
@@ -120,6 +137,12 @@ func (s *Server) compareOpinions(c *gin.Context, _, id string) {
 		return
 	}
 	s.writeJSON(c, http.StatusOK, b)
+}
+
+// withParts gives a parameter its parts.
+func withParts(p OpParam, parts ...OpParam) OpParam {
+	p.Parts = parts
+	return p
 }
 
 // parametersResource returns the resource of a Parameters' named part.
