@@ -224,6 +224,7 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 		doc.Included = append(doc.Included, r)
 		bySection[sec] = append(bySection[sec], r)
 	}
+	doc.Included = referencedSupport(doc.Included)
 	doc.Summary = Analyze(doc.Included, AnalyzeOptions{Specialty: opts.Specialty, Now: now, Knowledge: opts.Knowledge})
 	byRef := doc.Summary.byRef
 
@@ -491,4 +492,68 @@ func mustJSON(v any) json.RawMessage {
 		panic(err)
 	}
 	return b
+}
+
+// referencedSupport keeps the supporting resources (Organization,
+// Practitioner, Medication, ...) that an included entry refers to,
+// directly or through other supporting resources, and drops the others: a
+// document's entries are all reachable from its Composition (the HL7
+// validator rejects an unreferenced entry), and an insurer or clinician
+// that nothing in the package mentions is not the recipient's business.
+func referencedSupport(included []*fhir.Resource) []*fhir.Resource {
+	keep := make(map[*fhir.Resource]bool, len(included))
+	byKey := make(map[string]*fhir.Resource, len(included))
+	var queue []*fhir.Resource
+	for _, r := range included {
+		byKey[r.Type+"/"+r.ID] = r
+		if sectionOf(r) != "support" {
+			keep[r] = true
+			queue = append(queue, r)
+		}
+	}
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		refs(r.Root(), func(ref string) {
+			if t := byKey[refKey(ref)]; t != nil && !keep[t] {
+				keep[t] = true
+				queue = append(queue, t)
+			}
+		})
+	}
+	out := included[:0]
+	for _, r := range included {
+		if keep[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// refs calls f with every Reference.reference under v.
+func refs(v *fjson.Value, f func(string)) {
+	switch v.Kind {
+	case fjson.Object:
+		for _, m := range v.Members {
+			if m.Key == "reference" && m.Value.Kind == fjson.String {
+				f(m.Value.Str)
+			} else {
+				refs(m.Value, f)
+			}
+		}
+	case fjson.Array:
+		for _, it := range v.Items {
+			refs(it, f)
+		}
+	}
+}
+
+// refKey is the Type/id a relative or RESTful absolute reference names.
+func refKey(ref string) string {
+	ref, _, _ = strings.Cut(ref, "/_history/")
+	parts := strings.Split(ref, "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
 }

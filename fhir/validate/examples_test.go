@@ -14,6 +14,8 @@ import (
 var exampleDefects = map[string]struct{ code, expr, why string }{
 	"MedicationRequest-medrx0301.json": {codeStructure, "MedicationRequest.dispenseRequest.performer.reference",
 		"the example refers to Practitioner/f001, but MedicationRequest.dispenseRequest.performer is Reference(Organization) in R4"},
+	"Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json": {codeValue, "Bundle.entry[2].fullUrl",
+		"the entry's fullUrl is .../Patient/pat12 but its resource is Patient/pat2 (the HL7 validator reports this since 2023)"},
 }
 
 // TestOfficialExamples validates every official R4 example: none has an

@@ -156,6 +156,8 @@ type model struct {
 	types       map[string]*typeDef
 	constraints []*constraint
 	valueSets   []*valueSet
+	// codeSystems are the shipped complete code systems: code -> displays.
+	codeSystems map[string]map[string][]string
 	regexes     map[string]string
 	unchecked   []string // required value sets without codes
 	element     *typeDef // the Element type, for "_name" members
@@ -199,6 +201,14 @@ func loadModel(gz []byte) (*model, error) {
 	}
 	for _, vs := range dm.ValueSets {
 		m.valueSets = append(m.valueSets, newValueSet(vs))
+	}
+	m.codeSystems = make(map[string]map[string][]string, len(dm.CodeSystems))
+	for _, cs := range dm.CodeSystems {
+		codes := make(map[string][]string, len(cs.Concepts))
+		for _, c := range cs.Concepts {
+			codes[c.Code] = c.Displays
+		}
+		m.codeSystems[cs.URL] = codes
 	}
 	for i := range dm.Types {
 		t := &dm.Types[i]

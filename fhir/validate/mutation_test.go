@@ -27,7 +27,7 @@ const (
   "_birthDate": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": "1980-02-29T10:00:00+05:30"}]},
   "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]},
   "multipleBirthInteger": 1,
-  "photo": [{"contentType": "image/png", "data": "iVBORw0KGgo="}],
+  "photo": [{"contentType": "image/png", "data": "iVBORw0KGgo=", "size": 8, "hash": "TK7OU5sDmxbhYgbqJHj4xf+yygU="}],
   "contact": [{"name": {"family": "Doe"}, "organization": {"reference": "#org1"}}],
   "contained": [{"resourceType": "Organization", "id": "org1", "name": "Acme"}],
   "managingOrganization": {"reference": "Organization/o1"}
@@ -49,7 +49,7 @@ const (
 }`
 	baseCondition = `{
   "resourceType": "Condition",
-  "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+  "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active", "display": "Active"}]},
   "code": {"text": "Headache"},
   "subject": {"reference": "urn:uuid:7b1f3f5e-2c3a-4a6b-9d6c-0e8f1a2b3c4d"},
   "onsetPeriod": {"start": "2024-01-01", "end": "2024-01-05"}
@@ -66,6 +66,54 @@ const (
     {"fullUrl": "urn:uuid:9d2f3f5e-2c3a-4a6b-9d6c-0e8f1a2b3c4d", "resource": {"resourceType": "Condition",
       "subject": {"reference": "Patient?identifier=http://example.org/mrn|123"}},
      "request": {"method": "POST", "url": "Condition"}}
+  ]
+}`
+)
+
+// Valid Bundles of the types with rules of their own.
+const (
+	baseDocument = `{
+  "resourceType": "Bundle",
+  "type": "document",
+  "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
+  "timestamp": "2024-01-02T03:04:05Z",
+  "entry": [
+    {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": {"resourceType": "Composition", "status": "final",
+      "type": {"coding": [{"system": "http://loinc.org", "code": "34133-9"}]}, "date": "2024-01-02", "title": "Summary",
+      "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"},
+      "author": [{"reference": "urn:uuid:33333333-3333-4333-8333-333333333333"}],
+      "section": [{"title": "Problems", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Headache</div>"},
+        "entry": [{"reference": "urn:uuid:44444444-4444-4444-8444-444444444444"}]}]}},
+    {"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222", "resource": {"resourceType": "Patient", "name": [{"family": "Doe"}]}},
+    {"fullUrl": "urn:uuid:33333333-3333-4333-8333-333333333333", "resource": {"resourceType": "Practitioner", "name": [{"family": "Who"}]}},
+    {"fullUrl": "urn:uuid:44444444-4444-4444-8444-444444444444", "resource": {"resourceType": "Condition", "code": {"text": "Headache"},
+      "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}}},
+    {"fullUrl": "urn:uuid:55555555-5555-4555-8555-555555555555", "resource": {"resourceType": "Provenance", "recorded": "2024-01-02T03:04:05Z",
+      "target": [{"reference": "urn:uuid:44444444-4444-4444-8444-444444444444"}],
+      "agent": [{"who": {"reference": "urn:uuid:33333333-3333-4333-8333-333333333333"}}]}}
+  ]
+}`
+	baseSearchset = `{
+  "resourceType": "Bundle",
+  "type": "searchset",
+  "total": 1,
+  "link": [{"relation": "self", "url": "https://ehr.example.org/fhir/Patient?name=doe"},
+           {"relation": "next", "url": "https://ehr.example.org/fhir/Patient?name=doe&_page=2"}],
+  "entry": [
+    {"fullUrl": "https://ehr.example.org/fhir/Patient/p1", "resource": {"resourceType": "Patient", "id": "p1", "name": [{"family": "Doe"}]},
+     "search": {"mode": "match"}},
+    {"fullUrl": "https://ehr.example.org/fhir/Organization/o1", "resource": {"resourceType": "Organization", "id": "o1", "name": "Acme"},
+     "search": {"mode": "include"}}
+  ]
+}`
+	baseMessage = `{
+  "resourceType": "Bundle",
+  "type": "message",
+  "entry": [
+    {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": {"resourceType": "MessageHeader",
+      "eventCoding": {"system": "http://example.org/events", "code": "admit"}, "source": {"endpoint": "http://example.org/src"},
+      "focus": [{"reference": "urn:uuid:22222222-2222-4222-8222-222222222222"}]}},
+    {"fullUrl": "urn:uuid:22222222-2222-4222-8222-222222222222", "resource": {"resourceType": "Patient", "name": [{"family": "Doe"}]}}
   ]
 }`
 )
@@ -221,6 +269,42 @@ func TestMutations(t *testing.T) {
 		{name: "bundle entry abstract type", base: baseBundle, edits: []any{"entry.0.resource.resourceType", "DomainResource"}, code: codeStructure, expr: "Bundle.entry[0].resource"},
 		{name: "bundle relative fullUrl", base: baseBundle, edits: []any{"entry.0.fullUrl", "Patient/1"}, code: codeValue, expr: "Bundle.entry[0].fullUrl"},
 		{name: "bundle bad request method", base: baseBundle, edits: []any{"entry.0.request.method", "FETCH"}, code: codeCodeInvalid, expr: "Bundle.entry[0].request.method"},
+		// Bundle rules per type
+		{name: "document entry not referenced", base: baseDocument, edits: []any{"entry.4.resource", r(`{"resourceType":"Basic","code":{"text":"x"}}`)}, code: codeBusiness, expr: "Bundle.entry[4]"},
+		{name: "document reverse link", base: baseDocument, edits: []any{"entry.0.resource.section.0.entry.0.reference", "urn:uuid:22222222-2222-4222-8222-222222222222"}, code: codeBusiness, expr: "Bundle.entry[3]", sev: fhir.SeverityWarning},
+		{name: "document subject not in bundle", base: baseDocument, edits: []any{"entry.0.resource.subject.reference", "urn:uuid:99999999-9999-4999-8999-999999999999"}, code: codeNotFound, expr: "Bundle.entry[0].resource.ofType(Composition)"},
+		{name: "document without entries", base: baseDocument, edits: []any{"entry", deleteMark}, code: codeRequired, expr: "Bundle.entry"},
+		{name: "document entry without fullUrl", base: baseDocument, edits: []any{"entry.2.fullUrl", deleteMark}, code: codeRequired, expr: "Bundle.entry[2].fullUrl"},
+		{name: "document paging link", base: baseDocument, edits: []any{"link", r(`[{"relation":"next","url":"https://x.example/b"}]`)}, code: codeBusiness, expr: "Bundle.link[0].relation"},
+		{name: "document without identifier (bdl-9)", base: baseDocument, edits: []any{"identifier", deleteMark}, code: codeInvariant, expr: "Bundle"},
+		{name: "document without Composition (bdl-11)", base: baseDocument, edits: []any{"entry.0.resource.resourceType", "List", "entry.0.resource", r(`{"resourceType":"List","status":"current","mode":"working"}`)}, code: codeInvariant, expr: "Bundle"},
+		{name: "message focus not in bundle", base: baseMessage, edits: []any{"entry.0.resource.focus.0.reference", "urn:uuid:99999999-9999-4999-8999-999999999999"}, code: codeNotFound, expr: "Bundle.entry[0].resource.ofType(MessageHeader)"},
+		{name: "message entry not referenced", base: baseMessage, edits: []any{"entry.0.resource.focus", deleteMark}, code: codeBusiness, expr: "Bundle.entry[1]", sev: fhir.SeverityWarning},
+		{name: "message without MessageHeader (bdl-12)", base: baseMessage, edits: []any{"entry.0.resource", r(`{"resourceType":"Basic","code":{"text":"x"}}`)}, code: codeInvariant, expr: "Bundle"},
+		{name: "fullUrl disagrees with id", base: baseSearchset, edits: []any{"entry.0.resource.id", "p2"}, code: codeValue, expr: "Bundle.entry[0].fullUrl"},
+		{name: "fullUrl disagrees with type", base: baseSearchset, edits: []any{"entry.1.fullUrl", "https://ehr.example.org/fhir/Location/o1"}, code: codeValue, expr: "Bundle.entry[1].fullUrl"},
+		{name: "RESTful fullUrl without id", base: baseSearchset, edits: []any{"entry.0.resource.id", deleteMark}, code: codeRequired, expr: "Bundle.entry[0].resource.ofType(Patient)"},
+		{name: "searchset match of another type", base: baseSearchset, edits: []any{"link.0.url", "https://ehr.example.org/fhir/Observation?code=x"}, code: codeValue, expr: "Bundle.entry[0].resource.ofType(Patient)"},
+		{name: "searchset match not in _type", base: baseSearchset, edits: []any{"link.0.url", "https://ehr.example.org/fhir?_type=Observation,Condition&_lastUpdated=gt2024"}, code: codeValue, expr: "Bundle.entry[0].resource.ofType(Patient)"},
+		{name: "searchset match without id", base: baseSearchset, edits: []any{"entry.0.fullUrl", "urn:uuid:7b1f3f5e-2c3a-4a6b-9d6c-0e8f1a2b3c4d", "entry.0.resource.id", deleteMark}, code: codeRequired, expr: "Bundle.entry[0].resource.ofType(Patient)", sev: fhir.SeverityWarning},
+		{name: "searchset entry without fullUrl", base: baseSearchset, edits: []any{"entry.0.fullUrl", deleteMark}, code: codeRequired, expr: "Bundle.entry[0].fullUrl", sev: fhir.SeverityWarning},
+		{name: "document relative reference not in bundle", base: baseDocument, edits: []any{"entry.0.resource.author.0.reference", "Practitioner/x1"}, code: codeNotFound, expr: "Bundle.entry[0].resource.ofType(Composition)", sev: fhir.SeverityWarning},
+		{name: "searchset outcome not an OperationOutcome", base: baseSearchset, edits: []any{"entry.1.search.mode", "outcome"}, code: codeValue, expr: "Bundle.entry[1].resource.ofType(Organization)"},
+		{name: "searchset entry without resource", base: baseSearchset, edits: []any{"entry.1.resource", deleteMark}, code: codeRequired, expr: "Bundle.entry[1].resource"},
+		{name: "searchset without self link", base: baseSearchset, edits: []any{"link", r(`[{"relation":"next","url":"https://ehr.example.org/fhir/Patient?name=doe&_page=2"}]`)}, code: codeRequired, expr: "Bundle.link", sev: fhir.SeverityWarning},
+		{name: "searchset duplicate next link", base: baseSearchset, edits: []any{"link.0.relation", "next"}, code: codeBusiness, expr: "Bundle.link[1].relation"},
+		{name: "search in a transaction (bdl-2)", base: baseBundle, edits: []any{"entry.0.search", r(`{"mode":"match"}`)}, code: codeInvariant, expr: "Bundle"},
+		{name: "request missing in a transaction (bdl-3)", base: baseBundle, edits: []any{"entry.0.request", deleteMark}, code: codeInvariant, expr: "Bundle"},
+		{name: "request in a searchset (bdl-3)", base: baseSearchset, edits: []any{"entry.0.request", r(`{"method":"GET","url":"Patient/p1"}`)}, code: codeInvariant, expr: "Bundle"},
+		{name: "response in a transaction (bdl-4)", base: baseBundle, edits: []any{"entry.0.response", r(`{"status":"201"}`)}, code: codeInvariant, expr: "Bundle"},
+		{name: "PUT url names another resource", base: baseBundle, edits: []any{"entry.0.request", r(`{"method":"PUT","url":"Observation/1"}`)}, code: codeValue, expr: "Bundle.entry[0].request.url"},
+		{name: "PUT url names another id", base: baseBundle, edits: []any{"entry.0.request", r(`{"method":"PUT","url":"Patient/1"}`), "entry.0.resource.id", "2"}, code: codeValue, expr: "Bundle.entry[0].request.url"},
+		// attachments and codes of the shipped code systems
+		{name: "attachment size", base: basePatient, edits: []any{"photo.0.size", r(`9`)}, code: codeValue, expr: "Patient.photo[0].size"},
+		{name: "attachment hash", base: basePatient, edits: []any{"photo.0.hash", "2jmj7l5rSw0yVb/vlWAYkK/YBwk="}, code: codeValue, expr: "Patient.photo[0].hash"},
+		{name: "attachment hash not SHA-1", base: basePatient, edits: []any{"photo.0.hash", "AAAA"}, code: codeValue, expr: "Patient.photo[0].hash"},
+		{name: "wrong display", base: baseCondition, edits: []any{"clinicalStatus.coding.0.display", "Acitve"}, code: codeCodeInvalid, expr: "Condition.clinicalStatus.coding[0].display"},
+		{name: "unknown code of a shipped code system", base: baseObservation, edits: []any{"code.coding.0.system", "http://hl7.org/fhir/observation-status"}, code: codeCodeInvalid, expr: "Observation.code.coding[0].code"},
 		// invariants
 		{name: "extension with value and extensions", base: basePatient, edits: []any{"extension.0.extension", r(`[{"url":"a","valueString":"b"}]`)}, code: codeInvariant, expr: "Patient.extension[0]"},
 		{name: "extension without value", base: basePatient, edits: []any{"extension.0.valueAddress", deleteMark}, code: codeInvariant, expr: "Patient.extension[0]"},
@@ -235,7 +319,7 @@ func TestMutations(t *testing.T) {
 		{name: "unknown resource type", rawBody: `{"resourceType":"Patients"}`, code: codeStructure, expr: ""},
 	}
 	v := New(Options{})
-	for _, base := range []string{basePatient, baseObservation, baseCondition, baseBundle} {
+	for _, base := range []string{basePatient, baseObservation, baseCondition, baseBundle, baseDocument, baseSearchset, baseMessage} {
 		if issues := v.ValidateJSON([]byte(base)); len(issues) > 0 {
 			t.Fatalf("base resource is not valid:\n%s\n%s", base[:60], dump(issues))
 		}

@@ -492,6 +492,13 @@ func (w *walker) complexValue(el *elemDef, tr *typeRef, node *fjson.Value) {
 			if el.binding != nil {
 				w.codingBinding(node, el.binding, tr.td.name == "Coding")
 			}
+			if tr.td.name == "Coding" && !w.inProfile {
+				w.coding(node)
+			}
+		case "Attachment":
+			if !w.inProfile {
+				w.attachment(node)
+			}
 		}
 		w.invariants(node, tr.constraints, tr.td.root.ctxType)
 	}

@@ -21,6 +21,22 @@ type Model struct {
 	// name. The validator checks primitives with hand-written code; tests
 	// compare that code with these expressions.
 	Regexes map[string]string `json:"regexes"`
+	// CodeSystems are the complete code systems shipped with the
+	// definitions: a Coding of one of them must use one of its codes, and
+	// its display must be one of the code's displays.
+	CodeSystems []CodeSystem `json:"codeSystems,omitempty"`
+}
+
+// CodeSystem is a complete code system: its codes and their displays.
+type CodeSystem struct {
+	URL      string    `json:"url"`
+	Concepts []Concept `json:"concepts"`
+}
+
+// Concept is one code with its display and the values of its designations.
+type Concept struct {
+	Code     string   `json:"code"`
+	Displays []string `json:"displays,omitempty"`
 }
 
 // Type is one StructureDefinition.

@@ -68,8 +68,8 @@ func main() {
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s: %d types, %d value sets, %d constraints, %d bytes JSON, %d bytes gzipped\n%s",
-		*out, len(m.Types), len(m.ValueSets), len(m.Constraints), len(raw), buf.Len(), stats)
+	fmt.Printf("wrote %s: %d types, %d value sets, %d code systems, %d constraints, %d bytes JSON, %d bytes gzipped\n%s",
+		*out, len(m.Types), len(m.ValueSets), len(m.CodeSystems), len(m.Constraints), len(raw), buf.Len(), stats)
 }
 
 type bundle struct {
@@ -168,6 +168,8 @@ func build(defsDir, samplyDir string) (*defs.Model, string, error) {
 		m.Types = append(m.Types, t)
 	}
 	m.Constraints = cons.List
+	m.CodeSystems = terms.complete
+	slices.SortFunc(m.CodeSystems, func(a, b defs.CodeSystem) int { return strings.Compare(a.URL, b.URL) })
 
 	var st strings.Builder
 	fmt.Fprintf(&st, "value sets by source: %v\n", sources)

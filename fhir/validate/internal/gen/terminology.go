@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,13 +17,19 @@ import (
 )
 
 type concept struct {
-	Code    string    `json:"code"`
+	Code        string `json:"code"`
+	Display     string `json:"display"`
+	Designation []struct {
+		Value string `json:"value"`
+	} `json:"designation"`
 	Concept []concept `json:"concept"`
 }
 
 type terminology struct {
 	codeSystems map[string][]string // url -> all codes, nested ones included
-	valueSets   map[string]valueSetJSON
+	// complete are the complete code systems with their displays.
+	complete  []defs.CodeSystem
+	valueSets map[string]valueSetJSON
 }
 
 type valueSetJSON struct {
@@ -66,15 +73,27 @@ func loadTerminology(dir string) (*terminology, error) {
 				continue
 			}
 			var codes []string
+			cs := defs.CodeSystem{URL: head.URL}
 			var walk func([]concept)
-			walk = func(cs []concept) {
-				for _, c := range cs {
+			walk = func(list []concept) {
+				for _, c := range list {
 					codes = append(codes, c.Code)
+					dc := defs.Concept{Code: c.Code}
+					if c.Display != "" {
+						dc.Displays = append(dc.Displays, c.Display)
+					}
+					for _, d := range c.Designation {
+						if d.Value != "" && !slices.Contains(dc.Displays, d.Value) {
+							dc.Displays = append(dc.Displays, d.Value)
+						}
+					}
+					cs.Concepts = append(cs.Concepts, dc)
 					walk(c.Concept)
 				}
 			}
 			walk(head.Concept)
 			t.codeSystems[head.URL] = codes
+			t.complete = append(t.complete, cs)
 		case "ValueSet":
 			var vs valueSetJSON
 			if err := json.Unmarshal(data, &vs); err != nil {
