@@ -299,8 +299,8 @@ func searchTypes(u string) []string {
 // interlinked checks a document or a message: the references of its
 // first resource (the Composition or MessageHeader) that point into the
 // Bundle resolve there, and every entry is reachable from the first by
-// references, as the HL7 validator requires (for a document an
-// unreachable entry is an error; for a message, a warning). Entries that
+// references, as the HL7 validator requires (it makes an unreachable
+// document entry an error; here it is a warning, see below). Entries that
 // only refer to reachable ones (a Provenance) count as reachable.
 func (w *walker) interlinked(entries []*fjson.Value, document bool) {
 	type ent struct {
@@ -445,12 +445,12 @@ func (w *walker) interlinked(entries []*fjson.Value, document bool) {
 		if seen[i] || entries[i].Get("resource") == nil {
 			continue
 		}
+		// The HL7 validator makes this an error for documents; here it is
+		// a warning, because the gateway files documents from other
+		// systems, and refusing a whole document for an entry that is only
+		// unlinked would lose records that are otherwise sound.
 		w.push("entry", i, "")
-		if document {
-			w.errorf(codeBusiness, "the entry is not referenced from the document's Composition, directly or through other entries")
-		} else {
-			w.add(fhir.SeverityWarning, codeBusiness, "the entry is not referenced from the message's MessageHeader, directly or through other entries", "")
-		}
+		w.add(fhir.SeverityWarning, codeBusiness, "the entry is not referenced from the "+map[bool]string{true: "document's Composition", false: "message's MessageHeader"}[document]+", directly or through other entries", "")
 		w.pop()
 	}
 }

@@ -270,7 +270,7 @@ func TestMutations(t *testing.T) {
 		{name: "bundle relative fullUrl", base: baseBundle, edits: []any{"entry.0.fullUrl", "Patient/1"}, code: codeValue, expr: "Bundle.entry[0].fullUrl"},
 		{name: "bundle bad request method", base: baseBundle, edits: []any{"entry.0.request.method", "FETCH"}, code: codeCodeInvalid, expr: "Bundle.entry[0].request.method"},
 		// Bundle rules per type
-		{name: "document entry not referenced", base: baseDocument, edits: []any{"entry.4.resource", r(`{"resourceType":"Basic","code":{"text":"x"}}`)}, code: codeBusiness, expr: "Bundle.entry[4]"},
+		{name: "document entry not referenced", base: baseDocument, edits: []any{"entry.4.resource", r(`{"resourceType":"Basic","code":{"text":"x"}}`)}, code: codeBusiness, expr: "Bundle.entry[4]", sev: fhir.SeverityWarning},
 		{name: "document reverse link", base: baseDocument, edits: []any{"entry.0.resource.section.0.entry.0.reference", "urn:uuid:22222222-2222-4222-8222-222222222222"}, code: codeBusiness, expr: "Bundle.entry[3]", sev: fhir.SeverityWarning},
 		{name: "document subject not in bundle", base: baseDocument, edits: []any{"entry.0.resource.subject.reference", "urn:uuid:99999999-9999-4999-8999-999999999999"}, code: codeNotFound, expr: "Bundle.entry[0].resource.ofType(Composition)"},
 		{name: "document without entries", base: baseDocument, edits: []any{"entry", deleteMark}, code: codeRequired, expr: "Bundle.entry"},
