@@ -275,6 +275,8 @@ func createTables(ctx context.Context, db sqlstore.DB, serial string) error {
 			status TEXT NOT NULL, heartbeat BIGINT NOT NULL, next_heartbeat BIGINT NOT NULL, events BIGINT NOT NULL DEFAULT 0)`,
 		// the last seen status of every second-opinion Task, to tell changes
 		`CREATE TABLE IF NOT EXISTS notify_task (id TEXT PRIMARY KEY, status TEXT NOT NULL)`,
+		// the parties of every second-opinion Task, to address its messages
+		`CREATE TABLE IF NOT EXISTS notify_task_refs (id TEXT PRIMARY KEY, refs TEXT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS notify_outbox (id ` + serial + `, kind TEXT NOT NULL, sub TEXT NOT NULL,
 			topic TEXT NOT NULL, focus TEXT NOT NULL, refs TEXT NOT NULL, at BIGINT NOT NULL)`,
 	} {
@@ -352,6 +354,10 @@ func (s *Service) afterWrite(ctx context.Context, c sqlstore.Conn, ws []sqlstore
 			if err := s.taskWritten(ctx, c, w, now); err != nil {
 				return err
 			}
+		case "Communication":
+			if err := s.messageWritten(ctx, c, w, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -411,12 +417,19 @@ func (s *Service) subscriptionWritten(ctx context.Context, c sqlstore.Conn, w sq
 
 func (s *Service) taskWritten(ctx context.Context, c sqlstore.Conn, w sqlstore.Write, now int64) error {
 	if w.Resource == nil {
+		if _, err := c.Exec(ctx, `DELETE FROM notify_task_refs WHERE id = ?`, w.ID); err != nil {
+			return err
+		}
 		_, err := c.Exec(ctx, `DELETE FROM notify_task WHERE id = ?`, w.ID)
 		return err
 	}
 	var t taskJSON
 	if err := json.Unmarshal(w.Resource.Raw, &t); err != nil || t.GroupIdentifier.System != referral.RequisitionSystem {
 		return nil // not a second-opinion Task (the store has validated the JSON)
+	}
+	parties, _ := json.Marshal(taskRefs{Owner: t.Owner.Reference, Requester: t.Requester.Reference, Patient: t.For.Reference})
+	if _, err := c.Exec(ctx, `INSERT INTO notify_task_refs (id, refs) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET refs = excluded.refs`, w.ID, string(parties)); err != nil {
+		return fmt.Errorf("notify: task parties: %w", err)
 	}
 	var prev string
 	err := c.QueryRow(ctx, `SELECT status FROM notify_task WHERE id = ?`, w.ID).Scan(&prev)
@@ -440,6 +453,72 @@ func (s *Service) taskWritten(ctx context.Context, c sqlstore.Conn, w sqlstore.W
 		return fmt.Errorf("notify: record event: %w", err)
 	}
 	return nil
+}
+
+type messageJSON struct {
+	PartOf    []struct{ Reference string } `json:"partOf"`
+	BasedOn   []struct{ Reference string } `json:"basedOn"`
+	Sender    struct{ Reference string }   `json:"sender"`
+	Recipient []struct{ Reference string } `json:"recipient"`
+}
+
+// messageWritten records an event for a new follow-up message of a
+// second-opinion Task, addressed to the Task's parties that sent or
+// receive it.
+func (s *Service) messageWritten(ctx context.Context, c sqlstore.Conn, w sqlstore.Write, now int64) error {
+	if w.Resource == nil || !w.Created {
+		return nil
+	}
+	var m messageJSON
+	if err := json.Unmarshal(w.Resource.Raw, &m); err != nil {
+		return nil
+	}
+	involved := map[string]bool{localRef(m.Sender.Reference): true}
+	for _, r := range m.Recipient {
+		involved[localRef(r.Reference)] = true
+	}
+	for _, r := range append(m.PartOf, m.BasedOn...) {
+		id, ok := strings.CutPrefix(localRef(r.Reference), "Task/")
+		if !ok {
+			continue
+		}
+		var raw string
+		err := c.QueryRow(ctx, `SELECT refs FROM notify_task_refs WHERE id = ?`, id).Scan(&raw)
+		if errors.Is(err, sqlstore.ErrNoRows) {
+			continue // not a second-opinion Task
+		}
+		if err != nil {
+			return fmt.Errorf("notify: task parties: %w", err)
+		}
+		var parties, refs taskRefs
+		if err := json.Unmarshal([]byte(raw), &parties); err != nil {
+			return err
+		}
+		for _, f := range []struct{ from, to *string }{{&parties.Owner, &refs.Owner}, {&parties.Requester, &refs.Requester}, {&parties.Patient, &refs.Patient}} {
+			if involved[localRef(*f.from)] {
+				*f.to = *f.from
+			}
+		}
+		b, _ := json.Marshal(refs)
+		if _, err := c.Exec(ctx, `INSERT INTO notify_outbox (kind, sub, topic, focus, refs, at) VALUES ('event', '', ?, ?, ?, ?)`,
+			TopicMessage, "Communication/"+w.ID, string(b), now); err != nil {
+			return fmt.Errorf("notify: record event: %w", err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// localRef drops a base URL and a version from a reference: "Type/id".
+func localRef(ref string) string {
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	parts := strings.Split(ref, "/")
+	if len(parts) < 2 {
+		return ref
+	}
+	return parts[len(parts)-2] + "/" + parts[len(parts)-1]
 }
 
 // Start starts the workers and the dispatcher; notifications left over
@@ -678,8 +757,8 @@ func checkQueryBased(r *fhir.Resource) error {
 		return nil
 	}
 	return fhir.Errorf(http.StatusUnprocessableEntity, "not-supported", []string{"Subscription.criteria"},
-		"query-based Subscriptions (criteria %q) are not served: this server notifies only through topic-based Subscriptions of the R4 backport profile (%s) on the topics %s and %s; a Subscription with status off is kept as a record",
-		r.Root().Get("criteria").String(), ProfileSubscription, TopicNewRequest, TopicStatusChanged)
+		"query-based Subscriptions (criteria %q) are not served: this server notifies only through topic-based Subscriptions of the R4 backport profile (%s) on the topics %s, %s and %s; a Subscription with status off is kept as a record",
+		r.Root().Get("criteria").String(), ProfileSubscription, TopicNewRequest, TopicStatusChanged, TopicMessage)
 }
 
 // topicSubscription reports whether a Subscription is one the gateway

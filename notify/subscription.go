@@ -21,6 +21,11 @@ const (
 	// TopicStatusChanged fires when a second-opinion Task's status
 	// changes; filter on requester, patient or owner.
 	TopicStatusChanged = TopicBase + "second-opinion-status"
+	// TopicMessage fires when a follow-up message (a Communication whose
+	// partOf or basedOn names a second-opinion Task) is written; filter on
+	// owner, requester or patient: the party must be the message's sender
+	// or one of its recipients.
+	TopicMessage = TopicBase + "second-opinion-message"
 
 	backportSD = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 	// ProfileSubscription is the backport profile of R4 Subscription.
@@ -36,6 +41,7 @@ const (
 var Topics = map[string][]string{
 	TopicNewRequest:    {"owner"},
 	TopicStatusChanged: {"owner", "requester", "patient"},
+	TopicMessage:       {"owner", "requester", "patient"},
 }
 
 // Subscription is what the gateway needs of an R4 backport Subscription.
@@ -98,7 +104,7 @@ func ParseSubscription(raw []byte, allowHTTP bool) (*Subscription, error) {
 	}
 	params, ok := Topics[s.Topic]
 	if !ok {
-		return nil, bad("Subscription.criteria", "unknown topic %q: this server offers %s and %s", s.Topic, TopicNewRequest, TopicStatusChanged)
+		return nil, bad("Subscription.criteria", "unknown topic %q: this server offers %s, %s and %s", s.Topic, TopicNewRequest, TopicStatusChanged, TopicMessage)
 	}
 	if j.XCriteria != nil {
 		for _, e := range j.XCriteria.Extension {

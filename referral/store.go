@@ -205,6 +205,15 @@ func (t *workflowTx) Update(ctx context.Context, res *fhir.Resource, opts storag
 }
 
 func (t *workflowTx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOptions) (string, error) {
+	if typ == "Communication" {
+		cur, err := t.Tx.Read(ctx, typ, id)
+		if err == nil {
+			p, _ := caller(ctx)
+			if _, err := t.s.messageWrite(ctx, t.Tx, p, cur, nil); err != nil {
+				return "", err
+			}
+		}
+	}
 	if typ == "Bundle" {
 		cur, err := t.Tx.Read(ctx, typ, id)
 		if err == nil {
@@ -249,11 +258,17 @@ func (s *Service) beforeWrite(ctx context.Context, tx storage.Tx, cur, next *fhi
 		return s.taskChange(ctx, tx, p, cur, next)
 	case next != nil && next.Type == "Bundle" || cur != nil && cur.Type == "Bundle":
 		return s.opinionWrite(ctx, tx, p, cur, next)
+	case next != nil && next.Type == "Communication" || cur != nil && cur.Type == "Communication":
+		return s.messageWrite(ctx, tx, p, cur, next)
 	}
 	return next, nil
 }
 
-// afterWrite is what a stored write sets off in the same transaction.
+// afterWrite is what a stored write sets off in the same transaction: a
+// new follow-up message moves its Task and shares what it points at.
 func (s *Service) afterWrite(ctx context.Context, tx storage.Tx, cur, stored *fhir.Resource) error {
+	if cur == nil && stored != nil && stored.Type == "Communication" {
+		return s.messageEffects(ctx, tx, stored)
+	}
 	return nil
 }
