@@ -198,6 +198,12 @@ func (b *progressBody) Read(p []byte) (int, error) {
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		return n, fmt.Errorf("%w: %w", errSlowBody, err)
 	}
+	if errors.Is(err, io.EOF) {
+		// the whole body arrived: a deadline left armed would fire in the
+		// server's background read while the handler still works, and
+		// cancel the request's context (a long write would fail)
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	return n, err
 }
 

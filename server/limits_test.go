@@ -229,3 +229,28 @@ func TestStalledReader(t *testing.T) {
 		t.Fatalf("the steady reader got %d bytes of a %d-byte content (base64 larger)", got, len(content))
 	}
 }
+
+// TestSlowHandlerAfterBody: once a body has arrived whole, the handler may
+// take longer than the idle timeout (storing a large upload): the read
+// deadline that guarded the body must not fire afterwards in the server's
+// background read and cancel the request.
+func TestSlowHandlerAfterBody(t *testing.T) {
+	h := newHarness(t, storeKinds[0], server.Config{IdleIOTimeout: 20 * time.Millisecond})
+	ts := httptest.NewServer(h.srv)
+	defer ts.Close()
+	content := bytes.Repeat([]byte("%PDF-1.4 slow handler "), (16<<20)/22)
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/Binary", bytes.NewReader(content))
+		req.Header.Set("Content-Type", "application/pdf")
+		req.Header.Set("X-Security-Context", "Patient/p1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("upload %d: %d %.300s", i, resp.StatusCode, body)
+		}
+	}
+}
