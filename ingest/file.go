@@ -100,6 +100,11 @@ func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType s
 	result := &Result{Source: source}
 	err = im.Store.InTx(ctx, func(tx storage.Tx) error {
 		result.Entries = result.Entries[:0]
+		// the same file uploaded twice at once (to two replicas) is filed
+		// once: the second waits here, then finds it
+		if err := tx.Lock(ctx, consolidate.PatientLock(patientID)); err != nil {
+			return err
+		}
 		if _, err := tx.Read(ctx, "Patient", patientID); err != nil {
 			if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
 				return fmt.Errorf("%w: Patient/%s", ErrNoPatient, patientID)
