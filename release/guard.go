@@ -225,6 +225,15 @@ func (g *Guard) remember(key string, ok bool) {
 	g.mu.Unlock()
 }
 
+// Saw records, for the audit trail, the patients of resources the request
+// is given (a store skips Released for what a bound decides, and an
+// unrestricted caller has no release at all).
+func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
+	for _, r := range rs {
+		g.recordPatients(ctx, r)
+	}
+}
+
 // recordPatients tells the recorder every patient r is about, following
 // what a Binary, Provenance or Bundle stands for.
 func (g *Guard) recordPatients(ctx context.Context, r *fhir.Resource) {

@@ -90,7 +90,15 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 			return
 		}
 	}
-	page, err := s.guard(c).History(c.Request.Context(), hq)
+	g := s.guard(c)
+	page, err := g.History(c.Request.Context(), hq)
+	if err == nil {
+		for _, e := range page.Entries {
+			if e.Resource != nil {
+				g.Saw(c.Request.Context(), e.Resource)
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, release.ErrWithheld) {
 			accessOf(c).refused = "no consent or outside the token's patient"

@@ -132,11 +132,14 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, compar
 	}
 	// the guard hands the store the caller's release rule: pages, links,
 	// includes, _has and chains, and counts see only what it releases
-	res, err := s.guard(c).Search(c.Request.Context(), req)
+	g := s.guard(c)
+	res, err := g.Search(c.Request.Context(), req)
 	if err != nil {
 		s.fail(c, searchError(err))
 		return
 	}
+	g.Saw(c.Request.Context(), res.Matches...)
+	g.Saw(c.Request.Context(), res.Included...)
 	base := s.baseURL(c.Request)
 	path := base + c.Request.URL.Path
 	if strings.HasSuffix(path, "/_search") {
@@ -324,7 +327,18 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 			req.Types = append(req.Types, t)
 		}
 	}
-	res, err := s.guard(c).Everything(c.Request.Context(), req)
+	g := s.guard(c)
+	base := s.baseURL(c.Request)
+	// without a release rule the page depends on the record alone: the
+	// one answered last is sent again while the record is unchanged
+	var pageKey string
+	if g.Release() == nil {
+		pageKey = base + "\x00" + c.Request.URL.Path + "\x00" + encodeQuery(params)
+		if pe := s.pages.get(pageKey); pe != nil {
+			req.IfVersion = pe.version
+		}
+	}
+	res, err := g.Everything(c.Request.Context(), req)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) || errors.Is(err, release.ErrWithheld) {
 			s.failRead(c, nil, err, "Patient/"+id)
@@ -333,7 +347,21 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		s.fail(c, err)
 		return
 	}
-	base := s.baseURL(c.Request)
+	if res.Unchanged {
+		if pe := s.pages.get(pageKey); pe != nil && pe.version == req.IfVersion {
+			for _, pt := range pe.patients {
+				accessOf(c).Patient(pt)
+			}
+			s.writeJSON(c, http.StatusOK, pe.body)
+			return
+		}
+		// evicted meanwhile: read it again
+		req.IfVersion = ""
+		if res, err = g.Everything(c.Request.Context(), req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
 	path := base + c.Request.URL.Path
 	keep := url.Values{}
 	for _, k := range []string{"start", "end", "_since", "_type", "_count"} {
@@ -347,10 +375,19 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		keep.Set(cursorParam, res.Next)
 		b.link("next", path+"?"+keep.Encode())
 	}
+	g.Saw(c.Request.Context(), res.Matches...)
 	for _, r := range res.Matches {
 		b.entry(bundleEntry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Raw, Search: &bundleSearch{Mode: "match"}})
 	}
-	s.writeJSON(c, http.StatusOK, b.bytes())
+	body := b.bytes()
+	if pageKey != "" && res.Version != "" {
+		var pats []string
+		for p := range accessOf(c).patients {
+			pats = append(pats, p)
+		}
+		s.pages.put(&pageEntry{key: pageKey, version: res.Version, body: body, patients: pats})
+	}
+	s.writeJSON(c, http.StatusOK, body)
 }
 
 // parseDateRange reads a FHIR date/dateTime and returns the instants it

@@ -150,6 +150,7 @@ type Server struct {
 	operations   []Operation
 	publicPaths  map[string]bool
 	decider      *release.Decider
+	pages        pageCache // $everything pages answered without a release rule
 	referral     *referral.Service
 	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
 	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON

@@ -69,6 +69,11 @@ type SearchResult struct {
 	Total int
 	// Next is the cursor of the next page; "" on the last page.
 	Next string
+	// Version, from Everything, names the state of the record the page
+	// was read from ("" when the store does not tell); Unchanged says the
+	// record is still at EverythingRequest.IfVersion (nothing was read).
+	Version   string
+	Unchanged bool
 }
 
 // EverythingRequest is one page of Patient/$everything.
@@ -84,6 +89,10 @@ type EverythingRequest struct {
 	// compartment resources are returned, and only the resources they
 	// refer to join them.
 	Release Release
+	// IfVersion, without a Release, is a SearchResult.Version the caller
+	// holds the page of: when the record is still at that version the
+	// store answers Unchanged without reading it.
+	IfVersion string
 }
 
 // Writer changes resources. Every method writes one new version.

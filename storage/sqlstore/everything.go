@@ -35,6 +35,7 @@ func (s *Store) everything(ctx context.Context, db Conn, req storage.EverythingR
 		}
 	}
 	ev := &everythingRun{ctx: ctx, s: s, db: db, req: req}
+	res := &storage.SearchResult{Total: -1}
 	if db == Conn(s.db) {
 		// outside a transaction, the record comes from the cache while
 		// its marks hold
@@ -43,8 +44,12 @@ func (s *Store) everything(ctx context.Context, db Conn, req storage.EverythingR
 			return nil, err
 		}
 		ev.entry = e
+		res.Version = e.version()
+		if req.Release == nil && req.IfVersion != "" && req.IfVersion == res.Version {
+			res.Unchanged = true
+			return res, nil
+		}
 	}
-	res := &storage.SearchResult{Total: -1}
 	if cur.Stage == 0 {
 		rs, next, err := fillPage(ctx, ev.rel(), ev.compartment, cur, cur.Type == "", count)
 		if err != nil {

@@ -211,6 +211,12 @@ func (s *Store) cachedRecord(ctx context.Context, db Conn, req storage.Everythin
 	return e, nil
 }
 
+// version names the state of the record the entry holds: its key and
+// marks.
+func (e *recordEntry) version() string {
+	return e.key + "@" + strconv.FormatInt(e.mark, 10) + "/" + e.refsMark
+}
+
 func lessRef(a, b [2]string) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
 // loadTargets reads the current versions of targets with the request's
