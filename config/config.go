@@ -56,6 +56,20 @@ type Server struct {
 	// CORSOrigins are the browser origins ("https://app.example.org")
 	// allowed to call the API from scripts; "*" allows any.
 	CORSOrigins []string `yaml:"corsOrigins"`
+	// Apps configures the browser apps served under /app/.
+	Apps Apps `yaml:"apps"`
+}
+
+// Apps configures the patient app and the specialist workspace: public
+// OAuth clients (PKCE) that must be registered at the identity provider
+// with the redirect URIs <base>/app/patient/ and <base>/app/specialist/.
+type Apps struct {
+	// Disabled stops serving them.
+	Disabled bool `yaml:"disabled"`
+	// PatientClientID and SpecialistClientID are their client ids
+	// (fhirgate-patient-app and fhirgate-specialist-app by default).
+	PatientClientID    string `yaml:"patientClientID"`
+	SpecialistClientID string `yaml:"specialistClientID"`
 }
 
 // Auth configures token verification.

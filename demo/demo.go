@@ -43,6 +43,7 @@ import (
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
+	"github.com/fhirgate/fhirgate/web"
 )
 
 // Names of the demo's parties.
@@ -55,6 +56,15 @@ const (
 	ClinicClientID = "second-look-clinic"
 	// ClinicOrganization is the provider's Organization, named in Consents.
 	ClinicOrganization = "Organization/second-look-clinic"
+	// ClinicPractitioner is the clinic's specialist (logs in to the
+	// specialist workspace).
+	ClinicPractitioner = "Practitioner/dr-rao"
+	// NorthsideClientID, NorthsideOrganization and NorthsidePractitioner
+	// are a second second-opinion provider, so that a patient can ask two
+	// specialists and compare their opinions.
+	NorthsideClientID     = "northside-heart"
+	NorthsideOrganization = "Organization/northside-heart"
+	NorthsidePractitioner = "Practitioner/dr-mehta"
 	// DefaultAddr is where the gateway listens unless told otherwise.
 	DefaultAddr = "127.0.0.1:8080"
 )
@@ -90,6 +100,8 @@ type Demo struct {
 	// PatientToken, HospitalToken and ClinicToken are access tokens of the
 	// patient's app, the hospital's system client and the provider.
 	PatientToken, HospitalToken, ClinicToken string
+	// PatientApp and SpecialistApp are the browser apps' addresses.
+	PatientApp, SpecialistApp string
 	// Dir is Config.Dir.
 	Dir string
 
@@ -184,7 +196,10 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 		Issuers: []config.Issuer{is.Config(authtest.DefaultAudience)},
 		Clients: []config.Client{
 			{ClientID: HospitalClientID, Role: "system"},
-			{ClientID: ClinicClientID, Role: "provider", Organization: ClinicOrganization},
+			// the specialists log in to the workspace (a public client of
+			// no role): their practitioner logins act for their clinics
+			{ClientID: ClinicClientID, Role: "provider", Organization: ClinicOrganization, Practitioners: []string{ClinicPractitioner}},
+			{ClientID: NorthsideClientID, Role: "provider", Organization: NorthsideOrganization, Practitioners: []string{NorthsidePractitioner}},
 		},
 	}, auth.Options{Logger: log})
 	if err != nil {
@@ -221,13 +236,20 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 		ln.Close()
 		return err
 	}
-	for _, body := range []string{localPatient, clinicOrganization} {
+	for _, body := range append([]string{localPatient}, directory...) {
 		if err := put(srv, d.HospitalToken, body); err != nil {
 			ln.Close()
 			return err
 		}
 	}
-	d.serve(ln, srv, log)
+	apps, err := web.New(web.Options{TokenOrigins: []string{is.URL}})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	d.PatientApp, d.SpecialistApp = d.BaseURL+web.Prefix+"patient/", d.BaseURL+web.Prefix+"specialist/"
+	registerPeople(is, d.PatientApp, d.SpecialistApp)
+	d.serve(ln, apps.Mount(srv), log)
 	return nil
 }
 
@@ -335,6 +357,9 @@ func (d *Demo) WriteEnv() (string, error) {
 // commands to try (the README's "Five-minute demo" walks through them).
 func (d *Demo) PrintGuide(w io.Writer, envFile string) {
 	fmt.Fprintf(w, "fhirgate demo is running (stop it with Ctrl-C)\n\n")
+	fmt.Fprintf(w, "Open in a browser:\n")
+	fmt.Fprintf(w, "  patient app          %s   (sign in as Amy Rivera)\n", d.PatientApp)
+	fmt.Fprintf(w, "  specialist workspace %s   (sign in as Dr. Priya Rao or Dr. Arjun Mehta)\n\n", d.SpecialistApp)
 	fmt.Fprintf(w, "  gateway              %s   (OpenID Connect tokens required)\n", d.BaseURL)
 	fmt.Fprintf(w, "  OpenID issuer        %s   (development only: logs in anyone)\n", d.IssuerURL)
 	for _, s := range d.Sources {

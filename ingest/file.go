@@ -34,6 +34,26 @@ func (im *Importer) ImportFile(ctx context.Context, patientID, mediaType string,
 // (a size limit) is returned as is. Importing the same bytes again
 // changes nothing.
 func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType string, r io.Reader) (*Result, error) {
+	return im.ImportFileMeta(ctx, patientID, mediaType, r, FileMeta{})
+}
+
+// FileMeta is what the uploader says of a file: its title, its document
+// type (a LOINC code unless System names another), the date of the
+// document (a FHIR date or dateTime) and the practice setting (SNOMED CT
+// unless SpecialtySystem names another). Empty fields are left out.
+type FileMeta struct {
+	Title                      string
+	TypeSystem, TypeCode       string
+	Date                       string
+	SpecialtySystem, Specialty string
+}
+
+// ImportFileMeta is ImportFileStream with the uploader's metadata on the
+// DocumentReference: description and attachment title, type, the
+// document's date as context.period (the clinical date Consents'
+// dataPeriod judge it by), and context.practiceSetting. The same bytes
+// uploaded again are the same document: its first metadata stays.
+func (im *Importer) ImportFileMeta(ctx context.Context, patientID, mediaType string, r io.Reader, fm FileMeta) (*Result, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(132)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
@@ -88,6 +108,7 @@ func (im *Importer) ImportFileStream(ctx context.Context, patientID, mediaType s
 			"size": size, "hash": base64.StdEncoding.EncodeToString(h1.Sum(nil)),
 		}}},
 	}
+	fm.apply(doc)
 	rs, err := resourcesOf(bin, doc)
 	if err != nil {
 		return nil, err
@@ -154,4 +175,34 @@ func fileSource(patientID string, h256 hash.Hash) string {
 	h.Write([]byte{0})
 	h.Write(h256.Sum(nil))
 	return "import-file-" + strings.ToLower(hex.EncodeToString(h.Sum(nil)[:8]))
+}
+
+// apply puts the metadata on the DocumentReference being built.
+func (fm FileMeta) apply(doc map[string]any) {
+	att := doc["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)
+	if fm.Title != "" {
+		doc["description"] = fm.Title
+		att["title"] = fm.Title
+	}
+	if fm.TypeCode != "" {
+		sys := fm.TypeSystem
+		if sys == "" {
+			sys = "http://loinc.org"
+		}
+		doc["type"] = map[string]any{"coding": []any{map[string]any{"system": sys, "code": fm.TypeCode}}}
+	}
+	ctx := map[string]any{}
+	if fm.Date != "" {
+		ctx["period"] = map[string]any{"start": fm.Date, "end": fm.Date}
+	}
+	if fm.Specialty != "" {
+		sys := fm.SpecialtySystem
+		if sys == "" {
+			sys = "http://snomed.info/sct"
+		}
+		ctx["practiceSetting"] = map[string]any{"coding": []any{map[string]any{"system": sys, "code": fm.Specialty}}}
+	}
+	if len(ctx) > 0 {
+		doc["context"] = ctx
+	}
 }

@@ -190,12 +190,17 @@ func (s *Server) capabilities(c *gin.Context) {
 		s.writeJSON(c, http.StatusOK, b.([]byte))
 		return
 	}
-	b, err := json.Marshal(s.capabilityStatement(base))
+	cs := s.capabilityStatement(base)
+	sec, complete := s.restSecurity(c.Request.Context())
+	cs.Rest[0].Security = sec
+	b, err := json.Marshal(cs)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.capsCache.Store(base, b)
+	if complete {
+		s.capsCache.Store(base, b)
+	}
 	s.writeJSON(c, http.StatusOK, b)
 }
 

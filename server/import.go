@@ -75,7 +75,12 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 			s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
 			return
 		}
-		res, err = im.ImportFileStream(ctx, id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes})
+		var fm ingest.FileMeta
+		if fm, err = fileMeta(c); err != nil {
+			s.fail(c, err)
+			return
+		}
+		res, err = im.ImportFileMeta(ctx, id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes}, fm)
 	} else {
 		var body []byte
 		if body, err = s.readBody(c); err != nil {

@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,8 @@ type Issuer struct {
 	jwksFetches int
 	rotations   int
 	foreign     *rsa.PrivateKey
+	redirects   map[string][]string // client id -> its registered redirect URIs (none: any absolute URI, as tests use)
+	people      []Person            // the development issuer's login page
 }
 
 type authCode struct {
@@ -79,21 +82,31 @@ type authCode struct {
 // endpoints; the callers start the server.
 func newIssuer(key *rsa.PrivateKey) (*Issuer, *http.ServeMux) {
 	is := &Issuer{
-		Audience: DefaultAudience,
-		Now:      time.Now,
-		TokenTTL: 5 * time.Minute,
-		key:      key,
-		kid:      "k1",
-		clients:  map[string]string{},
-		codes:    map[string]*authCode{},
-		opaque:   map[string]Claims{},
-		users:    map[string]Claims{},
+		Audience:  DefaultAudience,
+		Now:       time.Now,
+		TokenTTL:  5 * time.Minute,
+		key:       key,
+		kid:       "k1",
+		clients:   map[string]string{},
+		codes:     map[string]*authCode{},
+		opaque:    map[string]Claims{},
+		users:     map[string]Claims{},
+		redirects: map[string][]string{},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", is.discovery)
-	mux.HandleFunc("GET /jwks", is.jwks)
+	// browser apps read discovery and keys and redeem codes from another
+	// origin; tokens travel in the body, never in cookies
+	cors := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("GET /.well-known/openid-configuration", cors(is.discovery))
+	mux.HandleFunc("GET /jwks", cors(is.jwks))
 	mux.HandleFunc("GET /authorize", is.authorize)
-	mux.HandleFunc("POST /token", is.token)
+	mux.HandleFunc("POST /authorize", is.authorize)
+	mux.HandleFunc("POST /token", cors(is.token))
 	mux.HandleFunc("POST /introspect", is.introspect)
 	return is, mux
 }
@@ -411,9 +424,25 @@ func (is *Issuer) jwks(w http.ResponseWriter, _ *http.Request) {
 // logged in and approved every requested scope.
 func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		// the login page's form: the same parameters, and the person chosen
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		q = r.PostForm
+	}
 	redirect, err := url.Parse(q.Get("redirect_uri"))
 	if err != nil || !redirect.IsAbs() {
 		http.Error(w, "redirect_uri must be absolute", http.StatusBadRequest)
+		return
+	}
+	is.mu.Lock()
+	registered := is.redirects[q.Get("client_id")]
+	is.mu.Unlock()
+	if len(registered) > 0 && !slices.Contains(registered, q.Get("redirect_uri")) {
+		// never send a code to an address the client did not register
+		http.Error(w, "redirect_uri is not registered for this client", http.StatusBadRequest)
 		return
 	}
 	fail := func(code string) {
@@ -436,6 +465,10 @@ func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	case q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "":
 		fail("invalid_request") // PKCE S256 is mandatory, plain is refused
+		return
+	}
+	if !hasUser && q.Get("login_hint") == "" && r.Method == http.MethodGet && is.hasPeople() {
+		is.loginPage(w, q)
 		return
 	}
 	if !hasUser {
@@ -505,7 +538,7 @@ func (is *Issuer) token(w http.ResponseWriter, r *http.Request) {
 			resp["patient"] = strings.TrimPrefix(fu, "Patient/")
 		}
 		if strings.Contains(" "+ac.scope+" ", " openid ") {
-			resp["id_token"] = is.mint(Claims{"sub": claims["sub"], "aud": clientID, "fhirUser": claims["fhirUser"]})
+			resp["id_token"] = is.mint(Claims{"sub": claims["sub"], "aud": clientID, "fhirUser": claims["fhirUser"], "name": claims["name"]})
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")

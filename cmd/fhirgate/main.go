@@ -39,6 +39,7 @@ import (
 	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
+	"github.com/fhirgate/fhirgate/web"
 )
 
 func main() {
@@ -361,7 +362,21 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop() // before the store closes: messages being stored are acknowledged
 	}
 	watchRiverQueues(metrics, store)
-	return listenAndServe(ctx, f.addr, srv, f.tlsCert, f.tlsKey, log)
+	var h http.Handler = srv
+	if !cfg.Server.Apps.Disabled {
+		// the browser apps under /app/: they may call the identity
+		// providers' token endpoints besides the gateway
+		var origins []string
+		for _, is := range cfg.Auth.Issuers {
+			origins = append(origins, is.URL)
+		}
+		apps, err := web.New(web.Options{PatientClientID: cfg.Server.Apps.PatientClientID, SpecialistClientID: cfg.Server.Apps.SpecialistClientID, TokenOrigins: origins})
+		if err != nil {
+			return err
+		}
+		h = apps.Mount(srv)
+	}
+	return listenAndServe(ctx, f.addr, h, f.tlsCert, f.tlsKey, log)
 }
 
 // newNarrator opens the optional narrative model of $summary; nil (and

@@ -1,0 +1,85 @@
+package web_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/demo"
+)
+
+// browserEnv finds what the browser tests need: Debian's Chromium, Node.js
+// and web/e2e/node_modules (playwright-core, axe-core). Without them the
+// tests skip, unless FHIRGATE_REQUIRE_BROWSER is set (as CI sets it).
+func browserEnv(t *testing.T) (chromium, node string) {
+	t.Helper()
+	chromium = os.Getenv("FHIRGATE_CHROMIUM")
+	if chromium == "" {
+		chromium, _ = exec.LookPath("chromium")
+	}
+	node, _ = exec.LookPath("node")
+	_, modErr := os.Stat("e2e/node_modules/playwright-core/package.json")
+	missing := ""
+	switch {
+	case chromium == "":
+		missing = "chromium (apt-get install chromium, or FHIRGATE_CHROMIUM)"
+	case node == "":
+		missing = "node"
+	case modErr != nil:
+		missing = "web/e2e/node_modules (cd web/e2e && npm ci)"
+	}
+	if missing != "" {
+		if os.Getenv("FHIRGATE_REQUIRE_BROWSER") != "" {
+			t.Fatalf("browser tests required (FHIRGATE_REQUIRE_BROWSER) but %s is missing", missing)
+		}
+		t.Skipf("browser tests skipped: %s is missing (FHIRGATE_REQUIRE_BROWSER=1 makes this a failure)", missing)
+	}
+	return chromium, node
+}
+
+// artifacts is where screenshots and measurements go: $CI_ARTIFACTS/browser
+// when set, else bin/browser in the repository (ignored by git).
+func artifacts(t *testing.T) string {
+	dir := filepath.Join("..", "bin", "browser")
+	if ci := os.Getenv("CI_ARTIFACTS"); ci != "" {
+		dir = filepath.Join(ci, "browser")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runScript starts `fhirgate demo` in-process and runs one e2e script
+// against it.
+func runScript(t *testing.T, script string, extra ...string) {
+	chromium, node := browserEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	d, err := demo.Start(ctx, demo.Config{Dir: t.TempDir(), Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	shots := artifacts(t)
+	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", script))
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "SHOTS="+shots,
+		"PATIENT_APP="+d.PatientApp, "SPECIALIST_APP="+d.SpecialistApp, "FHIR_BASE="+d.BaseURL)
+	cmd.Env = append(cmd.Env, extra...)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s\nscreenshots in %s", out, shots)
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+}
+
+// TestBrowserFlow is the issue's end-to-end flow in a real Chromium.
+func TestBrowserFlow(t *testing.T) { runScript(t, "flow.mjs") }

@@ -1,0 +1,212 @@
+// The second-opinion vocabulary both apps share: specialties, document
+// types, sensitive categories, plain words for statuses and flags, the
+// Consent the patient app writes, opinion documents, follow-up threads.
+import { t } from './i18n.js';
+import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field } from './ui.js';
+import { text, dateOf, ref } from './fhir.js';
+
+const SNOMED = 'http://snomed.info/sct';
+const ACTCODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
+export const REQUISITION = 'https://fhirgate.org/fhir/sid/second-opinion';
+
+// [SNOMED code, label, SNOMED display]: the specialties the gateway knows
+// the expected investigations of (referral/specialties).
+export const specialties = () => [
+  ['394579002', t('spec.cardiology'), 'Cardiology'],
+  ['394583002', t('spec.endocrinology'), 'Endocrinology'],
+  ['394589003', t('spec.nephrology'), 'Nephrology'],
+  ['394591006', t('spec.neurology'), 'Neurology'],
+  ['394593009', t('spec.oncology'), 'Medical oncology'],
+  ['394801008', t('spec.orthopaedics'), 'Trauma and orthopaedics'],
+];
+
+// LOINC document types a patient uploads.
+export const docTypes = () => [
+  ['11526-1', t('doctype.pathology')],
+  ['11502-2', t('doctype.lab')],
+  ['18748-4', t('doctype.imaging')],
+  ['57833-6', t('doctype.prescription')],
+  ['18842-5', t('doctype.discharge')],
+  ['11488-4', t('doctype.consult')],
+  ['34133-9', t('doctype.other')],
+];
+
+// Sensitive categories, as HL7 v3 ActCode security labels.
+export const sensitive = () => [
+  ['PSY', t('label.PSY')], ['ETH', t('label.ETH')], ['HIV', t('label.HIV')], ['STD', t('label.STD')], ['SEX', t('label.SEX')],
+];
+
+export const flagLabel = (code) => t('flag.' + code, null, t('flag.A'));
+export const statusLabel = (s) => t('status.' + s, null, s);
+
+// consentFor is the Consent a patient gives one specialist: it may see the
+// record for treatment from now on, except the documents, the period and
+// the sensitive categories the patient excluded (nested deny provisions).
+export function consentFor(patient, org, n, now) {
+  const deny = [];
+  if (n.docs.length) deny.push({ type: 'deny', data: n.docs.map((r) => ({ meaning: 'instance', reference: { reference: r } })) });
+  if (n.from || n.to) {
+    const p = {};
+    if (n.from) p.start = n.from;
+    if (n.to) p.end = n.to;
+    deny.push({ type: 'deny', dataPeriod: p });
+  }
+  if (n.labels.length) deny.push({ type: 'deny', securityLabel: n.labels.map((code) => ({ system: ACTCODE, code })) });
+  const provision = {
+    type: 'permit',
+    period: { start: now.toISOString() },
+    actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: org } }],
+  };
+  if (deny.length) provision.provision = deny;
+  return {
+    resourceType: 'Consent', status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    patient: { reference: patient }, dateTime: now.toISOString(),
+    policyRule: { coding: [{ system: ACTCODE, code: 'OPTIN' }] },
+    provision,
+  };
+}
+
+// narrowed applies the exclusions to the patient's own record, as the
+// Consent's deny provisions will (a document named, anything dated in the
+// period, anything carrying a label), to show what will be shared.
+export function narrowed(all, n) {
+  const from = n.from ? n.from : null;
+  const to = n.to ? n.to + 'T23:59:59' : null;
+  return all.filter((r) => {
+    if (r.resourceType === 'Patient') return true;
+    if (n.docs.includes(ref(r))) return false;
+    if (r.resourceType === 'Binary' && n.docs.some((d) => r.securityContext?.reference === d)) return false;
+    if (n.labels.length && (r.meta?.security || []).some((s) => n.labels.includes(s.code))) return false;
+    if (from || to) {
+      const d = dateOf(r);
+      if (d && (!from || d >= from) && (!to || d <= to)) return false;
+    }
+    return true;
+  });
+}
+
+// describeAccess turns an AuditEvent into a sentence.
+export function describeAccess(ev) {
+  const agent = (ev.agent || []).find((a) => a.requestor) || ev.agent?.[0] || {};
+  const who = agent.who?.display || agent.who?.reference || agent.name || t('access.someone');
+  const org = (ev.agent || []).map((a) => a.who?.reference).find((r) => r?.startsWith('Organization/'));
+  const action = t('action.' + (ev.action || 'R'), null, ev.action || '');
+  const what = (ev.entity || []).map((e) => e.what?.reference).filter((r) => r && !r.startsWith('Patient/')).map((r) => t('type.' + r.split('/')[0], null, r.split('/')[0]));
+  const consent = (ev.entity || []).map((e) => e.what?.reference).find((r) => r?.startsWith('Consent/'));
+  return {
+    sentence: t('access.sentence', { who, org: org ? ` (${org.replace('Organization/', '')})` : '', action, what: what.length ? [...new Set(what)].join(', ') : t('access.record') }),
+    when: ev.recorded, consent, refused: ev.outcome && ev.outcome !== '0',
+  };
+}
+
+// taskOpinions reads the opinion each completed (or interim) Task points
+// at: a document Bundle (the structured opinion) or a DiagnosticReport.
+export async function taskOpinions(client, tasks) {
+  const out = new Map();
+  await Promise.all(tasks.map(async (task) => {
+    const refs = (task.output || []).map((o) => o.valueReference?.reference).filter((r) => r && (r.startsWith('Bundle/') || r.startsWith('DiagnosticReport/')));
+    if (!refs.length) return;
+    try { out.set(task.id, await client.get(refs[refs.length - 1])); } catch { /* withheld or gone */ }
+  }));
+  return out;
+}
+
+// opinionSections reads an opinion into [{code, title, text}].
+export function opinionSections(doc) {
+  if (doc.resourceType === 'DiagnosticReport') {
+    return [{ code: 'comment', title: t('opinion.conclusion'), text: doc.conclusion || '' }];
+  }
+  const comp = doc.entry?.[0]?.resource;
+  if (!comp || comp.resourceType !== 'Composition') return [];
+  return (comp.section || []).map((s) => ({
+    code: s.code?.coding?.[0]?.code || '',
+    title: s.title || text(s.code),
+    text: narrative(s.text?.div),
+  }));
+}
+
+// narrative is the text of an XHTML narrative (parsed inertly, never
+// inserted as HTML).
+function narrative(div) {
+  if (!div) return '';
+  const doc = new DOMParser().parseFromString(div, 'text/html');
+  return (doc.body.textContent || '').trim();
+}
+
+export function opinionView(doc, author) {
+  const secs = opinionSections(doc);
+  const status = doc.resourceType === 'Bundle' ? doc.entry?.[0]?.resource?.status : doc.status;
+  return h('div', { class: 'opinion', 'data-opinion': doc.id },
+    h('h3', {}, t('opinion.from', { name: author }), ' ', status === 'preliminary' ? badge(t('opinion.interim'), 'warn') : null),
+    h('dl', { class: 'facts' }, secs.map((s) => [h('dt', {}, sectionTitle(s)), h('dd', {}, s.text)])));
+}
+
+const sectionTitle = (s) => t('section.' + s.code, null, s.title);
+
+// compareView shows several opinions of one request side by side, section
+// by section, with the gateway's comparison (ServiceRequest/$opinions) of
+// where they agree and differ when it offers one.
+export function compareView(client, sr, tasks, opinions, names) {
+  const id = uid('cmp');
+  const box = h('section', { class: 'compare-box', 'aria-labelledby': id, id: 'compare' }, h('h3', { id }, t('compare.title')));
+  const cols = tasks.filter((x) => opinions.has(x.id));
+  const codes = [];
+  for (const x of cols) for (const s of opinionSections(opinions.get(x.id))) if (!codes.includes(s.code)) codes.push(s.code);
+  const grid = h('div', { class: 'table-wrap' }, h('table', { class: 'compare-table' },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('compare.section')), cols.map((x) => h('th', { scope: 'col' }, names.get(x.owner?.reference) || x.owner?.reference)))),
+    h('tbody', {}, codes.map((code) => h('tr', {},
+      h('th', { scope: 'row' }, t('section.' + code, null, code)),
+      cols.map((x) => h('td', {}, opinionSections(opinions.get(x.id)).find((s) => s.code === code)?.text || '—')))))));
+  const verdicts = h('ul', { class: 'list', id: 'compare-verdicts' });
+  box.append(verdicts, grid);
+  client.get(`ServiceRequest/${sr.id}/$opinions`).then((p) => {
+    for (const c of (p.parameter || []).filter((x) => x.name === 'comparison')) {
+      const part = Object.fromEntries((c.part || []).map((x) => [x.name, x.valueCode ?? x.valueString]));
+      const agree = part.verdict === 'agree';
+      verdicts.append(h('li', { class: agree ? 'agree' : 'differ' }, h('strong', {}, t('aspect.' + part.aspect, null, part.aspect)), ': ', t('verdict.' + part.verdict, null, part.verdict)));
+    }
+  }).catch(() => { /* the side-by-side view stands alone */ });
+  return box;
+}
+
+// threadView shows the follow-up messages of one Task and lets this side
+// write: the specialist asks, the patient answers.
+export function threadView(client, task, messages, self, role, onSent) {
+  const sorted = [...messages].sort((a, b) => (a.sent || '').localeCompare(b.sent || ''));
+  const id = uid('thread');
+  const list = h('ol', { class: 'thread', 'aria-labelledby': id }, sorted.map((m) => h('li', { class: m.sender?.reference === self ? 'mine' : 'theirs' },
+    h('div', { class: 'muted' }, m.sender?.reference === self ? t('thread.you') : (m.sender?.display || m.sender?.reference || ''), ' · ', fmtDateTime(m.sent)),
+    (m.payload || []).map((p) => h('div', {}, p.contentString || p.contentAttachment?.title || p.contentReference?.display || p.contentReference?.reference || '')))));
+  const last = sorted.filter((m) => m.sender?.reference !== self).pop();
+  const canWrite = role === 'specialist' ? !['completed', 'rejected', 'cancelled', 'failed'].includes(task.status) : !!last;
+  const out = h('div');
+  let form = null;
+  if (canWrite && !['cancelled', 'rejected', 'failed'].includes(task.status)) {
+    const box = h('textarea', { required: true, class: 'message' });
+    form = h('form', { class: 'reply', onsubmit: async (e) => {
+      e.preventDefault();
+      if (!box.value.trim()) { box.focus(); return; }
+      const recipient = role === 'specialist' ? task.for : task.owner;
+      const msg = {
+        resourceType: 'Communication', status: 'completed',
+        basedOn: [{ reference: 'Task/' + task.id }], partOf: [{ reference: 'Task/' + task.id }],
+        subject: task.for, sender: { reference: self }, recipient: [recipient], sent: new Date().toISOString(),
+        payload: [{ contentString: box.value.trim() }],
+      };
+      if (last && role === 'patient') msg.inResponseTo = [{ reference: 'Communication/' + last.id }];
+      try {
+        await client.post('Communication', msg);
+        if (onSent) await onSent(msg);
+        list.append(h('li', { class: 'mine' }, h('div', { class: 'muted' }, t('thread.you'), ' · ', fmtDateTime(msg.sent)), h('div', {}, msg.payload[0].contentString)));
+        box.value = '';
+        out.replaceChildren(h('p', { class: 'success', role: 'status' }, t('thread.sent')));
+        announce(t('thread.sent'));
+      } catch (err) { out.replaceChildren(errorBox(err)); }
+    } }, field(role === 'specialist' ? t('thread.ask') : t('thread.answer'), box), h('button', { type: 'submit' }, role === 'specialist' ? t('thread.askbutton') : t('thread.send')));
+  }
+  return h('div', { class: 'thread-box' }, h('h3', { id }, t('thread.title')), sorted.length ? list : h('p', { class: 'muted' }, t('thread.none')), form, out);
+}
+
+export { fmtDate };

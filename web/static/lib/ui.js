@@ -1,0 +1,136 @@
+// DOM helpers shared by both apps: element building (text is always set as
+// text, never parsed as HTML), rendering a screen, announcing changes to
+// screen readers, dates, and the inline document viewer.
+import { t, lang } from './i18n.js';
+
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, v);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === undefined || c === null || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+let ids = 0;
+export const uid = (p) => `${p}-${++ids}`;
+
+// field is a labelled form control.
+export function field(label, control, hint) {
+  const id = control.id || (control.id = uid('f'));
+  const hintEl = hint ? h('p', { class: 'hint', id: id + '-hint' }, hint) : null;
+  if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
+  return h('div', { class: 'field' }, h('label', { for: id }, label), hintEl, control);
+}
+
+// render replaces the main region's content and moves focus to its heading
+// (so a screen reader hears the new screen, and the tab order starts there).
+export function render(...children) {
+  const main = document.getElementById('main');
+  main.replaceChildren(...children.flat().filter(Boolean));
+  const heading = main.querySelector('h1, h2');
+  if (heading) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus({ preventScroll: false });
+  }
+  main.setAttribute('aria-busy', 'false');
+}
+
+export function loading() {
+  const main = document.getElementById('main');
+  main.setAttribute('aria-busy', 'true');
+  main.replaceChildren(h('p', { class: 'loading', role: 'status' }, t('loading')));
+}
+
+// announce says msg in the polite live region.
+export function announce(msg) {
+  const r = document.getElementById('status');
+  r.textContent = '';
+  setTimeout(() => { r.textContent = msg; }, 50);
+}
+
+export function errorBox(err) {
+  return h('div', { class: 'error', role: 'alert' }, h('strong', {}, t('error.title')), ' ', err.message || String(err));
+}
+
+export function fmtDate(s) {
+  if (!s) return '';
+  const d = new Date(s.length === 10 ? s + 'T00:00:00' : s);
+  if (isNaN(d)) return s;
+  return d.toLocaleDateString(lang(), { year: 'numeric', month: 'short', day: 'numeric' });
+}
+export function fmtDateTime(s) {
+  if (!s) return '';
+  const d = new Date(s);
+  if (isNaN(d)) return s;
+  return d.toLocaleString(lang(), { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+export function section(title, ...body) {
+  const id = uid('s');
+  return h('section', { 'aria-labelledby': id, class: 'card' }, h('h2', { id }, title), ...body);
+}
+
+export function badge(text, kind) { return h('span', { class: 'badge ' + (kind || '') }, text); }
+
+// Files the viewer shows inline, by their type; anything else is offered as
+// a download. The blob is made with this type, never with one a server or
+// an upload chose, so nothing fetched can become a page that runs.
+const viewable = { 'application/pdf': 'pdf', 'image/jpeg': 'img', 'image/png': 'img' };
+
+// viewer fetches a Binary with the user's token and shows it in place.
+export async function showDocument(client, container, { url, contentType, title }) {
+  container.replaceChildren(h('p', { role: 'status' }, t('viewer.loading')));
+  try {
+    const kind = viewable[contentType];
+    const blob = await client.binary(url, contentType);
+    const obj = URL.createObjectURL(new Blob([blob], { type: viewable[contentType] ? contentType : 'application/octet-stream' }));
+    const close = h('button', { type: 'button', class: 'secondary', onclick: () => { URL.revokeObjectURL(obj); container.replaceChildren(); } }, t('viewer.close'));
+    const download = h('a', { href: obj, download: (title || 'document').replace(/[^\w.-]+/g, '_') }, t('viewer.download'));
+    let view;
+    if (kind === 'pdf') view = h('iframe', { src: obj, title: t('viewer.frame', { title }), class: 'doc-frame' });
+    else if (kind === 'img') view = h('img', { src: obj, alt: title || t('viewer.image'), class: 'doc-image' });
+    else view = h('p', {}, t('viewer.noinline'));
+    container.replaceChildren(h('div', { class: 'viewer', role: 'region', 'aria-label': t('viewer.region', { title }) },
+      h('div', { class: 'viewer-bar' }, h('strong', {}, title), download, close), view));
+    close.focus();
+  } catch (e) {
+    container.replaceChildren(errorBox(e));
+  }
+}
+
+// safeNarrative rebuilds a resource's XHTML narrative from a short list of
+// structural elements, text only: no attribute, link, image or style of the
+// source survives, so a narrative can never run or load anything.
+const allowed = new Set(['P', 'DIV', 'SPAN', 'BR', 'B', 'STRONG', 'I', 'EM', 'UL', 'OL', 'LI', 'TABLE', 'THEAD', 'TBODY', 'TR', 'TH', 'TD', 'CAPTION', 'H3', 'H4', 'H5', 'H6', 'SMALL', 'SUB', 'SUP', 'DL', 'DT', 'DD']);
+export function safeNarrative(div) {
+  const out = h('div', { class: 'narrative' });
+  if (!div) return out;
+  const src = new DOMParser().parseFromString(div, 'text/html').body;
+  const copy = (from, to) => {
+    for (const n of from.childNodes) {
+      if (n.nodeType === Node.TEXT_NODE) to.append(n.textContent);
+      else if (n.nodeType === Node.ELEMENT_NODE) {
+        if (allowed.has(n.tagName)) {
+          const el = document.createElement(n.tagName === 'TABLE' ? 'table' : n.tagName.toLowerCase());
+          copy(n, el);
+          to.append(n.tagName === 'TABLE' ? h('div', { class: 'table-wrap' }, el) : el);
+        } else if (n.tagName !== 'SCRIPT' && n.tagName !== 'STYLE') copy(n, to);
+      }
+    }
+  };
+  copy(src, out);
+  return out;
+}

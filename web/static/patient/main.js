@@ -1,0 +1,419 @@
+// The patient app: my consolidated record, my sources and uploads, asking
+// for a second opinion (with exactly what each specialist will receive),
+// following my requests, reading and comparing opinions, answering
+// questions, revoking, and who saw my record.
+import { boot } from '../lib/boot.js';
+import { t } from '../lib/i18n.js';
+import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid } from '../lib/ui.js';
+import { ref, text, dateOf, quantity } from '../lib/fhir.js';
+import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, narrowed, describeAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
+
+let me = '';
+
+boot({
+  app: 'patient',
+  scope: 'openid fhirUser launch/patient patient/*.cruds',
+  title: () => t('patient.title'),
+  nav: [['#/record', 'nav.record'], ['#/sources', 'nav.sources'], ['#/ask', 'nav.ask'], ['#/requests', 'nav.requests'], ['#/access', 'nav.access']],
+  start: async (ctx) => {
+    me = ctx.session.patient ? 'Patient/' + ctx.session.patient : ctx.session.fhirUser;
+    if (!me.startsWith('Patient/')) throw new Error(t('patient.notpatient'));
+  },
+  routes: { '': record, record, sources, ask, requests, access },
+});
+
+const pid = () => me.slice('Patient/'.length);
+
+async function everything(client) {
+  return client.search(`Patient/${pid()}/$everything?_count=1000`, 5000);
+}
+
+// flagsOf reads the case summary's abnormal-result flags: one DetectedIssue
+// per flagged value, implicating the Observation.
+async function flagsOf(client) {
+  const flags = new Map();
+  try {
+    const doc = await client.get(`Patient/${pid()}/$summary`);
+    for (const e of doc.entry || []) {
+      const r = e.resource;
+      if (r?.resourceType !== 'DetectedIssue') continue;
+      const code = r.evidence?.[0]?.code?.[0]?.coding?.[0]?.code;
+      for (const imp of r.implicated || []) {
+        const id = (imp.reference || '').replace(/^.*\/(Observation\/[^/]+)$/, '$1');
+        if (id.startsWith('Observation/') && code) flags.set(id, { code, detail: r.detail || '' });
+      }
+    }
+  } catch { /* the record shows without flags */ }
+  return flags;
+}
+
+async function record({ client }) {
+  loading();
+  const [patient, all, flags] = await Promise.all([client.get(`Patient/${pid()}`), everything(client), flagsOf(client)]);
+  const of = (type) => all.filter((r) => r.resourceType === type);
+  const active = (r) => !r.clinicalStatus || text(r.clinicalStatus).toLowerCase() === 'active' || r.clinicalStatus?.coding?.some((c) => c.code === 'active');
+  const conditions = of('Condition').filter(active);
+  const meds = [...of('MedicationRequest'), ...of('MedicationStatement')].filter((m) => ['active', 'intended', 'on-hold'].includes(m.status));
+  const labs = of('Observation').filter((o) => o.category?.some((c) => c.coding?.some((x) => x.code === 'laboratory')) || flags.has(ref(o)))
+    .sort((a, b) => dateOf(b).localeCompare(dateOf(a)));
+  const vitals = of('Observation').filter((o) => o.category?.some((c) => c.coding?.some((x) => x.code === 'vital-signs')));
+  const docs = of('DocumentReference').sort((a, b) => dateOf(b).localeCompare(dateOf(a)));
+  const allergies = of('AllergyIntolerance');
+  const name = patient.name?.[0] ? [...(patient.name[0].given || []), patient.name[0].family].join(' ') : pid();
+  const abnormal = labs.filter((o) => flags.has(ref(o)));
+
+  const viewer = h('div', { id: 'viewer' });
+  render(
+    h('h1', {}, t('record.title', { name })),
+    abnormal.length ? h('p', { class: 'notice' }, t('record.abnormal', { n: abnormal.length })) : null,
+    h('div', { class: 'grid two' },
+      section(t('record.conditions'), list(conditions, (c) => [h('strong', {}, text(c.code)), ' ', h('span', { class: 'muted' }, t('since', { date: fmtDate(c.onsetDateTime || c.recordedDate) }))], 'record.none')),
+      section(t('record.medications'), list(meds, (m) => [h('strong', {}, text(m.medicationCodeableConcept) || m.medicationReference?.display || ''), ' ', h('span', { class: 'muted' }, fmtDate(m.authoredOn || m.effectiveDateTime))], 'record.none')),
+    ),
+    allergies.length ? section(t('record.allergies'), list(allergies, (a) => text(a.code))) : null,
+    section(t('record.labs'), labs.length ? labTable([...labs, ...vitals.filter((v) => flags.has(ref(v)))], flags) : h('p', { class: 'muted' }, t('record.none'))),
+    section(t('record.documents'), docs.length ? h('ul', { class: 'list', id: 'documents' }, docs.map((d) => docItem(client, d, viewer))) : h('p', { class: 'muted' }, t('record.nodocs')), viewer),
+    section(t('record.timeline'), timeline(all, flags)),
+  );
+}
+
+function list(items, row, empty) {
+  if (!items.length) return h('p', { class: 'muted' }, t(empty || 'record.none'));
+  return h('ul', { class: 'list' }, items.map((i) => h('li', {}, row(i))));
+}
+
+function labTable(labs, flags) {
+  return h('div', { class: 'table-wrap' }, h('table', { id: 'labs' },
+    h('caption', { class: 'sr-only' }, t('record.labs')),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('lab.test')), h('th', { scope: 'col' }, t('lab.value')), h('th', { scope: 'col' }, t('lab.date')), h('th', { scope: 'col' }, t('lab.flag')))),
+    h('tbody', {}, labs.map((o) => {
+      const f = flags.get(ref(o));
+      return h('tr', { class: f ? 'abnormal' : '' },
+        h('td', {}, text(o.code)), h('td', {}, quantity(o)), h('td', {}, fmtDate(dateOf(o))),
+        h('td', {}, f ? [badge(flagLabel(f.code), 'bad'), f.detail ? h('div', { class: 'hint' }, f.detail) : null] : badge(t('lab.normal'), 'ok')));
+    }))));
+}
+
+export function docItem(client, d, viewer) {
+  const att = d.content?.[0]?.attachment || {};
+  const title = d.description || att.title || text(d.type) || t('doc.untitled');
+  const btn = h('button', { type: 'button', class: 'secondary', onclick: () => showDocument(client, viewer, { url: att.url, contentType: att.contentType, title }) }, t('doc.view'));
+  return h('li', { class: 'row spread' }, h('div', {}, h('strong', {}, title), h('div', { class: 'muted' }, [text(d.type), fmtDate(d.context?.period?.start || d.date)].filter(Boolean).join(' · '))), att.url ? btn : null);
+}
+
+function timeline(all, flags) {
+  const kinds = { Encounter: 'tl.encounter', Condition: 'tl.condition', Procedure: 'tl.procedure', Observation: 'tl.result', Immunization: 'tl.immunization', DocumentReference: 'tl.document', MedicationRequest: 'tl.medication', DiagnosticReport: 'tl.report' };
+  const items = all.filter((r) => kinds[r.resourceType] && dateOf(r)).sort((a, b) => dateOf(b).localeCompare(dateOf(a))).slice(0, 200);
+  if (!items.length) return h('p', { class: 'muted' }, t('record.none'));
+  return h('ol', { class: 'list', id: 'timeline' }, items.map((r) => {
+    const what = r.resourceType === 'Encounter' ? (text(r.type?.[0]) || r.class?.display || '') :
+      r.resourceType === 'Immunization' ? text(r.vaccineCode) : r.resourceType === 'DocumentReference' ? (r.description || text(r.type)) :
+        r.resourceType === 'MedicationRequest' ? text(r.medicationCodeableConcept) : text(r.code);
+    const f = flags.get(ref(r));
+    return h('li', {}, h('div', { class: 'muted' }, fmtDate(dateOf(r)), ' · ', t(kinds[r.resourceType])), h('div', {}, what, r.resourceType === 'Observation' ? ' — ' + quantity(r) : '', f ? [' ', badge(flagLabel(f.code), 'bad')] : null));
+  }));
+}
+
+// ---- sources and uploads
+
+async function sources({ client }) {
+  const progress = h('div', { id: 'pull-progress' });
+  const pullBtn = h('button', { type: 'button', id: 'pull', onclick: () => pull(client, pullBtn, progress) }, t('pull.button'));
+  const file = h('input', { type: 'file', id: 'upload-file', accept: '.pdf,.jpg,.jpeg,.png,.dcm,application/pdf,image/jpeg,image/png,application/dicom', required: true });
+  const title = h('input', { type: 'text', id: 'upload-title', required: true, autocomplete: 'off' });
+  const type = h('select', { id: 'upload-type' }, docTypes().map(([code, label]) => h('option', { value: code }, label)));
+  const date = h('input', { type: 'date', id: 'upload-date', max: new Date().toISOString().slice(0, 10) });
+  const bar = h('div', { id: 'upload-progress' });
+  const form = h('form', { id: 'upload', onsubmit: (e) => { e.preventDefault(); upload(client, { file, title, type, date }, bar, form); } },
+    field(t('upload.file'), file, t('upload.file.hint')), field(t('upload.titlefield'), title, t('upload.title.hint')), field(t('upload.type'), type), field(t('upload.date'), date),
+    h('button', { type: 'submit' }, t('upload.button')), bar);
+  render(h('h1', {}, t('sources.title')),
+    section(t('pull.title'), h('p', {}, t('pull.explain')), pullBtn, progress),
+    section(t('upload.title'), h('p', {}, t('upload.explain')), form));
+}
+
+async function pull(client, btn, out) {
+  btn.disabled = true;
+  const bar = h('progress', { max: 100, 'aria-label': t('pull.progress') });
+  const line = h('p', { role: 'status' }, t('pull.started'));
+  out.replaceChildren(bar, line);
+  try {
+    const r = await client.request('POST', `Patient/${pid()}/$pull`, { raw: true });
+    if (r.status !== 202) throw new Error(t('pull.failed', { status: r.status }));
+    const status = r.headers.get('Content-Location');
+    for (;;) {
+      await new Promise((ok) => setTimeout(ok, 700));
+      const s = await client.request('GET', status, { raw: true });
+      if (s.status === 202) {
+        const p = s.headers.get('X-Progress') || '';
+        const m = p.match(/(\d+) of (\d+)/);
+        if (m) { bar.max = +m[2]; bar.value = +m[1]; }
+        line.textContent = t('pull.running', { progress: p });
+        continue;
+      }
+      if (!s.ok) throw new Error(t('pull.failed', { status: s.status }));
+      const report = await s.json();
+      bar.max = 1; bar.value = 1;
+      out.replaceChildren(bar, h('p', { role: 'status', class: 'success' }, t('pull.done')), pullReport(report));
+      announce(t('pull.done'));
+      break;
+    }
+  } catch (e) {
+    out.replaceChildren(errorBox(e));
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function pullReport(report) {
+  const srcs = report.sources || report.source || [];
+  return h('ul', { class: 'list', id: 'pull-report' }, (Array.isArray(srcs) ? srcs : Object.entries(srcs).map(([id, v]) => ({ id, ...v }))).map((s) => {
+    const w = s.written || {};
+    const ok = s.state === 'done' || s.state === 'completed' || s.state === 'succeeded';
+    return h('li', {}, h('strong', {}, s.id || s.source || ''), ' ', badge(ok ? t('pull.ok') : (s.state || ''), ok ? 'ok' : 'warn'),
+      h('div', { class: 'muted' }, t('pull.counts', { fetched: s.fetched ?? 0, created: w.created ?? 0, updated: w.updated ?? 0, duplicates: w.duplicates ?? 0 })),
+      s.error ? h('div', { class: 'error' }, s.error) : null);
+  }));
+}
+
+const mediaOf = (f) => f.type && f.type !== 'application/octet-stream' ? f.type : /\.dcm$/i.test(f.name) ? 'application/dicom' : /\.pdf$/i.test(f.name) ? 'application/pdf' : /\.png$/i.test(f.name) ? 'image/png' : 'image/jpeg';
+
+// upload streams the file to $import with its title, type and date, with a
+// progress bar (XMLHttpRequest reports upload progress; fetch does not).
+function upload(client, { file, title, type, date }, out, form) {
+  const f = file.files[0];
+  if (!f) { out.replaceChildren(errorBox(new Error(t('upload.nofile')))); file.focus(); return; }
+  const q = new URLSearchParams({ title: title.value.trim() || f.name, type: type.value });
+  if (date.value) q.set('date', date.value);
+  const bar = h('progress', { max: f.size || 1, value: 0, 'aria-label': t('upload.progress') });
+  const line = h('p', { role: 'status' }, t('upload.sending', { name: f.name }));
+  out.replaceChildren(bar, line);
+  const x = new XMLHttpRequest();
+  x.open('POST', client.url(`Patient/${pid()}/$import?` + q));
+  x.setRequestHeader('Authorization', 'Bearer ' + client.token);
+  x.setRequestHeader('Content-Type', mediaOf(f));
+  x.setRequestHeader('Accept', 'application/fhir+json');
+  x.upload.onprogress = (e) => { if (e.lengthComputable) { bar.max = e.total; bar.value = e.loaded; } };
+  x.onload = () => {
+    if (x.status === 200) {
+      out.replaceChildren(h('p', { class: 'success', role: 'status', id: 'upload-done' }, t('upload.done', { title: q.get('title') })));
+      form.reset();
+      announce(t('upload.done', { title: q.get('title') }));
+    } else {
+      let msg = x.status + '';
+      try { msg = JSON.parse(x.responseText).issue.map((i) => i.details?.text || i.diagnostics).join('; '); } catch { /* keep the status */ }
+      out.replaceChildren(errorBox(new Error(msg)));
+    }
+  };
+  x.onerror = () => out.replaceChildren(errorBox(new Error(t('upload.network'))));
+  x.send(f);
+}
+
+// ---- asking for a second opinion
+
+async function ask({ client }) {
+  loading();
+  const [orgs, all] = await Promise.all([client.search('Organization?type=prov&active=true&_count=100'), everything(client)]);
+  const docs = all.filter((r) => r.resourceType === 'DocumentReference');
+  const state = { step: 1, specialty: specialties()[0][0], question: '', chosen: [], narrow: {} };
+  const draw = () => render(askStep(client, state, orgs, docs, all, draw));
+  draw();
+}
+
+function askStep(client, st, orgs, docs, all, draw) {
+  const head = h('h1', {}, t('ask.title'));
+  const steps = h('p', { class: 'muted' }, t('ask.step', { n: st.step, of: 3 }));
+  if (st.step === 1) {
+    const spec = h('select', { id: 'specialty' }, specialties().map(([code, label]) => h('option', { value: code, selected: code === st.specialty }, label)));
+    const q = h('textarea', { id: 'question', required: true }, st.question);
+    const err = h('div');
+    return [head, steps, h('form', { onsubmit: (e) => {
+      e.preventDefault();
+      if (!q.value.trim()) { err.replaceChildren(errorBox(new Error(t('ask.noquestion')))); q.focus(); return; }
+      st.specialty = spec.value; st.question = q.value.trim(); st.step = 2; draw();
+    } }, field(t('ask.specialty'), spec), field(t('ask.question'), q, t('ask.question.hint')), err, h('button', { type: 'submit' }, t('next')))];
+  }
+  if (st.step === 2) {
+    const err = h('div');
+    const boxes = orgs.map((o) => {
+      const id = uid('org');
+      const cb = h('input', { type: 'checkbox', id, value: ref(o), checked: st.chosen.includes(ref(o)) });
+      return h('div', { class: 'check' }, cb, h('label', { for: id }, h('strong', {}, o.name || ref(o)), o.alias?.length ? h('div', { class: 'muted' }, o.alias.join(', ')) : null));
+    });
+    return [head, steps, h('form', { onsubmit: (e) => {
+      e.preventDefault();
+      st.chosen = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+      if (!st.chosen.length) { err.replaceChildren(errorBox(new Error(t('ask.nospecialist')))); return; }
+      for (const o of st.chosen) st.narrow[o] = st.narrow[o] || { docs: [], from: '', to: '', labels: [] };
+      st.step = 3; draw();
+    } }, h('fieldset', {}, h('legend', {}, t('ask.specialists')), boxes.length ? boxes : h('p', {}, t('ask.noorgs'))), err,
+    h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => { st.step = 1; draw(); } }, t('back')), h('button', { type: 'submit' }, t('next'))))];
+  }
+  // step 3: what each specialist will receive, narrowed, then grant
+  const nameOf = (r) => orgs.find((o) => ref(o) === r)?.name || r;
+  const out = h('div', { id: 'ask-result' });
+  const cards = st.chosen.map((org) => shareCard(client, org, nameOf(org), st.narrow[org], docs, all));
+  const grant = h('button', { type: 'button', id: 'grant', onclick: async () => {
+    grant.disabled = true;
+    out.replaceChildren(h('p', { role: 'status' }, t('ask.sending')));
+    try {
+      const res = await sendRequest(client, st);
+      out.replaceChildren(h('div', { class: 'success', role: 'status' }, t('ask.sent', { n: res.tasks.length }), ' ', h('a', { href: '#/requests' }, t('ask.follow'))));
+      announce(t('ask.sent', { n: res.tasks.length }));
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+      grant.disabled = false;
+    }
+  } }, t('ask.grant'));
+  return [head, steps, h('p', {}, t('ask.shareexplain')), ...cards,
+    h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => { st.step = 2; draw(); } }, t('back')), grant), out];
+}
+
+// shareCard shows one specialist's package as it will be and the controls
+// that narrow it; every change redraws the list of what is shared.
+function shareCard(client, org, name, n, docs, all) {
+  const id = uid('share');
+  const list = h('div', { class: 'share-list' });
+  const redraw = () => {
+    const kept = narrowed(all, n);
+    const byType = {};
+    for (const r of kept) byType[r.resourceType] = (byType[r.resourceType] || 0) + 1;
+    const left = all.length - kept.length;
+    list.replaceChildren(
+      h('p', {}, t('share.count', { n: kept.length }), left ? [' ', badge(t('share.withheld', { n: left }), 'warn')] : null),
+      h('ul', { class: 'list' }, Object.entries(byType).sort().map(([type, c]) => h('li', {}, t('type.' + type, null, type), ': ', c))),
+      h('h4', {}, t('share.docs')),
+      h('ul', { class: 'list' }, kept.filter((r) => r.resourceType === 'DocumentReference').map((d) => h('li', {}, d.description || text(d.type) || d.id)).concat(
+        kept.some((r) => r.resourceType === 'DocumentReference') ? [] : [h('li', { class: 'muted' }, t('share.nodocs'))])));
+  };
+  const docBoxes = docs.map((d) => {
+    const cid = uid('doc');
+    const cb = h('input', { type: 'checkbox', id: cid, checked: n.docs.includes(ref(d)), onchange: () => {
+      n.docs = cb.checked ? [...n.docs, ref(d)] : n.docs.filter((x) => x !== ref(d)); redraw();
+    } });
+    return h('div', { class: 'check' }, cb, h('label', { for: cid }, t('share.excludedoc', { title: d.description || text(d.type) || d.id })));
+  });
+  const from = h('input', { type: 'date', value: n.from, onchange: () => { n.from = from.value; redraw(); } });
+  const to = h('input', { type: 'date', value: n.to, onchange: () => { n.to = to.value; redraw(); } });
+  const labelBoxes = sensitive().map(([code, label]) => {
+    const cid = uid('lbl');
+    const cb = h('input', { type: 'checkbox', id: cid, checked: n.labels.includes(code), onchange: () => {
+      n.labels = cb.checked ? [...n.labels, code] : n.labels.filter((x) => x !== code); redraw();
+    } });
+    return h('div', { class: 'check' }, cb, h('label', { for: cid }, label));
+  });
+  redraw();
+  return h('section', { class: 'card share', 'aria-labelledby': id, 'data-org': org },
+    h('h2', { id }, t('share.title', { name })), list,
+    h('details', {}, h('summary', {}, t('share.narrow')),
+      docBoxes.length ? h('fieldset', {}, h('legend', {}, t('share.excludedocs')), docBoxes) : null,
+      h('fieldset', {}, h('legend', {}, t('share.excludeperiod')), h('div', { class: 'row' }, field(t('share.from'), from), field(t('share.to'), to))),
+      h('fieldset', {}, h('legend', {}, t('share.excludelabels')), labelBoxes)));
+}
+
+// sendRequest writes one Consent per specialist (what it may see, with
+// the exclusions as deny provisions) and then asks them all at once.
+async function sendRequest(client, st) {
+  const consents = [];
+  for (const org of st.chosen) {
+    const c = await client.post('Consent', consentFor(me, org, st.narrow[org], new Date()));
+    consents.push(c);
+  }
+  const spec = specialties().find(([code]) => code === st.specialty);
+  const params = { resourceType: 'Parameters', parameter: [
+    ...st.chosen.map((o) => ({ name: 'recipient', valueReference: { reference: o } })),
+    ...consents.map((c) => ({ name: 'consent', valueReference: { reference: 'Consent/' + c.id } })),
+    { name: 'specialty', valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: spec[0], display: spec[2] }], text: spec[1] } },
+    { name: 'question', valueString: st.question },
+  ] };
+  const out = await client.post(`Patient/${pid()}/$second-opinion`, params);
+  return { tasks: (out.parameter || []).filter((p) => p.name === 'task') };
+}
+
+// ---- my requests
+
+async function requests({ client }, focus) {
+  loading();
+  const [tasks, srs, consents, comms] = await Promise.all([
+    client.search(`Task?patient=${me}&_count=200`),
+    client.search(`ServiceRequest?subject=${me}&_count=200`),
+    client.search(`Consent?patient=${me}&_count=200`),
+    client.search(`Communication?subject=${me}&_count=500`),
+  ]);
+  const orgNames = new Map();
+  await Promise.all([...new Set(tasks.map((x) => x.owner?.reference).filter(Boolean))].map(async (o) => {
+    try { const r = await client.get(o); orgNames.set(o, r.name || o); } catch { orgNames.set(o, o); }
+  }));
+  const referral = srs.filter((s) => s.requisition?.system === 'https://fhirgate.org/fhir/sid/second-opinion').sort((a, b) => (b.authoredOn || '').localeCompare(a.authoredOn || ''));
+  if (!referral.length) {
+    render(h('h1', {}, t('requests.title')), h('p', {}, t('requests.none')), h('a', { class: 'button', href: '#/ask' }, t('nav.ask')));
+    return;
+  }
+  const cards = [];
+  for (const sr of referral) {
+    const mine = tasks.filter((x) => x.focus?.reference === 'ServiceRequest/' + sr.id);
+    const opinions = await taskOpinions(client, mine);
+    const cid = uid('req');
+    cards.push(h('section', { class: 'card', 'aria-labelledby': cid, 'data-request': sr.id },
+      h('h2', { id: cid }, text(sr.performerType) || t('requests.request')),
+      h('p', {}, h('strong', {}, t('requests.question')), ' ', sr.note?.[0]?.text || ''),
+      h('p', { class: 'muted' }, t('requests.asked', { date: fmtDate(sr.authoredOn) })),
+      h('ul', { class: 'list' }, mine.map((task) => taskItem(client, task, orgNames.get(task.owner?.reference) || '', consents, comms, opinions.get(task.id)))),
+      opinions.size > 1 ? compareView(client, sr, mine, opinions, orgNames) : null));
+  }
+  render(h('h1', {}, t('requests.title')), ...cards);
+}
+
+function taskItem(client, task, owner, consents, comms, opinion) {
+  const consentRef = (task.input || []).map((i) => i.valueReference?.reference).find((r) => r?.startsWith('Consent/'));
+  const consent = consents.find((c) => c.status === 'active' && c.provision?.actor?.some((a) => a.reference?.reference === task.owner?.reference));
+  const out = h('div');
+  const revoke = consent ? h('button', { type: 'button', class: 'danger', 'data-revoke': task.owner?.reference, onclick: async () => {
+    if (!confirm(t('revoke.confirm', { name: owner }))) return;
+    revoke.disabled = true;
+    try {
+      await client.patch('Consent/' + consent.id, [{ op: 'replace', path: '/status', value: 'inactive' }]);
+      out.replaceChildren(h('p', { class: 'success', role: 'status' }, t('revoke.done', { name: owner })));
+      announce(t('revoke.done', { name: owner }));
+      revoke.remove();
+    } catch (e) { out.replaceChildren(errorBox(e)); revoke.disabled = false; }
+  } }, t('revoke.button', { name: owner })) : h('p', { class: 'muted' }, t('revoke.already'));
+  void consentRef;
+  const thread = comms.filter((c) => (c.basedOn || []).concat(c.partOf || []).some((r) => r.reference === 'Task/' + task.id));
+  return h('li', { 'data-task': task.id },
+    h('div', { class: 'row spread' }, h('strong', {}, owner), badge(statusLabel(task.status), task.status === 'completed' ? 'ok' : ['rejected', 'cancelled', 'failed'].includes(task.status) ? 'bad' : 'info')),
+    task.statusReason ? h('p', {}, t('requests.reason'), ' ', text(task.statusReason)) : null,
+    threadView(client, task, thread, me, 'patient'),
+    opinion ? opinionView(opinion, owner) : null,
+    h('div', { class: 'row' }, revoke), out);
+}
+
+// ---- who saw my record
+
+async function access({ client }) {
+  loading();
+  let rows;
+  try {
+    const log = await client.get(`Patient/${pid()}/$access-log`);
+    rows = accessRowsFromLog(log);
+  } catch (e) {
+    if (e.status !== 404 && e.status !== 400) throw e;
+    const events = await client.search(`AuditEvent?patient=${me}&_sort=-date&_count=200`, 500);
+    rows = events.map(describeAccess);
+  }
+  render(h('h1', {}, t('access.title')), h('p', {}, t('access.explain')),
+    rows.length ? h('ul', { class: 'list', id: 'access-log' }, rows.map((r) => h('li', {},
+      h('div', {}, r.sentence), h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under', { consent: r.consent }) : ''),
+      r.refused ? badge(t('access.refused'), 'bad') : null))) : h('p', {}, t('access.none')));
+}
+
+function accessRowsFromLog(log) {
+  // Parameters: one "access" part per event (who, organization, when, what, consent, outcome)
+  const rows = [];
+  for (const p of log.parameter || []) {
+    if (p.name !== 'access' && p.name !== 'event') continue;
+    const v = Object.fromEntries((p.part || []).map((x) => [x.name, x.valueString ?? x.valueDateTime ?? x.valueInstant ?? x.valueCode ?? x.valueReference?.display ?? x.valueReference?.reference ?? x.valueBoolean]));
+    rows.push({ sentence: v.summary || v.text || [v.who, v.organization ? `(${v.organization})` : '', v.action, v.what].filter(Boolean).join(' '), when: v.when || v.date, consent: v.consent, refused: v.outcome && v.outcome !== 'allowed' && v.outcome !== '0' && v.outcome !== 'success' });
+  }
+  return rows;
+}
