@@ -20,6 +20,13 @@ type capabilityStatement struct {
 	Rest         []struct {
 		Mode     string `json:"mode"`
 		Security *struct {
+			Extension []struct {
+				URL       string `json:"url"`
+				Extension []struct {
+					URL      string `json:"url"`
+					ValueURI string `json:"valueUri"`
+				} `json:"extension"`
+			} `json:"extension"`
 			Service []struct {
 				Coding []struct {
 					Code string `json:"code"`
@@ -73,6 +80,24 @@ func (r *csResource) hasOp(name string) bool {
 
 func (cs *capabilityStatement) systemHas(interaction string) bool {
 	return len(cs.Rest) > 0 && slices.ContainsFunc(cs.Rest[0].Interaction, func(i csInteraction) bool { return i.Code == interaction })
+}
+
+// oauthURIs are the endpoints of rest[0].security's SMART oauth-uris
+// extension (authorize, token…).
+func (cs *capabilityStatement) oauthURIs() map[string]string {
+	out := map[string]string{}
+	if len(cs.Rest) == 0 || cs.Rest[0].Security == nil {
+		return out
+	}
+	for _, e := range cs.Rest[0].Security.Extension {
+		if e.URL != "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris" {
+			continue
+		}
+		for _, x := range e.Extension {
+			out[x.URL] = x.ValueURI
+		}
+	}
+	return out
 }
 
 // securityServices are the codes of rest[0].security.service.
@@ -191,6 +216,7 @@ var claimTable = map[string][]string{
 	"system:batch":                            {"system/batch"},
 	"system:history-system":                   {"system/history-system"},
 	"system:search-system":                    {"system/search-system"},
+	"security":                                {"rest/security"},
 	"format:json":                             {"rest/_format"},
 	"format:application/fhir+json":            {"rest/metadata"},
 	"patchFormat:application/json-patch+json": {"T/patch"},

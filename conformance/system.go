@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -389,6 +390,20 @@ func (r *runner) securityChecks(ctx context.Context) {
 			c.expectError(resp, http.StatusUnauthorized)
 			if !strings.HasPrefix(resp.header.Get("WWW-Authenticate"), "Bearer") {
 				c.failf("%s: 401 without a WWW-Authenticate: Bearer challenge", resp.req)
+			}
+			if code == "SMART-on-FHIR" {
+				// SMART App Launch: the endpoints in the oauth-uris extension
+				// are those of /.well-known/smart-configuration
+				uris := r.cs.oauthURIs()
+				c.quiet = true // a JSON document, not a FHIR resource
+				wk := c.do(http.MethodGet, "/.well-known/smart-configuration", nil)
+				c.quiet = false
+				var doc map[string]any
+				if wk.status != http.StatusOK || json.Unmarshal(wk.body, &doc) != nil {
+					c.failf("%s: %d, want 200 with a JSON object", wk.req, wk.status)
+				} else if uris["authorize"] != fmt.Sprint(doc["authorization_endpoint"]) || uris["token"] != fmt.Sprint(doc["token_endpoint"]) {
+					c.failf("rest.security oauth-uris %v differ from the smart-configuration's endpoints", uris)
+				}
 			}
 			c.noToken = false
 			c.expectStatus(c.do(http.MethodGet, "/Patient?_count=1", nil), http.StatusOK)

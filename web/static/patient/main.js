@@ -56,7 +56,6 @@ async function record({ client }) {
   const meds = [...of('MedicationRequest'), ...of('MedicationStatement')].filter((m) => ['active', 'intended', 'on-hold'].includes(m.status));
   const labs = of('Observation').filter((o) => o.category?.some((c) => c.coding?.some((x) => x.code === 'laboratory')) || flags.has(ref(o)))
     .sort((a, b) => dateOf(b).localeCompare(dateOf(a)));
-  const vitals = of('Observation').filter((o) => o.category?.some((c) => c.coding?.some((x) => x.code === 'vital-signs')));
   const docs = of('DocumentReference').sort((a, b) => dateOf(b).localeCompare(dateOf(a)));
   const allergies = of('AllergyIntolerance');
   const name = patient.name?.[0] ? [...(patient.name[0].given || []), patient.name[0].family].join(' ') : pid();
@@ -71,7 +70,7 @@ async function record({ client }) {
       section(t('record.medications'), list(meds, (m) => [h('strong', {}, text(m.medicationCodeableConcept) || m.medicationReference?.display || ''), ' ', h('span', { class: 'muted' }, fmtDate(m.authoredOn || m.effectiveDateTime))], 'record.none')),
     ),
     allergies.length ? section(t('record.allergies'), list(allergies, (a) => text(a.code))) : null,
-    section(t('record.labs'), labs.length ? labTable([...labs, ...vitals.filter((v) => flags.has(ref(v)))], flags) : h('p', { class: 'muted' }, t('record.none'))),
+    section(t('record.labs'), labs.length ? labTable(labs, flags) : h('p', { class: 'muted' }, t('record.none'))),
     section(t('record.documents'), docs.length ? h('ul', { class: 'list', id: 'documents' }, docs.map((d) => docItem(client, d, viewer))) : h('p', { class: 'muted' }, t('record.nodocs')), viewer),
     section(t('record.timeline'), timeline(all, flags)),
   );
@@ -82,15 +81,18 @@ function list(items, row, empty) {
   return h('ul', { class: 'list' }, items.map((i) => h('li', {}, row(i))));
 }
 
+// labTable: two columns, so that it fits a phone: the test (with its date
+// and, when flagged, why) and the result (with its flag in words, never
+// colour alone).
 function labTable(labs, flags) {
-  return h('div', { class: 'table-wrap' }, h('table', { id: 'labs' },
+  return h('div', { class: 'table-wrap' }, h('table', { id: 'labs', class: 'labs' },
     h('caption', { class: 'sr-only' }, t('record.labs')),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('lab.test')), h('th', { scope: 'col' }, t('lab.value')), h('th', { scope: 'col' }, t('lab.date')), h('th', { scope: 'col' }, t('lab.flag')))),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('lab.test')), h('th', { scope: 'col' }, t('lab.value')))),
     h('tbody', {}, labs.map((o) => {
       const f = flags.get(ref(o));
       return h('tr', { class: f ? 'abnormal' : '' },
-        h('td', {}, text(o.code)), h('td', {}, quantity(o)), h('td', {}, fmtDate(dateOf(o))),
-        h('td', {}, f ? [badge(flagLabel(f.code), 'bad'), f.detail ? h('div', { class: 'hint' }, f.detail) : null] : badge(t('lab.normal'), 'ok')));
+        h('td', {}, h('strong', {}, text(o.code)), h('div', { class: 'muted' }, fmtDate(dateOf(o))), f?.detail ? h('div', { class: 'hint' }, f.detail) : null),
+        h('td', { class: 'value' }, h('div', {}, quantity(o)), f ? badge(flagLabel(f.code), 'bad') : badge(t('lab.normal'), 'ok')));
     }))));
 }
 

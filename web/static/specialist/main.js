@@ -90,7 +90,7 @@ async function caseView({ client }, id) {
         att.url ? h('button', { type: 'button', class: 'secondary', onclick: () => showDocument(client, viewer, { url: att.url, contentType: att.contentType, title }) }, t('doc.view')) : null);
     })) : h('p', { class: 'muted' }, t('record.nodocs')), viewer),
     h('details', { class: 'card' }, h('summary', {}, t('case.fullrecord')), otherSections.map((s) => h('div', {}, h('h3', {}, s.title || text(s.code)), safeNarrative(s.text?.div)))),
-    section(t('thread.title'), threadView(client, task, thread, me, 'specialist', async () => {
+    h('div', { class: 'card' }, threadView(client, task, thread, me, 'specialist', async () => {
       if (['accepted', 'in-progress'].includes(task.status)) {
         await client.patch('Task/' + task.id, [{ op: 'replace', path: '/status', value: 'on-hold' }]);
         task.status = 'on-hold';
