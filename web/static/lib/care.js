@@ -2,7 +2,7 @@
 // types, sensitive categories, plain words for statuses and flags, the
 // Consent the patient app writes, opinion documents, follow-up threads.
 import { t } from './i18n.js';
-import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field } from './ui.js';
+import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field, scrollable } from './ui.js';
 import { text, dateOf, ref } from './fhir.js';
 
 const SNOMED = 'http://snomed.info/sct';
@@ -154,11 +154,11 @@ export function compareView(client, sr, tasks, opinions, names) {
   const cols = tasks.filter((x) => opinions.has(x.id));
   const codes = [];
   for (const x of cols) for (const s of opinionSections(opinions.get(x.id))) if (!codes.includes(s.code)) codes.push(s.code);
-  const grid = h('div', { class: 'table-wrap' }, h('table', { class: 'compare-table' },
+  const grid = scrollable(h('table', { class: 'compare-table' },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('compare.section')), cols.map((x) => h('th', { scope: 'col' }, names.get(x.owner?.reference) || x.owner?.reference)))),
     h('tbody', {}, codes.map((code) => h('tr', {},
       h('th', { scope: 'row' }, t('section.' + code, null, code)),
-      cols.map((x) => h('td', {}, opinionSections(opinions.get(x.id)).find((s) => s.code === code)?.text || '—')))))));
+      cols.map((x) => h('td', {}, opinionSections(opinions.get(x.id)).find((s) => s.code === code)?.text || '—')))))), t('compare.title'));
   const verdicts = h('ul', { class: 'list', id: 'compare-verdicts' });
   box.append(verdicts, grid);
   client.get(`ServiceRequest/${sr.id}/$opinions`).then((p) => {

@@ -5,7 +5,7 @@
 
 const en = {
   skip: 'Skip to content', loading: 'Loading…', language: 'Language', signout: 'Sign out', next: 'Next', back: 'Back',
-  'nav.label': 'Main', 'error.title': 'Something went wrong.',
+  'nav.label': 'Main', 'table.label': 'Table', 'error.title': 'Something went wrong.',
   'signin.title': 'Sign in', 'signin.button': 'Sign in',
   'signin.patient': 'Sign in to see your health record from all your hospitals and clinics in one place, and to ask specialists for a second opinion.',
   'signin.specialist': 'Sign in to see the second-opinion requests addressed to your organisation.',

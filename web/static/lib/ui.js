@@ -126,11 +126,17 @@ export function safeNarrative(div) {
         if (allowed.has(n.tagName)) {
           const el = document.createElement(n.tagName === 'TABLE' ? 'table' : n.tagName.toLowerCase());
           copy(n, el);
-          to.append(n.tagName === 'TABLE' ? h('div', { class: 'table-wrap' }, el) : el);
+          to.append(n.tagName === 'TABLE' ? scrollable(el, n.querySelector('caption')?.textContent || t('table.label')) : el);
         } else if (n.tagName !== 'SCRIPT' && n.tagName !== 'STYLE') copy(n, to);
       }
     }
   };
   copy(src, out);
   return out;
+}
+
+// scrollable wraps a wide table so that it scrolls sideways on a phone; the
+// region is focusable so that a keyboard can scroll it too.
+export function scrollable(table, label) {
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': label }, table);
 }

@@ -4,7 +4,7 @@
 // questions, revoking, and who saw my record.
 import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
-import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid } from '../lib/ui.js';
+import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/fhir.js';
 import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, narrowed, describeAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
 
@@ -85,7 +85,7 @@ function list(items, row, empty) {
 // and, when flagged, why) and the result (with its flag in words, never
 // colour alone).
 function labTable(labs, flags) {
-  return h('div', { class: 'table-wrap' }, h('table', { id: 'labs', class: 'labs' },
+  return scrollable(h('table', { id: 'labs', class: 'labs' },
     h('caption', { class: 'sr-only' }, t('record.labs')),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('lab.test')), h('th', { scope: 'col' }, t('lab.value')))),
     h('tbody', {}, labs.map((o) => {
@@ -93,7 +93,7 @@ function labTable(labs, flags) {
       return h('tr', { class: f ? 'abnormal' : '' },
         h('td', {}, h('strong', {}, text(o.code)), h('div', { class: 'muted' }, fmtDate(dateOf(o))), f?.detail ? h('div', { class: 'hint' }, f.detail) : null),
         h('td', { class: 'value' }, h('div', {}, quantity(o)), f ? badge(flagLabel(f.code), 'bad') : badge(t('lab.normal'), 'ok')));
-    }))));
+    }))), t('record.labs'));
 }
 
 export function docItem(client, d, viewer) {
