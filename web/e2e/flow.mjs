@@ -142,6 +142,84 @@ try {
       await screenshot(p, 'case');
     }
   });
+  await step('both specialists accept; Dr. Rao asks the patient a follow-up question', async () => {
+    for (const p of [rao, mehta]) {
+      await p.page.click('#accept');
+      await p.page.waitForSelector('#opinion');
+    }
+    await rao.page.fill('.reply textarea', 'Could you upload your latest HbA1c result, if you have one?');
+    await rao.page.click('.reply button[type=submit]');
+    await rao.page.waitForSelector('.thread-box .success');
+    await screenshot(rao, 'asked-follow-up');
+  });
+  await step('the patient answers the follow-up question', async () => {
+    await amy.page.click('a[href="#/requests"]');
+    await amy.page.waitForSelector('[data-task] .reply textarea');
+    const thread = await amy.page.textContent('main');
+    check(thread.includes('HbA1c'), 'the question reached the patient');
+    check(thread.includes('Waiting for your answer'), 'the request waits for her answer');
+    await amy.page.fill('[data-task] .reply textarea', 'I have not had an HbA1c test. My sugar was normal last year.');
+    await amy.page.click('[data-task] .reply button[type=submit]');
+    await amy.page.waitForSelector('[data-task] .thread-box .success');
+    a11y.push(...await axe(amy, 'requests'));
+    await screenshot(amy, 'answered');
+  });
+  await step('both specialists write structured opinions', async () => {
+    const opinions = [
+      [rao, 'agree', 'Start a statin for the LDL of 4.9 mmol/L\nKeep amlodipine', 'Exercise ECG\nHbA1c', 'No sign of an acute coronary syndrome.'],
+      [mehta, 'partially-agree', 'Start a statin for the LDL of 4.9 mmol/L\nAdd an ACE inhibitor', 'CT coronary angiography', ''],
+    ];
+    for (const [p, agreement, plan, tests, comment] of opinions) {
+      await p.page.reload();
+      await p.page.waitForSelector('#opinion');
+      if (p === rao) {
+        const t = await p.page.textContent('.thread-box');
+        check(t.includes('not had an HbA1c'), 'Dr. Rao reads the answer');
+      }
+      await p.page.selectOption('#op-agreement', agreement);
+      await p.page.fill('#op-plan', plan);
+      await p.page.fill('#op-tests', tests);
+      await p.page.fill('#op-comment', comment);
+      a11y.push(...await axe(p, 'opinion-form'));
+      await screenshot(p, 'opinion-form');
+      await p.page.click('#opinion button[type=submit]');
+      await p.page.waitForSelector('.opinion');
+      await screenshot(p, 'opinion-sent');
+    }
+  });
+  await step('the patient compares the opinions side by side', async () => {
+    await amy.page.reload();
+    await amy.page.waitForSelector('#compare');
+    await amy.page.waitForSelector('#compare-verdicts li');
+    const cmp = await amy.page.textContent('#compare');
+    check(cmp.includes('Second Look Cardiology Clinic') && cmp.includes('Northside Heart Institute'), 'both opinions side by side');
+    check(cmp.includes('Start a statin') && cmp.includes('CT coronary angiography'), 'their plans and tests');
+    const verdicts = await amy.page.textContent('#compare-verdicts');
+    check(/Current diagnosis: the specialists differ/.test(verdicts), 'agreement with the diagnosis differs: ' + verdicts);
+    a11y.push(...await axe(amy, 'compare'));
+    await screenshot(amy, 'compare');
+  });
+  await step('the patient revokes one specialist; its next page load is refused', async () => {
+    amy.page.once('dialog', (d) => d.accept());
+    await amy.page.click('button[data-revoke="Organization/northside-heart"]');
+    await amy.page.waitForSelector('[data-task] .success:has-text("can no longer see")');
+    await screenshot(amy, 'revoked');
+    await mehta.page.reload();
+    await mehta.page.waitForSelector('#main[aria-busy="false"] h1');
+    const text = await mehta.page.textContent('main');
+    check(!text.includes('Amy') && !text.includes('chest pain'), 'the revoked specialist sees nothing of Amy: ' + text.slice(0, 300));
+    await screenshot(mehta, 'refused');
+    await rao.page.reload();
+    await rao.page.waitForSelector('.opinion');
+  });
+  await step('the patient sees who saw her record', async () => {
+    await amy.page.click('a[href="#/access"]');
+    await amy.page.waitForSelector('#access-log li');
+    const log = await amy.page.textContent('#access-log');
+    check(/second-look-clinic|Rao/i.test(log), 'the clinic appears in who saw the record: ' + log.slice(0, 400));
+    a11y.push(...await axe(amy, 'access'));
+    await screenshot(amy, 'who-saw');
+  });
   const problems = [...amy.problems, ...rao.problems, ...mehta.problems];
   if (problems.length) throw new Error('console errors:\n' + problems.join('\n'));
   if (a11y.length) throw new Error('serious accessibility violations:\n' + a11y.join('\n'));

@@ -30,7 +30,11 @@ export async function person(browser, name, opts = {}) {
   const context = await browser.newContext({ viewport: opts.viewport || { width: 390, height: 844 }, locale: 'en-GB', deviceScaleFactor: 1 });
   const page = await context.newPage();
   const problems = [];
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`${name}: console: ${m.text()}`); });
+  // a refused or missing resource is the app's to handle (the browser logs
+  // each failed load); scripts' errors and CSP violations are problems
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource: the server responded with a status of')) problems.push(`${name}: console: ${m.text()}`);
+  });
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   page.setDefaultTimeout(opts.timeout || 20000);
   return { name, context, page, problems };

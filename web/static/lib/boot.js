@@ -53,7 +53,7 @@ export async function boot({ app, scope, title, routes, nav, start }) {
     try {
       await screen(ctx, ...args.map(decodeURIComponent));
     } catch (e) {
-      render(h('h1', {}, t('error.title')), errorBox(e));
+      render(h('h1', {}, t('error.title')), e.status === 403 ? h('p', { class: 'error', role: 'alert' }, t('error.forbidden')) : errorBox(e));
     }
   };
   window.addEventListener('hashchange', route);

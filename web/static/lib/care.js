@@ -87,6 +87,19 @@ export function narrowed(all, n) {
   });
 }
 
+// groupAccess folds the same access by the same party within a minute into
+// one line with a count (an app's one screen reads several resources).
+export function groupAccess(rows) {
+  const out = [];
+  for (const r of rows) {
+    const key = r.sentence + '|' + !!r.refused + '|' + (r.when || '').slice(0, 16);
+    const last = out[out.length - 1];
+    if (last && last.key === key) { last.count++; continue; }
+    out.push({ ...r, key, count: 1 });
+  }
+  return out;
+}
+
 // describeAccess turns an AuditEvent into a sentence.
 export function describeAccess(ev) {
   const agent = (ev.agent || []).find((a) => a.requestor) || ev.agent?.[0] || {};
@@ -132,7 +145,9 @@ export function opinionSections(doc) {
 function narrative(div) {
   if (!div) return '';
   const doc = new DOMParser().parseFromString(div, 'text/html');
-  return (doc.body.textContent || '').trim();
+  const blocks = [...doc.body.querySelectorAll('p, li, tr, h1, h2, h3, h4, div:not(:has(*))')];
+  const parts = blocks.length ? blocks.map((b) => b.textContent.trim()).filter(Boolean) : [doc.body.textContent.trim()];
+  return parts.join('\n');
 }
 
 export function opinionView(doc, author) {
@@ -163,9 +178,14 @@ export function compareView(client, sr, tasks, opinions, names) {
   box.append(verdicts, grid);
   client.get(`ServiceRequest/${sr.id}/$opinions`).then((p) => {
     for (const c of (p.parameter || []).filter((x) => x.name === 'comparison')) {
-      const part = Object.fromEntries((c.part || []).map((x) => [x.name, x.valueCode ?? x.valueString]));
+      const part = Object.fromEntries((c.part || []).filter((x) => x.valueCode).map((x) => [x.name, x.valueCode]));
+      const items = (name) => (c.part || []).filter((x) => x.name === name).map((x) => text(x.part?.find((y) => y.name === 'concept')?.valueCodeableConcept)).filter(Boolean);
       const agree = part.verdict === 'agree';
-      verdicts.append(h('li', { class: agree ? 'agree' : 'differ' }, h('strong', {}, t('aspect.' + part.aspect, null, part.aspect)), ': ', t('verdict.' + part.verdict, null, part.verdict)));
+      const shared = items('shared');
+      const differing = items('differing');
+      verdicts.append(h('li', { class: agree ? 'agree' : 'differ' }, h('strong', {}, t('aspect.' + part.aspect, null, part.aspect)), ': ', t('verdict.' + part.verdict, null, part.verdict),
+        shared.length ? h('div', { class: 'muted' }, t('compare.shared', { items: shared.join('; ') })) : null,
+        differing.length ? h('div', { class: 'muted' }, t('compare.differing', { items: differing.join('; ') })) : null));
     }
   }).catch(() => { /* the side-by-side view stands alone */ });
   return box;
@@ -173,7 +193,7 @@ export function compareView(client, sr, tasks, opinions, names) {
 
 // threadView shows the follow-up messages of one Task and lets this side
 // write: the specialist asks, the patient answers.
-export function threadView(client, task, messages, self, role, onSent) {
+export function threadView(client, task, messages, self, role, onSent, selfName) {
   const sorted = [...messages].sort((a, b) => (a.sent || '').localeCompare(b.sent || ''));
   const id = uid('thread');
   const list = h('ol', { class: 'thread', 'aria-labelledby': id }, sorted.map((m) => h('li', { class: m.sender?.reference === self ? 'mine' : 'theirs' },
@@ -192,7 +212,7 @@ export function threadView(client, task, messages, self, role, onSent) {
       const msg = {
         resourceType: 'Communication', status: 'completed',
         basedOn: [{ reference: 'Task/' + task.id }], partOf: [{ reference: 'Task/' + task.id }],
-        subject: task.for, sender: { reference: self }, recipient: [recipient], sent: new Date().toISOString(),
+        subject: task.for, sender: selfName ? { reference: self, display: selfName } : { reference: self }, recipient: [recipient], sent: new Date().toISOString(),
         payload: [{ contentString: box.value.trim() }],
       };
       if (last && role === 'patient') msg.inResponseTo = [{ reference: 'Communication/' + last.id }];

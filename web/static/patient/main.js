@@ -6,7 +6,7 @@ import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
 import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/fhir.js';
-import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, narrowed, describeAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
+import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, narrowed, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
 
 let me = '';
 
@@ -403,9 +403,11 @@ async function access({ client }) {
     const events = await client.search(`AuditEvent?patient=${me}&_sort=-date&_count=200`, 500);
     rows = events.map(describeAccess);
   }
+  rows = groupAccess(rows);
   render(h('h1', {}, t('access.title')), h('p', {}, t('access.explain')),
     rows.length ? h('ul', { class: 'list', id: 'access-log' }, rows.map((r) => h('li', {},
-      h('div', {}, r.sentence), h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under', { consent: r.consent }) : ''),
+      h('div', {}, r.sentence, r.count > 1 ? h('span', { class: 'muted' }, ' (', t('access.times', { n: r.count }), ')') : null),
+      h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under', { consent: r.consent }) : ''),
       r.refused ? badge(t('access.refused'), 'bad') : null))) : h('p', {}, t('access.none')));
 }
 

@@ -28,6 +28,9 @@ boot({
   routes: { '': inbox, inbox, case: caseView },
 });
 
+// nameOf is the signed-in specialist's name, for the messages they send.
+const nameOf = () => { try { return JSON.parse(sessionStorage.getItem('fhirgate.specialist')).name || ''; } catch { return ''; } };
+
 const isReferral = (task) => task.groupIdentifier?.system === REQUISITION;
 const closed = ['completed', 'rejected', 'cancelled', 'failed'];
 
@@ -95,7 +98,7 @@ async function caseView({ client }, id) {
         await client.patch('Task/' + task.id, [{ op: 'replace', path: '/status', value: 'on-hold' }]);
         task.status = 'on-hold';
       }
-    })),
+    }, nameOf())),
     opinion ? section(t('opinion.yours'), opinionView(opinion, orgName)) : (['accepted', 'in-progress', 'on-hold'].includes(task.status) ? opinionForm(client, task, pkg, sr, out) : null),
   );
 }
