@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,12 +41,13 @@ func browserEnv(t *testing.T) (chromium, node string) {
 	return chromium, node
 }
 
-// artifacts is where screenshots and measurements go: $CI_ARTIFACTS/browser
-// when set, else bin/browser in the repository (ignored by git).
-func artifacts(t *testing.T) string {
-	dir := filepath.Join("..", "bin", "browser")
+// artifacts is where a script's screenshots and measurements go:
+// $CI_ARTIFACTS/browser/<name> when set, else bin/browser/<name> in the
+// repository (ignored by git); emptied first.
+func artifacts(t *testing.T, name string) string {
+	dir := filepath.Join("..", "bin", "browser", name)
 	if ci := os.Getenv("CI_ARTIFACTS"); ci != "" {
-		dir = filepath.Join(ci, "browser")
+		dir = filepath.Join(ci, "browser", name)
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -61,6 +63,7 @@ func artifacts(t *testing.T) string {
 // runScript starts `fhirgate demo` in-process and runs one e2e script
 // against it.
 func runScript(t *testing.T, script string, extra ...string) {
+	t.Helper()
 	chromium, node := browserEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -69,10 +72,10 @@ func runScript(t *testing.T, script string, extra ...string) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	shots := artifacts(t)
+	shots := artifacts(t, strings.TrimSuffix(script, ".mjs"))
 	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", script))
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "SHOTS="+shots,
-		"PATIENT_APP="+d.PatientApp, "SPECIALIST_APP="+d.SpecialistApp, "FHIR_BASE="+d.BaseURL)
+		"PERF_OUT="+filepath.Join(shots, "perf.json"), "PATIENT_APP="+d.PatientApp, "SPECIALIST_APP="+d.SpecialistApp, "FHIR_BASE="+d.BaseURL)
 	cmd.Env = append(cmd.Env, extra...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s\nscreenshots in %s", out, shots)
@@ -83,3 +86,11 @@ func runScript(t *testing.T, script string, extra ...string) {
 
 // TestBrowserFlow is the issue's end-to-end flow in a real Chromium.
 func TestBrowserFlow(t *testing.T) { runScript(t, "flow.mjs") }
+
+// TestBrowserWeight measures each app's first screen on a throttled slow
+// 4G connection (web/e2e/perf.mjs): the weights and times it prints go to
+// BENCHMARKS.md; the test fails only when a first screen outgrows 200 KB
+// (bytes are deterministic, times are not asserted).
+func TestBrowserWeight(t *testing.T) {
+	runScript(t, "perf.mjs")
+}

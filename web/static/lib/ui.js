@@ -46,6 +46,7 @@ export function render(...children) {
     heading.focus({ preventScroll: false });
   }
   main.setAttribute('aria-busy', 'false');
+  performance.mark('fhirgate:screen'); // the browser test's time to interactive
 }
 
 export function loading() {
