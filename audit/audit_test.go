@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/storage"
 )
 
 var t0 = time.Date(2025, 4, 1, 12, 0, 0, 0, time.UTC)
@@ -121,24 +124,34 @@ func TestOutcomeForStatus(t *testing.T) {
 	}
 }
 
-// TestEventsValidate checks that what the gateway authors is valid R4.
+// TestEventsValidate checks that what the gateway serves is valid R4:
+// events rendered from the log's records, chain extension included.
 func TestEventsValidate(t *testing.T) {
-	chain := NewChain(Link{})
-	for _, e := range []Event{
+	keys := testKeyring()
+	prev := []byte(nil)
+	for i, e := range []Event{
 		readEvent(1),
 		{Interaction: "search-system", Query: "_lastUpdated=gt2025", Recorded: t0, Outcome: SeriousFailure, ClientID: "x", Server: "https://gw.example/fhir"},
 		{Interaction: "operation", Operation: "$everything", Recorded: t0, Who: "Patient/p1", Patient: "Patient/p1", Resource: "Patient/p1"},
 		{Interaction: "delete", Recorded: t0, Outcome: MinorFailure, OutcomeDesc: "insufficient scope", Resource: "Consent/c1"},
+		{Interaction: "create", Recorded: t0, ClientID: "city-hospital-ehr", Who: "Organization/city", OnBehalfOf: "Patient/p1", Patient: "Patient/p1", Resources: []string{"Consent/c9/_history/1"}},
+		{Interaction: "operation", Operation: "pull", Recorded: t0, Origin: "city-hospital", Patient: "Patient/p1", Resources: []string{"Observation/o1/_history/1", "Provenance/v1/_history/1"}},
 	} {
-		r, err := Build(e)
+		rec, err := NewRecord(&e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := chain.Append(r, func(*fhir.Resource) error { return nil })
+		rec.Seq = int64(i + 1)
+		keys.Seal(prev, rec)
+		prev = rec.Hash
+		r, err := Render(rec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, is := range validate.Validate(sealed) {
+		if r.ID != ID(rec.Seq) || !strings.Contains(string(r.Raw), ChainExtensionURL) {
+			t.Errorf("rendered %s: %.300s", r.ID, r.Raw)
+		}
+		for _, is := range validate.Validate(r) {
 			if is.Severity == fhir.SeverityError || is.Severity == fhir.SeverityFatal {
 				t.Errorf("%s event: %s at %v (%s)", e.Interaction, is.Details.Text, is.Expression, is.Diagnostics)
 			}
@@ -146,327 +159,184 @@ func TestEventsValidate(t *testing.T) {
 	}
 }
 
-// trail builds a sealed trail of n events, as a store would hold them
-// (ids from ID, meta set by the store).
-func trail(t testing.TB, n int) ([]*fhir.Resource, Link) {
+func testKeyring() *Keyring {
+	return NewKeyring(Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+}
+
+func TestCodec(t *testing.T) {
+	e := readEvent(3)
+	e.Resources = []string{"Observation/o2/_history/4", "Provenance/v/_history/1"}
+	e.OnBehalfOf, e.Origin, e.Operation = "Organization/x", "src", "op"
+	e.Purpose = append(e.Purpose, Coding{Code: "ETREAT", Display: "emergency"})
+	e.Outcome = Success
+	b := Encode(&e)
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*got, e) {
+		t.Errorf("round trip\n got %+v\nwant %+v", *got, e)
+	}
+	// every truncation, and trailing bytes, are refused
+	for i := range b {
+		if _, err := Decode(b[:i]); err == nil {
+			t.Fatalf("decoded %d of %d bytes", i, len(b))
+		}
+	}
+	if _, err := Decode(append(slices.Clone(b), 0)); err == nil {
+		t.Error("decoded trailing bytes")
+	}
+	// a length beyond the body does not allocate it
+	if _, err := Decode([]byte{codecV1, 2, 0xff, 0xff, 0xff, 0xff, 0x0f}); err == nil {
+		t.Error("decoded a huge length")
+	}
+}
+
+func TestRefs(t *testing.T) {
+	e := readEvent(1)
+	e.Resources = []string{"Observation/o1/_history/2", "Patient/p1"}
+	e.OnBehalfOf = "Organization/clinic"
+	rec, err := NewRecord(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storage.AuditRef{
+		{Ref: "Organization/second-look", Role: storage.AuditAgent},
+		{Ref: "Organization/clinic", Role: storage.AuditAgent},
+		{Ref: "@second-look-clinic", Role: storage.AuditClient},
+		{Ref: "Observation/o1", Role: storage.AuditEntity},
+		{Ref: "Patient/p1", Role: storage.AuditEntity | storage.AuditPatientRole},
+		{Ref: "Consent/c1", Role: storage.AuditEntity},
+	}
+	if !reflect.DeepEqual(rec.Refs, want) {
+		t.Errorf("refs %v\nwant %v", rec.Refs, want)
+	}
+	if rec.Action != "R" || rec.Outcome != "0" || rec.Type != "rest" || rec.Subtype != "read" {
+		t.Errorf("columns %+v", rec)
+	}
+	// the same from the rendered JSON, as an event moved from the store is indexed
+	rec.Seq = 1
+	testKeyring().Seal(nil, rec)
+	r, _ := Render(rec)
+	j, err := jsonRecord(r.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameRefs(j.Refs, rec.Refs) || j.Action != rec.Action || j.Subtype != rec.Subtype || !j.Recorded.Equal(rec.Recorded) {
+		t.Errorf("from JSON %+v %v\nwant %+v", j, j.Refs, rec.Refs)
+	}
+}
+
+func TestKeysAndCheckpoints(t *testing.T) {
+	k1, k2 := GenerateKey("k1"), GenerateKey("k2")
+	ring, err := ParseKeys("# comment\n" + k2 + "\n" + k1)
+	if err != nil || ring.SealingKeyID() != "k2" || !reflect.DeepEqual(ring.IDs(), []string{"k2", "k1"}) {
+		t.Fatalf("%v %v", ring, err)
+	}
+	for _, bad := range []string{"", "k1", "k1:", "k1:c2hvcnQ=", "bad id:" + strings.SplitN(k1, ":", 2)[1], k1 + "," + k1} {
+		if _, err := ParseKeys(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	c := ring.Checkpoint(storage.AuditHead{Seq: 42, Hash: []byte{1, 2, 3}}, t0)
+	if err := ring.CheckCheckpoint(c); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseCheckpoint("noise\n" + c.String() + "\n")
+	if err != nil || back != c {
+		t.Fatalf("%v %v", back, err)
+	}
+	logLine := `{"time":"x","level":"INFO","msg":"audit checkpoint","seq":42,"checkpoint":` + strconv.Quote(c.String()) + `}`
+	if back, err := ParseCheckpoint(logLine); err != nil || back != c {
+		t.Errorf("from a log line: %v %v", back, err)
+	}
+	forged := c
+	forged.Seq = 43
+	if err := ring.CheckCheckpoint(forged); !errors.Is(err, ErrCheckpointForged) {
+		t.Errorf("forged checkpoint: %v", err)
+	}
+	other, _ := ParseKeys(GenerateKey("k2"))
+	if err := other.CheckCheckpoint(c); err == nil {
+		t.Error("a checkpoint verified under another key")
+	}
+	path := filepath.Join(t.TempDir(), "d", "audit.key")
+	kr, created, err := KeyFile(path, true)
+	if err != nil || !created {
+		t.Fatal(err)
+	}
+	again, created, err := KeyFile(path, true)
+	if err != nil || created || again.SealingKeyID() != kr.SealingKeyID() {
+		t.Fatalf("second open: %v %v", created, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", st.Mode())
+	}
+}
+
+// legacyTrail builds a trail as the resource store held it before the log.
+func legacyTrail(t testing.TB, n int) ([]*fhir.Resource, Link) {
 	t.Helper()
-	chain := NewChain(Link{})
 	var out []*fhir.Resource
+	var head Link
 	for i := 1; i <= n; i++ {
 		ev, err := Build(readEvent(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = chain.Append(ev, func(sealed *fhir.Resource) error {
-			out = append(out, sealed.WithMeta(sealed.ID, "1", t0.Add(time.Duration(i)*time.Second)))
-			return nil
-		})
+		sealed, next, err := legacySeal(head, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, sealed.Rewrite(ID(int64(next.Seq)), nil, "1", t0.Add(time.Duration(i)*time.Second)))
+		head = next
 	}
-	return out, chain.Head()
+	return out, head
 }
 
-func all(events []*fhir.Resource) iter.Seq2[*fhir.Resource, error] {
-	return func(yield func(*fhir.Resource, error) bool) {
-		for _, e := range events {
-			if !yield(e, nil) {
-				return
-			}
+func TestLegacyVerifier(t *testing.T) {
+	events, head := legacyTrail(t, 6)
+	check := func(evs []*fhir.Resource) (Link, []Problem) {
+		v := &legacyVerifier{}
+		for _, e := range evs {
+			v.add(e)
 		}
+		return v.result()
+	}
+	if got, ps := check(events); got != head || len(ps) != 0 {
+		t.Fatalf("intact: %v %v", got, ps)
+	}
+	edited, _ := fhir.Parse([]byte(strings.Replace(string(events[2].Raw), `"outcome":"0"`, `"outcome":"4"`, 1)))
+	_, ps := check([]*fhir.Resource{events[0], events[1], edited, events[3], events[5]})
+	if len(ps) != 2 || ps[0].Kind != Edited || ps[0].Seq != 3 || ps[1].Kind != Missing || ps[1].Seq != 5 {
+		t.Errorf("problems %v", ps)
 	}
 }
 
-// mutate rewrites an event's JSON with f (keeping everything else).
-func mutate(t testing.TB, r *fhir.Resource, f func(m map[string]any)) *fhir.Resource {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	f(m)
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := fhir.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func chainExt(m map[string]any) []any {
-	for _, e := range m["extension"].([]any) {
-		e := e.(map[string]any)
-		if e["url"] == ChainExtensionURL {
-			return e["extension"].([]any)
-		}
-	}
-	return nil
-}
-
-func TestVerify(t *testing.T) {
-	events, head := trail(t, 10)
-	rep, err := Verify(all(events))
-	if err != nil || !rep.OK() || rep.Events != 10 || rep.Head != head {
-		t.Fatalf("intact trail: %+v %v (head %v)", rep, err, head)
-	}
-	if l, err := LinkOf(events[9]); err != nil || l != head {
-		t.Errorf("LinkOf(last) = %v, %v; want %v", l, err, head)
-	}
-
-	without := func(i ...int) []*fhir.Resource {
-		var out []*fhir.Resource
-		for j, e := range events {
-			if !slices.Contains(i, j+1) {
-				out = append(out, e)
-			}
-		}
-		return out
-	}
-	replace := func(seq int, r *fhir.Resource) []*fhir.Resource {
-		out := slices.Clone(events)
-		out[seq-1] = r
-		return out
-	}
-	// resealed edits event 4 and seals it again in place (same sequence and
-	// previous), as an attacker who knows the scheme would.
-	resealed := func() *fhir.Resource {
-		edited := mutate(t, events[3], func(m map[string]any) { m["outcome"] = "4" })
-		prev, _ := LinkOf(events[2])
-		var m map[string]any
-		_ = json.Unmarshal(edited.Raw, &m)
-		var exts []any
-		for _, e := range m["extension"].([]any) {
-			if e.(map[string]any)["url"] != ChainExtensionURL {
-				exts = append(exts, e)
-			}
-		}
-		if exts == nil {
-			delete(m, "extension")
-		} else {
-			m["extension"] = exts
-		}
-		b, _ := json.Marshal(m)
-		r, _ := fhir.Parse(b)
-		s, _, err := Seal(prev, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}()
-	unchained, _ := Build(readEvent(99))
-
-	type want struct {
-		kind ProblemKind
-		seq  uint64
-	}
-	for _, tc := range []struct {
-		name   string
-		events []*fhir.Resource
-		wants  []want
-	}{
-		{"edited outcome", replace(4, mutate(t, events[3], func(m map[string]any) { m["outcome"] = "4" })), []want{{Edited, 4}}},
-		{"edited who", replace(4, mutate(t, events[3], func(m map[string]any) {
-			m["agent"].([]any)[2].(map[string]any)["who"] = map[string]any{"reference": "Organization/someone-else"}
-		})), []want{{Edited, 4}}},
-		{"edited consent entity", replace(7, mutate(t, events[6], func(m map[string]any) {
-			ents := m["entity"].([]any)
-			m["entity"] = ents[:len(ents)-1]
-		})), []want{{Edited, 7}}},
-		{"edited security label", replace(2, mutate(t, events[1], func(m map[string]any) {
-			m["meta"].(map[string]any)["security"] = []any{map[string]any{"code": "x"}}
-		})), []want{{Edited, 2}}},
-		{"edited sequence", replace(4, mutate(t, events[3], func(m map[string]any) {
-			chainExt(m)[0].(map[string]any)["valueString"] = "5"
-		})), []want{{Missing, 4}, {Edited, 5}, {Duplicate, 5}, {BrokenLink, 6}}},
-		{"resealed after an edit", replace(4, resealed), []want{{BrokenLink, 5}}},
-		{"deleted one", without(4), []want{{Missing, 4}}},
-		{"deleted three", without(4, 5, 6), []want{{Missing, 4}}},
-		{"deleted the first", without(1), []want{{Missing, 1}}},
-		{"swapped", func() []*fhir.Resource {
-			out := slices.Clone(events)
-			out[3], out[4] = out[4], out[3]
-			return out
-		}(), []want{{Reordered, 4}}},
-		{"moved to the end", append(without(2), events[1]), []want{{Reordered, 2}}},
-		{"duplicated", slices.Insert(slices.Clone(events), 3, events[2]), []want{{Duplicate, 3}}},
-		{"inserted unchained", slices.Insert(slices.Clone(events), 5, unchained), []want{{Unchained, 0}}},
-		{"chain extension removed", replace(6, mutate(t, events[5], func(m map[string]any) { delete(m, "extension") })), []want{{Unchained, 0}, {Missing, 6}}},
-		{"hash removed", replace(6, mutate(t, events[5], func(m map[string]any) {
-			ext := m["extension"].([]any)[0].(map[string]any)
-			ext["extension"] = ext["extension"].([]any)[:2]
-		})), []want{{Unchained, 0}, {Missing, 6}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rep, err := Verify(all(tc.events))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []want
-			for _, p := range rep.Problems {
-				got = append(got, want{p.Kind, p.Seq})
-				if p.String() == "" || strings.Contains(p.String(), "Observation/") {
-					t.Errorf("problem text %q", p.String())
-				}
-			}
-			if !reflect.DeepEqual(got, tc.wants) {
-				t.Errorf("problems %v\nwant %v", rep.Problems, tc.wants)
-			}
-		})
-	}
-
-	// Missing ranges are reported whole.
-	rep, _ = Verify(all(without(4, 5, 6)))
-	if p := rep.Problems[0]; p.Until != 6 || !strings.Contains(p.String(), "events 4 to 6") {
-		t.Errorf("range %+v %q", p, p.String())
-	}
-}
-
-func TestVerifyIgnoresStorageDetails(t *testing.T) {
-	events, _ := trail(t, 3)
-	// A store may reorder keys, re-indent, re-escape strings and set its
-	// own id, versionId and lastUpdated.
-	var restored []*fhir.Resource
-	for _, e := range events {
-		var m map[string]any
-		if err := json.Unmarshal(e.Raw, &m); err != nil {
-			t.Fatal(err)
-		}
-		m["id"] = "renamed-" + e.ID
-		m["meta"] = map[string]any{"versionId": "7", "lastUpdated": "2030-01-01T00:00:00Z"}
-		b, _ := json.MarshalIndent(m, "", "   ") // Go sorts keys
-		b = []byte(strings.ReplaceAll(string(b), "/", `\/`))
-		r, err := fhir.Parse(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		restored = append(restored, r)
-	}
-	if rep, _ := Verify(all(restored)); !rep.OK() {
-		t.Errorf("storage details flagged: %v", rep.Problems)
-	}
-}
-
-func TestVerifyCheckpointAndTruncation(t *testing.T) {
-	events, head := trail(t, 6)
-	from, _ := LinkOf(events[2])
-	v := NewVerifier(from)
-	for _, e := range events[3:] {
-		v.Add(e)
-	}
-	if rep := v.Report(); !rep.OK() || rep.Events != 3 || rep.Head != head {
-		t.Errorf("from a checkpoint: %+v", rep)
-	}
-	// A wrong checkpoint is a broken link.
-	v = NewVerifier(Link{Seq: 3, Hash: "sha256:00"})
-	v.Add(events[3])
-	if rep := v.Report(); len(rep.Problems) != 1 || rep.Problems[0].Kind != BrokenLink {
-		t.Errorf("wrong checkpoint: %+v", rep)
-	}
-	// Cutting the end off leaves a consistent chain: only the head tells.
-	rep, _ := Verify(all(events[:4]))
-	if !rep.OK() || rep.Head == head {
-		t.Errorf("truncated trail: %+v", rep)
-	}
-}
-
-func TestVerifyIteratorError(t *testing.T) {
-	events, _ := trail(t, 3)
-	boom := errors.New("store down")
-	seq := func(yield func(*fhir.Resource, error) bool) {
-		if yield(events[0], nil) {
-			yield(nil, boom)
-		}
-	}
-	rep, err := Verify(seq)
-	if !errors.Is(err, boom) || rep.Events != 1 {
-		t.Errorf("%v %+v", err, rep)
-	}
-}
-
-func TestSealRefuses(t *testing.T) {
-	events, head := trail(t, 1)
-	if _, _, err := Seal(head, events[0]); err == nil {
-		t.Errorf("sealed an event twice")
-	}
-	p, _ := fhir.Parse([]byte(`{"resourceType":"Patient","id":"x"}`))
-	if _, _, err := Seal(Link{}, p); err == nil {
-		t.Errorf("sealed a Patient")
-	}
-	if _, err := LinkOf(p); !errors.Is(err, ErrNotChained) {
-		t.Errorf("LinkOf(Patient): %v", err)
-	}
-	ev, _ := Build(readEvent(1))
-	c := NewChain(head)
-	if _, err := c.Append(ev, func(*fhir.Resource) error { return errors.New("disk full") }); err == nil || c.Head() != head {
-		t.Errorf("a failed store advanced the head")
-	}
-	sealed, err := c.Append(ev, func(*fhir.Resource) error { return nil })
-	if err != nil || sealed.ID != ID(2) || c.Head().Seq != 2 {
-		t.Errorf("append after failure: %v %s %v", err, sealed.ID, c.Head())
-	}
-	// An event with its own extensions keeps them, and the chain goes last.
-	withExt, _ := fhir.Parse([]byte(`{"resourceType":"AuditEvent","extension":[{"url":"urn:x","valueString":"y"}],"type":{"code":"rest"},"recorded":"2025-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"gw"}}}`))
-	s, l, err := Seal(Link{}, withExt)
-	if err != nil || !strings.Contains(string(s.Raw), `"urn:x"`) || l.Seq != 1 {
-		t.Fatalf("%v %s", err, s.Raw)
-	}
-	if rep, _ := Verify(all([]*fhir.Resource{s})); !rep.OK() {
-		t.Errorf("%v", rep.Problems)
-	}
-}
-
-func TestSortBySequence(t *testing.T) {
-	events, _ := trail(t, 5)
-	shuffled := []*fhir.Resource{events[3], events[0], events[4], events[2], events[1]}
-	SortBySequence(shuffled)
-	if !slices.Equal(shuffled, events) {
-		t.Errorf("not sorted")
-	}
-	if ID(42) != "audit-0000000000000042" || !fhir.ValidID(ID(1<<63)) {
-		t.Errorf("ids %s %s", ID(42), ID(1<<63))
-	}
-}
-
-func BenchmarkSeal(b *testing.B) {
-	ev, err := Build(readEvent(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	head := Link{Seq: 41, Hash: "sha256:abc"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := Seal(head, ev); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkBuildAndSeal(b *testing.B) {
-	chain := NewChain(Link{})
+func BenchmarkRecord(b *testing.B) {
+	keys := testKeyring()
 	e := readEvent(1)
+	var prev []byte
 	b.ReportAllocs()
-	for b.Loop() {
-		ev, err := Build(e)
+	for i := 0; b.Loop(); i++ {
+		rec, err := NewRecord(&e)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := chain.Append(ev, func(*fhir.Resource) error { return nil }); err != nil {
-			b.Fatal(err)
-		}
+		rec.Seq = int64(i + 1)
+		keys.Seal(prev, rec)
+		prev = rec.Hash
 	}
 }
 
-func BenchmarkVerify(b *testing.B) {
-	events, _ := trail(b, 1000)
+func BenchmarkRender(b *testing.B) {
+	e := readEvent(1)
+	rec, _ := NewRecord(&e)
+	rec.Seq = 1
+	testKeyring().Seal(nil, rec)
 	b.ReportAllocs()
 	for b.Loop() {
-		if rep, _ := Verify(all(events)); !rep.OK() {
-			b.Fatal(rep.Problems)
+		if _, err := Render(rec); err != nil {
+			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }

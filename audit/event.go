@@ -67,6 +67,12 @@ type Event struct {
 	Issuer        string
 	TokenID       string
 	ClientAddress string
+	// OnBehalfOf is whom the requestor acted for: the Organization a
+	// practitioner acts for, or the Patient a custodian wrote for.
+	OnBehalfOf string
+	// Origin names the system the data of an import came from (a pull
+	// source, an ABDM HIP, the sender of an HL7 v2 message).
+	Origin string
 	// Purpose is the request's purpose of use.
 	Purpose []Coding
 
@@ -74,9 +80,11 @@ type Event struct {
 	Server string
 
 	// What: the resource acted on ("Observation/1", versioned or not; ""
-	// for searches), the type searched, the query string of a search, the
-	// patient whose data it is, and the Consents that allowed it.
+	// for searches), more resources (the versions a write stored), the
+	// type searched, the query string of a search, the patient whose data
+	// it is, and the Consents that allowed it.
 	Resource     string
+	Resources    []string
 	ResourceType string
 	Query        string
 	Patient      string
@@ -128,7 +136,12 @@ type (
 		Address string `json:"address"`
 		Type    string `json:"type"`
 	}
+	extension struct {
+		URL            string     `json:"url"`
+		ValueReference *reference `json:"valueReference,omitempty"`
+	}
 	agent struct {
+		Extension    []extension       `json:"extension,omitempty"`
 		Type         *codeableConcept  `json:"type,omitempty"`
 		Who          *reference        `json:"who,omitempty"`
 		AltID        string            `json:"altId,omitempty"`
@@ -172,12 +185,28 @@ type (
 // (object-role 1) and each Consent that allowed the access. The event is
 // not yet chained: pass it to Seal.
 func Build(e Event) (*fhir.Resource, error) {
+	body, err := buildJSON(&e)
+	if err != nil {
+		return nil, err
+	}
+	return fhir.Parse(body)
+}
+
+var errNoTime = errors.New("audit: the event has no time")
+
+// KnownInteraction reports whether Build knows an interaction code.
+func KnownInteraction(i string) bool { _, ok := interactions[i]; return ok }
+
+func errUnknownInteraction(i string) error { return fmt.Errorf("audit: unknown interaction %q", i) }
+
+// buildJSON is Build's JSON, starting with {"resourceType":"AuditEvent",.
+func buildJSON(e *Event) ([]byte, error) {
 	action, ok := interactions[e.Interaction]
 	if !ok {
-		return nil, fmt.Errorf("audit: unknown interaction %q", e.Interaction)
+		return nil, errUnknownInteraction(e.Interaction)
 	}
 	if e.Recorded.IsZero() {
-		return nil, errors.New("audit: the event has no time")
+		return nil, errNoTime
 	}
 	if e.Outcome == "" {
 		e.Outcome = Success
@@ -216,9 +245,14 @@ func Build(e Event) (*fhir.Resource, error) {
 		Network: networkOf(e.Server),
 	}
 	ae.Agent = []agent{client, server}
+	var onBehalf []extension
+	if e.OnBehalfOf != "" {
+		onBehalf = []extension{{URL: OnBehalfOfURL, ValueReference: &reference{Reference: e.OnBehalfOf}}}
+	}
 	if e.Who != "" {
 		user := agent{
 			Type:         &codeableConcept{Coding: []coding{{System: systemPartType, Code: "IRCP", Display: "information recipient"}}},
+			Extension:    onBehalf,
 			Who:          &reference{Reference: e.Who},
 			Requestor:    true,
 			PurposeOfUse: purposes,
@@ -234,15 +268,23 @@ func Build(e Event) (*fhir.Resource, error) {
 			ae.Agent[0].Policy = []string{e.TokenID}
 		}
 		ae.Agent[0].PurposeOfUse = purposes
+		ae.Agent[0].Extension = onBehalf
+	}
+	if e.Origin != "" {
+		// where imported data came from: the source system
+		ae.Agent = append(ae.Agent, agent{
+			Type: &codeableConcept{Coding: []coding{{System: systemDCM, Code: "110153", Display: "Source Role ID"}}},
+			Who:  &reference{Display: e.Origin},
+		})
 	}
 	ae.Source = source{
 		Site:     e.Server,
 		Observer: reference{Display: cmpOr(e.Server, "fhirgate")},
 		Type:     []coding{{System: systemSourceType, Code: "4", Display: "Application Server"}},
 	}
-	if e.Resource != "" {
+	for _, r := range e.resources() {
 		ae.Entity = append(ae.Entity, entity{
-			What: &reference{Reference: e.Resource},
+			What: &reference{Reference: r},
 			Type: &coding{System: systemEntityType, Code: "2", Display: "System Object"},
 			Role: &coding{System: systemObjectRole, Code: "4", Display: "Domain Resource"},
 		})
@@ -277,7 +319,25 @@ func Build(e Event) (*fhir.Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	return fhir.Parse(body)
+	return body, nil
+}
+
+// OnBehalfOfURL is the extension on an agent naming whom it acted for.
+const OnBehalfOfURL = "http://hl7.org/fhir/StructureDefinition/auditevent-OnBehalfOf"
+
+// resources lists Resource and Resources without repeats (the patient
+// itself, when it is also the resource read, is an entity of its own).
+func (e *Event) resources() []string {
+	var out []string
+	if e.Resource != "" {
+		out = append(out, e.Resource)
+	}
+	for _, r := range e.Resources {
+		if r != "" && r != e.Resource {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func networkOf(addr string) *network {

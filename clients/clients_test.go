@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/fhirgate/fhirgate/audit"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,7 +105,8 @@ func gateway(t *testing.T, open func(t *testing.T, reg *search.Registry) storage
 	}
 	st := open(t, reg)
 	t.Cleanup(func() { st.Close() })
-	aud, err := server.NewAuditor(context.Background(), st, reg, nil)
+	keys := audit.NewKeyring(audit.Key{ID: "test", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	aud, err := audit.Open(context.Background(), st, audit.Options{Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}

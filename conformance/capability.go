@@ -211,6 +211,7 @@ var claimTable = map[string][]string{
 	"operation:second-opinion":                {"Patient/$second-opinion"},
 	"operation:opinion":                       {"Task/$opinion"},
 	"operation:opinions":                      {"ServiceRequest/$opinions"},
+	"operation:access-log":                    {"Patient/$access-log"},
 	"operation:status":                        {"Subscription/$status"},
 	"system:transaction":                      {"system/transaction", "system/transaction-atomic"},
 	"system:batch":                            {"system/batch"},

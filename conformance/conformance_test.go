@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"github.com/fhirgate/fhirgate/audit"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -77,7 +78,13 @@ func observedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
-	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base, Metrics: m})
+	// and the audit trail, as `fhirgate serve` keeps it
+	trail, err := audit.Open(context.Background(), st, audit.Options{Keys: audit.NewKeyring(audit.Key{ID: "test", Secret: []byte("0123456789abcdef0123456789abcdef")}), Server: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(trail.Close)
+	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base, Auditor: trail, Metrics: m})
 	srv.RegisterSubscriptions(svc)
 	var h http.Handler = srv
 	if wrap != nil {

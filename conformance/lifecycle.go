@@ -20,6 +20,9 @@ func (r *runner) checkType(ctx context.Context, res *csResource) {
 	if res.readOnly() {
 		r.readOnlyChecks(ctx, res)
 		r.validateChecks(ctx, res)
+		if res.Type == "AuditEvent" {
+			r.auditChecks(ctx, res)
+		}
 		return
 	}
 	r.lifecycle(ctx, res)

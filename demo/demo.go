@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fhirgate/fhirgate/audit"
 	"io"
 	"log/slog"
 	"net"
@@ -269,7 +270,11 @@ func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config
 		return nil, err
 	}
 	d.closers = append(d.closers, func() { _ = st.Close() })
-	aud, err := server.NewAuditor(ctx, st, reg, sc.Logger)
+	keys, _, err := audit.KeyFile(filepath.Join(dir, "audit.key"), true)
+	if err != nil {
+		return nil, err
+	}
+	aud, err := audit.Open(ctx, st, audit.Options{Keys: keys, Logger: sc.Logger, Server: base})
 	if err != nil {
 		return nil, err
 	}

@@ -514,7 +514,24 @@ func (g *Guard) checked(ctx context.Context, read func() (*fhir.Resource, error)
 // Search implements storage.Reader under the release rule.
 func (g *Guard) Search(ctx context.Context, req storage.SearchRequest) (*storage.SearchResult, error) {
 	req.Release = g.Release()
-	return g.d.store.Search(ctx, req)
+	res, err := g.d.store.Search(ctx, req)
+	if err == nil {
+		g.recordGiven(ctx, res.Matches)
+		g.recordGiven(ctx, res.Included)
+	}
+	return res, err
+}
+
+// recordGiven tells the recorder the patients of resources the caller is
+// given that the store did not ask Released about (no restriction, or an
+// exact bound): every access is on the audit trail.
+func (g *Guard) recordGiven(ctx context.Context, rs []*fhir.Resource) {
+	if g.rec == nil {
+		return
+	}
+	for _, r := range rs {
+		g.recordPatients(ctx, r)
+	}
 }
 
 // Everything implements storage.Reader: the Patient itself must be
@@ -527,7 +544,11 @@ func (g *Guard) Everything(ctx context.Context, req storage.EverythingRequest) (
 		}
 	}
 	req.Release = g.Release()
-	return g.d.store.Everything(ctx, req)
+	res, err := g.d.store.Everything(ctx, req)
+	if err == nil && g.rec != nil {
+		g.rec.Patient("Patient/" + req.PatientID) // whose record it is
+	}
+	return res, err
 }
 
 // History implements storage.Reader: every version is decided on its own
@@ -544,7 +565,15 @@ func (g *Guard) History(ctx context.Context, q storage.HistoryQuery) (*storage.H
 		}
 	}
 	q.Release = g.Release()
-	return g.d.store.History(ctx, q)
+	page, err := g.d.store.History(ctx, q)
+	if err == nil && g.rec != nil {
+		for _, e := range page.Entries {
+			if e.Resource != nil {
+				g.recordPatients(ctx, e.Resource)
+			}
+		}
+	}
+	return page, err
 }
 
 // CheckDeleted answers a read that found the resource deleted: a 403 when

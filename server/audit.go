@@ -2,228 +2,238 @@ package server
 
 import (
 	"cmp"
-	"context"
-	"fmt"
-	"log/slog"
 	"net"
-	"net/url"
-	"sort"
+	"net/http"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/fhir"
-	"github.com/fhirgate/fhirgate/fhir/search"
-	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 )
 
-// Auditor writes the AuditEvents of patient-data accesses and refusals,
-// chained by hash (package audit). Requests hand their events to a queue;
-// one goroutine seals them in order and stores them in batches, so a read
-// does not wait for a write. Close flushes what is queued.
-type Auditor struct {
-	store storage.Store
-	log   *slog.Logger
-	queue chan *fhir.Resource
-	done  chan struct{}
+// The audit trail (package audit) records every access of patient data,
+// every refusal and every write, durably before the answer leaves:
+//   - a write's events commit in the write's own transaction: the
+//     request's activity (below) is in the context the store is called
+//     with, and the trail's commit hook finds it there;
+//   - the other events of a request (reads, refusals, failed writes) are
+//     recorded when the response is about to be sent: the first byte of
+//     the response waits until they are committed (group commit: one
+//     transaction carries the events of every request waiting meanwhile).
+//     If they cannot be recorded, the client gets a 503 instead.
 
-	mu    sync.Mutex
-	head  audit.Link // the last stored event's link
-	close sync.Once
+// requestActivity is a request as the trail sees it (audit.Activity).
+type requestActivity struct {
+	s *Server
+	c *gin.Context
+	a *access
+
+	mu      sync.Mutex
+	covered map[string]bool // patients whose events a write transaction committed
 }
 
-// auditBatch bounds one write of the audit trail.
-const (
-	auditBatch    = 256
-	auditQueueLen = 8192
-	auditFlush    = 100 * time.Millisecond
-)
+// Describe implements audit.Activity.
+func (r *requestActivity) Describe() audit.Event { return r.s.auditEvent(r.c, r.a) }
 
-// NewAuditor continues the chain from the newest stored AuditEvent.
-func NewAuditor(ctx context.Context, st storage.Store, reg *search.Registry, log *slog.Logger) (*Auditor, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// Touched implements audit.Activity.
+func (r *requestActivity) Touched() []string {
+	out := make([]string, 0, len(r.a.patients))
+	for p := range r.a.patients {
+		out = append(out, p)
 	}
-	head, err := lastAuditLink(ctx, st, reg)
-	if err != nil {
-		return nil, err
-	}
-	a := &Auditor{store: st, log: log, queue: make(chan *fhir.Resource, auditQueueLen), done: make(chan struct{}), head: head}
-	go a.run()
-	return a, nil
+	slices.Sort(out)
+	return out
 }
 
-// lastAuditLink finds the chain head: the AuditEvent with the greatest id
-// (audit.ID sorts in chain order).
-func lastAuditLink(ctx context.Context, st storage.Store, reg *search.Registry) (audit.Link, error) {
-	q, err := reg.ParseQuery("AuditEvent", url.Values{"_sort": {"-_id"}, "_count": {"1"}, "_total": {"none"}}, true)
-	if err != nil {
-		return audit.Link{}, err
+// Committed implements audit.Activity.
+func (r *requestActivity) Committed(patients []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.covered == nil {
+		r.covered = map[string]bool{}
 	}
-	res, err := st.Search(ctx, storage.SearchRequest{Query: q})
-	if err != nil || len(res.Matches) == 0 {
-		return audit.Link{}, err
-	}
-	return audit.LinkOf(res.Matches[0])
-}
-
-// record queues an event; when the queue is full the request waits, so
-// no access goes unrecorded.
-func (a *Auditor) record(ev *fhir.Resource) { a.queue <- ev }
-
-func (a *Auditor) run() {
-	defer close(a.done)
-	t := time.NewTicker(auditFlush)
-	defer t.Stop()
-	var batch []*fhir.Resource
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if err := a.write(batch); err != nil {
-			a.log.Error("audit trail write failed", "events", len(batch), "err", err)
-		}
-		batch = batch[:0]
-	}
-	for {
-		select {
-		case ev, ok := <-a.queue:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, ev)
-			if len(batch) >= auditBatch {
-				flush()
-			}
-		case <-t.C:
-			flush()
-		}
+	for _, p := range patients {
+		r.covered[p] = true
 	}
 }
 
-// write seals the events in order and stores them in one transaction; the
-// chain advances only when the transaction commits.
-func (a *Auditor) write(batch []*fhir.Resource) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	ctx := context.Background()
-	h := a.head
-	sealed := make([]*fhir.Resource, 0, len(batch))
-	for _, ev := range batch {
-		s, next, err := audit.Seal(h, ev)
-		if err != nil {
-			return fmt.Errorf("seal: %w", err)
-		}
-		s = s.Rewrite(audit.ID(next.Seq), nil, "", time.Time{}) // ids sort in chain order
-		sealed = append(sealed, s)
-		h = next
-	}
-	if _, err := a.store.CreateMany(ctx, sealed); err != nil {
-		return err
-	}
-	a.head = h
-	return nil
-}
-
-// Close stops the writer after flushing the queue.
-func (a *Auditor) Close() {
-	a.close.Do(func() { close(a.queue) })
-	<-a.done
-}
-
-// auditMiddleware records, after each request, an AuditEvent for every
-// patient whose data it touched, or one for a refusal.
+// auditMiddleware puts the request's activity in its context and holds
+// its response until its events are durable.
 func (s *Server) auditMiddleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Next()
 		if s.cfg.Auditor == nil {
+			c.Next()
 			return
 		}
-		v, ok := c.Get(ctxAccess)
-		if !ok {
-			return
+		act := &requestActivity{s: s, c: c, a: accessOf(c)}
+		c.Request = c.Request.WithContext(audit.WithActivity(c.Request.Context(), act))
+		w := &auditWriter{ResponseWriter: c.Writer, settle: func(status int) error {
+			return s.cfg.Auditor.Record(c.Request.Context(), s.requestEvents(c, act, status)...)
+		}}
+		c.Writer = w
+		c.Next()
+		w.before() // a response without a body (HEAD, 204 written by gin)
+	}
+}
+
+// requestEvents are the events a request still owes when its response
+// is sent: one for every patient it touched that no committed write
+// already recorded (reads, refusals, failed writes), or one for a
+// refusal or failure that touched no patient.
+func (s *Server) requestEvents(c *gin.Context, act *requestActivity, status int) []audit.Event {
+	a := act.a
+	act.mu.Lock()
+	var pats []string
+	for p := range a.patients {
+		if !act.covered[p] {
+			pats = append(pats, p)
 		}
-		a := v.(*access)
-		status := c.Writer.Status()
-		if len(a.patients) == 0 && a.refused == "" && status < 400 {
-			return
+	}
+	act.mu.Unlock()
+	if len(pats) == 0 && a.refused == "" && status < 400 {
+		if a.note == "" {
+			return nil
 		}
-		ev := audit.Event{
-			Interaction:  a.interaction,
-			Operation:    a.operation,
-			Recorded:     s.now(),
-			Outcome:      audit.OutcomeForStatus(status),
-			OutcomeDesc:  cmp.Or(a.refused, a.note),
-			Server:       s.baseURL(c.Request),
-			Resource:     a.resource,
-			ResourceType: a.resourceType,
-			Query:        a.query,
-		}
-		if ev.Interaction == "" {
-			ev.Interaction = "read"
-		}
-		if host, _, err := net.SplitHostPort(c.Request.RemoteAddr); err == nil {
-			ev.ClientAddress = host
-		}
-		if p := principal(c); p != nil {
-			ev.Who, ev.ClientID, ev.Issuer, ev.TokenID = p.Who(), p.ClientID, p.Issuer, p.TokenID
-			for _, pu := range p.PurposeOfUse {
-				ev.Purpose = append(ev.Purpose, audit.Coding{System: pu.System, Code: pu.Code})
-			}
-		}
-		for ref := range a.consents {
-			ev.Consents = append(ev.Consents, ref)
-		}
-		sort.Strings(ev.Consents)
-		pats := make([]string, 0, len(a.patients))
+		// a note learnt after the writes committed (an accepted
+		// demographics mismatch) gets events of its own
 		for p := range a.patients {
 			pats = append(pats, p)
 		}
-		sort.Strings(pats)
-		if len(pats) == 0 {
-			pats = []string{""}
+	}
+	slices.Sort(pats)
+	ev := s.auditEvent(c, a)
+	ev.Recorded = s.now()
+	ev.Outcome = audit.OutcomeForStatus(status)
+	ev.OutcomeDesc = cmp.Or(a.refused, a.note)
+	if a.refused != "" && ev.Outcome == audit.Success {
+		ev.Outcome = audit.MinorFailure // a refusal inside a request that succeeded (a batch entry)
+	}
+	if len(pats) == 0 {
+		return []audit.Event{ev}
+	}
+	out := make([]audit.Event, len(pats))
+	for i, p := range pats {
+		out[i] = ev
+		out[i].Patient = p
+	}
+	return out
+}
+
+// auditEvent describes the request: who asked, through which client, for
+// what purpose, what it did and under which Consents.
+func (s *Server) auditEvent(c *gin.Context, a *access) audit.Event {
+	ev := audit.Event{
+		Interaction:  a.interaction,
+		Operation:    a.operation,
+		OutcomeDesc:  a.note,
+		Server:       s.baseURL(c.Request),
+		Resource:     a.resource,
+		ResourceType: a.resourceType,
+		Query:        a.query,
+	}
+	if !audit.KnownInteraction(ev.Interaction) {
+		ev.Interaction = interactionOfRequest(c)
+	}
+	if host, _, err := net.SplitHostPort(c.Request.RemoteAddr); err == nil {
+		ev.ClientAddress = host
+	}
+	if p := principal(c); p != nil {
+		ev.Who, ev.ClientID, ev.Issuer, ev.TokenID = p.Who(), p.ClientID, p.Issuer, p.TokenID
+		for _, pu := range p.PurposeOfUse {
+			ev.Purpose = append(ev.Purpose, audit.Coding{System: pu.System, Code: pu.Code})
 		}
-		for _, pt := range pats {
-			e := ev
-			e.Patient = pt
-			built, err := audit.Build(e)
-			if err != nil {
-				s.log.Error("audit event not built", "err", err)
-				continue
-			}
-			s.cfg.Auditor.record(built)
+		if p.Kind == auth.KindProvider && p.Organization != "" && ev.Who != p.Organization {
+			ev.OnBehalfOf = p.Organization // a practitioner acting for its organization
 		}
+	}
+	for ref := range a.consents {
+		ev.Consents = append(ev.Consents, ref)
+	}
+	slices.Sort(ev.Consents)
+	return ev
+}
+
+// interactionOfRequest names what a request that was refused before any
+// handler named it (an authentication failure) tried to do.
+func interactionOfRequest(c *gin.Context) string {
+	switch c.Request.Method {
+	case http.MethodPost:
+		if c.Param("type") == "" {
+			return "transaction"
+		}
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	if c.Param("id") == "" && c.Param("type") != "" {
+		return "search-type"
+	}
+	return "read"
+}
+
+// auditWriter holds a response's first byte until the request's events
+// are durable; when they cannot be recorded, the response becomes a 503
+// and what the handler writes is dropped.
+type auditWriter struct {
+	gin.ResponseWriter
+	settle func(status int) error
+	state  int // 0 pending, 1 recorded, 2 failed
+}
+
+func (w *auditWriter) before() bool {
+	if w.state == 0 {
+		if err := w.settle(w.ResponseWriter.Status()); err != nil {
+			w.state = 2
+			w.fail()
+		} else {
+			w.state = 1
+		}
+	}
+	return w.state == 1
+}
+
+// fail answers 503: an access that cannot be recorded is not served.
+func (w *auditWriter) fail() {
+	h := w.ResponseWriter.Header()
+	for _, k := range []string{"Content-Length", "Content-Encoding", "ETag", "Last-Modified", "Location", "Content-Range", "Content-Disposition", "Vary"} {
+		h.Del(k)
+	}
+	body := fhir.NewOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: "transient",
+		Details: &fhir.IssueDetails{Text: "the audit trail cannot record this request now; nothing was served"}}).JSON()
+	h.Set("Content-Type", ContentTypeFHIRJSON)
+	h.Set("Retry-After", "1")
+	w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.ResponseWriter.Write(body)
+}
+
+func (w *auditWriter) WriteHeaderNow() {
+	if w.before() {
+		w.ResponseWriter.WriteHeaderNow()
 	}
 }
 
-// VerifyAudit checks the stored audit trail, reading the AuditEvents in
-// chain order (their ids sort by sequence) page by page.
-func VerifyAudit(ctx context.Context, st storage.Store, reg *search.Registry) (audit.Report, error) {
-	seq := func(yield func(*fhir.Resource, error) bool) {
-		cursor := ""
-		for {
-			q, err := reg.ParseQuery("AuditEvent", url.Values{"_sort": {"_id"}, "_count": {"1000"}, "_total": {"none"}}, true)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			res, err := st.Search(ctx, storage.SearchRequest{Query: q, Cursor: cursor})
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			for _, r := range res.Matches {
-				if !yield(r, nil) {
-					return
-				}
-			}
-			if res.Next == "" {
-				return
-			}
-			cursor = res.Next
-		}
+func (w *auditWriter) Write(b []byte) (int, error) {
+	if !w.before() {
+		return len(b), nil
 	}
-	return audit.Verify(seq)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *auditWriter) WriteString(s string) (int, error) {
+	if !w.before() {
+		return len(s), nil
+	}
+	return w.ResponseWriter.WriteString(s)
+}
+
+func (w *auditWriter) Flush() {
+	if w.before() {
+		w.ResponseWriter.Flush()
+	}
 }

@@ -155,23 +155,30 @@ func (s *Server) capabilityStatement(base string) *CapabilityStatement {
 	for _, f := range s.contributors {
 		f(cs)
 	}
-	auditCapabilities(cs)
+	s.auditCapabilities(cs)
 	return cs
 }
 
 // auditSearchParams are the AuditEvent search parameters the gateway
 // claims for its trail.
-var auditSearchParams = []string{"_id", "action", "agent", "date", "entity", "outcome", "patient", "subtype", "type"}
+var auditSearchParams = []string{"_id", "_lastUpdated", "action", "agent", "date", "entity", "outcome", "patient", "subtype", "type"}
 
 // auditCapabilities declares the audit trail read-only: AuditEvents are
 // written by the gateway alone (every write answers 405), read and
 // searched by the parties they concern.
-func auditCapabilities(cs *CapabilityStatement) {
+func (s *Server) auditCapabilities(cs *CapabilityStatement) {
 	r := cs.ResourceEntry("AuditEvent")
 	if r == nil {
 		return
 	}
-	r.Interaction = []CSInteraction{{Code: InteractionRead}, {Code: InteractionVRead}, {Code: InteractionSearchType}}
+	if s.cfg.Auditor == nil {
+		// no trail: nothing to read, and nobody writes AuditEvents
+		res := cs.Rest[0].Resource
+		i := slices.IndexFunc(res, func(r CSResource) bool { return r.Type == "AuditEvent" })
+		cs.Rest[0].Resource = slices.Delete(res, i, i+1)
+		return
+	}
+	r.Interaction = []CSInteraction{{Code: InteractionRead}, {Code: InteractionVRead}, {Code: InteractionHistoryInstance}, {Code: InteractionHistoryType}, {Code: InteractionSearchType}}
 	r.ReadHistory, r.UpdateCreate, r.ConditionalCreate, r.ConditionalUpdate = false, false, false, false
 	r.ConditionalDelete, r.Versioning = "not-supported", "versioned"
 	r.SearchInclude, r.SearchRevInclude = nil, nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
@@ -61,6 +62,21 @@ var storeKinds = []storeKind{
 	}},
 }
 
+// testKeys seal the trails of the tests.
+var testKeys = audit.NewKeyring(audit.Key{ID: "test", Secret: []byte("0123456789abcdef0123456789abcdef")})
+
+// openTrail starts an audit trail on st, closed when the test ends
+// (before the store: cleanups run in reverse).
+func openTrail(t testing.TB, st storage.Store) *audit.Trail {
+	t.Helper()
+	tr, err := audit.Open(context.Background(), st, audit.Options{Keys: testKeys, Server: "http://fhir.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
 // eachStore runs fn once per store kind, as subtests, on a validating server.
 func eachStore(t *testing.T, fn func(t *testing.T, h *harness)) {
 	eachStoreWith(t, server.Config{}, fn)
@@ -92,6 +108,10 @@ func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
 		cfg.BaseURL = "http://fhir.test"
 	}
 	cfg.Search = testRegistry
+	if cfg.Auditor == nil {
+		// the audit trail is on, as in fhirgate serve (and in the benchmarks)
+		cfg.Auditor = openTrail(t, st)
+	}
 	return &harness{t: t, store: st, srv: server.New(cfg)}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
@@ -60,8 +61,9 @@ type Config struct {
 	// Auth authenticates every non-public request; nil serves without
 	// authentication (--auth=none, loopback only).
 	Auth Authenticator
-	// Auditor records AuditEvents of patient-data access; nil: none.
-	Auditor *Auditor
+	// Auditor is the audit trail: it records every access, refusal and
+	// write, and serves as the read-only AuditEvents; nil: none.
+	Auditor *audit.Trail
 	// JWKS is the JSON Web Key Set of the gateway's own signing keys (the
 	// keys it authenticates to sources with), served at
 	// /.well-known/jwks.json; an empty set when nil.
@@ -213,7 +215,7 @@ func New(cfg Config) *Server {
 	e.UseRawPath = true
 	e.UnescapePathValues = true
 	e.ContextWithFallback = true
-	e.Use(s.observeRequests(), s.recoverer(), hsts, s.cors(), s.ioDeadlines(), s.accessLog(), s.releaseBody(), s.negotiate(), s.auditMiddleware(), s.authenticate())
+	e.Use(s.observeRequests(), s.recoverer(), hsts, s.cors(), s.ioDeadlines(), s.accessLog(), s.releaseBody(), s.negotiate(), s.auditMiddleware(), s.authenticate(), s.auditEventRoutes())
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-supported", nil, "no FHIR interaction at %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -230,6 +232,7 @@ func New(cfg Config) *Server {
 	s.registerOpinions()
 	s.registerImport()
 	s.registerBinary()
+	s.registerAccessLog()
 	if cfg.Pull != nil {
 		s.registerPull()
 	}

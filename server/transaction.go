@@ -99,6 +99,9 @@ func (s *Server) transaction(c *gin.Context) {
 	}
 	for _, be := range entries {
 		if be.err == nil {
+			be.err = auditEventEntry(c, be)
+		}
+		if be.err == nil {
 			be.err = s.authorizeEntry(c, be)
 		}
 	}

@@ -134,6 +134,7 @@ type serveFlags struct {
 	mllpAddr                         string
 	metricsAddr                      string
 	tlsCert, tlsKey                  string
+	audit                            auditFlags
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
@@ -149,6 +150,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", envDefault("FHIRGATE_METRICS_ADDR", ""), "listen address for Prometheus /metrics (no authentication: loopback or a private network), off when empty (env FHIRGATE_METRICS_ADDR)")
 	fs.StringVar(&f.tlsCert, "tls-cert", envDefault("FHIRGATE_TLS_CERT", ""), "PEM certificate (chain) to serve HTTPS with; needs --tls-key (env FHIRGATE_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", envDefault("FHIRGATE_TLS_KEY", ""), "PEM private key of --tls-cert (env FHIRGATE_TLS_KEY)")
+	f.audit.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -286,11 +288,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		authn = v
 	}
-	auditor, err := server.NewAuditor(ctx, store, registry, log)
+	auditor, err := openTrail(ctx, store, f.db, &f.audit, cfg.Server.BaseURL, log)
 	if err != nil {
 		return err
 	}
-	defer auditor.Close()
+	defer auditor.Close() // after the listener: the last requests' events, then a checkpoint
 	notifier, err := startNotify(ctx, store, cfg.Server.BaseURL, f.addr, f.auth == "none", log, metrics)
 	if err != nil {
 		return err
@@ -530,39 +532,5 @@ func cmdReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: fhirgate audit verify [--db ...]")
-	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := fs.String("db", envDefault("FHIRGATE_DB", defaultDB), "store: sqlite:<path> or postgres://... (env FHIRGATE_DB)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	registry, err := search.New(search.Options{Reserved: []string{"_cursor"}})
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, *db, sqlstore.Options{Registry: registry})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	rep, err := server.VerifyAudit(ctx, st, registry)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d audit events checked; head sequence %d, hash %s\n", rep.Events, rep.Head.Seq, rep.Head.Hash)
-	for _, p := range rep.Problems {
-		fmt.Fprintln(stdout, "PROBLEM:", p)
-	}
-	if !rep.OK() {
-		return fmt.Errorf("the audit trail has %d problems", len(rep.Problems))
-	}
-	fmt.Fprintln(stdout, "the audit trail is intact")
 	return nil
 }

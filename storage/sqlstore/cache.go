@@ -87,3 +87,14 @@ func (c *readCache) put(r *fhir.Resource, gone bool) {
 	sh.m[key] = cacheEntry{version: v, res: r, gone: gone}
 	sh.bytes += size
 }
+
+// clear empties the cache (after a transaction removed resources wholesale).
+func (c *readCache) clear() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.m = make(map[string]cacheEntry)
+		sh.bytes = 0
+		sh.mu.Unlock()
+	}
+}

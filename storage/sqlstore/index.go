@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -181,32 +182,41 @@ func (w *indexWriter) flush(ctx context.Context, c Conn) error {
 }
 
 // reindexWrites replaces the index rows of the written resources. New
-// resources have no rows to delete.
-func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error {
+// resources have no rows to delete. With patients, it also returns, per
+// write, the Patients whose compartment held the resource before the
+// write or holds it after (for the audit trail's events of the write).
+func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patients bool) ([][]string, error) {
 	if s.registry == nil {
-		return nil
+		return make([][]string, len(writes)), nil
+	}
+	var pats [][]string
+	if patients {
+		pats = make([][]string, len(writes))
 	}
 	touched := map[string]bool{} // patients whose record the writes change
-	for _, wr := range writes {
+	for i, wr := range writes {
 		if wr.Created {
 			continue
 		}
 		if wr.Type != "AuditEvent" {
 			old, err := compartmentOf(ctx, c, wr.Type, wr.ID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for _, p := range old {
 				touched[p] = true
 			}
+			if patients {
+				pats[i] = old
+			}
 		}
 		if err := deleteIndex(ctx, c, wr.Type, wr.ID); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	idx, err := s.extractAll(writes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	iw := newIndexWriter()
 	for i, wr := range writes {
@@ -216,16 +226,19 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write) error
 		if wr.Type != "AuditEvent" {
 			for _, p := range idx[i].Patients {
 				touched[p] = true
+				if patients && !slices.Contains(pats[i], p) {
+					pats[i] = append(pats[i], p)
+				}
 			}
 		}
 		if err := iw.add(ctx, c, wr.Type, wr.ID, idx[i]); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := iw.flush(ctx, c); err != nil {
-		return err
+		return nil, err
 	}
-	return bumpRecordMarks(ctx, c, touched)
+	return pats, bumpRecordMarks(ctx, c, touched)
 }
 
 // compartmentOf lists the patients whose compartment holds a resource as
@@ -362,7 +375,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) (int, erro
 		if len(batch) == 0 {
 			return done, nil
 		}
-		if err := s.inTx(ctx, func(c Conn) error { return s.reindexWrites(ctx, c, batch) }); err != nil {
+		if err := s.inTx(ctx, func(c Conn) error { _, err := s.reindexWrites(ctx, c, batch, false); return err }); err != nil {
 			return done, err
 		}
 		done += len(batch)

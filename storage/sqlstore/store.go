@@ -22,6 +22,8 @@ type Write struct {
 	Resource *fhir.Resource
 	// Created is true when the resource did not exist before.
 	Created bool
+	// VersionID and Method (POST, PUT, PATCH, DELETE) of the version.
+	VersionID, Method string
 }
 
 // Hooks let higher layers keep derived data (the search index) in the same
@@ -66,6 +68,9 @@ type Store struct {
 	// migrations are the schema migrations this build needs (Ready).
 	migrations []string
 	stateLocks stateLocks
+	// commitHook runs before every commit of a transaction that wrote
+	// (the audit trail's events of the write).
+	commitHook storage.CommitHook
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -225,16 +230,29 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 		return fmt.Errorf("begin: %w", err)
 	}
 	t := &tx{s: s, c: c}
+	var after func(committed bool)
 	defer func() {
 		if p := recover(); p != nil {
 			_ = c.Rollback(context.WithoutCancel(ctx))
+			if after != nil {
+				after(false)
+			}
 			panic(p)
+		}
+		if err == nil && s.commitHook != nil && len(t.log) > 0 {
+			after, err = s.commitHook(ctx, t, t.log)
 		}
 		if err != nil {
 			_ = c.Rollback(context.WithoutCancel(ctx))
+			if after != nil {
+				after(false)
+			}
 			return
 		}
 		cerr := c.Commit(ctx)
+		if after != nil {
+			after(cerr == nil)
+		}
 		if s.marks != nil && len(t.types) > 0 {
 			// even after a failed commit: a re-read costs one query
 			s.marks.written(t.types)
@@ -244,6 +262,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 			return
 		}
 		if s.cache != nil {
+			if len(t.purged) > 0 {
+				s.cache.clear()
+			}
 			for _, e := range t.written {
 				s.cache.put(e.res, e.gone)
 			}
@@ -312,6 +333,10 @@ type tx struct {
 	types map[string]bool
 	// locked are the advisory lock keys this transaction holds.
 	locked map[int64]bool
+	// log is what the transaction wrote, for the commit hook.
+	log []storage.Written
+	// purged are the types PurgeType removed.
+	purged []string
 }
 
 // Conn exposes the transaction's connection to the search layer.
@@ -412,7 +437,7 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 		v+1, micros(now), seq, typ, id); err != nil {
 		return "", fmt.Errorf("delete %s: %w", typ, err)
 	}
-	if err := t.afterWrite(ctx, []Write{{Type: typ, ID: id}}); err != nil {
+	if err := t.afterWrite(ctx, []Write{{Type: typ, ID: id, VersionID: strconv.FormatInt(v+1, 10), Method: "DELETE"}}); err != nil {
 		return "", err
 	}
 	if t.s.cache != nil {
@@ -464,7 +489,7 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 		}
 		return nil, fmt.Errorf("write %s: %w", out.Type, err)
 	}
-	if err := t.afterWrite(ctx, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists}}); err != nil {
+	if err := t.afterWrite(ctx, []Write{{Type: out.Type, ID: out.ID, Resource: out, Created: !exists, VersionID: out.VersionID, Method: method}}); err != nil {
 		return nil, err
 	}
 	if t.s.cache != nil {
@@ -547,7 +572,7 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 	}
 	ws := make([]Write, len(out))
 	for i, r := range out {
-		ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true}
+		ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true, VersionID: "1", Method: "POST"}
 	}
 	if err := t.afterWrite(ctx, ws); err != nil {
 		return nil, err
@@ -580,8 +605,14 @@ func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 			}
 		}
 	}
-	if err := t.s.reindexWrites(ctx, t.c, ws); err != nil {
+	pats, err := t.s.reindexWrites(ctx, t.c, ws, t.s.commitHook != nil)
+	if err != nil {
 		return err
+	}
+	if t.s.commitHook != nil {
+		for i, w := range ws {
+			t.log = append(t.log, storage.Written{Type: w.Type, ID: w.ID, VersionID: w.VersionID, Method: w.Method, Resource: w.Resource, Patients: pats[i]})
+		}
 	}
 	if h := t.s.hooks.AfterWrite; h != nil {
 		return h(ctx, t.c, ws)

@@ -158,7 +158,8 @@ func (s *Store) AfterMigrate(ctx context.Context, applied []string) error {
 				}
 				ws = append(ws, Write{Type: k[0], ID: k[1], Resource: r})
 			}
-			return s.reindexWrites(ctx, c, ws)
+			_, err := s.reindexWrites(ctx, c, ws, false)
+			return err
 		}); err != nil {
 			return fmt.Errorf("re-encode index: %w", err)
 		}

@@ -1,52 +1,42 @@
 package audit
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"iter"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 )
 
-// ChainExtensionURL is the extension that links an AuditEvent into the
-// tamper-evident trail. Its sub-extensions are "sequence" (the event's
-// position, 1 for the first, as a decimal valueString), "previous" (the
-// hash of the event before it; absent on the first) and "hash" (this
-// event's hash, "sha256:<hex>", over its canonical form without "hash").
-const ChainExtensionURL = "https://fhirgate.dev/fhir/StructureDefinition/audit-chain"
+// The trail before the audit log: AuditEvent resources in the resource
+// store, each carrying the chain extension with an unkeyed SHA-256 over its
+// canonical JSON. It is kept only to move such trails into the log
+// (Migrate): their chain is checked, their head recorded, and the events
+// re-sealed under the key.
 
-// Link is the position and hash of one event: the head of the chain after
-// it. The zero Link is the empty chain.
+// Link is the position and hash of one event of a legacy trail: the head
+// of the chain after it. The zero Link is the empty chain.
 type Link struct {
 	Seq  uint64
 	Hash string
 }
 
-// ID returns a resource id for the event with sequence seq. Ids made this
-// way sort in chain order, so that a store can list the trail in order and
-// a deleted event leaves a visible gap.
-func ID(seq uint64) string { return fmt.Sprintf("audit-%016d", seq) }
-
 // ErrNotChained: the event carries no (well-formed) chain extension.
 var ErrNotChained = errors.New("audit: event is not chained")
 
-// Seal links ev (an AuditEvent from Build, not yet chained) after prev: it
+// legacySeal links ev (an AuditEvent from Build, not yet chained) after prev: it
 // adds the chain extension with the next sequence number and prev's hash,
 // and the hash of the result. It returns the sealed event and the new head.
 // The hash covers everything except id, meta.versionId and
 // meta.lastUpdated, which the store assigns, and is computed over a
 // canonical form (keys sorted, no whitespace) so that key order in storage
 // does not matter.
-func Seal(prev Link, ev *fhir.Resource) (*fhir.Resource, Link, error) {
+func legacySeal(prev Link, ev *fhir.Resource) (*fhir.Resource, Link, error) {
 	if ev.Type != "AuditEvent" {
 		return nil, Link{}, fmt.Errorf("audit: cannot seal a %s", ev.Type)
 	}
@@ -156,7 +146,7 @@ func findChain(root *fjson.Value) (chainInfo, bool) {
 	return ci, found && ci.seq > 0 && ci.hash != ""
 }
 
-// LinkOf reads the position and hash an event claims (without checking
+// LinkOf reads, of a legacy event, the position and hash an event claims (without checking
 // them), to resume a chain from its last stored event.
 func LinkOf(ev *fhir.Resource) (Link, error) {
 	ci, ok := findChain(ev.Root())
@@ -261,127 +251,16 @@ func withoutChainHash(ext *fjson.Value) *fjson.Value {
 	return &out
 }
 
-// Chain appends events to a trail kept by one process: it seals each event
-// after the current head and advances the head only when the store
-// accepted the event. Several gateway replicas must not share a Chain;
-// they read the head (LinkOf on the last event) and Seal inside one
-// database transaction instead.
-type Chain struct {
-	mu   sync.Mutex
-	head Link
-}
-
-// NewChain continues a trail whose last event is head (the zero Link for
-// a new trail).
-func NewChain(head Link) *Chain { return &Chain{head: head} }
-
-// Head returns the last event's link.
-func (c *Chain) Head() Link {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.head
-}
-
-// Append seals ev after the head and calls store with the sealed event
-// (whose id is ID(seq)); the head advances when store succeeds. Events are
-// stored one at a time, in chain order.
-func (c *Chain) Append(ev *fhir.Resource, store func(*fhir.Resource) error) (*fhir.Resource, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	sealed, next, err := Seal(c.head, ev)
-	if err != nil {
-		return nil, err
-	}
-	sealed = sealed.Rewrite(ID(next.Seq), nil, "", time.Time{})
-	if err := store(sealed); err != nil {
-		return nil, err
-	}
-	c.head = next
-	return sealed, nil
-}
-
-// ProblemKind classifies what Verify found.
-type ProblemKind string
-
-// The kinds of problem.
-const (
-	// Edited: the event's content does not match its own hash.
-	Edited ProblemKind = "edited"
-	// Missing: events with these sequence numbers are absent (deleted).
-	Missing ProblemKind = "missing"
-	// Reordered: the event comes after events that follow it in the chain.
-	Reordered ProblemKind = "reordered"
-	// Duplicate: a second event with a sequence number already seen.
-	Duplicate ProblemKind = "duplicate"
-	// BrokenLink: the event does not point at the hash of the event before
-	// it: that one was replaced (and re-sealed), or the chain was rebuilt.
-	BrokenLink ProblemKind = "broken-link"
-	// Unchained: the event carries no well-formed chain extension
-	// (inserted, or its chain extension edited).
-	Unchained ProblemKind = "unchained"
-)
-
-// Problem is one finding. Its text names sequence numbers and ids only.
-type Problem struct {
-	Kind ProblemKind
-	// Seq is the event's sequence number (the first missing one for
-	// Missing; 0 when unknown).
-	Seq uint64
-	// Until is the last missing sequence number (Missing only).
-	Until uint64
-	// ID is the event's resource id ("" for Missing).
-	ID string
-}
-
-func (p Problem) String() string {
-	switch p.Kind {
-	case Missing:
-		if p.Until > p.Seq {
-			return fmt.Sprintf("events %d to %d are missing (deleted)", p.Seq, p.Until)
-		}
-		return fmt.Sprintf("event %d is missing (deleted)", p.Seq)
-	case Edited:
-		return fmt.Sprintf("event %d (AuditEvent/%s) was edited: its content does not match its hash", p.Seq, p.ID)
-	case Reordered:
-		return fmt.Sprintf("event %d (AuditEvent/%s) is out of order: it comes after later events", p.Seq, p.ID)
-	case Duplicate:
-		return fmt.Sprintf("event %d (AuditEvent/%s) appears more than once", p.Seq, p.ID)
-	case BrokenLink:
-		return fmt.Sprintf("event %d (AuditEvent/%s) does not link to event %d: that event was replaced or the chain rebuilt", p.Seq, p.ID, p.Seq-1)
-	}
-	return fmt.Sprintf("AuditEvent/%s is not chained (inserted, or its chain extension was changed)", p.ID)
-}
-
-// Report is the result of a verification.
-type Report struct {
-	// Events is the number of events checked.
-	Events int
-	// Head is the link of the last event in chain order. A trail cut off
-	// at its end is only detectable by comparing Head with a head recorded
-	// elsewhere (a log line, a copy kept off the database).
-	Head     Link
-	Problems []Problem
-}
-
-// OK reports whether no problem was found.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
-
-// Verifier checks events one at a time, in chain order, with memory that
-// does not grow with the trail (only with the gaps found).
-type Verifier struct {
+// legacyVerifier checks legacy events one at a time, in chain order.
+type legacyVerifier struct {
 	last     Link // the highest event seen so far
 	events   int
 	problems []Problem
-	gaps     []Problem // Missing ranges, resolved at Report
+	gaps     []Problem // Missing ranges, resolved at the end
 }
 
-// NewVerifier starts verifying after from: the zero Link to verify a trail
-// from its first event, or a checkpoint (a head verified before) to verify
-// only what was appended since.
-func NewVerifier(from Link) *Verifier { return &Verifier{last: from} }
-
-// Add checks the next event.
-func (v *Verifier) Add(ev *fhir.Resource) {
+// add checks the next event.
+func (v *legacyVerifier) add(ev *fhir.Resource) {
 	v.events++
 	root := ev.Root()
 	ci, ok := findChain(root)
@@ -389,21 +268,22 @@ func (v *Verifier) Add(ev *fhir.Resource) {
 		v.problems = append(v.problems, Problem{Kind: Unchained, ID: ev.ID})
 		return
 	}
+	seq := int64(ci.seq)
 	if hashOf(root) != ci.hash {
-		v.problems = append(v.problems, Problem{Kind: Edited, Seq: ci.seq, ID: ev.ID})
+		v.problems = append(v.problems, Problem{Kind: Edited, Seq: seq, ID: ev.ID})
 	}
 	switch {
 	case ci.seq == v.last.Seq+1:
 		if v.last.Seq == 0 && ci.hasPrevious || v.last.Seq > 0 && ci.previous != v.last.Hash {
-			v.problems = append(v.problems, Problem{Kind: BrokenLink, Seq: ci.seq, ID: ev.ID})
+			v.problems = append(v.problems, Problem{Kind: BrokenLink, Seq: seq, ID: ev.ID})
 		}
 	case ci.seq > v.last.Seq+1:
-		v.gaps = append(v.gaps, Problem{Kind: Missing, Seq: v.last.Seq + 1, Until: ci.seq - 1})
+		v.gaps = append(v.gaps, Problem{Kind: Missing, Seq: int64(v.last.Seq) + 1, Until: seq - 1})
 	default:
-		if v.fillGap(ci.seq) {
-			v.problems = append(v.problems, Problem{Kind: Reordered, Seq: ci.seq, ID: ev.ID})
+		if v.fillGap(seq) {
+			v.problems = append(v.problems, Problem{Kind: Reordered, Seq: seq, ID: ev.ID})
 		} else {
-			v.problems = append(v.problems, Problem{Kind: Duplicate, Seq: ci.seq, ID: ev.ID})
+			v.problems = append(v.problems, Problem{Kind: Duplicate, Seq: seq, ID: ev.ID})
 		}
 		return // the head stays at the highest event
 	}
@@ -411,7 +291,7 @@ func (v *Verifier) Add(ev *fhir.Resource) {
 }
 
 // fillGap removes seq from the missing ranges, reporting whether it was in one.
-func (v *Verifier) fillGap(seq uint64) bool {
+func (v *legacyVerifier) fillGap(seq int64) bool {
 	for i, g := range v.gaps {
 		if seq < g.Seq || seq > g.Until {
 			continue
@@ -429,34 +309,9 @@ func (v *Verifier) fillGap(seq uint64) bool {
 	return false
 }
 
-// Report returns what was found so far, problems ordered by sequence.
-func (v *Verifier) Report() Report {
+// result returns the head and the problems, ordered by sequence.
+func (v *legacyVerifier) result() (Link, []Problem) {
 	ps := append(slices.Clone(v.problems), v.gaps...)
-	slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Compare(a.Seq, b.Seq) })
-	return Report{Events: v.events, Head: v.last, Problems: ps}
-}
-
-// Verify checks a whole trail, given in chain order (ascending sequence,
-// e.g. by id when ids come from ID). An error from the iterator stops it.
-func Verify(events iter.Seq2[*fhir.Resource, error]) (Report, error) {
-	v := NewVerifier(Link{})
-	for ev, err := range events {
-		if err != nil {
-			return v.Report(), err
-		}
-		v.Add(ev)
-	}
-	return v.Report(), nil
-}
-
-// SortBySequence orders events by the sequence their chain extension
-// claims (unchained events first), for trails a store cannot list in chain
-// order. Reordering in storage is then no longer visible, but edits,
-// deletions, insertions and re-sealing still are.
-func SortBySequence(events []*fhir.Resource) {
-	seq := func(r *fhir.Resource) uint64 {
-		ci, _ := findChain(r.Root())
-		return ci.seq
-	}
-	slices.SortStableFunc(events, func(a, b *fhir.Resource) int { return cmp.Compare(seq(a), seq(b)) })
+	sortProblems(ps)
+	return v.last, ps
 }

@@ -1,0 +1,114 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+// TestMigrate: the AuditEvents of the resource store move into the log,
+// re-sealed under the key, in their chain's order, with a last event
+// naming the old chain's head; the resource store and its index no longer
+// hold them; a second start moves nothing.
+func TestMigrate(t *testing.T) {
+	reg, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct {
+		name string
+		open func(t *testing.T) *sqlstore.Store
+	}{
+		{"sqlite", func(t *testing.T) *sqlstore.Store {
+			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"), sqlstore.Options{Registry: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+		{"postgres", func(t *testing.T) *sqlstore.Store {
+			s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := k.open(t)
+			defer st.Close()
+			legacy, head := legacyTrail(t, 7)
+			// the stored trail had lost its fourth event
+			legacy = append(legacy[:3], legacy[4:]...)
+			if _, err := st.CreateMany(ctx, legacy); err != nil {
+				t.Fatal(err)
+			}
+			keys := testKeyring()
+			tr, err := Open(ctx, st, Options{Keys: keys, Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			if n, err := LegacyCount(ctx, st); err != nil || n != 0 {
+				t.Fatalf("AuditEvents left in the resource store: %d %v", n, err)
+			}
+			var idx int
+			if err := st.DB().QueryRow(ctx, `SELECT COUNT(*) FROM idx_token WHERE res_type = 'AuditEvent'`).Scan(&idx); err != nil || idx != 0 {
+				t.Errorf("index rows left: %d %v", idx, err)
+			}
+			rep, err := VerifyLog(ctx, st, VerifyOptions{Keys: keys})
+			if err != nil || !rep.OK() || rep.Events != 7 {
+				t.Fatalf("after the move: %+v %v", rep, err)
+			}
+			var evs []*Event
+			var recs []*storage.AuditRecord
+			if err := st.ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
+				e, err := EventOf(r)
+				evs, recs = append(evs, e), append(recs, r)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			// in the old chain's order, each as it was
+			for i, e := range evs[:6] {
+				n := []int{1, 2, 3, 5, 6, 7}[i]
+				if !e.Recorded.Equal(t0.Add(time.Duration(n)*time.Second)) || e.Patient != "Patient/p1" || e.Resources[0] != fmt.Sprintf("Observation/o%d", n) {
+					t.Errorf("event %d: %+v", i+1, e)
+				}
+				r, err := Render(recs[i])
+				if err != nil || !strings.Contains(string(r.Raw), `"sha256:`) || r.ID != ID(int64(i+1)) {
+					t.Errorf("moved event %d renders as %.300s (%v)", i+1, r.Raw, err)
+				}
+			}
+			marker := evs[6]
+			if marker.Operation != "audit-migration" || marker.Outcome != MinorFailure ||
+				!strings.Contains(marker.OutcomeDesc, head.Hash) || !strings.Contains(marker.OutcomeDesc, "event 4 is missing") {
+				t.Errorf("marker %+v", marker)
+			}
+			// the log finds the moved events by their patient
+			page, err := st.SearchAudit(ctx, storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/p1"}, Roles: storage.AuditPatientRole}}})
+			if err != nil || len(page.Records) != 6 {
+				t.Errorf("moved events of Patient/p1: %v %v", page, err)
+			}
+			// a second start moves nothing
+			if m, err := Migrate(ctx, st, keys, slog.New(slog.DiscardHandler), time.Now); err != nil || m != nil {
+				t.Errorf("second migration: %+v %v", m, err)
+			}
+			if _, err := st.Read(ctx, "AuditEvent", legacy[0].ID); err == nil {
+				t.Error("a moved AuditEvent is still readable from the resource store")
+			}
+		})
+	}
+}

@@ -1,0 +1,439 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// Options configure a Trail.
+type Options struct {
+	// Keys seal the trail and MAC its checkpoints. Required.
+	Keys *Keyring
+	// Logger receives the checkpoints and the trail's errors.
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Server is the gateway's base URL, named in events of writes that no
+	// activity describes.
+	Server string
+	// CheckpointInterval is how often a checkpoint is published when the
+	// trail grew; DefaultCheckpointInterval when 0; never when negative
+	// (one is still published at Close).
+	CheckpointInterval time.Duration
+	// CheckpointFile, when set, receives every checkpoint as a line (the
+	// file is opened for appending and synced after each line).
+	CheckpointFile string
+	// CheckpointURL, when set, receives every checkpoint in a POST
+	// (application/json); failures are logged, not retried.
+	CheckpointURL string
+	// Client posts to CheckpointURL; a client with a 10 s timeout when nil.
+	Client *http.Client
+}
+
+// DefaultCheckpointInterval is how often checkpoints are published.
+const DefaultCheckpointInterval = time.Minute
+
+// Trail writes the audit trail into a store's log: the events of a
+// store's write transactions in those transactions (a commit hook), and
+// other events (reads, refusals) with group commit: Record waits until
+// its events are durable, and one appending transaction carries every
+// event recorded while the previous one was committing. Checkpoints of
+// the trail's head are published periodically.
+type Trail struct {
+	log  storage.AuditLog
+	keys *Keyring
+	opts Options
+	log_ *slog.Logger
+	now  func() time.Time
+
+	mu     sync.Mutex
+	cur    *batch
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+
+	stopCP   chan struct{}
+	cpDone   chan struct{}
+	cpMu     sync.Mutex
+	lastCP   int64
+	closeOne sync.Once
+}
+
+type batch struct {
+	recs []*storage.AuditRecord
+	done chan struct{}
+	err  error
+}
+
+// ErrClosed: the trail was closed; nothing more can be recorded.
+var ErrClosed = errors.New("audit: the trail is closed")
+
+// Open starts a trail on a store that keeps an audit log: it moves the
+// AuditEvents of the resource store into the log if there are any
+// (Migrate), installs the commit hook that records every write, and
+// starts the group-commit writer and the checkpoints.
+func Open(ctx context.Context, st storage.Store, opts Options) (*Trail, error) {
+	lg, ok := st.(storage.AuditLog)
+	if !ok {
+		return nil, errors.New("audit: the store keeps no audit log")
+	}
+	if opts.Keys == nil {
+		return nil, errors.New("audit: no key to seal the trail with")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	t := &Trail{log: lg, keys: opts.Keys, opts: opts, log_: opts.Logger, now: opts.Now,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), stopCP: make(chan struct{}), cpDone: make(chan struct{})}
+	if _, err := Migrate(ctx, st, opts.Keys, opts.Logger, opts.Now); err != nil {
+		return nil, err
+	}
+	if h, ok := st.(storage.CommitHooker); ok {
+		h.SetCommitHook(t.hook)
+	} else {
+		return nil, errors.New("audit: the store cannot record the events of its writes")
+	}
+	head, err := lg.AuditHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.lastCP = -1
+	if cps, err := lg.AuditCheckpoints(ctx); err == nil && len(cps) > 0 {
+		if c, err := ParseCheckpoint(cps[len(cps)-1]); err == nil && c.Seq == head.Seq {
+			t.lastCP = c.Seq
+		}
+	}
+	go t.writer()
+	go t.checkpointer()
+	return t, nil
+}
+
+// Log returns the store's audit log (to serve and verify the trail).
+func (t *Trail) Log() storage.AuditLog { return t.log }
+
+// Keys returns the trail's keys.
+func (t *Trail) Keys() *Keyring { return t.keys }
+
+// Record appends events and returns once they are durable (committed).
+func (t *Trail) Record(ctx context.Context, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	recs := make([]*storage.AuditRecord, 0, len(evs))
+	for i := range evs {
+		r, err := NewRecord(&evs[i])
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return ErrClosed
+	}
+	b := t.cur
+	if b == nil {
+		b = &batch{done: make(chan struct{})}
+		t.cur = b
+	}
+	b.recs = append(b.recs, recs...)
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	<-b.done
+	return b.err
+}
+
+// writer appends the queued events, one transaction at a time: what was
+// recorded while a transaction committed goes into the next one.
+func (t *Trail) writer() {
+	defer close(t.done)
+	for {
+		t.mu.Lock()
+		b := t.cur
+		t.cur = nil
+		closed := t.closed
+		t.mu.Unlock()
+		if b != nil {
+			b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
+			if b.err != nil {
+				t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
+				b.err = fmt.Errorf("audit trail: %w", b.err)
+			}
+			close(b.done)
+			continue
+		}
+		if closed {
+			return
+		}
+		<-t.wake
+	}
+}
+
+// hook records the events of a write transaction in it.
+func (t *Trail) hook(ctx context.Context, tx storage.Tx, ws []storage.Written) (func(bool), error) {
+	act := ActivityOf(ctx)
+	evs, patients, err := t.writeEvents(ctx, tx, act, ws)
+	if err != nil || len(evs) == 0 {
+		return nil, err
+	}
+	recs := make([]*storage.AuditRecord, 0, len(evs))
+	for i := range evs {
+		r, err := NewRecord(&evs[i])
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	app, ok := tx.(storage.AuditAppender)
+	if !ok {
+		return nil, errors.New("audit: the transaction cannot append to the trail")
+	}
+	if err := app.AppendAudit(ctx, recs, t.keys.Seal); err != nil {
+		return nil, err
+	}
+	if act == nil {
+		return nil, nil
+	}
+	return func(committed bool) {
+		if committed {
+			act.Committed(patients)
+		}
+	}, nil
+}
+
+// writeEvents builds the events of a transaction's writes: one per
+// patient whose record it changed (the compartment the store indexes,
+// before and after), naming the versions as stored; resources of no
+// patient are named in each (or in one event of their own). Patients the
+// activity touched otherwise (a read inside a transaction) get an event
+// too, when they exist. Writes of the gateway's own bookkeeping, which no
+// activity describes and which touch no patient, get none.
+func (t *Trail) writeEvents(ctx context.Context, tx storage.Tx, act Activity, ws []storage.Written) ([]Event, []string, error) {
+	byPatient := map[string][]string{}
+	consents := map[string]bool{}
+	var others []string
+	for _, w := range ws {
+		ref := w.Type + "/" + w.ID
+		if w.VersionID != "" {
+			ref += "/_history/" + w.VersionID
+		}
+		if len(w.Patients) == 0 {
+			others = append(others, ref)
+		}
+		for _, p := range w.Patients {
+			pr := "Patient/" + p
+			byPatient[pr] = append(byPatient[pr], ref)
+			if w.Type == "Consent" {
+				consents[pr] = true
+			}
+		}
+	}
+	if act == nil && len(byPatient) == 0 {
+		return nil, nil, nil
+	}
+	var base Event
+	if act != nil {
+		base = act.Describe()
+	} else {
+		base = Event{Interaction: interactionOf(ws), Server: t.opts.Server, Origin: "fhirgate"}
+	}
+	base.Recorded = t.now()
+	base.Outcome = Success // a note the activity gives (OutcomeDesc) stays
+	base.Patient, base.Resource, base.Resources = "", "", nil
+	patients := make([]string, 0, len(byPatient))
+	for p := range byPatient {
+		patients = append(patients, p)
+	}
+	slices.Sort(patients)
+	var extra []string
+	if act != nil {
+		for _, p := range act.Touched() {
+			if _, ok := byPatient[p]; ok || slices.Contains(extra, p) {
+				continue
+			}
+			// a patient named by what was submitted but stored under
+			// another id does not exist: only real patients get an event
+			id, ok := strings.CutPrefix(p, "Patient/")
+			if !ok {
+				continue
+			}
+			if _, err := tx.Read(ctx, "Patient", id); err == nil || errors.Is(err, storage.ErrGone) {
+				extra = append(extra, p)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return nil, nil, err
+			}
+		}
+		slices.Sort(extra)
+	}
+	var evs []Event
+	for _, p := range patients {
+		e := base
+		e.Patient = p
+		e.Resources = append(slices.Clone(byPatient[p]), others...)
+		if consents[p] && e.OnBehalfOf == "" && e.Who != p {
+			e.OnBehalfOf = p // a custodian wrote the patient's Consent
+		}
+		evs = append(evs, e)
+	}
+	for _, p := range extra {
+		e := base
+		e.Patient = p
+		evs = append(evs, e)
+	}
+	if len(evs) == 0 {
+		e := base
+		e.Resources = others
+		evs = append(evs, e)
+	}
+	return evs, append(patients, extra...), nil
+}
+
+// interactionOf names what writes of the gateway's own did.
+func interactionOf(ws []storage.Written) string {
+	m := ws[0].Method
+	for _, w := range ws[1:] {
+		if w.Method != m {
+			return "transaction"
+		}
+	}
+	switch m {
+	case "POST":
+		return "create"
+	case "PATCH":
+		return "patch"
+	case "DELETE":
+		return "delete"
+	}
+	return "update"
+}
+
+// Checkpoint publishes a checkpoint of the trail's head now (unless one
+// of this head was published already) and returns it.
+func (t *Trail) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	t.cpMu.Lock()
+	defer t.cpMu.Unlock()
+	head, err := t.log.AuditHead(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c := t.keys.Checkpoint(head, t.now())
+	if head.Seq == t.lastCP {
+		return c, nil
+	}
+	line := c.String()
+	if err := t.log.SaveAuditCheckpoint(ctx, c.Seq, line); err != nil {
+		return c, err
+	}
+	t.lastCP = head.Seq
+	t.log_.Info("audit checkpoint", "seq", c.Seq, "checkpoint", line)
+	if f := t.opts.CheckpointFile; f != "" {
+		if err := appendLine(f, line); err != nil {
+			t.log_.Error("audit checkpoint not written to its file", "file", f, "err", err)
+		}
+	}
+	if u := t.opts.CheckpointURL; u != "" {
+		if err := t.post(ctx, u, line); err != nil {
+			t.log_.Error("audit checkpoint not posted", "err", err)
+		}
+	}
+	return c, nil
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(line + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (t *Trail) post(ctx context.Context, url, line string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(line)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := t.opts.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("POST answered %s", resp.Status)
+	}
+	return nil
+}
+
+func (t *Trail) checkpointer() {
+	defer close(t.cpDone)
+	if t.opts.CheckpointInterval < 0 {
+		<-t.stopCP
+		return
+	}
+	tick := time.NewTicker(t.opts.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stopCP:
+			return
+		case <-tick.C:
+			if _, err := t.Checkpoint(context.Background()); err != nil {
+				t.log_.Error("audit checkpoint failed", "err", err)
+			}
+		}
+	}
+}
+
+// Close writes what is queued, publishes a last checkpoint and stops.
+// Events recorded after Close fail with ErrClosed.
+func (t *Trail) Close() {
+	t.closeOne.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		t.mu.Unlock()
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+		<-t.done
+		close(t.stopCP)
+		<-t.cpDone
+		if _, err := t.Checkpoint(context.Background()); err != nil {
+			t.log_.Error("audit checkpoint failed", "err", err)
+		}
+	})
+}

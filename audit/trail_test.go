@@ -1,0 +1,301 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/audit"
+	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
+	"github.com/fhirgate/fhirgate/storage/sqlite"
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+var registry = func() *search.Registry {
+	r, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
+var keys = audit.NewKeyring(audit.Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
+
+type kind struct {
+	name string
+	open func(t *testing.T) *sqlstore.Store
+}
+
+var kinds = []kind{
+	{"sqlite", func(t *testing.T) *sqlstore.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"), sqlstore.Options{Registry: registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+	{"postgres", func(t *testing.T) *sqlstore.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
+
+func each(t *testing.T, fn func(t *testing.T, st *sqlstore.Store)) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { fn(t, k.open(t)) })
+	}
+}
+
+func open(t *testing.T, st storage.Store, opts audit.Options) *audit.Trail {
+	t.Helper()
+	if opts.Keys == nil {
+		opts.Keys = keys
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = -1
+	}
+	tr, err := audit.Open(context.Background(), st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func read(i int, patient string) audit.Event {
+	return audit.Event{Interaction: "read", Recorded: t0.Add(time.Duration(i) * time.Second), Who: "Organization/clinic", ClientID: "clinic",
+		Resource: fmt.Sprintf("Observation/o%d", i), Patient: patient, Consents: []string{"Consent/c1"}}
+}
+
+func mustVerify(t *testing.T, lg storage.AuditLog, c *audit.Checkpoint) audit.Report {
+	t.Helper()
+	rep, err := audit.VerifyLog(context.Background(), lg, audit.VerifyOptions{Keys: keys, Checkpoint: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func patient(id string) *fhir.Resource {
+	r, err := fhir.Parse([]byte(`{"resourceType":"Patient","id":"` + id + `","name":[{"family":"X"}]}`))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func observation(id, pid string) *fhir.Resource {
+	r, err := fhir.Parse([]byte(`{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + pid + `"}}`))
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// TestTrail: recorded events are durable when Record returns; a write's
+// events commit with it, naming the stored versions and every patient; a
+// rolled-back write leaves nothing; searches see what they should.
+func TestTrail(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx := context.Background()
+		tr := open(t, st, audit.Options{Server: "http://gw.test"})
+		lg := tr.Log()
+
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := tr.Record(ctx, read(i, fmt.Sprintf("Patient/p%d", i%4))); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+
+		job := audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "operation", Operation: "pull", Origin: "city-hospital", ClientID: "hospital"}})
+		if _, err := st.CreateMany(job, []*fhir.Resource{patient("pa"), observation("oa", "pa"), observation("ob", "pb")}); err != nil {
+			t.Fatal(err)
+		}
+		// moving an Observation to another patient touches both
+		if _, _, err := st.Update(ctx, observation("oa", "pc"), storage.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// the gateway's own bookkeeping touches no patient: no event
+		org, _ := fhir.Parse([]byte(`{"resourceType":"Organization","id":"org1","name":"x"}`))
+		if _, err := st.Create(ctx, org); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := lg.AuditHead(ctx)
+		boom := errors.New("boom")
+		if err := st.InTx(job, func(tx storage.Tx) error {
+			if _, err := tx.Create(job, observation("oz", "pa")); err != nil {
+				return err
+			}
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		after, _ := lg.AuditHead(ctx)
+		if after.Seq != before.Seq {
+			t.Errorf("a rolled-back write moved the head from %d to %d", before.Seq, after.Seq)
+		}
+		if after.Seq != 40+2+2 {
+			t.Errorf("head %d, want 44 events", after.Seq)
+		}
+
+		search := func(q storage.AuditQuery) []*audit.Event {
+			t.Helper()
+			page, err := lg.SearchAudit(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []*audit.Event
+			for _, r := range page.Records {
+				e, err := audit.EventOf(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, e)
+			}
+			return out
+		}
+		pa := search(storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/pa"}, Roles: storage.AuditPatientRole}}, Count: 10})
+		if len(pa) != 2 {
+			t.Fatalf("events of Patient/pa: %d", len(pa))
+		}
+		if e := pa[0]; e.Operation != "pull" || e.Origin != "city-hospital" || !slices.Contains(e.Resources, "Observation/oa/_history/1") || !slices.Contains(e.Resources, "Patient/pa/_history/1") || slices.Contains(e.Resources, "Observation/ob/_history/1") {
+			t.Errorf("pull event %+v", e)
+		}
+		if e := pa[1]; e.Interaction != "update" || !slices.Contains(e.Resources, "Observation/oa/_history/2") {
+			t.Errorf("update event %+v", e)
+		}
+		if pc := search(storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/pc"}, Roles: storage.AuditPatientRole}}}); len(pc) != 1 {
+			t.Errorf("the patient an Observation moved to has %d events", len(pc))
+		}
+		// paging, newest first, with a total that counts the restriction only
+		var seen []string
+		q := storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Organization/clinic", "@clinic"}, Roles: storage.AuditAgent | storage.AuditClient}}, Desc: true, Count: 7, Total: true}
+		for {
+			page, err := lg.SearchAudit(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page.Total != 40 {
+				t.Errorf("total %d", page.Total)
+			}
+			for _, r := range page.Records {
+				seen = append(seen, audit.ID(r.Seq))
+			}
+			if page.Next == 0 {
+				break
+			}
+			q.After = page.Next
+		}
+		if len(seen) != 40 || !slices.IsSortedFunc(seen, func(a, b string) int { return strings.Compare(b, a) }) {
+			t.Errorf("paged %d events: %v", len(seen), seen)
+		}
+		// date range and codes
+		got := search(storage.AuditQuery{From: t0.Add(10 * time.Second), To: t0.Add(20 * time.Second), Action: []string{"R"}, Outcome: []string{"0"}, Count: 100})
+		if len(got) != 10 {
+			t.Errorf("date range: %d events", len(got))
+		}
+		ent := search(storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Observation/o7"}, Roles: storage.AuditEntity}}})
+		if len(ent) != 1 || ent[0].Resource != "Observation/o7" {
+			t.Errorf("entity search: %v", ent)
+		}
+		if rep := mustVerify(t, lg, nil); !rep.OK() || rep.Events != 44 {
+			t.Errorf("verify: %+v", rep)
+		}
+	})
+}
+
+// TestReplicas: gateways on one PostgreSQL append to one trail, whose
+// order the database decides: several stores (each its own pool, as
+// replicas have) record and write at once; the trail is dense, verifies,
+// and holds every event once.
+func TestReplicas(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.Config(t)
+	const replicas, perReplica = 3, 60
+	var trails []*audit.Trail
+	var stores []*sqlstore.Store
+	for range replicas {
+		st, err := postgres.Open(ctx, cfg, sqlstore.Options{Registry: registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		stores = append(stores, st)
+		trails = append(trails, open(t, st, audit.Options{}))
+	}
+	var wg sync.WaitGroup
+	for r := range replicas {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perReplica / 4 {
+					n := r*1000 + g*100 + i
+					if i%5 == 0 {
+						// a write: its event commits with it
+						pid := fmt.Sprintf("r%d", n)
+						job := audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "create", ClientID: fmt.Sprintf("replica-%d", r)}})
+						if _, err := stores[r].Create(job, patient(pid)); err != nil {
+							t.Error(err)
+						}
+						continue
+					}
+					if err := trails[r].Record(ctx, read(n, fmt.Sprintf("Patient/x%d", n))); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	rep := mustVerify(t, stores[0], nil)
+	if !rep.OK() || rep.Events != replicas*perReplica || rep.Head.Seq != replicas*perReplica {
+		t.Fatalf("trail of %d replicas: %d events, head %d, problems %v", replicas, rep.Events, rep.Head.Seq, rep.Problems)
+	}
+	// each event once: every read's Observation appears exactly once
+	seen := map[string]int{}
+	if err := stores[1].ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
+		e, err := audit.EventOf(r)
+		if err != nil {
+			return err
+		}
+		seen[e.Resource+e.Patient]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for k, n := range seen {
+		if n != 1 && k != "" {
+			t.Errorf("%s recorded %d times", k, n)
+		}
+	}
+	// a checkpoint from any replica names the one head
+	c0, _ := trails[0].Checkpoint(ctx)
+	c2, _ := trails[2].Checkpoint(ctx)
+	if c0.Seq != c2.Seq || c0.Hash != c2.Hash || c0.Seq != replicas*perReplica {
+		t.Errorf("checkpoints of two replicas: %+v %+v", c0, c2)
+	}
+}

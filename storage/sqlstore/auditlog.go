@@ -1,0 +1,416 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/storage"
+)
+
+// The audit log (storage.AuditLog): audit_events holds one row per event,
+// audit_refs the references search and the release rule need, audit_head
+// the chain's head. An append locks the head row (PostgreSQL: FOR UPDATE;
+// SQLite's writer is exclusive anyway) and releases it at commit, so the
+// trail's order is the order in which appenders commit, across replicas.
+
+var (
+	_ storage.AuditLog      = (*Store)(nil)
+	_ storage.AuditAppender = (*tx)(nil)
+	_ storage.CommitHooker  = (*Store)(nil)
+)
+
+// auditRowsPerInsert bounds the rows of one multi-row INSERT.
+const (
+	auditEventsPerInsert = 100
+	auditRefsPerInsert   = 300
+)
+
+// AppendAudit implements storage.AuditAppender in a transaction of its own.
+func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("audit append: begin: %w", err)
+	}
+	if err := appendAudit(ctx, c, s.dialect, recs, seal); err != nil {
+		_ = c.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := c.Commit(ctx); err != nil {
+		return fmt.Errorf("audit append: commit: %w", err)
+	}
+	return nil
+}
+
+// AppendAudit implements storage.AuditAppender in the transaction.
+func (t *tx) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+	return appendAudit(ctx, t.c, t.s.dialect, recs, seal)
+}
+
+func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var (
+		seq  int64
+		hash []byte
+	)
+	if err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&seq, &hash); err != nil {
+		return fmt.Errorf("audit append: head: %w", err)
+	}
+	for _, r := range recs {
+		seq++
+		r.Seq = seq
+		seal(hash, r)
+		hash = r.Hash
+	}
+	var (
+		b    strings.Builder
+		args []any
+	)
+	for start := 0; start < len(recs); start += auditEventsPerInsert {
+		chunk := recs[start:min(start+auditEventsPerInsert, len(recs))]
+		b.Reset()
+		args = args[:0]
+		b.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, r.Seq, micros(r.Recorded), r.Action, r.Outcome, r.Type, r.Subtype, r.KeyID, nonNil(r.Prev), r.Hash, r.Body)
+		}
+		if _, err := c.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("audit append: %w", err)
+		}
+	}
+	n := 0
+	b.Reset()
+	args = args[:0]
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		_, err := c.Exec(ctx, b.String(), args...)
+		n = 0
+		b.Reset()
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("audit append refs: %w", err)
+		}
+		return nil
+	}
+	for _, r := range recs {
+		for _, ref := range r.Refs {
+			if n == 0 {
+				b.WriteString(`INSERT INTO audit_refs (ref, seq, role) VALUES `)
+			} else {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, ref.Ref, r.Seq, ref.Role)
+			if n++; n == auditRefsPerInsert {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if _, err := c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, hash); err != nil {
+		return fmt.Errorf("audit append: head: %w", err)
+	}
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+const auditCols = `e.seq, e.recorded, e.action, e.outcome, e.type, e.subtype, e.key_id, e.prev, e.hash, e.body`
+
+func scanAudit(rows Rows) (*storage.AuditRecord, error) {
+	r := &storage.AuditRecord{}
+	var rec int64
+	if err := rows.Scan(&r.Seq, &rec, &r.Action, &r.Outcome, &r.Type, &r.Subtype, &r.KeyID, &r.Prev, &r.Hash, &r.Body); err != nil {
+		return nil, err
+	}
+	r.Recorded = fromMicros(rec)
+	return r, nil
+}
+
+// SearchAudit implements storage.AuditLog. The driving condition is the
+// reference filter with a single reference when there is one (a range of
+// audit_refs' primary key, already in sequence order), else the sequence
+// order of audit_events itself; the other conditions filter.
+func (s *Store) SearchAudit(ctx context.Context, q storage.AuditQuery) (*storage.AuditPage, error) {
+	where, args := auditWhere(q)
+	count := q.Count
+	if count <= 0 {
+		count = 50
+	}
+	page := &storage.AuditPage{Total: -1}
+	if q.Total {
+		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM audit_events e WHERE `+strings.Join(where, " AND "), args...).Scan(&page.Total); err != nil {
+			return nil, fmt.Errorf("audit search count: %w", err)
+		}
+	}
+	dir, cmp := "ASC", ">"
+	if q.Desc {
+		dir, cmp = "DESC", "<"
+	}
+	if q.After > 0 {
+		where = append(where, "e.seq "+cmp+" ?")
+		args = append(args, q.After)
+	}
+	sql := `SELECT ` + auditCols + ` FROM audit_events e WHERE ` + strings.Join(where, " AND ") + ` ORDER BY e.seq ` + dir + ` LIMIT ?`
+	if i := drivingRef(q.Refs); i >= 0 {
+		// drive by the (ref, seq) key: in order, and stops at the page's end
+		f := q.Refs[i]
+		var dw []string
+		var dargs []any
+		dw = append(dw, "d.ref = ?", "(d.role & ?) <> 0")
+		dargs = append(dargs, f.Refs[0], f.Roles)
+		if q.After > 0 {
+			dw = append(dw, "d.seq "+cmp+" ?")
+			dargs = append(dargs, q.After)
+		}
+		rest := q
+		rest.Refs = append(append([]storage.AuditRefFilter(nil), q.Refs[:i]...), q.Refs[i+1:]...)
+		rw, rargs := auditWhere(rest)
+		sql = `SELECT ` + auditCols + ` FROM audit_refs d JOIN audit_events e ON e.seq = d.seq WHERE ` +
+			strings.Join(append(dw, rw...), " AND ") + ` ORDER BY d.seq ` + dir + ` LIMIT ?`
+		args = append(dargs, rargs...)
+	}
+	rows, err := s.db.Query(ctx, sql, append(args, count+1)...)
+	if err != nil {
+		return nil, fmt.Errorf("audit search: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanAudit(rows)
+		if err != nil {
+			return nil, fmt.Errorf("audit search: %w", err)
+		}
+		if len(page.Records) == count {
+			page.Next = page.Records[count-1].Seq
+			break
+		}
+		page.Records = append(page.Records, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit search: %w", err)
+	}
+	return page, nil
+}
+
+// drivingRef picks a reference filter with exactly one reference, or -1.
+func drivingRef(fs []storage.AuditRefFilter) int {
+	for i, f := range fs {
+		if len(f.Refs) == 1 {
+			return i
+		}
+	}
+	return -1
+}
+
+// auditWhere compiles the conditions of q (but its cursor) on audit_events e.
+func auditWhere(q storage.AuditQuery) ([]string, []any) {
+	where := []string{"1 = 1"}
+	var args []any
+	in := func(col string, vals []string) {
+		if len(vals) == 0 {
+			return
+		}
+		where = append(where, col+" IN ("+placeholders(len(vals))+")")
+		for _, v := range vals {
+			args = append(args, v)
+		}
+	}
+	if len(q.Seqs) > 0 {
+		where = append(where, "e.seq IN ("+placeholders(len(q.Seqs))+")")
+		for _, v := range q.Seqs {
+			args = append(args, v)
+		}
+	}
+	if q.Until > 0 {
+		where = append(where, "e.seq <= ?")
+		args = append(args, q.Until)
+	}
+	if !q.From.IsZero() {
+		where = append(where, "e.recorded >= ?")
+		args = append(args, micros(q.From))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "e.recorded < ?")
+		args = append(args, micros(q.To))
+	}
+	in("e.action", q.Action)
+	in("e.outcome", q.Outcome)
+	in("e.type", q.Type)
+	in("e.subtype", q.Subtype)
+	for _, f := range q.Refs {
+		if len(f.Refs) == 0 {
+			where = append(where, "1 = 0")
+			continue
+		}
+		where = append(where, "EXISTS (SELECT 1 FROM audit_refs x WHERE x.ref IN ("+placeholders(len(f.Refs))+") AND x.seq = e.seq AND (x.role & ?) <> 0)")
+		for _, r := range f.Refs {
+			args = append(args, r)
+		}
+		args = append(args, f.Roles)
+	}
+	return where, args
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// ScanAudit implements storage.AuditLog, a page of rows at a time.
+func (s *Store) ScanAudit(ctx context.Context, from int64, fn func(*storage.AuditRecord) error) error {
+	const page = 1000
+	next := from
+	for {
+		rows, err := s.db.Query(ctx, `SELECT `+auditCols+` FROM audit_events e WHERE e.seq >= ? ORDER BY e.seq LIMIT ?`, next, page)
+		if err != nil {
+			return fmt.Errorf("audit scan: %w", err)
+		}
+		var recs []*storage.AuditRecord
+		for rows.Next() {
+			r, err := scanAudit(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("audit scan: %w", err)
+			}
+			recs = append(recs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("audit scan: %w", err)
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(recs) < page {
+			return nil
+		}
+		next = recs[len(recs)-1].Seq + 1
+	}
+}
+
+// ScanAuditRefs implements storage.AuditLog, in key order, a page at a time.
+func (s *Store) ScanAuditRefs(ctx context.Context, fn func(seq int64, ref storage.AuditRef) error) error {
+	const page = 5000
+	var (
+		lastRef string
+		lastSeq int64 = -1
+	)
+	for {
+		rows, err := s.db.Query(ctx, `SELECT ref, seq, role FROM audit_refs WHERE ref > ? OR (ref = ? AND seq > ?) ORDER BY ref, seq LIMIT ?`, lastRef, lastRef, lastSeq, page)
+		if err != nil {
+			return fmt.Errorf("audit scan refs: %w", err)
+		}
+		type row struct {
+			seq int64
+			ref storage.AuditRef
+		}
+		var got []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.ref.Ref, &r.seq, &r.ref.Role); err != nil {
+				rows.Close()
+				return fmt.Errorf("audit scan refs: %w", err)
+			}
+			got = append(got, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("audit scan refs: %w", err)
+		}
+		for _, r := range got {
+			if err := fn(r.seq, r.ref); err != nil {
+				return err
+			}
+		}
+		if len(got) < page {
+			return nil
+		}
+		lastRef, lastSeq = got[len(got)-1].ref.Ref, got[len(got)-1].seq
+	}
+}
+
+// AuditHead implements storage.AuditLog.
+func (s *Store) AuditHead(ctx context.Context) (storage.AuditHead, error) {
+	var h storage.AuditHead
+	err := s.db.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash)
+	if errors.Is(err, ErrNoRows) {
+		return h, nil // the head row was deleted: the verifier reports it
+	}
+	if err != nil {
+		return h, fmt.Errorf("audit head: %w", err)
+	}
+	return h, nil
+}
+
+// SaveAuditCheckpoint implements storage.AuditLog.
+func (s *Store) SaveAuditCheckpoint(ctx context.Context, seq int64, checkpoint string) error {
+	if _, err := s.db.Exec(ctx, `INSERT INTO audit_checkpoints (seq, checkpoint) VALUES (?, ?)`, seq, checkpoint); err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return nil
+}
+
+// AuditCheckpoints implements storage.AuditLog.
+func (s *Store) AuditCheckpoints(ctx context.Context) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT checkpoint FROM audit_checkpoints ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("audit checkpoints: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// SetCommitHook implements storage.CommitHooker; call before the store is used.
+func (s *Store) SetCommitHook(h storage.CommitHook) { s.commitHook = h }
+
+// PurgeType removes every version of every resource of typ, with its
+// search index, inside the transaction: the AuditEvents of the resource
+// store, once moved into the audit log.
+func (t *tx) PurgeType(ctx context.Context, typ string) (int64, error) {
+	var n int64
+	for _, table := range append([]string{"resource_versions", "resources"}, indexTables...) {
+		k, err := t.c.Exec(ctx, "DELETE FROM "+table+" WHERE res_type = ?", typ)
+		if err != nil {
+			return 0, fmt.Errorf("purge %s from %s: %w", typ, table, err)
+		}
+		if table == "resource_versions" {
+			n = k
+		}
+	}
+	if t.types == nil {
+		t.types = map[string]bool{}
+	}
+	t.types[typ] = true
+	t.purged = append(t.purged, typ)
+	return n, nil
+}
