@@ -202,7 +202,6 @@ func TestRefs(t *testing.T) {
 	}
 	want := []storage.AuditRef{
 		{Ref: "Organization/second-look", Role: storage.AuditAgent},
-		{Ref: "Organization/clinic", Role: storage.AuditAgent},
 		{Ref: "@second-look-clinic", Role: storage.AuditClient},
 		{Ref: "Observation/o1", Role: storage.AuditEntity},
 		{Ref: "Patient/p1", Role: storage.AuditEntity | storage.AuditPatientRole},

@@ -42,6 +42,7 @@ func NewRecord(e *Event) (*storage.AuditRecord, error) {
 }
 
 // refsOf lists the references of an event the log indexes, each once.
+// e.Outcome is set.
 func refsOf(e *Event) []storage.AuditRef {
 	var out []storage.AuditRef
 	add := func(ref string, role int) {
@@ -57,12 +58,14 @@ func refsOf(e *Event) []storage.AuditRef {
 		}
 		out = append(out, storage.AuditRef{Ref: ref, Role: role})
 	}
-	add(e.Who, storage.AuditAgent)
-	if e.OnBehalfOf != "" && !strings.HasPrefix(e.OnBehalfOf, "Patient/") {
-		add(e.OnBehalfOf, storage.AuditAgent) // the organization a practitioner acted for
+	agent, client := storage.AuditAgent, storage.AuditClient
+	if e.Outcome != Success && e.Patient != "" {
+		agent, client = storage.AuditRefusedAgent, storage.AuditRefusedAgent
 	}
+	add(e.Who, agent) // not OnBehalfOf: an organization reads its own accesses, not its practitioners'
+
 	if e.ClientID != "" {
-		add(ClientRef(e.ClientID), storage.AuditClient)
+		add(ClientRef(e.ClientID), client)
 	}
 	for _, r := range e.resources() {
 		add(r, storage.AuditEntity)
@@ -116,25 +119,24 @@ func jsonRecord(body []byte) (*storage.AuditRecord, error) {
 		}
 		r.Refs = append(r.Refs, storage.AuditRef{Ref: ref, Role: role})
 	}
-	for _, a := range items(root.Get("agent")) {
-		add(a.Get("who").Get("reference").String(), storage.AuditAgent)
-		if id := a.Get("who").Get("identifier").Get("value").String(); id != "" {
-			add(ClientRef(id), storage.AuditClient)
-		}
-		for _, ext := range items(a.Get("extension")) {
-			if ext.Get("url").String() == OnBehalfOfURL {
-				if ref := ext.Get("valueReference").Get("reference").String(); !strings.HasPrefix(ref, "Patient/") {
-					add(ref, storage.AuditAgent)
-				}
-			}
-		}
-	}
+	named := false // a patient entity
 	for _, e := range items(root.Get("entity")) {
 		role := storage.AuditEntity
-		if e.Get("role").Get("code").String() == "1" && e.Get("role").Get("system").String() == systemObjectRole {
+		if e.Get("role").Get("code").String() == "1" && e.Get("role").Get("system").String() == systemObjectRole && e.Get("what").Get("reference").String() != "" {
 			role |= storage.AuditPatientRole
+			named = true
 		}
 		add(e.Get("what").Get("reference").String(), role)
+	}
+	agent, client := storage.AuditAgent, storage.AuditClient
+	if r.Outcome != string(Success) && named {
+		agent, client = storage.AuditRefusedAgent, storage.AuditRefusedAgent
+	}
+	for _, a := range items(root.Get("agent")) {
+		add(a.Get("who").Get("reference").String(), agent)
+		if id := a.Get("who").Get("identifier").Get("value").String(); id != "" {
+			add(ClientRef(id), client)
+		}
 	}
 	return r, nil
 }

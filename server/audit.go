@@ -93,6 +93,9 @@ func (s *Server) requestEvents(c *gin.Context, act *requestActivity, status int)
 	}
 	act.mu.Unlock()
 	if len(pats) == 0 && a.refused == "" && status < 400 {
+		if a.resourceType == "AuditEvent" {
+			return []audit.Event{s.trailRead(c, a)} // a read of the trail
+		}
 		if a.note == "" {
 			return nil
 		}
@@ -119,6 +122,13 @@ func (s *Server) requestEvents(c *gin.Context, act *requestActivity, status int)
 		out[i].Patient = p
 	}
 	return out
+}
+
+// trailRead is the event of a read of the audit trail.
+func (s *Server) trailRead(c *gin.Context, a *access) audit.Event {
+	ev := s.auditEvent(c, a)
+	ev.Recorded, ev.Outcome = s.now(), audit.Success
+	return ev
 }
 
 // auditEvent describes the request: who asked, through which client, for

@@ -174,12 +174,12 @@ func (s *Server) auditFind(c *gin.Context, id, vid string, restrict []storage.Au
 	return nil, fhir.Errorf(http.StatusNotFound, "not-found", nil, "AuditEvent/%s is not known", id)
 }
 
-// auditRelease renders an event and notes the patient it is about (a
-// read of the trail is itself an access the trail records).
-func (s *Server) auditRelease(c *gin.Context, rec *storage.AuditRecord) (*fhir.Resource, error) {
-	if ev, err := audit.EventOf(rec); err == nil && ev.Patient != "" {
-		accessOf(c).patients[ev.Patient] = true
-	}
+// auditRelease renders an event. A read of the trail is itself recorded
+// (requestEvents), as one event naming the reader and the query but no
+// patient: it is metadata about accesses, not an access to anyone's
+// record, and a patient paging through its own trail would otherwise add
+// to it with every page.
+func (s *Server) auditRelease(_ *gin.Context, rec *storage.AuditRecord) (*fhir.Resource, error) {
 	return audit.Render(rec)
 }
 
@@ -454,13 +454,14 @@ func auditQuery(q *search.Query, strict bool) (storage.AuditQuery, []fhir.Issue,
 				}
 			}
 		case "patient", "agent", "entity":
-			roles := map[string]int{"patient": storage.AuditAgent | storage.AuditEntity, "agent": storage.AuditAgent, "entity": storage.AuditEntity}[cl.Param]
+			roles := map[string]int{"patient": storage.AuditAgent | storage.AuditRefusedAgent | storage.AuditEntity,
+				"agent": storage.AuditAgent | storage.AuditRefusedAgent, "entity": storage.AuditEntity}[cl.Param]
 			var refs []string
 			for _, v := range cl.Values {
 				switch {
 				case cl.Modifier == search.ModIdentifier:
 					refs = append(refs, audit.ClientRef(v.Code))
-					roles = storage.AuditClient
+					roles = storage.AuditClient | storage.AuditRefusedAgent
 				case cl.Param == "patient" && v.RefID != "":
 					refs = append(refs, "Patient/"+v.RefID)
 				case v.RefType != "" && v.RefID != "":

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/fhirgate/fhirgate/audit"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -62,7 +63,7 @@ type gateway struct {
 	store   storage.Store
 	is      *authtest.Issuer
 	verify  *auth.Verifier
-	auditor *server.Auditor
+	auditor *audit.Trail
 	sec     *server.Server
 	anon    *server.Server
 	ids     atomic.Int64
@@ -83,40 +84,27 @@ func newGateway(t testing.TB, k storeKind) *gateway {
 	}
 	st := k.open(t)
 	t.Cleanup(func() { st.Close() })
-	g := &gateway{t: t, store: st, is: is, verify: v}
-	g.start(true)
-	t.Cleanup(func() {
-		if g.auditor != nil {
-			g.auditor.Close()
-		}
-	})
+	g := &gateway{t: t, store: st, is: is, verify: v, auditor: openTrail(t, st)}
+	g.start()
 	return g
 }
 
-// start makes the servers, with a new auditor when audited.
-func (g *gateway) start(audited bool) {
-	var aud *server.Auditor
-	if audited {
-		var err error
-		if aud, err = server.NewAuditor(context.Background(), g.store, testRegistry, nil); err != nil {
-			g.t.Fatal(err)
-		}
-	}
-	g.auditor = aud
+// start makes the servers, on the audit trail.
+func (g *gateway) start() {
+	aud := g.auditor
 	newID := func() string { return fmt.Sprintf("g%06d", g.ids.Add(1)) }
 	g.sec = server.New(server.Config{Store: g.store, Search: testRegistry, Validator: validate.Default(), Auth: g.verify, Auditor: aud, BaseURL: "http://fhir.test", NewID: newID})
 	g.anon = server.New(server.Config{Store: g.store, Search: testRegistry, Validator: validate.Default(), Auditor: aud, BaseURL: "http://fhir.test", NewID: newID})
 }
 
-// freeze writes every audit event queued so far and serves on without
-// recording more, so that the store holds exactly what the oracle knows
-// while the queries run (their own accesses would change the audit trail
-// under the comparison).
-func (g *gateway) freeze() {
-	if g.auditor != nil {
-		g.auditor.Close()
-	}
-	g.start(false)
+// freeze marks the end of loading the world and returns when: every
+// event is durable before its answer, so the trail up to then is what the
+// oracle knows. The queries' own accesses add events after it; the audit
+// searches look at the trail up to it (date=le).
+func (g *gateway) freeze() time.Time {
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	time.Sleep(2 * time.Millisecond) // every later event is recorded after it
+	return at
 }
 
 // do sends a request as p; headers are "Name: value" strings.
@@ -679,6 +667,6 @@ func genWorld(t testing.TB, g *gateway, seed uint64, size worldSize) (*world, *c
 		l.g.do(p, http.MethodGet, "/"+pick(rng, w.patients)+"/$everything", nil)
 	}
 	l.g.do(&principal{kind: kSystem, token: "not-a-token"}, http.MethodGet, "/Patient", nil)
-	g.freeze()
+	w.frozen = g.freeze()
 	return w, c
 }

@@ -443,6 +443,19 @@ func parseAuditEvent(raw json.RawMessage) (*auditEv, error) {
 		return nil, err
 	}
 	out := &auditEv{id: ev.ID, version: ev.Meta.VersionID, outcome: ev.Outcome, raw: raw}
+	// a versioned reference (a write's entity "Patient/x/_history/2")
+	// names the same resource
+	unversioned := func(r string) string {
+		if i := strings.Index(r, "/_history/"); i >= 0 {
+			return r[:i]
+		}
+		return r
+	}
+	for i := range ev.Entity {
+		if ev.Entity[i].What != nil {
+			ev.Entity[i].What.Reference = unversioned(ev.Entity[i].What.Reference)
+		}
+	}
 	for _, a := range ev.Agent {
 		if a.Who == nil {
 			continue

@@ -6,6 +6,7 @@ package server_test
 
 import (
 	"fmt"
+	"github.com/fhirgate/fhirgate/fhir"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -781,7 +782,7 @@ func (g *gen) next() *query {
 	case x < 50: // the audit trail
 		if len(g.audit) == 0 || chance(rng, 0.5) {
 			pt := g.pt()
-			return &query{kind: qAuditSearch, method: "GET", path: "/AuditEvent?patient=" + url.QueryEscape(pt) + g.pageParam("&"), auditPatient: pt}
+			return &query{kind: qAuditSearch, method: "GET", path: "/AuditEvent?patient=" + url.QueryEscape(pt) + "&date=le" + url.QueryEscape(fhir.FormatInstant(g.w.frozen)) + g.pageParam("&"), auditPatient: pt}
 		}
 		id := pick(rng, g.audit).id
 		if chance(rng, 0.05) {

@@ -20,9 +20,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/fhirgate/fhirgate/audit"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -158,34 +158,26 @@ func (w *world) versions() int {
 }
 
 // auditSnapshot reads the audit trail as the oracle knows it: every
-// AuditEvent recorded while the world was loaded (the queries record none,
-// see gateway.freeze). Issue 18 moves the trail into its own log: read it
-// from there when it does.
+// AuditEvent recorded while the world was loaded (see gateway.freeze),
+// from the trail's log.
 func auditSnapshot(t testing.TB, g *gateway) map[string]*auditEv {
 	out := map[string]*auditEv{}
-	cursor := ""
-	for {
-		q, err := testRegistry.ParseQuery("AuditEvent", url.Values{"_count": {"1000"}, "_total": {"none"}}, true)
+	if err := g.auditor.Log().ScanAudit(context.Background(), 1, func(rec *storage.AuditRecord) error {
+		r, err := audit.Render(rec)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		res, err := g.store.Search(context.Background(), storage.SearchRequest{Query: q, Cursor: cursor})
+		ev, err := parseAuditEvent(r.Raw)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		for _, r := range res.Matches {
-			ev, err := parseAuditEvent(r.Raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev.version = r.VersionID
-			out[ev.id] = ev
-		}
-		if res.Next == "" {
-			return out
-		}
-		cursor = res.Next
+		ev.version = r.VersionID
+		out[ev.id] = ev
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
 
 var _ = search.MinTime

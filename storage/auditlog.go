@@ -54,6 +54,11 @@ const (
 	// AuditPatientRole: an entity in the role of the patient (object-role 1):
 	// the patient whose data the event is about.
 	AuditPatientRole
+	// AuditRefusedAgent: an agent or client of a refused or failed access
+	// that names a patient, in place of AuditAgent or AuditClient: the
+	// agent does not read it back (that the refused Condition/x is
+	// patient y's is what the refusal withheld), searches by agent find it.
+	AuditRefusedAgent
 )
 
 // AuditSealer seals r, whose Seq is set, after the event whose hash is
