@@ -97,7 +97,7 @@ func TestAuditEventReadOnly(t *testing.T) {
 			if after := s.as("auditor", http.MethodGet, "/AuditEvent/"+id, nil).Body.String(); after != before {
 				t.Errorf("the event changed:\n%s\n%s", before, after)
 			}
-			rep, err := audit.VerifyLog(context.Background(), s.auditor.Log(), audit.VerifyOptions{Keys: testKeys})
+			rep, err := audit.VerifyLog(context.Background(), s.auditor.Log(), audit.VerifyOptions{Keys: trailKeys})
 			if err != nil || !rep.OK() {
 				t.Fatalf("%v %v", err, rep.Problems)
 			}

@@ -336,7 +336,7 @@ func (s *secured) checkAudit(t *testing.T) {
 		}
 	}
 	// the chain verifies
-	rep, err := audit.VerifyLog(context.Background(), s.auditor.Log(), audit.VerifyOptions{Keys: testKeys})
+	rep, err := audit.VerifyLog(context.Background(), s.auditor.Log(), audit.VerifyOptions{Keys: trailKeys})
 	if err != nil || !rep.OK() || rep.Events < 50 {
 		t.Fatalf("audit chain: %v, %d events, problems %v", err, rep.Events, rep.Problems)
 	}

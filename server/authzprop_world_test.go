@@ -692,7 +692,7 @@ type world struct {
 	rng       *rand.Rand
 	now       time.Time
 	frozen    time.Time // when loading ended: the audit trail the oracle knows ends there
-	patients  []string // Patient refs
+	patients  []string  // Patient refs
 	res       map[string]*resource
 	order     []*resource // creation order
 	actorPool []string

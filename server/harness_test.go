@@ -62,14 +62,14 @@ var storeKinds = []storeKind{
 	}},
 }
 
-// testKeys seal the trails of the tests.
-var testKeys = audit.NewKeyring(audit.Key{ID: "test", Secret: []byte("0123456789abcdef0123456789abcdef")})
+// trailKeys seal the trails of the tests.
+var trailKeys = audit.NewKeyring(audit.Key{ID: "test", Secret: []byte("0123456789abcdef0123456789abcdef")})
 
 // openTrail starts an audit trail on st, closed when the test ends
 // (before the store: cleanups run in reverse).
 func openTrail(t testing.TB, st storage.Store) *audit.Trail {
 	t.Helper()
-	tr, err := audit.Open(context.Background(), st, audit.Options{Keys: testKeys, Server: "http://fhir.test"})
+	tr, err := audit.Open(context.Background(), st, audit.Options{Keys: trailKeys, Server: "http://fhir.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
