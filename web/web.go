@@ -133,6 +133,16 @@ func New(opts Options) (*Apps, error) {
 		if err != nil {
 			return nil, err
 		}
+		// every module the app imports is fetched at once with the page
+		// instead of level by level as imports are found: on a slow mobile
+		// connection each level costs a round trip
+		var preload bytes.Buffer
+		for _, n := range names {
+			if strings.HasSuffix(n, ".js") && (strings.HasPrefix(n, "lib/") || n == app+"/main.js") {
+				fmt.Fprintf(&preload, "<link rel=\"modulepreload\" href=\"{{assets}}/%s\">\n", n)
+			}
+		}
+		b = bytes.Replace(b, []byte("<!-- modulepreload -->\n"), preload.Bytes(), 1)
 		b = bytes.ReplaceAll(b, []byte("{{assets}}"), []byte(a.AssetBase()))
 		b = bytes.ReplaceAll(b, []byte("{{clientID}}"), []byte(html.EscapeString(client)))
 		a.pages[app] = b

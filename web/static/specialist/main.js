@@ -10,6 +10,7 @@ import { statusLabel, threadView, REQUISITION, opinionView, taskOpinions } from 
 let me = ''; // Practitioner/x
 let org = ''; // Organization/y
 let orgName = '';
+let orgReady = Promise.resolve();
 
 boot({
   app: 'specialist',
@@ -18,12 +19,13 @@ boot({
   nav: [['#/inbox', 'nav.inbox']],
   start: async ({ client, session }) => {
     me = session.fhirUser;
-    try {
-      const roles = await client.search(`PractitionerRole?practitioner=${encodeURIComponent(me)}&active=true`);
-      org = roles.find((r) => r.organization)?.organization?.reference || '';
-      if (org) orgName = (await client.get(org)).name || org;
-    } catch { /* the inbox still lists what the gateway gives */ }
-    document.getElementById('who').prepend(h('span', { class: 'org' }, orgName));
+    // who I work for: asked once, in parallel with the first screen's data
+    orgReady = client.search(`PractitionerRole?practitioner=${encodeURIComponent(me)}&active=true&_include=PractitionerRole:organization`).then((rs) => {
+      const role = rs.find((r) => r.resourceType === 'PractitionerRole' && r.organization);
+      org = role?.organization?.reference || '';
+      orgName = rs.find((r) => r.resourceType === 'Organization' && 'Organization/' + r.id === org)?.name || org;
+      document.getElementById('who').prepend(h('span', { class: 'org' }, orgName));
+    }).catch(() => { /* the inbox still lists what the gateway gives */ });
   },
   routes: { '': inbox, inbox, case: caseView },
 });
@@ -36,8 +38,9 @@ const closed = ['completed', 'rejected', 'cancelled', 'failed'];
 
 async function inbox({ client }) {
   loading();
-  const q = org ? `Task?owner=${encodeURIComponent(org)}&_count=200&_sort=-authored-on` : 'Task?code=fulfill&_count=200';
-  const tasks = (await client.search(q)).filter(isReferral);
+  // the gateway gives a specialist only the requests of its own clinic
+  const [all] = await Promise.all([client.search('Task?code=fulfill&_count=200&_sort=-authored-on'), orgReady]);
+  const tasks = all.filter((x) => isReferral(x) && (!org || x.owner?.reference === org));
   const patients = new Map();
   await Promise.all([...new Set(tasks.map((x) => x.for?.reference))].map(async (p) => {
     try { patients.set(p, await client.get(p)); } catch { /* withheld: shown by reference */ }
