@@ -330,22 +330,32 @@ func (g *Guard) releaseTo(ctx context.Context, r *fhir.Resource, pats []string) 
 			// conditions on data do not hide it
 			return g.relationship(ctx, req, pats)
 		}
-		var used []consent.Ref
-		for _, pt := range pats {
-			pol, err := g.d.policyFor(ctx, "Patient/"+pt)
-			if err != nil {
-				return false, err
-			}
-			d := g.d.decideResource(pol, req, r)
-			if !d.Permitted() {
-				return false, nil
-			}
-			used = append(used, d.Consents...)
+		used, ok, err := g.permittedByAll(ctx, req, r, pats)
+		if err != nil || !ok {
+			return false, err
 		}
 		g.recordConsents(used)
 		return true, nil
 	}
 	return false, nil
+}
+
+// permittedByAll decides r for the provider under the Consents of every
+// patient (ids) and returns the Consents that permit it.
+func (g *Guard) permittedByAll(ctx context.Context, req consent.Request, r *fhir.Resource, pats []string) ([]consent.Ref, bool, error) {
+	var used []consent.Ref
+	for _, pt := range pats {
+		pol, err := g.d.policyFor(ctx, "Patient/"+pt)
+		if err != nil {
+			return nil, false, err
+		}
+		d := g.d.decideResource(pol, req, r)
+		if !d.Permitted() {
+			return nil, false, nil
+		}
+		used = append(used, d.Consents...)
+	}
+	return used, true, nil
 }
 
 func (g *Guard) recordConsents(refs []consent.Ref) {

@@ -288,17 +288,11 @@ func (g *Guard) releaseDocument(ctx context.Context, r *fhir.Resource, pats []st
 				owners = append(owners, pt)
 			}
 		}
-		for _, pt := range owners {
-			pol, err := g.d.policyFor(ctx, "Patient/"+pt)
-			if err != nil {
-				return false, err
-			}
-			d := g.d.decideResource(pol, req, res)
-			if !d.Permitted() {
-				return false, nil
-			}
-			used = append(used, d.Consents...)
+		more, ok, err := g.permittedByAll(ctx, req, res, owners)
+		if err != nil || !ok {
+			return false, err
 		}
+		used = append(used, more...)
 	}
 	g.recordConsents(used)
 	return true, nil

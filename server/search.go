@@ -334,7 +334,7 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 	var pageKey string
 	if g.Release() == nil {
 		pageKey = base + "\x00" + c.Request.URL.Path + "\x00" + encodeQuery(params)
-		if pe := s.pages.get(pageKey); pe != nil {
+		if pe, ok := s.pages.Get(pageKey); ok {
 			req.IfVersion = pe.version
 		}
 	}
@@ -348,7 +348,7 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		return
 	}
 	if res.Unchanged {
-		if pe := s.pages.get(pageKey); pe != nil && pe.version == req.IfVersion {
+		if pe, ok := s.pages.Get(pageKey); ok && pe.version == req.IfVersion {
 			for _, pt := range pe.patients {
 				accessOf(c).Patient(pt)
 			}
@@ -385,7 +385,7 @@ func (s *Server) everything(c *gin.Context, typ, id string) {
 		for p := range accessOf(c).patients {
 			pats = append(pats, p)
 		}
-		s.pages.put(&pageEntry{key: pageKey, version: res.Version, body: body, patients: pats})
+		s.pages.Put(pageKey, &pageEntry{version: res.Version, body: body, patients: pats}, int64(len(body)))
 	}
 	s.writeJSON(c, http.StatusOK, body)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/lru"
 	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
@@ -152,7 +153,7 @@ type Server struct {
 	operations   []Operation
 	publicPaths  map[string]bool
 	decider      *release.Decider
-	pages        pageCache // $everything pages answered without a release rule
+	pages        *lru.Cache[*pageEntry] // $everything pages answered without a release rule
 	referral     *referral.Service
 	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
 	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON
@@ -187,7 +188,7 @@ func New(cfg Config) *Server {
 	if cfg.Software == "" {
 		cfg.Software = "fhirgate"
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, newID: cfg.NewID, budget: newBodyBudget(cfg.BodyMemoryBytes, cfg.BodyWait)}
+	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now, newID: cfg.NewID, budget: newBodyBudget(cfg.BodyMemoryBytes, cfg.BodyWait), pages: newPageCache()}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -1,16 +1,15 @@
 package sqlstore
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/internal/lru"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -47,51 +46,12 @@ type recordEntry struct {
 	edges      []recordEdge
 	targets    [][2]string
 	bytes      int64
-	elem       *list.Element
 }
 
 type recordEdge struct{ from, to [2]string }
 
-type recordCache struct {
-	mu    sync.Mutex
-	m     map[string]*recordEntry
-	lru   *list.List
-	bytes int64
-}
-
-func (c *recordCache) get(key string) *recordEntry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.m[key]
-	if e != nil {
-		c.lru.MoveToFront(e.elem)
-	}
-	return e
-}
-
-func (c *recordCache) put(e *recordEntry) {
-	if e.bytes > everythingEntryMax {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m, c.lru = map[string]*recordEntry{}, list.New()
-	}
-	if old := c.m[e.key]; old != nil {
-		c.lru.Remove(old.elem)
-		c.bytes -= old.bytes
-	}
-	e.elem = c.lru.PushFront(e)
-	c.m[e.key] = e
-	c.bytes += e.bytes
-	for c.bytes > everythingCacheBytes {
-		last := c.lru.Back()
-		old := last.Value.(*recordEntry)
-		c.lru.Remove(last)
-		delete(c.m, old.key)
-		c.bytes -= old.bytes
-	}
+func newRecordCache() *lru.Cache[*recordEntry] {
+	return &lru.Cache[*recordEntry]{Max: everythingCacheBytes, MaxEntry: everythingEntryMax}
 }
 
 // recordKey names a record under the request's filters.
@@ -148,7 +108,7 @@ func (s *Store) cachedRecord(ctx context.Context, db Conn, req storage.Everythin
 	if err != nil {
 		return nil, err
 	}
-	if e := s.records.get(key); e != nil && e.mark == mark {
+	if e, ok := s.records.Get(key); ok && e.mark == mark {
 		rm, err := refsMarkOf(ctx, db, e.targets)
 		if err != nil {
 			return nil, err
@@ -207,7 +167,7 @@ func (s *Store) cachedRecord(ctx context.Context, db Conn, req storage.Everythin
 	for _, r := range e.referenced {
 		e.bytes += int64(len(r.Raw))
 	}
-	s.records.put(e)
+	s.records.Put(key, e, e.bytes)
 	return e, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
+	"github.com/fhirgate/fhirgate/internal/lru"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -63,7 +64,7 @@ type Store struct {
 	marks    *markCache // likewise
 	// records keeps $everything's records, checked against the database's
 	// record marks on every use (so on any store)
-	records recordCache
+	records *lru.Cache[*recordEntry]
 	observe func(ctx context.Context, op string) func(err error)
 	// migrations are the schema migrations this build needs (Ready).
 	migrations []string
@@ -81,7 +82,7 @@ func New(db DB, d Dialect, opts Options) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry, observe: opts.Observe}
+	st := &Store{db: db, dialect: d, now: now, hooks: opts.Hooks, registry: opts.Registry, observe: opts.Observe, records: newRecordCache()}
 	if opts.ReadCacheBytes > 0 {
 		st.cache = newReadCache(opts.ReadCacheBytes)
 		st.marks = newMarkCache()
