@@ -115,6 +115,7 @@ func start(t *testing.T, strategy string) *hydra {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				h.warm(t, done)
 				return h
 			}
 		}
@@ -125,6 +126,34 @@ func start(t *testing.T, strategy string) *hydra {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("hydra not ready after 30 s:\n%s", h.logs.String())
+		}
+	}
+}
+
+// warm waits until Hydra serves its discovery document and its signing
+// keys: it makes its key pair on the first request for them, which on a
+// loaded machine takes longer than a verifier's discovery may wait.
+func (h *hydra) warm(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	client := &http.Client{Timeout: 60 * time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/jwks.json"} {
+		for {
+			resp, err := client.Get(h.public + path)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-done:
+				t.Fatalf("hydra exited:\n%s", h.logs.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("hydra does not serve %s after 2 minutes:\n%s", path, h.logs.String())
+			}
 		}
 	}
 }
