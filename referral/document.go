@@ -41,6 +41,7 @@ const (
 	SectionImaging         = "18748-4"
 	SectionSocialHistory   = "29762-2"
 	SectionPlanOfCare      = "18776-5"
+	SectionPayers          = "48768-6"
 	SectionReasonReferral  = "42349-1"
 	SectionDocuments       = "documents"
 	SectionAbnormal        = "abnormal-results"
@@ -130,6 +131,7 @@ var ipsSections = []sectionDef{
 	{SectionImaging, LOINC, "Diagnostic imaging", true},
 	{SectionSocialHistory, LOINC, "Social history", false},
 	{SectionPlanOfCare, LOINC, "Plan of care", false},
+	{SectionPayers, LOINC, "Payers", false},
 	{SectionDocuments, CaseSummarySystem, "Documents", true},
 }
 
@@ -153,6 +155,8 @@ func sectionOf(r *fhir.Resource) string {
 		return SectionProcedures
 	case "CarePlan":
 		return SectionPlanOfCare
+	case "Coverage":
+		return SectionPayers
 	case "DocumentReference":
 		return SectionDocuments
 	case "Observation":

@@ -326,6 +326,25 @@ func display(r *fhir.Resource, byRef map[string]*fhir.Resource) string {
 			}
 			what += d
 		}
+	case "Coverage":
+		// "Insurance: Acme Health, member 123"
+		what = conceptLabel(root.Get("type"))
+		if what == "" {
+			what = "Insurance"
+		}
+		for _, p := range items(root.Get("payor")) {
+			if d := p.Get("display").String(); d != "" {
+				what += ": " + d
+				break
+			}
+			if o := byRef[p.Get("reference").String()]; o != nil && o.Root().Get("name").String() != "" {
+				what += ": " + o.Root().Get("name").String()
+				break
+			}
+		}
+		if id := root.Get("subscriberId").String(); id != "" {
+			what += ", member " + id
+		}
 	case "CarePlan", "Goal":
 		what = root.Get("title").String()
 		if what == "" {

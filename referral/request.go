@@ -36,6 +36,9 @@ type Recipient struct {
 	Package string
 	// Consent is "Consent/id", the Consent that covers the recipient.
 	Consent string
+	// Insurance ("Coverage/x", "ClaimResponse/y": the patient's coverage
+	// and the pre-authorisation) of a second opinion from the recipient.
+	Insurance []string
 }
 
 // ServiceRequest builds the referral order addressed to the recipients
@@ -71,6 +74,18 @@ func ServiceRequest(id string, req Request, rcpts []Recipient) *fhir.Resource {
 	}
 	if len(req.Specialty) > 0 {
 		sr["performerType"] = req.Specialty
+	}
+	var ins []reference
+	for _, r := range rcpts {
+		for _, i := range r.Insurance {
+			if !seen[i] {
+				seen[i] = true
+				ins = append(ins, reference{Reference: i})
+			}
+		}
+	}
+	if len(ins) > 0 {
+		sr["insurance"] = ins
 	}
 	if len(req.Reasons) > 0 {
 		var rs []reference
@@ -114,6 +129,13 @@ func Task(id, serviceRequest string, req Request, r Recipient) *fhir.Resource {
 	}
 	if req.Question != "" {
 		t["description"] = req.Question
+	}
+	if len(r.Insurance) > 0 {
+		var ins []reference
+		for _, i := range r.Insurance {
+			ins = append(ins, reference{Reference: i})
+		}
+		t["insurance"] = ins
 	}
 	if !req.Due.IsZero() {
 		t["restriction"] = map[string]any{"period": period{End: req.Due.Format("2006-01-02")}}

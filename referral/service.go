@@ -49,6 +49,9 @@ type Config struct {
 	NewID func() string
 	// Logger; nil discards. Never receives resource bodies.
 	Logger *slog.Logger
+	// Payers are the insurers asked about a second opinion's coverage
+	// (sources of type payer); none: coverage is not checked.
+	Payers []Payer
 	// CanonicalBase is the canonical base of the gateway's conformance
 	// resources (the opinion profile); DefaultCanonicalBase when "".
 	CanonicalBase string
@@ -151,6 +154,9 @@ type Opened struct {
 	Recipients []Recipient
 	// Tasks are "Task/id", one per recipient, in the same order.
 	Tasks []string
+	// Coverage is what the patient's insurer said of each recipient, in
+	// the same order (none when no payer is configured).
+	Coverage []CoverageCheck
 }
 
 func paramError(status int, code, name, format string, args ...any) error {
@@ -230,18 +236,37 @@ func (s *Service) Open(ctx context.Context, p *auth.Principal, rec release.Recor
 	var (
 		writes []*fhir.Resource
 		rcpts  []Recipient
+		checks []CoverageCheck
 	)
+	srID := s.cfg.NewID()
+	var conds []*fhir.Resource
+	if len(s.cfg.Payers) > 0 {
+		if conds, err = s.reasonConditions(ctx, req.PatientID, req.Reasons); err != nil {
+			return nil, err
+		}
+	}
 	for _, rc := range req.Recipients {
 		doc, err := s.packageFor(ctx, rc, patient, record, req, recipientConsent[rc], now)
 		if err != nil {
 			return nil, err
 		}
 		writes = append(writes, doc.Bundle)
-		rcpts = append(rcpts, Recipient{Reference: rc, Package: "Bundle/" + doc.Bundle.ID, Consent: recipientConsent[rc]})
+		rp := Recipient{Reference: rc, Package: "Bundle/" + doc.Bundle.ID, Consent: recipientConsent[rc]}
+		if len(s.cfg.Payers) > 0 {
+			// before anything is sent: the insurer's answer (or its
+			// silence) is recorded with the request and told to the patient
+			c, err := s.checkCoverage(ctx, patient, record, rc, conds, "ServiceRequest/"+srID, req.BaseURL)
+			if err != nil {
+				return nil, err
+			}
+			writes = append(writes, c.writes...)
+			checks = append(checks, c)
+			rp.Insurance = c.Insurance()
+		}
+		rcpts = append(rcpts, rp)
 	}
-	srID := s.cfg.NewID()
 	writes = append(writes, ServiceRequest(srID, r, rcpts))
-	out := &Opened{Requisition: r.Requisition, ServiceRequest: "ServiceRequest/" + srID, Recipients: rcpts}
+	out := &Opened{Requisition: r.Requisition, ServiceRequest: "ServiceRequest/" + srID, Recipients: rcpts, Coverage: checks}
 	for _, rc := range rcpts {
 		t := Task(s.cfg.NewID(), "ServiceRequest/"+srID, r, rc)
 		out.Tasks = append(out.Tasks, "Task/"+t.ID)

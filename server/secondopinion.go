@@ -21,9 +21,12 @@ const (
 )
 
 func (s *Server) registerSecondOpinion() {
+	def := builtinDefs["second-opinion"]
+	def.Parameters = append(slices.Clone(def.Parameters), coverageParam())
 	s.RegisterOperation(Operation{
 		Name:     "second-opinion",
 		Instance: true, Types: []string{"Patient"},
+		Def:     def,
 		Handler: s.secondOpinion,
 	})
 	s.RegisterOperation(Operation{
@@ -31,6 +34,19 @@ func (s *Server) registerSecondOpinion() {
 		Instance: true, Types: []string{"Patient"}, Idempotent: true,
 		Handler: s.patientSummary,
 	})
+	if len(s.cfg.Payers) > 0 {
+		s.RegisterOperation(Operation{
+			Name: "coverage-check", Instance: true, Types: []string{"Patient"},
+			Def: OpDef{ID: "Patient-coverage-check", Title: "Ask the patient's insurer whether a second opinion is covered",
+				Description: "For each recipient, the gateway asks the insurer of the patient's Coverage (a configured payer source) with a CoverageEligibilityRequest ($submit) for the consultation benefit and, where the insurer requires it, submits a pre-authorisation Claim (use preauthorization); it records the requests and responses in the patient's record and answers what it learned, without opening a request. $second-opinion does the same before it sends. The patient itself or a system client may ask.",
+				Parameters: []OpParam{
+					param("recipient", "in", 1, "*", "Reference", "Who would be asked.", "Organization", "PractitionerRole"),
+					param("reason", "in", 0, "*", "Reference", "The diagnoses the opinion is about (sent to the insurer).", "Condition"),
+					coverageParam(),
+				}},
+			Handler: s.coverageCheck,
+		})
+	}
 	s.AddCapabilities(func(cs *CapabilityStatement) {
 		if r := cs.ResourceEntry("Task"); r != nil {
 			r.Documentation = referral.StateMachine()
@@ -137,6 +153,27 @@ func items(v *fjson.Value) []*fjson.Value {
 	return v.Items
 }
 
+// coverageParam describes the coverage answer of $coverage-check and
+// $second-opinion.
+func coverageParam() OpParam {
+	return withParts(param("coverage", "out", 0, "*", "", "What the insurer said of one recipient."),
+		param("recipient", "out", 1, "1", "Reference", "", "Organization", "PractitionerRole"),
+		param("status", "out", 1, "1", "code", "covered | not-covered | unknown (the insurer could not be reached or said nothing usable) | no-coverage (none on file) | no-payer (the insurer is not connected)"),
+		param("coverage", "out", 0, "1", "Reference", "The patient's Coverage asked about.", "Coverage"),
+		param("payer", "out", 0, "1", "string", "The configured payer source."),
+		param("inNetwork", "out", 0, "1", "boolean", "Whether the recipient is in the insurer's network, when it said."),
+		param("preauthorization", "out", 0, "1", "code", "not-required | approved | pending | denied | unknown"),
+		param("preAuthRef", "out", 0, "1", "string", "The insurer's pre-authorisation reference."),
+		param("copay", "out", 0, "1", "Money", "The co-payment."),
+		param("copayPercent", "out", 0, "1", "decimal", "The co-insurance, in percent."),
+		param("deductibleRemaining", "out", 0, "1", "Money", "What remains of the deductible."),
+		param("eligibilityRequest", "out", 0, "1", "Reference", "", "CoverageEligibilityRequest"),
+		param("eligibilityResponse", "out", 0, "1", "Reference", "", "CoverageEligibilityResponse"),
+		param("claim", "out", 0, "1", "Reference", "", "Claim"),
+		param("claimResponse", "out", 0, "1", "Reference", "", "ClaimResponse"),
+		param("message", "out", 1, "1", "string", "What it means, for the patient."))
+}
+
 // secondOpinion answers POST Patient/[id]/$second-opinion.
 func (s *Server) secondOpinion(c *gin.Context, _, id string) {
 	if err := s.secondOpinionErr(c, id); err != nil {
@@ -173,9 +210,64 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 		prm = append(prm, map[string]any{"name": "task", "valueReference": map[string]string{"reference": t}},
 			map[string]any{"name": "package", "valueReference": map[string]string{"reference": rc.Package, "display": "for " + rc.Reference}})
 	}
+	for _, cc := range out.Coverage {
+		prm = append(prm, cc.Parameter())
+	}
 	b, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": prm})
 	s.writeJSON(c, http.StatusOK, b)
 	return nil
+}
+
+// coverageCheck answers POST Patient/[id]/$coverage-check: the patient's
+// insurer asked, for each recipient, whether a second opinion is covered,
+// without opening a request.
+func (s *Server) coverageCheck(c *gin.Context, _, id string) {
+	if _, err := s.authorize(c, "operation", "second-opinion", "Patient"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	a := accessOf(c)
+	a.operation, a.resource = "coverage-check", "Patient/"+id
+	if err := referral.MayOpen(principal(c), id); err != nil {
+		a.refused = "not the patient's own request"
+		s.fail(c, err)
+		return
+	}
+	params, err := s.readParameters(c, "$coverage-check takes a Parameters resource")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var recipients, reasons []string
+	for _, p := range items(params.Root().Get("parameter")) {
+		name := p.Get("name").String()
+		var ref string
+		switch name {
+		case "recipient":
+			ref, err = refOf(p, name, "Organization", "PractitionerRole")
+			recipients = append(recipients, ref)
+		case "reason":
+			ref, err = refOf(p, name, "Condition")
+			reasons = append(reasons, ref)
+		default:
+			err = badParam(name, "$coverage-check has no parameter %q", name)
+		}
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	checks, err := s.referral.CheckCoverage(c.Request.Context(), principal(c), a, id, recipients, reasons, s.baseURL(c.Request))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	prm := []any{}
+	for _, cc := range checks {
+		prm = append(prm, cc.Parameter())
+	}
+	b, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": prm})
+	s.writeJSON(c, http.StatusOK, b)
 }
 
 // patientSummary answers GET|POST Patient/[id]/$summary: the IPS document

@@ -94,6 +94,9 @@ type Config struct {
 	// DefaultMinBodyRate when 0.
 	IdleIOTimeout time.Duration
 	MinBodyRate   int
+	// Payers are the insurers asked whether a second opinion is covered
+	// (sources of type payer, adapters/payer); none: not asked.
+	Payers []referral.Payer
 	// Narrator drafts machine-written narratives of case summaries for
 	// Patient/$summary?narrative=draft; nil: not offered.
 	Narrator Narrator
@@ -204,7 +207,7 @@ func New(cfg Config) *Server {
 	// the second-opinion workflow: its rules apply to every write a
 	// request makes (referral.Service.Store), before the release rule
 	// decides the transaction
-	s.referral = referral.New(referral.Config{Store: checked, Decider: s.decider, Search: cfg.Search, Validator: cfg.Validator, Now: s.now, NewID: s.newID, Logger: cfg.Logger, CanonicalBase: s.canonicalBase()})
+	s.referral = referral.New(referral.Config{Store: checked, Decider: s.decider, Search: cfg.Search, Validator: cfg.Validator, Now: s.now, NewID: s.newID, Logger: cfg.Logger, CanonicalBase: s.canonicalBase(), Payers: cfg.Payers})
 	s.cfg.Store = s.referral.Store(checked)
 	s.started = s.now()
 	gin.SetMode(gin.ReleaseMode)

@@ -324,6 +324,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	srv := server.New(server.Config{
 		Narrator: narrator,
+		Payers:   payers(srcs),
 		// $everything answers the consolidated view: duplicate copies
 		// from other sources stay stored but are left out
 		Store:           consolidate.View(store),
@@ -379,6 +380,17 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		h = apps.Mount(srv)
 	}
 	return listenAndServe(ctx, f.addr, h, f.tlsCert, f.tlsKey, log)
+}
+
+// payers are the sources that answer coverage questions (type payer).
+func payers(srcs []adapters.Source) []referral.Payer {
+	var out []referral.Payer
+	for _, s := range srcs {
+		if p, ok := s.(referral.Payer); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // newNarrator opens the optional narrative model of $summary; nil (and

@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/adapters/bulk"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
+	"github.com/fhirgate/fhirgate/adapters/payer"
 	"github.com/fhirgate/fhirgate/config"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
@@ -36,6 +37,7 @@ func openSources(cfg *config.Config, store storage.Store, cons *consolidate.Cons
 		deps.State = ss.AdapterState()
 	}
 	reg.Register(abdm.Type, abdm.NewFactory(deps))
+	reg.Register(payer.Type, payer.Factory)
 	specs := make([]adapters.Spec, len(cfg.Sources))
 	for i := range cfg.Sources {
 		s := &cfg.Sources[i]
