@@ -441,12 +441,12 @@ func (s *Service) ownResponse(resp *fhir.Resource, typ, patientID string) (*fhir
 
 // eligibility is what a CoverageEligibilityResponse says of one benefit.
 type eligibility struct {
-	outcome                         string
-	found, inforce, excluded        bool
-	authRequired                    bool
-	network                         string
-	copay, deductible               *Money
-	copayPercent                    string
+	outcome                  string
+	found, inforce, excluded bool
+	authRequired             bool
+	network                  string
+	copay, deductible        *Money
+	copayPercent             string
 }
 
 // readEligibility reads the response's insurance for the Coverage (or its

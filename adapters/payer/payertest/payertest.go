@@ -108,7 +108,9 @@ func coding(system, code string) map[string]any {
 	return map[string]any{"coding": []any{map[string]any{"system": system, "code": code}}}
 }
 
-func money(v, cur string) map[string]any { return map[string]any{"value": json.Number(v), "currency": cur} }
+func money(v, cur string) map[string]any {
+	return map[string]any{"value": json.Number(v), "currency": cur}
+}
 
 // eligibility answers a CoverageEligibilityRequest.
 func (p *Payer) eligibility(req map[string]any, mode string) map[string]any {
@@ -148,9 +150,9 @@ func (p *Payer) eligibility(req map[string]any, mode string) map[string]any {
 	out := map[string]any{
 		"resourceType": "CoverageEligibilityResponse", "id": "fake-eligibility", "status": "active",
 		"purpose": req["purpose"], "patient": req["patient"], "created": "2025-03-01T10:00:00Z",
-		"request":  map[string]any{"reference": "CoverageEligibilityRequest/" + fmt.Sprint(req["id"])},
-		"outcome":  "complete",
-		"insurer":  req["insurer"],
+		"request":   map[string]any{"reference": "CoverageEligibilityRequest/" + fmt.Sprint(req["id"])},
+		"outcome":   "complete",
+		"insurer":   req["insurer"],
 		"insurance": []any{map[string]any{"coverage": cov, "inforce": true, "item": []any{item}}},
 	}
 	if mode == NotCovered {
