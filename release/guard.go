@@ -25,6 +25,12 @@ type Recorder interface {
 	Consent(ref string)
 }
 
+// Noter is a Recorder that also keeps what else the audit trail must say
+// of the request (a custodian acting on a patient's behalf).
+type Noter interface {
+	Note(text string)
+}
+
 // Guard is the release rule for one caller, for the span of one request:
 // it remembers its decisions. It implements storage.Reader (every read
 // passes through it) and storage.Release (what the store asks about each

@@ -168,6 +168,9 @@ func (g *Guard) checkConsentWrite(ctx context.Context, w Write) error {
 			return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Consent.organization"},
 				"a custodian records Consents on the patient's behalf: Consent.organization must name %s", g.p.Organization)
 		}
+		if n, ok := g.rec.(Noter); ok && !w.quiet {
+			n.Note("the Consent was recorded on the patient's behalf by its custodian " + g.p.Organization)
+		}
 	}
 	if w.New != nil && (g.p.Kind == auth.KindPatient || grantsSharing(w.New)) {
 		opts := consent.ValidateOptions{}

@@ -59,6 +59,14 @@ func (a *access) Patient(ref string) { a.patients[ref] = true }
 // Consent records a Consent that released data (access.Recorder).
 func (a *access) Consent(ref string) { a.consents[ref] = true }
 
+// Note keeps what else the audit trail must say (release.Noter).
+func (a *access) Note(text string) {
+	if a.note != "" && a.note != text {
+		text = a.note + "; " + text
+	}
+	a.note = text
+}
+
 // guard returns the request's release rule (package release): every read
 // of stored data goes through it, and every write is checked by it.
 func (s *Server) guard(c *gin.Context) *release.Guard {

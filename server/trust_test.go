@@ -67,6 +67,16 @@ func TestTrustRegressions(t *testing.T) {
 				status("system", http.MethodPost, "/Consent", strings.Replace(grant, `"organization":[{"reference":"Organization/hospital"}],`, "", 1), http.StatusUnprocessableEntity)
 				// and nothing of B reached clinic2
 				status("provider-nc", http.MethodGet, "/Patient/"+s.pb, "", http.StatusForbidden)
+				// the custodian's Consent for B, recorded as on B's behalf
+				w := s.as("system", http.MethodPost, "/Consent", []byte(grant))
+				if w.Code != http.StatusCreated {
+					t.Fatalf("custodian: %d %s", w.Code, w.Body.String())
+				}
+				cid := jsonMap(t, w.Body.Bytes())["id"].(string)
+				trail := status("auditor", http.MethodGet, "/AuditEvent?patient=Patient/"+s.pb+"&_count=200", "", http.StatusOK)
+				if !strings.Contains(trail, "on the patient's behalf by its custodian Organization/hospital") {
+					t.Errorf("the custodian's Consent %s is not recorded as on the patient's behalf: %.600s", cid, trail)
+				}
 			})
 
 			t.Run("planting", func(t *testing.T) {
