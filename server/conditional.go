@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
@@ -53,7 +54,7 @@ func conditionLocks(typ, query string) []string {
 			continue
 		}
 		for _, v := range vals {
-			for _, alt := range splitUnescaped(v, ',') {
+			for _, alt := range search.SplitEscaped(v, ',') {
 				keys = append(keys, "condition:"+typ+"?"+name+"="+alt)
 			}
 		}
@@ -62,23 +63,6 @@ func conditionLocks(typ, query string) []string {
 		keys = append(keys, "condition:"+typ)
 	}
 	return keys
-}
-
-// splitUnescaped splits s at sep characters not escaped by a backslash
-// (FHIR search escapes a literal comma as "\,").
-func splitUnescaped(s string, sep byte) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case sep:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 // conditionalMatch is conditionalMatches for operations that need at most

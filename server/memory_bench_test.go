@@ -11,47 +11,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fhirgate/fhirgate/server"
 )
-
-// heapPeak samples the live heap until stop is called and returns the
-// highest figure above the heap at start, in bytes.
-func heapPeak() (stop func() uint64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapAlloc
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > base && ms.HeapAlloc-base > peak.Load() {
-				peak.Store(ms.HeapAlloc - base)
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak.Load()
-	}
-}
 
 // manyItems is a body of about size bytes whose bulk is one array of tiny
 // items: the shape that costs the most memory per byte to parse, validate
@@ -80,21 +44,21 @@ func BenchmarkHostileBody(b *testing.B) {
 			var worst uint64
 			statuses := map[int]int{}
 			for i := 0; i < b.N; i++ {
-				stop := heapPeak()
-				var wg sync.WaitGroup
-				var mu sync.Mutex
-				for j := 0; j < 3; j++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						w := h.do(http.MethodPost, "/Patient", body)
-						mu.Lock()
-						statuses[w.Code]++
-						mu.Unlock()
-					}()
-				}
-				wg.Wait()
-				worst = max(worst, stop())
+				worst = max(worst, peakHeap(func() {
+					var wg sync.WaitGroup
+					var mu sync.Mutex
+					for j := 0; j < 3; j++ {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							w := h.do(http.MethodPost, "/Patient", body)
+							mu.Lock()
+							statuses[w.Code]++
+							mu.Unlock()
+						}()
+					}
+					wg.Wait()
+				}))
 			}
 			b.ReportMetric(float64(worst)/(1<<20), "peak-MB")
 			b.Logf("%s: statuses %v, peak heap growth %.0f MB", k.name, statuses, float64(worst)/(1<<20))
@@ -132,25 +96,26 @@ func BenchmarkStalledReaders(b *testing.B) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		base := ms.HeapAlloc
-		stop := heapPeak()
 		start := time.Now()
 		var conns []net.Conn
-		for j := 0; j < 10; j++ {
-			c, err := net.Dial("tcp", ts.Listener.Addr().String())
-			if err != nil {
-				b.Fatal(err)
+		var cutoff time.Duration
+		peak := peakHeap(func() {
+			for j := 0; j < 10; j++ {
+				c, err := net.Dial("tcp", ts.Listener.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				fmt.Fprintf(c, "GET /Patient/big/$everything HTTP/1.1\r\nHost: x\r\n\r\n")
+				conns = append(conns, c)
 			}
-			fmt.Fprintf(c, "GET /Patient/big/$everything HTTP/1.1\r\nHost: x\r\n\r\n")
-			conns = append(conns, c)
-		}
-		for ended() < before+10 {
-			if time.Since(start) > 5*time.Minute {
-				b.Fatalf("the server still holds %d stalled responses after 5 minutes", before+10-ended())
+			for ended() < before+10 {
+				if time.Since(start) > 5*time.Minute {
+					b.Fatalf("the server still holds %d stalled responses after 5 minutes", before+10-ended())
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		cutoff := time.Since(start)
-		peak := stop()
+			cutoff = time.Since(start)
+		})
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		after := int64(ms.HeapAlloc) - int64(base)

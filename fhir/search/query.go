@@ -952,6 +952,11 @@ func splitPrefix(s string) (Prefix, string) {
 	return PrefixEq, s
 }
 
+// SplitEscaped splits a search value at the separators (',' between
+// alternatives, '|' and '$' inside a value) not escaped by a backslash;
+// the parts keep their escapes.
+func SplitEscaped(s string, sep byte) []string { return splitEscaped(s, sep) }
+
 // splitEscaped splits s at the separators not escaped by a backslash; the
 // parts keep their escapes.
 func splitEscaped(s string, sep byte) []string {
