@@ -396,8 +396,19 @@ async function access({ client }) {
   loading();
   let rows;
   try {
-    const log = await client.get(`Patient/${pid()}/$access-log`);
-    rows = accessRowsFromLog(log);
+    const log = await client.get(`Patient/${pid()}/$access-log?_count=300`);
+    // the people and organisations named, by their names (read directly:
+    // a directory entry is about nobody)
+    const refs = new Set();
+    for (const p of log.parameter || []) for (const x of p.part || []) if ((x.name === 'who' || x.name === 'organization') && /^(Practitioner|Organization)\//.test(x.valueReference?.reference || '')) refs.add(x.valueReference.reference);
+    const names = new Map();
+    await Promise.all([...refs].map(async (r) => {
+      try {
+        const res = await client.get(r);
+        names.set(r, res.name?.[0] ? [...(res.name[0].prefix || []), ...(res.name[0].given || []), res.name[0].family].filter(Boolean).join(' ') : res.name || r);
+      } catch { /* shown by its id */ }
+    }));
+    rows = accessRowsFromLog(log, names);
   } catch (e) {
     if (e.status !== 404 && e.status !== 400) throw e;
     const events = await client.search(`AuditEvent?patient=${me}&_sort=-date&_count=200`, 500);
@@ -407,17 +418,34 @@ async function access({ client }) {
   render(h('h1', {}, t('access.title')), h('p', {}, t('access.explain')),
     rows.length ? h('ul', { class: 'list', id: 'access-log' }, rows.map((r) => h('li', {},
       h('div', {}, r.sentence, r.count > 1 ? h('span', { class: 'muted' }, ' (', t('access.times', { n: r.count }), ')') : null),
-      h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under', { consent: r.consent }) : ''),
-      r.refused ? badge(t('access.refused'), 'bad') : null))) : h('p', {}, t('access.none')));
+      h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under') : ''),
+      r.refused ? [badge(t('access.refused'), 'bad'), r.reason ? h('div', { class: 'hint' }, r.reason) : null] : null))) : h('p', {}, t('access.none')));
 }
 
-function accessRowsFromLog(log) {
-  // Parameters: one "access" part per event (who, organization, when, what, consent, outcome)
+// accessRowsFromLog reads Patient/$access-log: one "access" per event
+// (when, who, organization, client, action, resource, consent, outcome,
+// reason), in the app's own words (the server's one-line text is English).
+function accessRowsFromLog(log, names) {
   const rows = [];
   for (const p of log.parameter || []) {
-    if (p.name !== 'access' && p.name !== 'event') continue;
-    const v = Object.fromEntries((p.part || []).map((x) => [x.name, x.valueString ?? x.valueDateTime ?? x.valueInstant ?? x.valueCode ?? x.valueReference?.display ?? x.valueReference?.reference ?? x.valueBoolean]));
-    rows.push({ sentence: v.summary || v.text || [v.who, v.organization ? `(${v.organization})` : '', v.action, v.what].filter(Boolean).join(' '), when: v.when || v.date, consent: v.consent, refused: v.outcome && v.outcome !== 'allowed' && v.outcome !== '0' && v.outcome !== 'success' });
+    if (p.name !== 'access') continue;
+    const parts = p.part || [];
+    const one = (n) => parts.find((x) => x.name === n);
+    const all = (n) => parts.filter((x) => x.name === n);
+    const refName = (x) => x?.valueReference?.display || names.get(x?.valueReference?.reference) || (x?.valueReference?.reference || '').replace(/^(Organization|Practitioner|Patient)\//, '');
+    const who = one('who')?.valueReference?.reference === me ? t('access.you') : refName(one('who')) || one('client')?.valueString || t('access.someone');
+    const org = refName(one('organization'));
+    const action = one('action')?.valueCode || '';
+    const types = [...new Set(all('resource').map((x) => (x.valueReference?.reference || '').split('/')[0]).filter((ty) => ty && ty !== 'Patient'))];
+    const what = types.length ? types.map((ty) => t('type.' + ty, null, ty)).join(', ') : t('access.record');
+    const outcome = one('outcome')?.valueCode;
+    rows.push({
+      sentence: t('access.sentence', { who, org: org && org !== who ? ` (${org})` : '', action: t('verb.' + action, null, action.replace(/^\$/, '')), what }),
+      when: one('when')?.valueInstant || one('when')?.valueDateTime,
+      consent: all('consent').map((x) => x.valueReference?.reference).join(', '),
+      refused: outcome && outcome !== 'allowed',
+      reason: one('reason')?.valueString,
+    });
   }
   return rows;
 }
