@@ -144,6 +144,12 @@ type OpenRequest struct {
 	Due, Start, End time.Time
 	// BaseURL is the FHIR base the packages' fullUrls use.
 	BaseURL string
+	// Preview asks for the packages only (Service.Preview): nothing is
+	// stored. Drafts are Consents not stored, for a preview only: the
+	// packages are built as if they were among the patient's active
+	// Consents.
+	Preview bool
+	Drafts  []*fhir.Resource
 }
 
 // Opened is what Open created.
@@ -179,6 +185,9 @@ func (s *Service) Open(ctx context.Context, p *auth.Principal, rec release.Recor
 	}
 	if len(req.Recipients) == 0 {
 		return nil, paramError(http.StatusBadRequest, "required", "recipient", "at least one recipient is required")
+	}
+	if len(req.Drafts) > 0 {
+		return nil, paramError(http.StatusBadRequest, "value", "consent", "a draft Consent (a resource) is only for preview=true: store the Consent, then name it")
 	}
 	if len(req.Consents) == 0 {
 		return nil, paramError(http.StatusBadRequest, "required", "consent", "at least one consent is required")

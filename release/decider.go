@@ -70,8 +70,28 @@ func New(opts Options) *Decider {
 	return d
 }
 
+// draftsKey carries draft Consents in a context (WithDraftConsents).
+type draftsKey struct{}
+
+type draftConsents struct {
+	patient  string
+	consents []*fhir.Resource
+}
+
+// WithDraftConsents returns a context in which the release rule decides
+// the patient's ("Patient/x") data as if the draft Consents were among its
+// active ones (a draft replaces a stored Consent with its id). It is for
+// previews that store nothing (what a second-opinion package would hold):
+// no write may run in such a context.
+func WithDraftConsents(ctx context.Context, patient string, drafts []*fhir.Resource) context.Context {
+	return context.WithValue(ctx, draftsKey{}, &draftConsents{patient: patient, consents: drafts})
+}
+
 // policyFor returns the compiled Consent policy of a patient ("Patient/x").
 func (d *Decider) policyFor(ctx context.Context, patient string) (*consent.Policy, error) {
+	if dr, ok := ctx.Value(draftsKey{}).(*draftConsents); ok && dr.patient == patient {
+		return d.compileDrafts(ctx, patient, dr.consents)
+	}
 	// Any Consent written anywhere changes the mark; until then the
 	// compiled policy of this patient stands.
 	mark, err := d.store.ChangeMark(ctx, "Consent")
@@ -122,6 +142,29 @@ func (d *Decider) compilePolicy(ctx context.Context, patient string) (*consent.P
 	}})
 	d.remember(key, pol)
 	return pol, nil
+}
+
+// compileDrafts compiles the patient's active Consents with the drafts,
+// kept nowhere.
+func (d *Decider) compileDrafts(ctx context.Context, patient string, drafts []*fhir.Resource) (*consent.Policy, error) {
+	q, err := d.reg.ParseQuery("Consent", url.Values{"patient": {patient}, "status": {"active"}, "_count": {"1000"}, "_total": {"none"}}, true)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.store.Search(ctx, storage.SearchRequest{Query: q})
+	if err != nil {
+		return nil, err
+	}
+	all := slices.Clone(drafts)
+	for _, r := range res.Matches {
+		if !slices.ContainsFunc(drafts, func(dr *fhir.Resource) bool { return dr.ID == r.ID }) {
+			all = append(all, r)
+		}
+	}
+	return consent.Compile(patient, all, consent.Options{Resolve: func(ref string) (*fhir.Resource, error) {
+		typ, id, _ := strings.Cut(ref, "/")
+		return d.store.Read(ctx, typ, id)
+	}}), nil
 }
 
 func (d *Decider) remember(key string, pol *consent.Policy) {

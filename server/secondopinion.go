@@ -12,6 +12,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/referral"
+	"github.com/fhirgate/fhirgate/release"
 	"github.com/gin-gonic/gin"
 )
 
@@ -94,9 +95,27 @@ func (s *Server) readSecondOpinionParams(c *gin.Context) (*referral.OpenRequest,
 				out.Recipients = append(out.Recipients, ref)
 			}
 		case "consent":
+			if res := p.Get("resource"); res != nil {
+				// a draft, for preview=true: what the package would hold
+				// under a Consent not yet given
+				var d *fhir.Resource
+				if d, err = fhir.FromValue(res); err == nil {
+					out.Drafts = append(out.Drafts, d)
+				} else {
+					err = badParam(name, "consent resource: %v", err)
+				}
+				break
+			}
 			var ref string
 			if ref, err = refOf(p, name, "Consent"); err == nil && !slices.Contains(out.Consents, ref) {
 				out.Consents = append(out.Consents, ref)
+			}
+		case "preview":
+			v := p.Get("valueBoolean")
+			if v == nil || v.Kind != fjson.Bool {
+				err = badParam(name, "preview must be a valueBoolean")
+			} else {
+				out.Preview = v.Bool()
 			}
 		case "reason":
 			var ref string
@@ -137,8 +156,11 @@ func (s *Server) readSecondOpinionParams(c *gin.Context) (*referral.OpenRequest,
 	if len(out.Recipients) == 0 {
 		return nil, badParam("recipient", "at least one recipient is required")
 	}
-	if len(out.Consents) == 0 {
+	if len(out.Consents)+len(out.Drafts) == 0 {
 		return nil, badParam("consent", "at least one consent is required")
+	}
+	if len(out.Drafts) > 0 && !out.Preview {
+		return nil, badParam("consent", "a draft Consent (a resource) is only for preview=true: store the Consent, then name it")
 	}
 	if !out.Start.IsZero() && !out.End.IsZero() && out.End.Before(out.Start) {
 		return nil, badParam("end", "the data window ends before it starts")
@@ -197,6 +219,9 @@ func (s *Server) secondOpinionErr(c *gin.Context, id string) error {
 		return err
 	}
 	params.PatientID, params.BaseURL = id, s.baseURL(c.Request)
+	if params.Preview {
+		return s.secondOpinionPreview(c, a, params)
+	}
 	out, err := s.referral.Open(c.Request.Context(), principal(c), a, *params)
 	if err != nil {
 		return err
@@ -268,6 +293,31 @@ func (s *Server) coverageCheck(c *gin.Context, _, id string) {
 	}
 	b, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": prm})
 	s.writeJSON(c, http.StatusOK, b)
+}
+
+// secondOpinionPreview answers $second-opinion with preview=true: the
+// package each recipient would receive, under the Consents named and the
+// drafts given, built by the same release rule; nothing is stored.
+func (s *Server) secondOpinionPreview(c *gin.Context, a release.Recorder, params *referral.OpenRequest) error {
+	accessOf(c).operation = "second-opinion (preview)"
+	out, err := s.referral.Preview(c.Request.Context(), principal(c), a, *params)
+	if err != nil {
+		return err
+	}
+	b := []byte(`{"resourceType":"Parameters","parameter":[`)
+	for i, pv := range out {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":"preview","part":[{"name":"recipient","valueReference":{"reference":`...)
+		b = fjson.AppendString(b, pv.Recipient)
+		b = append(b, `}},{"name":"package","resource":`...)
+		b = append(b, pv.Package.Raw...)
+		b = append(b, "}]}"...)
+	}
+	b = append(b, "]}"...)
+	s.writeJSON(c, http.StatusOK, b)
+	return nil
 }
 
 // patientSummary answers GET|POST Patient/[id]/$summary: the IPS document

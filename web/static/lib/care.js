@@ -3,7 +3,7 @@
 // Consent the patient app writes, opinion documents, follow-up threads.
 import { t } from './i18n.js';
 import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field, scrollable } from './ui.js';
-import { text, dateOf, ref } from './fhir.js';
+import { text } from './fhir.js';
 
 const SNOMED = 'http://snomed.info/sct';
 const ACTCODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
@@ -66,25 +66,6 @@ export function consentFor(patient, org, n, now) {
     policyRule: { coding: [{ system: ACTCODE, code: 'OPTIN' }] },
     provision,
   };
-}
-
-// narrowed applies the exclusions to the patient's own record, as the
-// Consent's deny provisions will (a document named, anything dated in the
-// period, anything carrying a label), to show what will be shared.
-export function narrowed(all, n) {
-  const from = n.from ? n.from : null;
-  const to = n.to ? n.to + 'T23:59:59' : null;
-  return all.filter((r) => {
-    if (r.resourceType === 'Patient') return true;
-    if (n.docs.includes(ref(r))) return false;
-    if (r.resourceType === 'Binary' && n.docs.some((d) => r.securityContext?.reference === d)) return false;
-    if (n.labels.length && (r.meta?.security || []).some((s) => n.labels.includes(s.code))) return false;
-    if (from || to) {
-      const d = dateOf(r);
-      if (d && (!from || d >= from) && (!to || d <= to)) return false;
-    }
-    return true;
-  });
 }
 
 // groupAccess folds the same access by the same party within a minute into

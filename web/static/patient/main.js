@@ -6,7 +6,7 @@ import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
 import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/fhir.js';
-import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, narrowed, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
+import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
 
 let me = '';
 
@@ -215,14 +215,13 @@ function upload(client, { file, title, type, date }, out, form) {
 
 async function ask({ client }) {
   loading();
-  const [orgs, all] = await Promise.all([client.search('Organization?type=prov&active=true&_count=100'), everything(client)]);
-  const docs = all.filter((r) => r.resourceType === 'DocumentReference');
+  const [orgs, docs] = await Promise.all([client.search('Organization?type=prov&active=true&_count=100'), client.search(`DocumentReference?patient=${me}&_count=200`)]);
   const state = { step: 1, specialty: specialties()[0][0], question: '', chosen: [], narrow: {} };
-  const draw = () => render(askStep(client, state, orgs, docs, all, draw));
+  const draw = () => render(askStep(client, state, orgs, docs, draw));
   draw();
 }
 
-function askStep(client, st, orgs, docs, all, draw) {
+function askStep(client, st, orgs, docs, draw) {
   const head = h('h1', {}, t('ask.title'));
   const steps = h('p', { class: 'muted' }, t('ask.step', { n: st.step, of: 3 }));
   if (st.step === 1) {
@@ -251,10 +250,26 @@ function askStep(client, st, orgs, docs, all, draw) {
     } }, h('fieldset', {}, h('legend', {}, t('ask.specialists')), boxes.length ? boxes : h('p', {}, t('ask.noorgs'))), err,
     h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => { st.step = 1; draw(); } }, t('back')), h('button', { type: 'submit' }, t('next'))))];
   }
-  // step 3: what each specialist will receive, narrowed, then grant
+  // step 3: what each specialist will receive (the gateway's preview of
+  // the very packages it will file), narrowed, then grant
   const nameOf = (r) => orgs.find((o) => ref(o) === r)?.name || r;
   const out = h('div', { id: 'ask-result' });
-  const cards = st.chosen.map((org) => shareCard(client, org, nameOf(org), st.narrow[org], docs, all));
+  const lists = new Map();
+  const status = h('p', { class: 'muted', role: 'status', id: 'preview-status' });
+  let seq = 0;
+  const refresh = async () => {
+    const mine = ++seq;
+    status.textContent = t('share.updating');
+    try {
+      const packages = await previewPackages(client, st);
+      if (mine !== seq) return; // a later change asked again
+      for (const [org, pkg] of packages) lists.get(org)?.(pkg);
+      status.textContent = t('share.exact');
+    } catch (e) {
+      if (mine === seq) status.replaceChildren(errorBox(e));
+    }
+  };
+  const cards = st.chosen.map((org) => shareCard(org, nameOf(org), st.narrow[org], docs, lists, refresh));
   const grant = h('button', { type: 'button', id: 'grant', onclick: async () => {
     grant.disabled = true;
     out.replaceChildren(h('p', { role: 'status' }, t('ask.sending')));
@@ -267,44 +282,80 @@ function askStep(client, st, orgs, docs, all, draw) {
       grant.disabled = false;
     }
   } }, t('ask.grant'));
-  return [head, steps, h('p', {}, t('ask.shareexplain')), ...cards,
+  refresh();
+  return [head, steps, h('p', {}, t('ask.shareexplain')), status, ...cards,
     h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => { st.step = 2; draw(); } }, t('back')), grant), out];
 }
 
-// shareCard shows one specialist's package as it will be and the controls
-// that narrow it; every change redraws the list of what is shared.
-function shareCard(client, org, name, n, docs, all) {
+// previewPackages asks the gateway for the package each chosen specialist
+// would receive under the Consents the app is about to write (drafts, not
+// stored): $second-opinion with preview=true stores nothing.
+async function previewPackages(client, st) {
+  const now = new Date();
+  const params = { resourceType: 'Parameters', parameter: [
+    { name: 'preview', valueBoolean: true },
+    ...st.chosen.map((o) => ({ name: 'recipient', valueReference: { reference: o } })),
+    ...st.chosen.map((o) => ({ name: 'consent', resource: consentFor(me, o, st.narrow[o], now) })),
+    ...specialtyParams(st),
+  ] };
+  const res = await client.post(`Patient/${pid()}/$second-opinion`, params);
+  const out = new Map();
+  for (const p of res.parameter || []) {
+    if (p.name !== 'preview') continue;
+    const org = p.part.find((x) => x.name === 'recipient')?.valueReference?.reference;
+    out.set(org, p.part.find((x) => x.name === 'package')?.resource);
+  }
+  return out;
+}
+
+function specialtyParams(st) {
+  const spec = specialties().find(([code]) => code === st.specialty);
+  return [
+    { name: 'specialty', valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: spec[0], display: spec[2] }], text: spec[1] } },
+    { name: 'question', valueString: st.question },
+  ];
+}
+
+// packageContents lists the patient's data a package holds, by kind (the
+// Composition and what the gateway wrote for the case summary, whose
+// fullUrls are urn:uuid, are the package's own pages).
+function packageContents(pkg) {
+  const data = (pkg?.entry || []).filter((e) => e.resource && !e.fullUrl?.startsWith('urn:uuid:')).map((e) => e.resource);
+  const byType = {};
+  for (const r of data) byType[r.resourceType] = (byType[r.resourceType] || 0) + 1;
+  return { data, byType };
+}
+
+// shareCard shows one specialist's package, as the gateway previews it,
+// and the controls that narrow it; every change asks for a new preview.
+function shareCard(org, name, n, docs, lists, refresh) {
   const id = uid('share');
-  const list = h('div', { class: 'share-list' });
-  const redraw = () => {
-    const kept = narrowed(all, n);
-    const byType = {};
-    for (const r of kept) byType[r.resourceType] = (byType[r.resourceType] || 0) + 1;
-    const left = all.length - kept.length;
+  const list = h('div', { class: 'share-list', 'aria-live': 'polite' }, h('p', { class: 'muted' }, t('loading')));
+  lists.set(org, (pkg) => {
+    const { data, byType } = packageContents(pkg);
+    const shown = data.filter((r) => r.resourceType === 'DocumentReference');
     list.replaceChildren(
-      h('p', {}, t('share.count', { n: kept.length }), left ? [' ', badge(t('share.withheld', { n: left }), 'warn')] : null),
+      h('p', {}, t('share.count', { n: data.length })),
       h('ul', { class: 'list' }, Object.entries(byType).sort().map(([type, c]) => h('li', {}, t('type.' + type, null, type), ': ', c))),
-      h('h4', {}, t('share.docs')),
-      h('ul', { class: 'list' }, kept.filter((r) => r.resourceType === 'DocumentReference').map((d) => h('li', {}, d.description || text(d.type) || d.id)).concat(
-        kept.some((r) => r.resourceType === 'DocumentReference') ? [] : [h('li', { class: 'muted' }, t('share.nodocs'))])));
-  };
+      h('h3', {}, t('share.docs')),
+      h('ul', { class: 'list' }, shown.length ? shown.map((d) => h('li', {}, d.description || text(d.type) || d.id)) : h('li', { class: 'muted' }, t('share.nodocs'))));
+  });
   const docBoxes = docs.map((d) => {
     const cid = uid('doc');
     const cb = h('input', { type: 'checkbox', id: cid, checked: n.docs.includes(ref(d)), onchange: () => {
-      n.docs = cb.checked ? [...n.docs, ref(d)] : n.docs.filter((x) => x !== ref(d)); redraw();
+      n.docs = cb.checked ? [...n.docs, ref(d)] : n.docs.filter((x) => x !== ref(d)); refresh();
     } });
     return h('div', { class: 'check' }, cb, h('label', { for: cid }, t('share.excludedoc', { title: d.description || text(d.type) || d.id })));
   });
-  const from = h('input', { type: 'date', value: n.from, onchange: () => { n.from = from.value; redraw(); } });
-  const to = h('input', { type: 'date', value: n.to, onchange: () => { n.to = to.value; redraw(); } });
+  const from = h('input', { type: 'date', value: n.from, onchange: () => { n.from = from.value; refresh(); } });
+  const to = h('input', { type: 'date', value: n.to, onchange: () => { n.to = to.value; refresh(); } });
   const labelBoxes = sensitive().map(([code, label]) => {
     const cid = uid('lbl');
     const cb = h('input', { type: 'checkbox', id: cid, checked: n.labels.includes(code), onchange: () => {
-      n.labels = cb.checked ? [...n.labels, code] : n.labels.filter((x) => x !== code); redraw();
+      n.labels = cb.checked ? [...n.labels, code] : n.labels.filter((x) => x !== code); refresh();
     } });
     return h('div', { class: 'check' }, cb, h('label', { for: cid }, label));
   });
-  redraw();
   return h('section', { class: 'card share', 'aria-labelledby': id, 'data-org': org },
     h('h2', { id }, t('share.title', { name })), list,
     h('details', {}, h('summary', {}, t('share.narrow')),
@@ -321,12 +372,10 @@ async function sendRequest(client, st) {
     const c = await client.post('Consent', consentFor(me, org, st.narrow[org], new Date()));
     consents.push(c);
   }
-  const spec = specialties().find(([code]) => code === st.specialty);
   const params = { resourceType: 'Parameters', parameter: [
     ...st.chosen.map((o) => ({ name: 'recipient', valueReference: { reference: o } })),
     ...consents.map((c) => ({ name: 'consent', valueReference: { reference: 'Consent/' + c.id } })),
-    { name: 'specialty', valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: spec[0], display: spec[2] }], text: spec[1] } },
-    { name: 'question', valueString: st.question },
+    ...specialtyParams(st),
   ] };
   const out = await client.post(`Patient/${pid()}/$second-opinion`, params);
   return { tasks: (out.parameter || []).filter((p) => p.name === 'task') };
