@@ -104,7 +104,7 @@ func TestSecondOpinionPreview(t *testing.T) {
 			}{
 				{"patientB", string(body), http.StatusForbidden},
 				{"so1", string(body), http.StatusForbidden},
-				{"patientP", string(soParams(f.pid, []string{"Organization/clinic"}, nil, `{"name":"consent","resource":` + d1 + `}`)), http.StatusBadRequest}, // a draft without preview
+				{"patientP", string(soParams(f.pid, []string{"Organization/clinic"}, nil, `{"name":"consent","resource":`+d1+`}`)), http.StatusBadRequest}, // a draft without preview
 				{"patientP", string(soParams(f.pid, []string{"Organization/clinic"}, nil, `{"name":"preview","valueBoolean":true}`, `{"name":"consent","resource":`+strings.Replace(d1, f.pid, f.pb, 1)+`}`)), http.StatusUnprocessableEntity},
 				{"patientP", string(soParams(f.pid, []string{"Organization/clinic"}, nil, `{"name":"preview","valueBoolean":true}`, `{"name":"consent","resource":`+strings.Replace(d1, `"active"`, `"inactive"`, 1)+`}`)), http.StatusUnprocessableEntity},
 				{"patientP", string(soParams(f.pid, []string{"Organization/clinic3"}, nil, `{"name":"preview","valueBoolean":true}`, `{"name":"consent","resource":`+d1+`}`)), http.StatusUnprocessableEntity},
