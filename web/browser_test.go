@@ -94,3 +94,7 @@ func TestBrowserFlow(t *testing.T) { runScript(t, "flow.mjs") }
 func TestBrowserWeight(t *testing.T) {
 	runScript(t, "perf.mjs")
 }
+
+// TestBrowserLayout: keyboard-only sign-in, every screen on a 320 px phone
+// with strings 60% longer (pseudo-locale en-XA) and in Hindi.
+func TestBrowserLayout(t *testing.T) { runScript(t, "layout.mjs") }
