@@ -38,6 +38,9 @@ trailer<</Root 1 0 R>>
 %%EOF
 `;
 
+// a 1x1 PNG, as the photo of a result the patient sends in answer
+const pixelPNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+
 const browser = await launch();
 try {
   const amy = await person(browser, 'patient');
@@ -161,7 +164,8 @@ try {
     const thread = await amy.page.textContent('main');
     check(thread.includes('HbA1c'), 'the question reached the patient');
     check(thread.includes('Waiting for your answer'), 'the request waits for her answer');
-    await amy.page.fill('[data-task] .reply textarea', 'I have not had an HbA1c test. My sugar was normal last year.');
+    await amy.page.fill('[data-task] .reply textarea', 'I have not had an HbA1c test. My sugar was normal last year: here is that result.');
+    await amy.page.setInputFiles('[data-task] .reply input.attach', { name: 'glucose-2024.png', mimeType: 'image/png', buffer: Buffer.from(pixelPNG, 'base64') });
     await amy.page.click('[data-task] .reply button[type=submit]');
     await amy.page.waitForSelector('[data-task] .thread-box .success');
     a11y.push(...await axe(amy, 'requests'));
@@ -177,7 +181,10 @@ try {
       await p.page.waitForSelector('#opinion');
       if (p === rao) {
         const t = await p.page.textContent('.thread-box');
-        check(t.includes('not had an HbA1c'), 'Dr. Rao reads the answer');
+        check(t.includes('not had an HbA1c') && t.includes('glucose-2024.png'), 'Dr. Rao reads the answer and its attachment');
+        await p.page.click('.thread-box button:has-text("View")');
+        await p.page.waitForSelector('.thread-box .viewer img');
+        await screenshot(p, 'answer-with-attachment');
       }
       await p.page.selectOption('#op-agreement', agreement);
       await p.page.fill('#op-plan', plan);

@@ -2,7 +2,7 @@
 // types, sensitive categories, plain words for statuses and flags, the
 // Consent the patient app writes, opinion documents, follow-up threads.
 import { t } from './i18n.js';
-import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field, scrollable } from './ui.js';
+import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field, scrollable, showDocument } from './ui.js';
 import { text } from './fhir.js';
 
 const SNOMED = 'http://snomed.info/sct';
@@ -177,15 +177,36 @@ export function compareView(client, sr, tasks, opinions, names) {
 export function threadView(client, task, messages, self, role, onSent, selfName) {
   const sorted = [...messages].sort((a, b) => (a.sent || '').localeCompare(b.sent || ''));
   const id = uid('thread');
-  const list = h('ol', { class: 'thread', 'aria-labelledby': id }, sorted.map((m) => h('li', { class: m.sender?.reference === self ? 'mine' : 'theirs' },
+  const viewer = h('div', { class: 'thread-viewer' });
+  const payloadView = (p) => {
+    if (p.contentString) return h('div', {}, p.contentString);
+    const r = p.contentReference?.reference;
+    if (r?.startsWith('DocumentReference/')) {
+      return h('div', { class: 'row' }, h('span', {}, '📎 ', p.contentReference.display || t('doc.untitled')),
+        h('button', { type: 'button', class: 'secondary', onclick: async () => {
+          try {
+            const d = await client.get(r);
+            const att = d.content?.[0]?.attachment || {};
+            await showDocument(client, viewer, { url: att.url, contentType: att.contentType, title: d.description || att.title || p.contentReference.display });
+          } catch (e) { viewer.replaceChildren(errorBox(e)); }
+        } }, t('doc.view')));
+    }
+    return h('div', {}, p.contentAttachment?.title || p.contentReference?.display || r || '');
+  };
+  const item = (m) => h('li', { class: m.sender?.reference === self ? 'mine' : 'theirs' },
     h('div', { class: 'muted' }, m.sender?.reference === self ? t('thread.you') : (m.sender?.display || m.sender?.reference || ''), ' · ', fmtDateTime(m.sent)),
-    (m.payload || []).map((p) => h('div', {}, p.contentString || p.contentAttachment?.title || p.contentReference?.display || p.contentReference?.reference || '')))));
+    (m.payload || []).map(payloadView));
+  const list = h('ol', { class: 'thread', 'aria-labelledby': id }, sorted.map(item));
   const last = sorted.filter((m) => m.sender?.reference !== self).pop();
   const canWrite = role === 'specialist' ? !['completed', 'rejected', 'cancelled', 'failed'].includes(task.status) : !!last;
   const out = h('div');
   let form = null;
   if (canWrite && !['cancelled', 'rejected', 'failed'].includes(task.status)) {
     const box = h('textarea', { required: true, class: 'message' });
+    // the patient may answer with a file: a result or document the
+    // specialist asked for joins the record (and the package, when the
+    // Consent releases it)
+    const file = role === 'patient' ? h('input', { type: 'file', class: 'attach', accept: '.pdf,.jpg,.jpeg,.png,.dcm,application/pdf,image/jpeg,image/png,application/dicom' }) : null;
     form = h('form', { class: 'reply', onsubmit: async (e) => {
       e.preventDefault();
       if (!box.value.trim()) { box.focus(); return; }
@@ -198,16 +219,54 @@ export function threadView(client, task, messages, self, role, onSent, selfName)
       };
       if (last && role === 'patient') msg.inResponseTo = [{ reference: 'Communication/' + last.id }];
       try {
+        const f = file?.files?.[0];
+        if (f) {
+          out.replaceChildren(h('p', { role: 'status' }, t('upload.sending', { name: f.name })));
+          const doc = await uploadFile(client, task.for.reference, f, { title: f.name, type: '11502-2' });
+          msg.payload.push({ contentReference: { reference: 'DocumentReference/' + doc.id, display: f.name } });
+        }
         await client.post('Communication', msg);
         if (onSent) await onSent(msg);
-        list.append(h('li', { class: 'mine' }, h('div', { class: 'muted' }, t('thread.you'), ' · ', fmtDateTime(msg.sent)), h('div', {}, msg.payload[0].contentString)));
+        list.append(item(msg));
         box.value = '';
+        if (file) file.value = '';
         out.replaceChildren(h('p', { class: 'success', role: 'status' }, t('thread.sent')));
         announce(t('thread.sent'));
       } catch (err) { out.replaceChildren(errorBox(err)); }
-    } }, field(role === 'specialist' ? t('thread.ask') : t('thread.answer'), box), h('button', { type: 'submit' }, role === 'specialist' ? t('thread.askbutton') : t('thread.send')));
+    } }, field(role === 'specialist' ? t('thread.ask') : t('thread.answer'), box), file ? field(t('thread.attach'), file, t('upload.file.hint')) : null,
+    h('button', { type: 'submit' }, role === 'specialist' ? t('thread.askbutton') : t('thread.send')));
   }
-  return h('div', { class: 'thread-box' }, h('h3', { id }, t('thread.title')), sorted.length ? list : h('p', { class: 'muted' }, t('thread.none')), form, out);
+  return h('div', { class: 'thread-box' }, h('h3', { id }, t('thread.title')), sorted.length ? list : h('p', { class: 'muted' }, t('thread.none')), viewer, form, out);
+}
+
+export const mediaOf = (f) => (f.type && f.type !== 'application/octet-stream' ? f.type : /\.dcm$/i.test(f.name) ? 'application/dicom' : /\.pdf$/i.test(f.name) ? 'application/pdf' : /\.png$/i.test(f.name) ? 'image/png' : 'image/jpeg');
+
+// uploadFile files one file into the patient's record with $import and
+// returns its DocumentReference; onProgress(loaded, total) follows the
+// upload (XMLHttpRequest reports upload progress; fetch does not).
+export function uploadFile(client, patient, f, meta, onProgress) {
+  const q = new URLSearchParams({ title: meta.title || f.name, type: meta.type || '34133-9' });
+  if (meta.date) q.set('date', meta.date);
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open('POST', client.url(`${patient}/$import?` + q));
+    x.setRequestHeader('Authorization', 'Bearer ' + client.token);
+    x.setRequestHeader('Content-Type', mediaOf(f));
+    x.setRequestHeader('Accept', 'application/fhir+json');
+    if (onProgress) x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
+    x.onload = () => {
+      let body = null;
+      try { body = JSON.parse(x.responseText); } catch { /* not JSON */ }
+      if (x.status === 200) {
+        const doc = (body?.entry || []).map((e) => e.resource).find((r) => r?.resourceType === 'DocumentReference');
+        return doc ? resolve(doc) : reject(new Error(t('upload.network')));
+      }
+      const msg = (body?.issue || []).map((i) => i.details?.text || i.diagnostics).filter(Boolean).join('; ');
+      reject(new Error(msg || String(x.status)));
+    };
+    x.onerror = () => reject(new Error(t('upload.network')));
+    x.send(f);
+  });
 }
 
 export { fmtDate };

@@ -53,7 +53,7 @@ const en = {
   'status.completed': 'Opinion ready', 'status.rejected': 'Declined', 'status.cancelled': 'Cancelled', 'status.failed': 'Could not be done',
   'revoke.button': 'Stop sharing with {name}', 'revoke.confirm': 'Stop sharing your record with {name}? They will no longer see anything of it.', 'revoke.done': '{name} can no longer see your record.', 'revoke.already': 'Not shared any more.',
   'thread.title': 'Questions and answers', 'thread.none': 'No messages.', 'thread.you': 'You', 'thread.answer': 'Your answer', 'thread.send': 'Send answer',
-  'thread.ask': 'Ask the patient (a missing test or document, a question)', 'thread.askbutton': 'Send question', 'thread.sent': 'Message sent.',
+  'thread.ask': 'Ask the patient (a missing test or document, a question)', 'thread.askbutton': 'Send question', 'thread.sent': 'Message sent.', 'thread.attach': 'Attach a result or document (optional)',
   'opinion.from': 'Opinion of {name}', 'opinion.interim': 'interim', 'opinion.conclusion': 'Conclusion', 'opinion.yours': 'Your opinion', 'opinion.write': 'Write your opinion',
   'opinion.agreement': 'The current diagnosis', 'opinion.alternatives': 'Other diagnoses to consider', 'opinion.plan': 'Recommended plan', 'opinion.tests': 'Further tests',
   'opinion.urgency': 'Urgency', 'opinion.comment': 'Anything else', 'opinion.onePerLine': 'One per line.', 'opinion.submit': 'Sign and send the opinion',
@@ -78,7 +78,7 @@ const en = {
   'case.title': 'Case of {name}', 'case.question': 'The patient’s question', 'case.specialty': 'Specialty asked: {s}', 'case.summary': 'Case summary',
   'case.nosummary': 'No case summary in this package.', 'case.documents': 'Documents and images', 'case.fullrecord': 'Everything shared with you',
   'case.decide': 'Accept or decline', 'case.accept': 'Accept the request', 'case.decline': 'Decline…', 'case.declinereason': 'Why do you decline? (the patient sees this)', 'case.declinebutton': 'Decline the request',
-  'case.moved': 'The request is now: {status}',
+  'case.moved': 'The request is now: {status}', 'case.notfound': 'There is no such request.',
 };
 
 const hi = {

@@ -6,7 +6,7 @@ import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
 import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/fhir.js';
-import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions } from '../lib/care.js';
+import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions, uploadFile } from '../lib/care.js';
 
 let me = '';
 
@@ -178,37 +178,21 @@ function pullReport(report) {
   }));
 }
 
-const mediaOf = (f) => f.type && f.type !== 'application/octet-stream' ? f.type : /\.dcm$/i.test(f.name) ? 'application/dicom' : /\.pdf$/i.test(f.name) ? 'application/pdf' : /\.png$/i.test(f.name) ? 'image/png' : 'image/jpeg';
-
-// upload streams the file to $import with its title, type and date, with a
-// progress bar (XMLHttpRequest reports upload progress; fetch does not).
-function upload(client, { file, title, type, date }, out, form) {
+// upload files the file with its title, type and date, with a progress bar.
+async function upload(client, { file, title, type, date }, out, form) {
   const f = file.files[0];
   if (!f) { out.replaceChildren(errorBox(new Error(t('upload.nofile')))); file.focus(); return; }
-  const q = new URLSearchParams({ title: title.value.trim() || f.name, type: type.value });
-  if (date.value) q.set('date', date.value);
+  const name = title.value.trim() || f.name;
   const bar = h('progress', { max: f.size || 1, value: 0, 'aria-label': t('upload.progress') });
-  const line = h('p', { role: 'status' }, t('upload.sending', { name: f.name }));
-  out.replaceChildren(bar, line);
-  const x = new XMLHttpRequest();
-  x.open('POST', client.url(`Patient/${pid()}/$import?` + q));
-  x.setRequestHeader('Authorization', 'Bearer ' + client.token);
-  x.setRequestHeader('Content-Type', mediaOf(f));
-  x.setRequestHeader('Accept', 'application/fhir+json');
-  x.upload.onprogress = (e) => { if (e.lengthComputable) { bar.max = e.total; bar.value = e.loaded; } };
-  x.onload = () => {
-    if (x.status === 200) {
-      out.replaceChildren(h('p', { class: 'success', role: 'status', id: 'upload-done' }, t('upload.done', { title: q.get('title') })));
-      form.reset();
-      announce(t('upload.done', { title: q.get('title') }));
-    } else {
-      let msg = x.status + '';
-      try { msg = JSON.parse(x.responseText).issue.map((i) => i.details?.text || i.diagnostics).join('; '); } catch { /* keep the status */ }
-      out.replaceChildren(errorBox(new Error(msg)));
-    }
-  };
-  x.onerror = () => out.replaceChildren(errorBox(new Error(t('upload.network'))));
-  x.send(f);
+  out.replaceChildren(bar, h('p', { role: 'status' }, t('upload.sending', { name: f.name })));
+  try {
+    await uploadFile(client, me, f, { title: name, type: type.value, date: date.value }, (loaded, total) => { bar.max = total; bar.value = loaded; });
+    out.replaceChildren(h('p', { class: 'success', role: 'status', id: 'upload-done' }, t('upload.done', { title: name })));
+    form.reset();
+    announce(t('upload.done', { title: name }));
+  } catch (e) {
+    out.replaceChildren(errorBox(e));
+  }
 }
 
 // ---- asking for a second opinion
@@ -383,7 +367,7 @@ async function sendRequest(client, st) {
 
 // ---- my requests
 
-async function requests({ client }, focus) {
+async function requests({ client, session }) {
   loading();
   const [tasks, srs, consents, comms] = await Promise.all([
     client.search(`Task?patient=${me}&_count=200`),
@@ -409,13 +393,13 @@ async function requests({ client }, focus) {
       h('h2', { id: cid }, text(sr.performerType) || t('requests.request')),
       h('p', {}, h('strong', {}, t('requests.question')), ' ', sr.note?.[0]?.text || ''),
       h('p', { class: 'muted' }, t('requests.asked', { date: fmtDate(sr.authoredOn) })),
-      h('ul', { class: 'list' }, mine.map((task) => taskItem(client, task, orgNames.get(task.owner?.reference) || '', consents, comms, opinions.get(task.id)))),
+      h('ul', { class: 'list' }, mine.map((task) => taskItem(client, task, orgNames.get(task.owner?.reference) || '', consents, comms, opinions.get(task.id), session.name))),
       opinions.size > 1 ? compareView(client, sr, mine, opinions, orgNames) : null));
   }
   render(h('h1', {}, t('requests.title')), ...cards);
 }
 
-function taskItem(client, task, owner, consents, comms, opinion) {
+function taskItem(client, task, owner, consents, comms, opinion, myName) {
   const consentRef = (task.input || []).map((i) => i.valueReference?.reference).find((r) => r?.startsWith('Consent/'));
   const consent = consents.find((c) => c.status === 'active' && c.provision?.actor?.some((a) => a.reference?.reference === task.owner?.reference));
   const out = h('div');
@@ -434,7 +418,7 @@ function taskItem(client, task, owner, consents, comms, opinion) {
   return h('li', { 'data-task': task.id },
     h('div', { class: 'row spread' }, h('strong', {}, owner), badge(statusLabel(task.status), task.status === 'completed' ? 'ok' : ['rejected', 'cancelled', 'failed'].includes(task.status) ? 'bad' : 'info')),
     task.statusReason ? h('p', {}, t('requests.reason'), ' ', text(task.statusReason)) : null,
-    threadView(client, task, thread, me, 'patient'),
+    threadView(client, task, thread, me, 'patient', null, myName),
     opinion ? opinionView(opinion, owner) : null,
     h('div', { class: 'row' }, revoke), out);
 }

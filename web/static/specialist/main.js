@@ -63,6 +63,7 @@ async function inbox({ client }) {
 const caseCodes = 'https://fhirgate.org/fhir/CodeSystem/case-summary';
 
 async function caseView({ client }, id) {
+  if (!/^[A-Za-z0-9\-.]{1,64}$/.test(id || '')) throw new Error(t('case.notfound'));
   loading();
   const task = await client.get('Task/' + id);
   const [sr, pkg, comms] = await Promise.all([
