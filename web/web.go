@@ -37,6 +37,9 @@ import (
 //go:embed static
 var static embed.FS
 
+// lazy are modules imported only when needed (not preloaded).
+var lazy = map[string]bool{"lib/dicom.js": true}
+
 // Prefix is where the apps are served.
 const Prefix = "/app/"
 
@@ -138,7 +141,7 @@ func New(opts Options) (*Apps, error) {
 		// connection each level costs a round trip
 		var preload bytes.Buffer
 		for _, n := range names {
-			if strings.HasSuffix(n, ".js") && (strings.HasPrefix(n, "lib/") || n == app+"/main.js") {
+			if strings.HasSuffix(n, ".js") && (strings.HasPrefix(n, "lib/") || n == app+"/main.js") && !lazy[n] {
 				fmt.Fprintf(&preload, "<link rel=\"modulepreload\" href=\"{{assets}}/%s\">\n", n)
 			}
 		}

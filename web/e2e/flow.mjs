@@ -41,6 +41,34 @@ trailer<</Root 1 0 R>>
 // a 1x1 PNG, as the photo of a result the patient sends in answer
 const pixelPNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
 
+// dicomImage builds a DICOM Part 10 file (explicit VR little endian) of a
+// 16-bit grayscale gradient, as a scan a patient uploads.
+function dicomImage(rows, cols) {
+  const chunks = [Buffer.alloc(128), Buffer.from('DICM')];
+  const el = (g, e, vr, value) => {
+    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
+    const head = Buffer.alloc(long ? 12 : 8);
+    head.writeUInt16LE(g, 0); head.writeUInt16LE(e, 2); head.write(vr, 4, 'latin1');
+    if (long) head.writeUInt32LE(value.length, 8); else head.writeUInt16LE(value.length, 6);
+    chunks.push(head, value);
+  };
+  const us = (v) => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
+  const str = (s) => Buffer.from(s.length % 2 ? s + '\0' : s, 'latin1');
+  el(0x0002, 0x0010, 'UI', str('1.2.840.10008.1.2.1'));
+  el(0x0028, 0x0002, 'US', us(1));
+  el(0x0028, 0x0004, 'CS', Buffer.from('MONOCHROME2 ', 'latin1'));
+  el(0x0028, 0x0010, 'US', us(rows));
+  el(0x0028, 0x0011, 'US', us(cols));
+  el(0x0028, 0x0100, 'US', us(16));
+  el(0x0028, 0x0101, 'US', us(12));
+  el(0x0028, 0x0102, 'US', us(11));
+  el(0x0028, 0x0103, 'US', us(0));
+  const px = Buffer.alloc(rows * cols * 2);
+  for (let y = 0; y < rows; y++) for (let x = 0; x < cols; x++) px.writeUInt16LE(Math.round(((x + y) / (rows + cols)) * 4095), 2 * (y * cols + x));
+  el(0x7fe0, 0x0010, 'OW', px);
+  return Buffer.concat(chunks);
+}
+
 const browser = await launch();
 try {
   const amy = await person(browser, 'patient');
@@ -76,6 +104,20 @@ try {
     await amy.page.click('#upload button[type=submit]');
     await amy.page.waitForSelector('#upload-done');
     await screenshot(amy, 'uploaded');
+  });
+  await step('the patient uploads a scan (DICOM) and views it in place', async () => {
+    await amy.page.setInputFiles('#upload-file', { name: 'chest-xray.dcm', mimeType: 'application/dicom', buffer: dicomImage(64, 64) });
+    await amy.page.fill('#upload-title', 'Chest X-ray');
+    await amy.page.selectOption('#upload-type', '18748-4');
+    await amy.page.fill('#upload-date', '2025-03-03');
+    await amy.page.click('#upload button[type=submit]');
+    await amy.page.waitForSelector('#upload-done:has-text("Chest X-ray")');
+    await amy.page.click('a[href="#/record"]');
+    await amy.page.click('#documents li:has-text("Chest X-ray") button');
+    await amy.page.waitForSelector('.viewer canvas');
+    const size = await amy.page.$eval('.viewer canvas', (c) => [c.width, c.height]);
+    check(size[0] === 64 && size[1] === 64, 'the scan is drawn at its size: ' + size);
+    await screenshot(amy, 'dicom-viewer');
   });
   await step('the consolidated record flags the abnormal results and shows the document inline', async () => {
     await amy.page.click('a[href="#/record"]');

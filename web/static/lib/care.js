@@ -31,6 +31,13 @@ export const docTypes = () => [
   ['34133-9', t('doctype.other')],
 ];
 
+// docTypeLabel names a DocumentReference's type in words: the label of a
+// LOINC code the app offers, else the type's own text or display.
+export function docTypeLabel(cc) {
+  const code = cc?.coding?.find((c) => c.system === 'http://loinc.org')?.code;
+  return docTypes().find(([c]) => c === code)?.[1] || text(cc);
+}
+
 // Sensitive categories, as HL7 v3 ActCode security labels.
 export const sensitive = () => [
   ['PSY', t('label.PSY')], ['ETH', t('label.ETH')], ['HIV', t('label.HIV')], ['STD', t('label.STD')], ['SEX', t('label.SEX')],

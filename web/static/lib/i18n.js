@@ -21,7 +21,7 @@ const en = {
   'tl.encounter': 'Visit', 'tl.condition': 'Diagnosis', 'tl.procedure': 'Procedure', 'tl.result': 'Result', 'tl.immunization': 'Vaccination', 'tl.document': 'Document', 'tl.medication': 'Prescription', 'tl.report': 'Report',
   'doc.untitled': 'Document', 'doc.view': 'View',
   'viewer.loading': 'Opening the document…', 'viewer.close': 'Close', 'viewer.download': 'Download', 'viewer.frame': 'Document: {title}', 'viewer.image': 'Image',
-  'viewer.noinline': 'This file cannot be shown here; download it to open it.', 'viewer.region': 'Viewer: {title}',
+  'viewer.noinline': 'This file cannot be shown here; download it to open it.', 'viewer.region': 'Viewer: {title}', 'viewer.nodicom': 'This scan cannot be shown here ({why}); download it to open it in a DICOM viewer.',
   'sources.title': 'Sources and uploads',
   'pull.title': 'Get my records', 'pull.explain': 'Fetch your records from the hospitals and clinics connected to this service. Each fact is kept once, whichever place holds it.',
   'pull.button': 'Get my records now', 'pull.progress': 'Progress of fetching your records', 'pull.started': 'Asking your hospitals and clinics…',

@@ -89,7 +89,7 @@ export function badge(text, kind) { return h('span', { class: 'badge ' + (kind |
 // Files the viewer shows inline, by their type; anything else is offered as
 // a download. The blob is made with this type, never with one a server or
 // an upload chose, so nothing fetched can become a page that runs.
-const viewable = { 'application/pdf': 'pdf', 'image/jpeg': 'img', 'image/png': 'img' };
+const viewable = { 'application/pdf': 'pdf', 'image/jpeg': 'img', 'image/png': 'img', 'application/dicom': 'dicom' };
 
 // viewer fetches a Binary with the user's token and shows it in place.
 export async function showDocument(client, container, { url, contentType, title }) {
@@ -97,13 +97,24 @@ export async function showDocument(client, container, { url, contentType, title 
   try {
     const kind = viewable[contentType];
     const blob = await client.binary(url, contentType);
-    const obj = URL.createObjectURL(new Blob([blob], { type: viewable[contentType] ? contentType : 'application/octet-stream' }));
+    const obj = URL.createObjectURL(new Blob([blob], { type: kind && kind !== 'dicom' ? contentType : 'application/octet-stream' }));
     const close = h('button', { type: 'button', class: 'secondary', onclick: () => { URL.revokeObjectURL(obj); container.replaceChildren(); } }, t('viewer.close'));
     const download = h('a', { href: obj, download: (title || 'document').replace(/[^\w.-]+/g, '_') }, t('viewer.download'));
     let view;
     if (kind === 'pdf') view = h('iframe', { src: obj, title: t('viewer.frame', { title }), class: 'doc-frame' });
     else if (kind === 'img') view = h('img', { src: obj, alt: title || t('viewer.image'), class: 'doc-image' });
-    else view = h('p', {}, t('viewer.noinline'));
+    else if (kind === 'dicom') {
+      // loaded on demand: most visits never open a scan
+      try {
+        const { parse, draw } = await import('./dicom.js');
+        view = draw(parse(await blob.arrayBuffer()));
+        view.className = 'doc-image';
+        view.setAttribute('role', 'img');
+        view.setAttribute('aria-label', title || t('viewer.image'));
+      } catch (e) {
+        view = h('p', {}, t('viewer.nodicom', { why: e.message }));
+      }
+    } else view = h('p', {}, t('viewer.noinline'));
     container.replaceChildren(h('div', { class: 'viewer', role: 'region', 'aria-label': t('viewer.region', { title }) },
       h('div', { class: 'viewer-bar' }, h('strong', {}, title), download, close), view));
     close.focus();

@@ -6,7 +6,7 @@ import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
 import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/fhir.js';
-import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions, uploadFile } from '../lib/care.js';
+import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions, uploadFile, docTypeLabel } from '../lib/care.js';
 
 let me = '';
 
@@ -100,7 +100,7 @@ export function docItem(client, d, viewer) {
   const att = d.content?.[0]?.attachment || {};
   const title = d.description || att.title || text(d.type) || t('doc.untitled');
   const btn = h('button', { type: 'button', class: 'secondary', onclick: () => showDocument(client, viewer, { url: att.url, contentType: att.contentType, title }) }, t('doc.view'));
-  return h('li', { class: 'row spread' }, h('div', {}, h('strong', {}, title), h('div', { class: 'muted' }, [text(d.type), fmtDate(d.context?.period?.start || d.date)].filter(Boolean).join(' · '))), att.url ? btn : null);
+  return h('li', { class: 'row spread' }, h('div', {}, h('strong', {}, title), h('div', { class: 'muted' }, [docTypeLabel(d.type), fmtDate(d.context?.period?.start || d.date)].filter(Boolean).join(' · '))), att.url ? btn : null);
 }
 
 function timeline(all, flags) {

@@ -5,7 +5,7 @@ import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
 import { h, render, loading, section, badge, field, fmtDate, showDocument, announce, errorBox, uid, safeNarrative } from '../lib/ui.js';
 import { text, dateOf } from '../lib/fhir.js';
-import { statusLabel, threadView, REQUISITION, opinionView, taskOpinions } from '../lib/care.js';
+import { statusLabel, threadView, REQUISITION, opinionView, taskOpinions, docTypeLabel } from '../lib/care.js';
 
 let me = ''; // Practitioner/x
 let org = ''; // Organization/y
@@ -93,7 +93,7 @@ async function caseView({ client }, id) {
     section(t('case.documents'), docs.length ? h('ul', { class: 'list', id: 'documents' }, docs.map((d) => {
       const att = d.content?.[0]?.attachment || {};
       const title = d.description || att.title || text(d.type) || t('doc.untitled');
-      return h('li', { class: 'row spread' }, h('div', {}, h('strong', {}, title), h('div', { class: 'muted' }, [text(d.type), fmtDate(d.context?.period?.start || d.date)].filter(Boolean).join(' · '))),
+      return h('li', { class: 'row spread' }, h('div', {}, h('strong', {}, title), h('div', { class: 'muted' }, [docTypeLabel(d.type), fmtDate(d.context?.period?.start || d.date)].filter(Boolean).join(' · '))),
         att.url ? h('button', { type: 'button', class: 'secondary', onclick: () => showDocument(client, viewer, { url: att.url, contentType: att.contentType, title }) }, t('doc.view')) : null);
     })) : h('p', { class: 'muted' }, t('record.nodocs')), viewer),
     h('details', { class: 'card' }, h('summary', {}, t('case.fullrecord')), otherSections.map((s) => h('div', {}, h('h3', {}, s.title || text(s.code)), safeNarrative(s.text?.div)))),
