@@ -264,6 +264,29 @@ try {
     await rao.page.reload();
     await rao.page.waitForSelector('.opinion');
   });
+  await step('a specialist declines a request with a reason the patient reads', async () => {
+    await amy.page.click('a[href="#/ask"]');
+    await amy.page.selectOption('#specialty', '394589003');
+    await amy.page.fill('#question', 'Is my kidney function all right?');
+    await amy.page.click('form button[type=submit]');
+    await amy.page.check('label:has-text("Second Look Cardiology Clinic")');
+    await amy.page.click('form button[type=submit]');
+    await amy.page.waitForSelector('#preview-status:has-text("as it stands now")');
+    await amy.page.click('#grant');
+    await amy.page.waitForSelector('#ask-result .success');
+    await rao.page.click('a[href="#/inbox"]');
+    await rao.page.click('#inbox li:has-text("kidney") a');
+    await rao.page.waitForSelector('#question');
+    await rao.page.click('summary:has-text("Decline")');
+    await rao.page.fill('#decline-reason', 'We see heart patients only; please ask a nephrologist.');
+    await rao.page.click('button:has-text("Decline the request")');
+    await rao.page.waitForSelector('.badge:has-text("Declined")');
+    await screenshot(rao, 'declined');
+    await amy.page.click('a[href="#/requests"]');
+    await amy.page.waitForSelector('[data-task]:has-text("please ask a nephrologist")');
+    const item = await amy.page.textContent('[data-task]:has-text("please ask a nephrologist")');
+    check(item.includes('Declined'), 'the patient sees the request declined: ' + item.slice(0, 200));
+  });
   await step('the patient sees who saw her record', async () => {
     await amy.page.click('a[href="#/access"]');
     await amy.page.waitForSelector('#access-log li');
