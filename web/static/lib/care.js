@@ -3,7 +3,7 @@
 // Consent the patient app writes, opinion documents, follow-up threads.
 import { t } from './i18n.js';
 import { h, badge, fmtDate, fmtDateTime, errorBox, announce, uid, field, scrollable, showDocument } from './ui.js';
-import { text } from './fhir.js';
+import { text } from './smart.js';
 
 const SNOMED = 'http://snomed.info/sct';
 const ACTCODE = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';

@@ -2,10 +2,9 @@
 // for a second opinion (with exactly what each specialist will receive),
 // following my requests, reading and comparing opinions, answering
 // questions, revoking, and who saw my record.
-import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
-import { h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
-import { ref, text, dateOf, quantity } from '../lib/fhir.js';
+import { boot, h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
+import { ref, text, dateOf, quantity } from '../lib/smart.js';
 import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions, uploadFile, docTypeLabel } from '../lib/care.js';
 
 let me = '';

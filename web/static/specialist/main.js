@@ -1,10 +1,9 @@
 // The specialist workspace: the inbox of second-opinion requests addressed
 // to my organisation, the case (question, case summary, documents), accept
 // or decline, follow-up questions, the structured opinion.
-import { boot } from '../lib/boot.js';
 import { t } from '../lib/i18n.js';
-import { h, render, loading, section, badge, field, fmtDate, showDocument, announce, errorBox, uid, safeNarrative } from '../lib/ui.js';
-import { text, dateOf } from '../lib/fhir.js';
+import { boot, h, render, loading, section, badge, field, fmtDate, showDocument, announce, errorBox, uid, safeNarrative } from '../lib/ui.js';
+import { text, dateOf } from '../lib/smart.js';
 import { statusLabel, threadView, REQUISITION, opinionView, taskOpinions, docTypeLabel } from '../lib/care.js';
 
 let me = ''; // Practitioner/x
