@@ -253,6 +253,7 @@ function askStep(client, st, orgs, docs, draw) {
     }
   };
   const cards = st.chosen.map((org) => shareCard(org, nameOf(org), st.narrow[org], docs, lists, refresh));
+  coverage(client, st.chosen, cards);
   const grant = h('button', { type: 'button', id: 'grant', onclick: async () => {
     grant.disabled = true;
     out.replaceChildren(h('p', { role: 'status' }, t('ask.sending')));
@@ -268,6 +269,29 @@ function askStep(client, st, orgs, docs, draw) {
   refresh();
   return [head, steps, h('p', {}, t('ask.shareexplain')), status, ...cards,
     h('div', { class: 'row' }, h('button', { type: 'button', class: 'secondary', onclick: () => { st.step = 2; draw(); } }, t('back')), grant), out];
+}
+
+// coverage asks the gateway whether the patient's insurance covers each
+// specialist (Patient/$coverage-check) and says so on its card; nothing is
+// shown when the gateway cannot tell.
+async function coverage(client, orgs, cards) {
+  try {
+    const res = await client.post(`Patient/${pid()}/$coverage-check`, { resourceType: 'Parameters', parameter: orgs.map((o) => ({ name: 'recipient', valueReference: { reference: o } })) });
+    for (const p of res.parameter || []) {
+      const part = (n) => p.part?.find((x) => x.name === n);
+      const org = part('recipient')?.valueReference?.reference;
+      const card = cards.find((c) => c.dataset.org === org);
+      if (!card) continue;
+      const status = part('status')?.valueCode || 'unknown';
+      const copay = part('copay')?.valueMoney;
+      const pre = part('preauthorization')?.valueCode;
+      card.querySelector('h2').after(h('p', { class: 'coverage', 'data-coverage': status },
+        badge(t('coverage.' + status, null, status), status === 'covered' ? 'ok' : status === 'not-covered' ? 'bad' : 'info'),
+        part('inNetwork') ? ' ' + t(part('inNetwork').valueBoolean ? 'coverage.innetwork' : 'coverage.outnetwork') : '',
+        pre && pre !== 'not-required' ? ' ' + t('preauth.' + pre, null, pre) : '',
+        copay ? ' ' + t('coverage.copay', { amount: `${copay.value} ${copay.currency || ''}`.trim() }) : ''));
+    }
+  } catch { /* no insurer connected: nothing to say */ }
 }
 
 // previewPackages asks the gateway for the package each chosen specialist
