@@ -291,7 +291,10 @@ try {
     await amy.page.click('a[href="#/access"]');
     await amy.page.waitForSelector('#access-log li');
     const log = await amy.page.textContent('#access-log');
-    check(/second-look-clinic|Rao/i.test(log), 'the clinic appears in who saw the record: ' + log.slice(0, 400));
+    check(log.includes('Dr. Priya Rao (Second Look Cardiology Clinic)'), 'the specialist and her clinic, by name, in who saw the record: ' + log.slice(0, 400));
+    check(log.includes('refused'), 'the revoked specialist\'s refused attempt is there too');
+    const who = await amy.page.textContent('#access-who');
+    check(who.includes('Dr. Arjun Mehta (Northside Heart Institute)') && /refused/.test(who), 'the summary names each party and the refusals: ' + who.slice(0, 300));
     a11y.push(...await axe(amy, 'access'));
     await screenshot(amy, 'who-saw');
   });

@@ -72,7 +72,7 @@ const en = {
   'access.title': 'Who saw my record', 'access.explain': 'Every time someone looks at or changes your record, it is written down here. Nobody can remove these entries.',
   'access.none': 'Nobody has looked at your record yet.', 'access.refused': 'refused', 'access.under': 'allowed by your permission', 'access.someone': 'Someone',
   'access.sentence': '{who}{org} {action} {what}', 'access.record': 'your record',
-  'access.you': 'You',
+  'access.you': 'You', 'access.who': 'Who', 'access.all': 'Every access, newest first', 'access.summary': '{n} times, last on {last}', 'access.refusedn': '{n} refused',
   'verb.read': 'looked at', 'verb.vread': 'looked at', 'verb.search-type': 'searched', 'verb.search-system': 'searched', 'verb.create': 'added', 'verb.update': 'changed',
   'verb.patch': 'changed', 'verb.delete': 'deleted', 'verb.history-instance': 'looked at the history of', 'verb.history-type': 'looked at the history of',
   'verb.transaction': 'wrote', 'verb.batch': 'wrote', 'verb.$everything': 'read everything in', 'verb.$summary': 'read the summary of', 'verb.$import': 'added a document to',

@@ -461,7 +461,7 @@ async function access({ client }) {
     await Promise.all([...refs].map(async (r) => {
       try {
         const res = await client.get(r);
-        names.set(r, res.name?.[0] ? [...(res.name[0].prefix || []), ...(res.name[0].given || []), res.name[0].family].filter(Boolean).join(' ') : res.name || r);
+        names.set(r, Array.isArray(res.name) ? [...(res.name[0]?.prefix || []), ...(res.name[0]?.given || []), res.name[0]?.family].filter(Boolean).join(' ') : res.name || r);
       } catch { /* shown by its id */ }
     }));
     rows = accessRowsFromLog(log, names);
@@ -471,11 +471,25 @@ async function access({ client }) {
     rows = events.map(describeAccess);
   }
   rows = groupAccess(rows);
+  // first who, in short (how often, when last, refusals), then every
+  // access
+  const parties = new Map();
+  for (const r of rows) {
+    if (!r.party) continue;
+    const p = parties.get(r.party) || { n: 0, refused: 0, last: '' };
+    p.n += r.count || 1;
+    if (r.refused) p.refused += r.count || 1;
+    if ((r.when || '') > p.last) p.last = r.when || '';
+    parties.set(r.party, p);
+  }
   render(h('h1', {}, t('access.title')), h('p', {}, t('access.explain')),
-    rows.length ? h('ul', { class: 'list', id: 'access-log' }, rows.map((r) => h('li', {},
+    parties.size ? section(t('access.who'), h('ul', { class: 'list', id: 'access-who' }, [...parties].map(([party, p]) => h('li', {},
+      h('strong', {}, party), h('div', { class: 'muted' }, t('access.summary', { n: p.n, last: fmtDateTime(p.last) })),
+      p.refused ? badge(t('access.refusedn', { n: p.refused }), 'bad') : null)))) : null,
+    rows.length ? section(t('access.all'), h('ul', { class: 'list', id: 'access-log' }, rows.map((r) => h('li', {},
       h('div', {}, r.sentence, r.count > 1 ? h('span', { class: 'muted' }, ' (', t('access.times', { n: r.count }), ')') : null),
       h('div', { class: 'muted' }, fmtDateTime(r.when), r.consent ? ' · ' + t('access.under') : ''),
-      r.refused ? [badge(t('access.refused'), 'bad'), r.reason ? h('div', { class: 'hint' }, r.reason) : null] : null))) : h('p', {}, t('access.none')));
+      r.refused ? [badge(t('access.refused'), 'bad'), r.reason ? h('div', { class: 'hint' }, r.reason) : null] : null)))) : h('p', {}, t('access.none')));
 }
 
 // accessRowsFromLog reads Patient/$access-log: one "access" per event
@@ -496,6 +510,7 @@ function accessRowsFromLog(log, names) {
     const what = types.length ? types.map((ty) => t('type.' + ty, null, ty)).join(', ') : t('access.record');
     const outcome = one('outcome')?.valueCode;
     rows.push({
+      party: who + (org && org !== who ? ` (${org})` : ''),
       sentence: t('access.sentence', { who, org: org && org !== who ? ` (${org})` : '', action: t('verb.' + action, null, action.replace(/^\$/, '')), what }),
       when: one('when')?.valueInstant || one('when')?.valueDateTime,
       consent: all('consent').map((x) => x.valueReference?.reference).join(', '),
