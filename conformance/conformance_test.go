@@ -15,6 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/notify"
 	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/shlink"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
@@ -86,6 +87,12 @@ func observedGateway(t *testing.T, open func(t *testing.T, reg *search.Registry)
 	t.Cleanup(trail.Close)
 	srv := server.New(server.Config{Store: st, Search: reg, Validator: validate.Default(), BaseURL: base, Auditor: trail, Metrics: m})
 	srv.RegisterSubscriptions(svc)
+	// and SMART Health Links, as `fhirgate serve` serves them
+	links, err := shlink.New(context.Background(), shlink.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterShareLinks(links)
 	var h http.Handler = srv
 	if wrap != nil {
 		h = wrap(h)

@@ -3,12 +3,15 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // capabilityChecks checks /metadata itself and the formats it claims.
@@ -206,6 +209,99 @@ func (r *runner) systemChecks(ctx context.Context) {
 	if sr := cs.resource("ServiceRequest"); sr != nil && sr.hasOp("opinions") {
 		r.opinionsOp(ctx)
 	}
+	if p := cs.resource("Patient"); p != nil && p.hasOp("share-link") && p.hasOp("share-links") && p.hasOp("share-link-revoke") {
+		r.shareLinkOp(ctx)
+	}
+}
+
+// shareLinkOp checks SMART Health Links end to end as a receiving
+// application would: Patient/$share-link makes a link to an Observation
+// with a passcode; the manifest URL (POST, recipient and passcode) gives
+// the Observation as a compact JWE that opens with the link's key; a
+// wrong passcode answers 401 with remainingAttempts; $share-links lists
+// it; after $share-link-revoke the manifest answers 404.
+func (r *runner) shareLinkOp(ctx context.Context) {
+	var made *struct{ pid, id, url string }
+	r.check(ctx, "Patient", "Patient/$share-link", "Patient.operation:share-link", func(c *ct) string {
+		cr := c.do(http.MethodPost, "/Patient", mustJSON(r.patient("Shl"+r.uniq)))
+		c.mustStatus(cr, http.StatusCreated)
+		pid := str(cr.obj, "id")
+		r.noteCreated("Patient", pid)
+		or := c.do(http.MethodPost, "/Observation", mustJSON(map[string]any{"resourceType": "Observation", "status": "final",
+			"code": map[string]any{"text": "conformance " + r.uniq}, "subject": map[string]any{"reference": "Patient/" + pid}}))
+		c.mustStatus(or, http.StatusCreated)
+		oid := str(or.obj, "id")
+		r.noteCreated("Observation", oid)
+		resp := c.do(http.MethodPost, "/Patient/"+pid+"/$share-link", mustJSON(map[string]any{"resourceType": "Parameters", "parameter": []any{
+			map[string]any{"name": "resource", "valueReference": map[string]any{"reference": "Observation/" + oid}},
+			map[string]any{"name": "passcode", "valueString": "conformance"}}}))
+		c.mustStatus(resp, http.StatusOK)
+		var link, id string
+		for _, p := range arr(resp.obj, "parameter") {
+			switch str(p, "name") {
+			case "link":
+				link = str(p, "valueString")
+			case "id":
+				id = str(p, "valueString")
+			}
+		}
+		enc, ok := strings.CutPrefix(link, "shlink:/")
+		raw, err := base64.RawURLEncoding.DecodeString(enc)
+		var payload struct{ URL, Key, Flag string }
+		if !ok || err != nil || json.Unmarshal(raw, &payload) != nil || payload.URL == "" || !strings.Contains(payload.Flag, "P") {
+			c.fatalf("$share-link: %q is not a shlink:/ with a manifest URL and flag P", link)
+		}
+		c.quiet = true // manifests are application/json, not FHIR
+		m := c.do(http.MethodPost, payload.URL, []byte(`{"recipient":"conformance","passcode":"wrong"}`), "Content-Type: application/json")
+		var wrong struct{ RemainingAttempts *int }
+		if m.status != http.StatusUnauthorized || json.Unmarshal(m.body, &wrong) != nil || wrong.RemainingAttempts == nil {
+			c.failf("a wrong passcode: %d %.200s, want 401 with remainingAttempts", m.status, m.body)
+		}
+		m = c.do(http.MethodPost, payload.URL, []byte(`{"recipient":"conformance","passcode":"conformance"}`), "Content-Type: application/json")
+		var manifest struct {
+			Files []struct{ ContentType, Embedded string }
+		}
+		if m.status != http.StatusOK || json.Unmarshal(m.body, &manifest) != nil || len(manifest.Files) != 1 || manifest.Files[0].Embedded == "" {
+			c.fatalf("the manifest: %d %.200s", m.status, m.body)
+		}
+		key, _ := base64.RawURLEncoding.DecodeString(payload.Key)
+		obj, err := jose.ParseEncrypted(manifest.Files[0].Embedded, []jose.KeyAlgorithm{jose.DIRECT}, []jose.ContentEncryption{jose.A256GCM})
+		if err != nil {
+			c.fatalf("the file is not a compact JWE (dir, A256GCM): %v", err)
+		}
+		plain, err := obj.Decrypt(key)
+		var got struct{ ResourceType, ID string }
+		if err != nil || json.Unmarshal(plain, &got) != nil || got.ResourceType != "Observation" || got.ID != oid {
+			c.failf("the file does not open to Observation/%s with the link's key: %v", oid, err)
+		}
+		c.quiet = false
+		made = &struct{ pid, id, url string }{pid, id, payload.URL}
+		return "a link with a passcode: 401 with remainingAttempts for a wrong one, the Observation as a JWE that opens with the link's key"
+	})
+	r.check(ctx, "Patient", "Patient/$share-links", "Patient.operation:share-links", func(c *ct) string {
+		if made == nil {
+			c.fatalf("no link was made")
+		}
+		list := c.do(http.MethodGet, "/Patient/"+made.pid+"/$share-links", nil)
+		c.mustStatus(list, http.StatusOK)
+		if !strings.Contains(string(list.body), made.id) {
+			c.failf("$share-links does not list the link")
+		}
+		return "the link listed"
+	})
+	r.check(ctx, "Patient", "Patient/$share-link-revoke", "Patient.operation:share-link-revoke", func(c *ct) string {
+		if made == nil {
+			c.fatalf("no link was made")
+		}
+		rv := c.do(http.MethodPost, "/Patient/"+made.pid+"/$share-link-revoke", mustJSON(map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{"name": "id", "valueString": made.id}}}))
+		c.mustStatus(rv, http.StatusOK)
+		c.quiet = true
+		if m := c.do(http.MethodPost, made.url, []byte(`{"recipient":"conformance","passcode":"conformance"}`), "Content-Type: application/json"); m.status != http.StatusNotFound {
+			c.failf("the manifest of a revoked link: %d, want 404", m.status)
+		}
+		c.quiet = false
+		return "the manifest of the revoked link answers 404"
+	})
 }
 
 // opinionsOp checks that ServiceRequest/$opinions refuses a ServiceRequest

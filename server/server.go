@@ -20,6 +20,7 @@ import (
 	"github.com/fhirgate/fhirgate/observe"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
+	"github.com/fhirgate/fhirgate/shlink"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -161,6 +162,7 @@ type Server struct {
 	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
 	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
+	shl          *shlink.Service
 	budget       *bodyBudget
 	draining     atomic.Bool
 	ready        Readiness // the store's readiness check; nil: Ping

@@ -35,6 +35,7 @@ import (
 	"github.com/fhirgate/fhirgate/referral/drafting"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
+	"github.com/fhirgate/fhirgate/shlink"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
@@ -350,6 +351,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		CORSOrigins:     cfg.Server.CORSOrigins,
 	})
 	srv.RegisterSubscriptions(notifier)
+	links, err := shlink.New(ctx, shlink.Config{Store: store})
+	if err != nil {
+		return fmt.Errorf("SMART Health Links: %w", err)
+	}
+	srv.RegisterShareLinks(links)
 	for _, src := range srcs {
 		// ABDM's gateway calls back under /abdm/ (authenticated by its own
 		// signed tokens, not by our OIDC issuers)
