@@ -179,15 +179,23 @@ func KeyFile(path string, create bool) (kr *Keyring, created bool, err error) {
 		}
 		line := "# fhirgate audit trail keys: the first seals, all verify. Keep a copy outside the database's host.\n" +
 			GenerateKey("k"+time.Now().UTC().Format("20060102")) + "\n"
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		// written aside, then linked in place: a process starting at the
+		// same time reads a whole file or none
+		tmp, err := os.CreateTemp(filepath.Dir(path), ".audit-key-*")
 		if err != nil {
 			return nil, false, fmt.Errorf("audit key file: %w", err)
 		}
-		if _, err := f.WriteString(line); err != nil {
-			f.Close()
+		defer os.Remove(tmp.Name())
+		if _, err := tmp.WriteString(line); err != nil {
+			tmp.Close()
 			return nil, false, fmt.Errorf("audit key file: %w", err)
 		}
-		if err := f.Close(); err != nil {
+		if err := tmp.Close(); err != nil {
+			return nil, false, fmt.Errorf("audit key file: %w", err)
+		}
+		if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+			return KeyFile(path, false) // another process created it meanwhile
+		} else if err != nil {
 			return nil, false, fmt.Errorf("audit key file: %w", err)
 		}
 		kr, err := ParseKeys(line)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/convert/hl7v2"
 	"github.com/fhirgate/fhirgate/convert/subject"
@@ -58,6 +60,11 @@ func (h *HL7Handler) importer() *Importer {
 // with a batch of acknowledgements, one per message, each message filed
 // (or refused) on its own.
 func (h *HL7Handler) HandleMessage(ctx context.Context, msg []byte) []byte {
+	if audit.ActivityOf(ctx) == nil {
+		// over MLLP: what the message files is recorded, in its
+		// transactions, as an HL7 v2 import from its sender
+		ctx = audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "operation", Operation: "hl7v2", Origin: hl7Sender(msg)}})
+	}
 	if hl7v2.IsBatch(msg) {
 		b, err := hl7v2.ParseBatch(msg)
 		if err != nil {
@@ -73,6 +80,33 @@ func (h *HL7Handler) HandleMessage(ctx context.Context, msg []byte) []byte {
 	}
 	_, ack := h.Handle(ctx, msg)
 	return ack
+}
+
+// hl7Sender names a message's (or batch's) sender for the audit trail:
+// "HL7 v2 from <sending application> at <sending facility>" (MSH-3, MSH-4;
+// FHS-3, FHS-4), without components.
+func hl7Sender(msg []byte) string {
+	seg, _, _ := bytes.Cut(msg, []byte("\r"))
+	seg, _, _ = bytes.Cut(seg, []byte("\n"))
+	if len(seg) < 8 {
+		return "HL7 v2"
+	}
+	fields := bytes.Split(seg, seg[3:4])
+	field := func(i int) string {
+		if i >= len(fields) {
+			return ""
+		}
+		v, _, _ := bytes.Cut(fields[i], []byte{'^'})
+		return string(v)
+	}
+	out := "HL7 v2"
+	if app := field(2); app != "" {
+		out += " from " + app
+	}
+	if fac := field(3); fac != "" {
+		out += " at " + fac
+	}
+	return out
 }
 
 // Handle files one message and returns the local Patient's id (when the

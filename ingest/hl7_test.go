@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/ingest"
 	"github.com/fhirgate/fhirgate/mllp"
@@ -283,4 +284,51 @@ func newPatientWithID(t *testing.T, st storage.Store, id, system, value string) 
 	t.Helper()
 	body := fmt.Sprintf(`{"resourceType":"Patient","id":%q,"identifier":[{"system":%q,"value":%q}]}`, id, system, value)
 	newPatientRaw(t, st, body)
+}
+
+// TestHL7AuditTrail: what an HL7 v2 message files is on the audit trail,
+// committed with it: an import from the message's sender, about the
+// patient it was filed into, naming the versions stored.
+func TestHL7AuditTrail(t *testing.T) {
+	msg := samples(t, "hl7v2", ".hl7")["ORU-R01-01.hl7"]
+	if msg == nil {
+		t.Skip("ORU-R01-01 sample missing")
+	}
+	eachStore(t, func(t *testing.T, st storage.Store) {
+		ctx := context.Background()
+		keys := audit.NewKeyring(audit.Key{ID: "t", Secret: []byte("0123456789abcdef0123456789abcdef")})
+		tr, err := audit.Open(ctx, st, audit.Options{Keys: keys, CheckpointInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		h := &ingest.HL7Handler{Store: st, Search: registry, Now: fixedNow}
+		if ack := h.HandleMessage(ctx, msg); ackCode(ack) != "AA" {
+			t.Fatalf("ACK %q", ack)
+		}
+		var evs []*audit.Event
+		if err := tr.Log().ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
+			e, err := audit.EventOf(r)
+			evs = append(evs, e)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range evs {
+			if e.Operation != "hl7v2" || !strings.HasPrefix(e.Origin, "HL7 v2 from ") || e.Patient == "" {
+				t.Errorf("event %+v", e)
+				continue
+			}
+			for _, r := range e.Resources {
+				found = found || strings.HasPrefix(r, "Observation/") && strings.Contains(r, "/_history/")
+			}
+		}
+		if !found {
+			t.Errorf("no event names a stored Observation: %d events", len(evs))
+		}
+		if rep, err := audit.VerifyLog(ctx, tr.Log(), audit.VerifyOptions{Keys: keys}); err != nil || !rep.OK() {
+			t.Errorf("verify: %v %v", err, rep.Problems)
+		}
+	})
 }

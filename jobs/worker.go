@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/adapters"
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
@@ -50,6 +51,8 @@ type pullWorker struct {
 // so that a failed fetch (a partial record) leaves the store untouched.
 func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 	s := w.s
+	// what the pull writes is recorded, in its transactions, as this
+	ctx = audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "operation", Operation: "pull", Origin: job.Args.Source}})
 	rep := SourceReport{Source: job.Args.Source, State: "running", Attempts: job.Attempt}
 	fail := func(err error, permanent bool) error {
 		rep.State, rep.Error = "failed", err.Error()

@@ -6,12 +6,13 @@ package server_test
 
 import (
 	"fmt"
-	"github.com/fhirgate/fhirgate/fhir"
 	"math/rand/v2"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fhirgate/fhirgate/fhir"
 )
 
 type qkind int

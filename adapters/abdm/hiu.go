@@ -37,11 +37,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/abdm/fidelius"
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/google/uuid"
 )
 
 // ABHASystem is the identifier system of an ABHA address on a Patient.
@@ -585,6 +585,11 @@ func (h *HIU) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rid := r.Header.Get("REQUEST-ID")
+	// what a callback writes (consent artefacts, pushed records) is
+	// recorded on the audit trail, in its transactions, as the gateway's
+	ctx := audit.WithActivity(r.Context(), &audit.Job{Event: audit.Event{Interaction: "operation",
+		Operation: "abdm" + strings.ReplaceAll(strings.TrimPrefix(path, "/"+h.cfg.APIVersion), "/", "-"), Origin: "ABDM gateway"}})
+	r = r.WithContext(ctx)
 	var status int
 	var msg string
 	switch path {

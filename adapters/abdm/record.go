@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
@@ -204,6 +205,9 @@ func safeID(s string) string {
 // were all verified before this runs, so a refused push stored nothing.
 // The transfer record is dropped at the end, whatever happened.
 func (h *HIU) file(ctx context.Context, txID, hiReq string, t *transfer, docs []doc) (int, string) {
+	// the records are the HIP's, pushed under the consent artefact
+	ctx = audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "operation", Operation: "abdm-data-push",
+		Origin: "ABDM HIP " + t.HIP + " (consent artefact " + t.Artefact + ", transaction " + txID + ")"}})
 	defer func() {
 		if err := h.dropTransfer(ctx, hiReq); err != nil {
 			h.log.Warn("drop transfer record", "err", err)
