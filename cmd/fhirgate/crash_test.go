@@ -159,7 +159,9 @@ func TestCrashAudit(t *testing.T) {
 				}
 			default:
 				pc := pgtest.Config(t)
-				open = func() (*sqlstore.Store, error) { return postgres.Open(context.Background(), pc, sqlstore.Options{Registry: reg}) }
+				open = func() (*sqlstore.Store, error) {
+					return postgres.Open(context.Background(), pc, sqlstore.Options{Registry: reg})
+				}
 				st, err := open() // the schema, migrated
 				if err != nil {
 					t.Fatal(err)
