@@ -63,6 +63,9 @@ type Importer struct {
 	Consolidator *consolidate.Consolidator
 	// Now stamps conversions and new resources; time.Now when nil.
 	Now func() time.Time
+	// Specialties resolves an upload's specialty (a name or code) to its
+	// coding; nil: only codes are read.
+	Specialties func(string) (Coding, bool)
 }
 
 // Status says what an import did to one stored resource.

@@ -39,6 +39,12 @@ func HumanDate(t time.Time) string {
 // observed, performed, started or recorded.
 func whenOf(r *fhir.Resource) time.Time {
 	root := r.Root()
+	if r.Type == "DocumentReference" {
+		// when the content was made, not when it was filed (date)
+		if t, ok := parseFHIRTime(root.Get("context").Get("period").Get("start").String()); ok {
+			return t
+		}
+	}
 	for _, k := range []string{"effectiveDateTime", "effectiveInstant", "performedDateTime", "occurrenceDateTime", "onsetDateTime",
 		"authoredOn", "dateAsserted", "started", "recordedDate", "date", "issued"} {
 		if t, ok := parseFHIRTime(root.Get(k).String()); ok {

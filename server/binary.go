@@ -169,6 +169,14 @@ func (s *Server) createBinaryNative(c *gin.Context) {
 		s.fail(c, fhir.Errorf(http.StatusBadRequest, "not-supported", nil, "a conditional create of a Binary sends the Binary resource (application/fhir+json), not its content"))
 		return
 	}
+	if meta, err := fileMeta(c); err != nil || !meta.Empty() {
+		if err != nil {
+			s.fail(c, err)
+		} else {
+			s.fileBinary(c, meta) // a file for a patient's record (import.go)
+		}
+		return
+	}
 	mt, params, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	bin := []byte(`{"resourceType":"Binary","contentType":`)
 	bin = fjson.AppendString(bin, mime.FormatMediaType(mt, params))
@@ -241,7 +249,9 @@ func (s *Server) registerBinary() {
 			for j := range cs.Rest[i].Resource {
 				if r := &cs.Rest[i].Resource[j]; r.Type == "Binary" {
 					r.Documentation = "read and vread with an Accept that admits no FHIR format answer the content itself in the Binary's contentType; " +
-						"create with a non-FHIR Content-Type stores the body as the content, with the securityContext named by X-Security-Context. " +
+						"create with a non-FHIR Content-Type stores the body as the content, with the securityContext named by X-Security-Context; " +
+						"with a title, type (LOINC), date or specialty (query parameters or X-Title, X-Document-Type, X-Document-Date, X-Specialty) and X-Security-Context naming a Patient, " +
+						"a PDF, JPEG, PNG or DICOM file is filed into that patient's record as Patient/[id]/$import files it (DocumentReference in the Link header). " +
 						"Content is streamed into and out of the store; search and history list Binaries holding uploaded files without their content " +
 						"(_data carries the extension " + storage.BlobExtension + "). Access follows securityContext; a Binary without one is for system clients only."
 				}

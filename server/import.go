@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/ingest"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 )
 
 func (s *Server) registerImport() {
@@ -21,7 +24,7 @@ func (s *Server) registerImport() {
 	if cons == nil {
 		cons = &consolidate.Consolidator{Store: s.cfg.Store, Now: s.now}
 	}
-	im := &ingest.Importer{Store: s.cfg.Store, Consolidator: cons, Now: s.now}
+	im := &ingest.Importer{Store: s.cfg.Store, Consolidator: cons, Now: s.now, Specialties: specialtyCoding}
 	s.RegisterOperation(Operation{
 		Name:     "import",
 		Instance: true, Types: []string{"Patient"},
@@ -56,6 +59,11 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 		s.fail(c, err)
 		return
 	}
+	meta, err := fileMeta(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	ct := c.GetHeader("Content-Type")
 	kind, mt := ingest.KindOf(ct)
 	if kind == ingest.KindNone {
@@ -75,13 +83,13 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 			s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
 			return
 		}
-		var fm ingest.FileMeta
-		if fm, err = fileMeta(c); err != nil {
-			s.fail(c, err)
+		res, err = im.ImportFileWith(ctx, id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes}, meta, opts)
+	} else {
+		if !meta.Empty() {
+			s.fail(c, fhir.Errorf(http.StatusBadRequest, "not-supported", nil,
+				"title, type, date and specialty describe uploaded files (PDF, JPEG, PNG, DICOM); a document or message carries its own"))
 			return
 		}
-		res, err = im.ImportFileMeta(ctx, id, mt, &limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes}, fm)
-	} else {
 		var body []byte
 		if body, err = s.readBody(c); err != nil {
 			s.fail(c, err)
@@ -100,7 +108,9 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 		a.note = fmt.Sprintf("the client accepted %d contradictions between the document's demographics and the patient's", len(res.Accepted))
 	}
 	out := fjson.AppendString([]byte(`{"resourceType":"Bundle","type":"collection","timestamp":`), fhir.FormatInstant(s.now()))
-	out = append(out, `,"entry":[{"resource":`...)
+	out = append(out, `,"entry":[{"fullUrl":`...)
+	out = fjson.AppendString(out, "urn:uuid:"+uuid.NewString())
+	out = append(out, `,"resource":`...)
 	out = append(out, res.Outcome().JSON()...)
 	out = append(out, '}')
 	base := s.baseURL(c.Request)
@@ -114,7 +124,9 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 	if res.ACK != nil {
 		// an HL7 v2 batch: its acknowledgement, one ACK per message, as the
 		// sender would have had it over MLLP (not stored)
-		out = append(out, `,{"resource":{"resourceType":"Binary","contentType":"x-application/hl7-v2+er7","data":`...)
+		out = append(out, `,{"fullUrl":`...)
+		out = fjson.AppendString(out, "urn:uuid:"+uuid.NewString())
+		out = append(out, `,"resource":{"resourceType":"Binary","contentType":"x-application/hl7-v2+er7","data":`...)
 		out = fjson.AppendString(out, base64.StdEncoding.EncodeToString(res.ACK))
 		out = append(out, "}}"...)
 	}
@@ -127,6 +139,9 @@ func (s *Server) importRecord(c *gin.Context, im *ingest.Importer, id string) {
 func importError(err error, id string) error {
 	if me := (*ingest.MismatchError)(nil); errors.As(err, &me) {
 		return mismatchOutcome(me, id)
+	}
+	if me := (*ingest.MetaError)(nil); errors.As(err, &me) {
+		return fhir.Errorf(http.StatusBadRequest, "value", []string{me.Field}, "%s %s", me.Field, me.Why)
 	}
 	switch {
 	case errors.Is(err, ingest.ErrNoPatient):
@@ -220,4 +235,103 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 		return n, l.err
 	}
 	return n, err
+}
+
+// specialtyCoding resolves an upload's specialty against the gateway's
+// specialties: their short name or display ("cardiology"), or one of their
+// codes (a SNOMED CT code, or system|code).
+func specialtyCoding(s string) (ingest.Coding, bool) {
+	sys, code, qualified := strings.Cut(s, "|")
+	for _, sp := range referral.Specialties() {
+		match := strings.EqualFold(s, sp.Code) || strings.EqualFold(s, sp.Display) ||
+			qualified && sys == referral.SpecialtySystem && code == sp.Code
+		for _, c := range sp.Codes {
+			if qualified && c.System == sys && c.Code == code || !qualified && c.Code == s {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		for _, c := range sp.Codes {
+			if c.System == "http://snomed.info/sct" {
+				return ingest.Coding{System: c.System, Code: c.Code, Display: sp.Display}, true
+			}
+		}
+		return ingest.Coding{System: referral.SpecialtySystem, Code: sp.Code, Display: sp.Display}, true
+	}
+	return ingest.Coding{}, false
+}
+
+// fileBinary answers POST /Binary whose content comes with upload metadata
+// (title, type, date, specialty): the file is filed into the record of the
+// Patient that X-Security-Context names, as Patient/[id]/$import files it
+// (a DocumentReference carrying the metadata and a thumbnail, an
+// ImagingStudy for DICOM, the demographics check). The answer is the
+// Binary (201 when new, 200 when the same bytes were already there), its
+// DocumentReference in a Link header (rel="describedby").
+func (s *Server) fileBinary(c *gin.Context, meta ingest.FileMeta) {
+	sc := strings.TrimSpace(c.GetHeader("X-Security-Context"))
+	typ, id, ok := strings.Cut(sc, "/")
+	if !ok || typ != "Patient" || !fhir.ValidID(id) {
+		s.fail(c, fhir.Errorf(http.StatusBadRequest, "value", []string{"Binary.securityContext"},
+			"a Binary with a title, type, date or specialty is filed into a patient's record: X-Security-Context must name the Patient (Patient/[id])"))
+		return
+	}
+	kind, mt := ingest.KindOf(c.GetHeader("Content-Type"))
+	if kind != ingest.KindFile {
+		s.fail(c, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", nil,
+			"a Binary with a title, type, date or specialty is a file: send %s, %s, %s or %s", ingest.MediaPDF, ingest.MediaJPEG, ingest.MediaPNG, ingest.MediaDICOM))
+		return
+	}
+	if err := s.guard(c).MayWriteRecord(c.Request.Context(), id); err != nil {
+		accessOf(c).refused = "upload into a record the token may not write"
+		s.fail(c, err)
+		return
+	}
+	a := accessOf(c)
+	a.patients["Patient/"+id] = true
+	opts, err := importOptions(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.Request.ContentLength > s.cfg.MaxUploadBytes {
+		s.fail(c, uploadTooLarge(s.cfg.MaxUploadBytes))
+		return
+	}
+	im := &ingest.Importer{Store: s.cfg.Store, Now: s.now, Specialties: specialtyCoding}
+	res, err := im.ImportFileWith(release.Filing(c.Request.Context()), id, mt,
+		&limitedBody{r: c.Request.Body, left: s.cfg.MaxUploadBytes, limit: s.cfg.MaxUploadBytes}, meta, opts)
+	if err != nil {
+		if errors.Is(err, ingest.ErrDemographicsMismatch) {
+			a.refused = "the file's demographics contradict the patient's"
+		}
+		s.fail(c, importError(err, id))
+		return
+	}
+	if len(res.Accepted) > 0 {
+		a.note = fmt.Sprintf("the client accepted %d contradictions between the file's demographics and the patient's", len(res.Accepted))
+	}
+	var bin, doc *ingest.Entry
+	for i := range res.Entries {
+		switch res.Entries[i].Resource.Type {
+		case "Binary":
+			bin = &res.Entries[i]
+		case "DocumentReference":
+			doc = &res.Entries[i]
+		}
+	}
+	if bin == nil || doc == nil {
+		s.fail(c, errors.New("the upload was filed without its Binary or DocumentReference"))
+		return
+	}
+	a.resource = "Binary/" + bin.Resource.ID
+	status := http.StatusOK
+	if bin.Status == ingest.Created {
+		status = http.StatusCreated
+		c.Header("Location", s.location(c, bin.Resource))
+	}
+	c.Header("Link", "<"+s.baseURL(c.Request)+"/DocumentReference/"+doc.Resource.ID+`>; rel="describedby"`)
+	s.writeResult(c, status, bin.Resource, "Binary/"+bin.Resource.ID+" filed with DocumentReference/"+doc.Resource.ID)
 }
