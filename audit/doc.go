@@ -1,16 +1,28 @@
-// Package audit builds the gateway's AuditEvents (FHIR R4, in the shape of
-// IHE Basic Audit Log Patterns) and makes the trail tamper-evident: Seal
-// chains each event to the one before it by hash, and Verify finds an
-// edited, deleted, inserted or reordered event and says which.
+// Package audit keeps the gateway's audit trail: it builds the AuditEvents
+// (FHIR R4, in the shape of IHE Basic Audit Log Patterns) and appends them to
+// the store's audit log (storage.AuditLog: tables of their own, not resources
+// of the store), sealed so that nobody without the key can rewrite it.
 //
-// The package stores nothing. A server records an access like this:
+//   - Trail (trail.go) appends: the events of a write transaction through the
+//     store's commit hook, inside that transaction; other events (reads,
+//     refusals) with group commit — Record returns once its events are
+//     committed, and one append carries every event recorded while the
+//     previous append was committing. It publishes checkpoints of the head
+//     (sequence number and seal, MACed) to its log, a file and a URL.
+//   - Keys (keys.go) seal each event with HMAC-SHA256 over the previous seal,
+//     its sequence number, the key id and its body. The key comes from
+//     configuration, never from the database; the first key of a Keyring
+//     seals, every key verifies what it sealed (rotation).
+//   - VerifyLog (verify.go) walks the log in sequence order and names every
+//     problem: an edited, missing, inserted, reordered or re-sealed event, an
+//     edited index or head row, a truncated tail against the last checkpoint,
+//     a forged or rolled-back checkpoint.
+//   - Migrate (migrate.go) moves AuditEvent resources written before the log
+//     existed into it, re-sealed, recording the old chain's head.
 //
-//	ev, err := audit.Build(audit.Event{Interaction: "read", Recorded: now, Outcome: audit.Success,
-//		Who: p.Who(), ClientID: p.ClientID, Issuer: p.Issuer, TokenID: p.TokenID,
-//		ClientAddress: ip, Server: baseURL, Resource: "Observation/1", Patient: "Patient/p1",
-//		Consents: []string{"Consent/c1"}})
-//	_, err = chain.Append(ev, func(sealed *fhir.Resource) error { _, err := store.Create(ctx, sealed); return err })
-//
-// and "fhirgate audit verify" feeds the stored events, in chain order, to
-// Verify (or to a Verifier, one at a time).
+// The log keeps an event in a compact binary form of its own (codec.go: a
+// row is written on every request, so it is encoded and hashed without
+// building JSON) and renders the AuditEvent when it is served (render.go);
+// its search columns (index.go) are taken from the event's facts, not by a
+// general FHIRPath engine.
 package audit
