@@ -4,6 +4,7 @@ import { launch, person, screenshot, axe, check, env } from './lib.mjs';
 
 const patientApp = env('PATIENT_APP');
 const specialistApp = env('SPECIALIST_APP');
+const fhirBase = env('FHIR_BASE');
 const a11y = [];
 const steps = [];
 let passed = 0;
@@ -79,6 +80,7 @@ try {
     await screenshot(amy, 'sign-in');
     await amy.page.click('#signin');
     await amy.page.waitForSelector('button[data-login="amy"]');
+    a11y.push(...await axe(amy, 'login-page'));
     await screenshot(amy, 'login-page');
     await amy.page.click('button[data-login="amy"]');
     await amy.page.waitForSelector('#main[aria-busy="false"] h1');
@@ -157,6 +159,26 @@ try {
     check(after === before - 1, `the ECG is left out of Northside's package (${before} -> ${after} items)`);
     const clinic = await amy.page.locator('section.share[data-org="Organization/second-look-clinic"] .share-list').textContent();
     check(clinic.includes('ECG report, March'), 'the clinic still receives the ECG');
+    // a period left out (2016, when the hypertension was diagnosed) shrinks
+    // the clinic's package in the gateway's preview; clearing it restores it
+    const second = amy.page.locator('section.share[data-org="Organization/second-look-clinic"]');
+    const countOf = async (card) => Number((await card.locator('.share-list p').first().textContent()).match(/\d+/)[0]);
+    const full = await countOf(second);
+    await second.locator('summary').click();
+    // each change asks the gateway again at once (the status says so until
+    // the last answer is in)
+    const settled = () => amy.page.waitForSelector('#preview-status:has-text("as it stands now")');
+    await second.locator('input[type=date]').nth(0).fill('2016-01-01');
+    await second.locator('input[type=date]').nth(1).fill('2016-12-31');
+    await settled();
+    const narrowed = await countOf(second);
+    check(narrowed < full && (await second.locator('.share-list').textContent()).includes('ECG report, March'),
+      `leaving out 2016 shrinks the clinic's package (${full} -> ${narrowed} items) and keeps the ECG of 2025`);
+    await screenshot(amy, 'ask-period-left-out');
+    await second.locator('input[type=date]').nth(0).fill('');
+    await second.locator('input[type=date]').nth(1).fill('');
+    await settled();
+    check(await countOf(second) === full, 'clearing the period gives the clinic its whole package again');
     a11y.push(...await axe(amy, 'ask-3'));
     await screenshot(amy, 'ask-what-is-shared');
     await amy.page.click('#grant');
@@ -186,6 +208,10 @@ try {
       check(docs.includes('ECG report, March') === hasECG, `${p.name} ${hasECG ? 'sees' : 'does not see'} the ECG`);
       const summary = await p.page.locator('.summary-section').count();
       check(summary > 0, 'the case summary is shown');
+      const abnormal = await p.page.locator('.summary-section[data-section="abnormal-results"]').textContent();
+      check(abnormal.includes('LDL'), 'the LDL of 4.9 mmol/L is among the abnormal results: ' + abnormal.slice(0, 200));
+      const expected = await p.page.locator('.summary-section[data-section="completeness"]').textContent();
+      check(/missing/.test(expected) && expected.includes('ESC 2019'), 'missing cardiology tests are listed with their guideline: ' + expected.slice(0, 300));
       a11y.push(...await axe(p, 'case'));
       await screenshot(p, 'case');
     }
@@ -256,10 +282,19 @@ try {
     await amy.page.click('button[data-revoke="Organization/northside-heart"]');
     await amy.page.waitForSelector('[data-task] .success:has-text("can no longer see")');
     await screenshot(amy, 'revoked');
+    // the gateway itself refuses: the reload's FHIR reads answer 403
+    const refusals = [];
+    const onResponse = (r) => { if (r.url().startsWith(fhirBase) && r.status() === 403) refusals.push(r.url()); };
+    mehta.page.on('response', onResponse);
     await mehta.page.reload();
     await mehta.page.waitForSelector('#main[aria-busy="false"] h1');
+    mehta.page.off('response', onResponse);
     const text = await mehta.page.textContent('main');
     check(!text.includes('Amy') && !text.includes('chest pain'), 'the revoked specialist sees nothing of Amy: ' + text.slice(0, 300));
+    check(refusals.length > 0, 'the gateway answered 403 to the revoked specialist\'s reads');
+    const alert = await mehta.page.textContent('#main [role=alert]');
+    check(alert.includes('stopped sharing'), 'the specialist is told the patient stopped sharing: ' + alert);
+    a11y.push(...await axe(mehta, 'refused'));
     await screenshot(mehta, 'refused');
     await rao.page.reload();
     await rao.page.waitForSelector('.opinion');
