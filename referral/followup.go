@@ -279,16 +279,27 @@ func (s *Service) shareResults(ctx context.Context, tx storage.Tx, task, msg *fh
 			return err
 		}
 	}
+	// the note is the patient's to read: names, not references
+	who := s.partyName(ctx, tx, owner)
 	var text []string
 	if len(shared) > 0 {
 		var names []string
 		for _, r := range shared {
-			names = append(names, r.Type+"/"+r.ID)
+			names = append(names, itemName(r))
 		}
-		text = append(text, fmt.Sprintf("Shared with %s (added to its package): %s.", owner, strings.Join(names, ", ")))
+		text = append(text, fmt.Sprintf("Shared with %s (added to its package): %s.", who, strings.Join(names, ", ")))
 	}
 	if len(withheld) > 0 {
-		text = append(text, fmt.Sprintf("Not shared with %s: %s. Your Consent for %s does not cover it; change the Consent and send it again to share it.", owner, strings.Join(withheld, ", "), owner))
+		var names []string
+		for _, ref := range withheld {
+			typ, id, _ := strings.Cut(ref, "/")
+			if r, err := tx.Read(ctx, typ, id); err == nil {
+				names = append(names, itemName(r))
+			} else {
+				names = append(names, ref)
+			}
+		}
+		text = append(text, fmt.Sprintf("Not shared with %s: %s. Your Consent for %s does not cover it; change the Consent and send it again to share it.", who, strings.Join(names, ", "), who))
 	}
 	notice := map[string]any{
 		"resourceType": "Communication", "id": s.cfg.NewID(), "status": "completed",
@@ -438,4 +449,63 @@ func (s *Service) addToPackage(ctx context.Context, tx storage.Tx, pkgRef string
 	}
 	_, _, err = tx.Update(ctx, next, storage.UpdateOptions{IfMatch: pkg.VersionID})
 	return err
+}
+
+// partyName is how the patient knows a party of the Task: an
+// Organization's name, a PractitionerRole's organization or practitioner,
+// else the reference itself.
+func (s *Service) partyName(ctx context.Context, tx storage.Tx, ref string) string {
+	typ, id, _ := strings.Cut(ref, "/")
+	r, err := tx.Read(ctx, typ, id)
+	if err != nil {
+		return ref
+	}
+	root := r.Root()
+	switch typ {
+	case "Organization":
+		if n := root.Get("name").String(); n != "" {
+			return n
+		}
+	case "PractitionerRole":
+		for _, k := range []string{"organization", "practitioner"} {
+			if d := root.Get(k).Get("display").String(); d != "" {
+				return d
+			}
+			if o := localRef(root.Get(k).Get("reference").String()); o != "" && o != ref {
+				if n := s.partyName(ctx, tx, o); n != o {
+					return n
+				}
+			}
+		}
+	case "Practitioner":
+		if n := patientName(root); n != "" {
+			return n
+		}
+	}
+	return ref
+}
+
+// itemName is how the patient knows an item of its record: a document's
+// title, a result's or diagnosis's name, else its reference.
+func itemName(r *fhir.Resource) string {
+	root := r.Root()
+	if r.Type == "DocumentReference" {
+		if d := root.Get("description").String(); d != "" {
+			return d
+		}
+		for _, c := range root.Get("content").Elems() {
+			if t := c.Get("attachment").Get("title").String(); t != "" {
+				return t
+			}
+		}
+		if l := conceptLabel(root.Get("type")); l != "" {
+			return l
+		}
+	}
+	for _, k := range []string{"code", "medicationCodeableConcept", "vaccineCode", "type"} {
+		if l := conceptLabel(root.Get(k)); l != "" {
+			return l
+		}
+	}
+	return r.Type + "/" + r.ID
 }

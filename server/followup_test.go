@@ -71,6 +71,8 @@ func TestFollowUp(t *testing.T) {
 			if m := clinicHook.next(t); m["focus"] != "http://fhir.test/"+question {
 				t.Fatalf("message notification %v", m)
 			}
+			// the clinic has a name, which the gateway's note to the patient uses
+			mustStatus(t, f.as("system", http.MethodPut, "/Organization/clinic2", []byte(`{"resourceType":"Organization","id":"clinic2","name":"Heart Second Opinions"}`)), http.StatusCreated)
 			// the patient records the two results, then answers with both
 			ldl := f.create(t, "patientP", "Observation", `{"resourceType":"Observation","status":"final",
 			 "code":{"coding":[{"system":"http://loinc.org","code":"18262-6","display":"LDL Cholesterol"}]},
@@ -117,7 +119,9 @@ func TestFollowUp(t *testing.T) {
 				if r["sender"] == nil {
 					notice = "Communication/" + r["id"].(string)
 					text := r["payload"].([]any)[0].(map[string]any)["contentString"].(string)
-					if !strings.Contains(text, "Not shared with Organization/clinic2: Observation/"+phq) || !strings.Contains(text, "Shared with Organization/clinic2 (added to its package): Observation/"+ldl) {
+					// in words: the clinic's name, the results' names
+					if !strings.Contains(text, "Not shared with Heart Second Opinions: PHQ-9 total score.") || !strings.Contains(text, "Shared with Heart Second Opinions (added to its package): LDL Cholesterol.") ||
+						strings.Contains(text, "Observation/") || strings.Contains(text, "Organization/") {
 						t.Errorf("the notice says %q", text)
 					}
 				}

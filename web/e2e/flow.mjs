@@ -268,6 +268,10 @@ try {
   await step('the patient compares the opinions side by side', async () => {
     await amy.page.reload();
     await amy.page.waitForSelector('#compare');
+    // the gateway's note on her answer, in words
+    const mine = await amy.page.textContent('main');
+    check(mine.includes('This service') && mine.includes('Shared with Second Look Cardiology Clinic (added to its package): glucose-2024.png'),
+      'the gateway tells the patient in words what it shared: ' + mine.slice(mine.indexOf('Shared with') - 60, mine.indexOf('Shared with') + 120));
     await amy.page.waitForSelector('#compare-verdicts li');
     const cmp = await amy.page.textContent('#compare');
     check(cmp.includes('Second Look Cardiology Clinic') && cmp.includes('Northside Heart Institute'), 'both opinions side by side');

@@ -201,7 +201,7 @@ export function threadView(client, task, messages, self, role, onSent, selfName)
     return h('div', {}, p.contentAttachment?.title || p.contentReference?.display || r || '');
   };
   const item = (m) => h('li', { class: m.sender?.reference === self ? 'mine' : 'theirs' },
-    h('div', { class: 'muted' }, m.sender?.reference === self ? t('thread.you') : (m.sender?.display || m.sender?.reference || ''), ' · ', fmtDateTime(m.sent)),
+    h('div', { class: 'muted' }, m.sender?.reference === self ? t('thread.you') : m.sender ? (m.sender.display || m.sender.reference || '') : t('thread.service'), ' · ', fmtDateTime(m.sent)),
     (m.payload || []).map(payloadView));
   const list = h('ol', { class: 'thread', 'aria-labelledby': id }, sorted.map(item));
   const last = sorted.filter((m) => m.sender?.reference !== self).pop();

@@ -56,7 +56,7 @@ const en = {
   'status.requested': 'Waiting for the specialist', 'status.received': 'Received', 'status.accepted': 'Accepted', 'status.in-progress': 'Being reviewed', 'status.on-hold': 'Waiting for your answer',
   'status.completed': 'Opinion ready', 'status.rejected': 'Declined', 'status.cancelled': 'Cancelled', 'status.failed': 'Could not be done',
   'revoke.button': 'Stop sharing with {name}', 'revoke.confirm': 'Stop sharing your record with {name}? They will no longer see anything of it.', 'revoke.done': '{name} can no longer see your record.', 'revoke.already': 'Not shared any more.',
-  'thread.title': 'Questions and answers', 'thread.none': 'No messages.', 'thread.you': 'You', 'thread.answer': 'Your answer', 'thread.send': 'Send answer',
+  'thread.title': 'Questions and answers', 'thread.none': 'No messages.', 'thread.you': 'You', 'thread.service': 'This service (automatic note)', 'thread.answer': 'Your answer', 'thread.send': 'Send answer',
   'thread.ask': 'Ask the patient (a missing test or document, a question)', 'thread.askbutton': 'Send question', 'thread.sent': 'Message sent.', 'thread.attach': 'Attach a result or document (optional)',
   'opinion.from': 'Opinion of {name}', 'opinion.interim': 'interim', 'opinion.conclusion': 'Conclusion', 'opinion.yours': 'Your opinion', 'opinion.write': 'Write your opinion',
   'opinion.agreement': 'The current diagnosis', 'opinion.alternatives': 'Other diagnoses to consider', 'opinion.plan': 'Recommended plan', 'opinion.tests': 'Further tests',
