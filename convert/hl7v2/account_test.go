@@ -377,6 +377,72 @@ func checkSegment(e *er7, i int, rs []map[string]any) string {
 		return any("Practitioner", "value", g(3, 1))
 	case "AIL", "AIG":
 		return anyContains(rs, g(3, 1))
+	case "PDA":
+		if v := g(1, 1); v != "" {
+			if msg := any("Observation", "code", v); msg != "" {
+				return msg
+			}
+			if msg := any("Observation", "code", "69453-9"); msg != "" {
+				return msg
+			}
+		}
+		if v := g(2, 1); v != "" {
+			if msg := anyContains(of("Observation"), v); msg != "" {
+				return msg
+			}
+		}
+		if strings.EqualFold(g(6, 1), "Y") {
+			if msg := any("Procedure", "code", "29240004"); msg != "" {
+				return msg
+			}
+			if s := g(7, 1); len(s) >= 8 {
+				return any("Procedure", "start", s[:4]+"-"+s[4:6]+"-"+s[6:8]+"T"+s[8:10]+":"+s[10:12]+":"+s[12:14]+s[14:17]+":"+s[17:19])
+			}
+		}
+	case "DB1":
+		if msg := any("Observation", "text", "Disability"); msg != "" {
+			return msg
+		}
+		if v := g(5, 1); v != "" {
+			return any("Observation", "start", dateOf(v))
+		}
+	case "RF1":
+		if msg := any("ServiceRequest", "code", "3457005"); msg != "" {
+			return msg
+		}
+		if v := g(10, 1); v != "" {
+			if msg := any("ServiceRequest", "code", v); msg != "" {
+				return msg
+			}
+		}
+		for _, n := range []int{14, 24} {
+			if v := g(n, 1); v != "" {
+				if msg := anyContains(of("ServiceRequest"), v); msg != "" {
+					return msg
+				}
+			}
+		}
+	case "ACC":
+		if msg := any("Observation", "text", "Accident"); msg != "" {
+			return msg
+		}
+		if v := g(1, 1); v != "" {
+			if msg := any("Observation", "effectiveDateTime", dateOf(v)); msg != "" {
+				return msg
+			}
+		}
+		for _, n := range []int{3, 8} {
+			if v := g(n, 1); v != "" {
+				if msg := anyContains(of("Observation"), v); msg != "" {
+					return msg
+				}
+			}
+		}
+	case "CTD":
+		if msg := any("RelatedPerson", "family", g(2, 1)); msg != "" {
+			return msg
+		}
+		return any("RelatedPerson", "code", g(1, 1))
 	default:
 		return "no check for " + name + " (add one)"
 	}

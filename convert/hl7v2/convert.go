@@ -383,6 +383,16 @@ func (c *converter) segment(s *Segment) {
 		c.sch(s)
 	case "AIS", "AIG", "AIL", "AIP":
 		c.ai(s)
+	case "PDA":
+		c.pda(s)
+	case "DB1":
+		c.db1(s)
+	case "RF1":
+		c.rf1(s)
+	case "ACC":
+		c.acc(s)
+	case "CTD":
+		c.ctd(s)
 	default:
 		c.skip(notConverted[s.Name])
 	}
@@ -390,14 +400,9 @@ func (c *converter) segment(s *Segment) {
 
 // notConverted says why segments that are read are left as they are.
 var notConverted = map[string]string{
-	"ARV": "access restrictions are not applied to the converted resources",
-	"DB1": "disability information is not converted",
-	"ACC": "accident information is not converted",
-	"PDA": "death and autopsy details are not converted",
-	"RF1": "referral information is not converted",
+	"ARV": "access restrictions are not applied to the converted resources (what is released is decided by the patient's Consents)",
 	"IN3": "insurance certification is not converted",
-	"CON": "consent information is not converted",
-	"CTD": "contact data is not converted",
+	"CON": "a consent from a feed is not turned into a Consent: Consents decide what the gateway releases, and only the patient or its custodian writes them",
 	"CTI": "clinical trial identification is not converted",
 	"FT1": "financial transactions are not converted",
 	"MRG": "merge information is not converted",
