@@ -2,6 +2,8 @@ package ccda
 
 import (
 	"bytes"
+	"cmp"
+	"html"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -165,7 +167,8 @@ func TestEveryEntryAccounted(t *testing.T) {
 	if len(files) == 0 {
 		t.Skip("no C-CDA samples")
 	}
-	var docs, entries, converted, notConverted, narrative int
+	var docs, entries, converted, notConverted, narrative, narrativeKept int
+	bySection := map[string][3]int{} // LOINC section code: converted, not converted, narrative only
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
@@ -221,6 +224,16 @@ func TestEveryEntryAccounted(t *testing.T) {
 				}
 			}
 			for _, a := range res.Entries {
+				n := bySection[a.SectionCode]
+				switch {
+				case a.Narrative:
+					n[2]++
+				case a.NotConverted != "":
+					n[1]++
+				default:
+					n[0]++
+				}
+				bySection[a.SectionCode] = n
 				switch {
 				case a.Narrative:
 					narrative++
@@ -244,11 +257,23 @@ func TestEveryEntryAccounted(t *testing.T) {
 					entries++
 					converted++
 					checkEntry(t, root.at(a.Where), ids, a, byRef)
+					switch checkNarrativeKept(root.at(a.Where), ids, a, byRef) {
+					case "kept":
+						narrativeKept++
+					case "lost":
+						t.Errorf("%s: the narrative of the entry is in none of the resources it became", a.Where)
+					}
 				}
 			}
 		})
 	}
-	t.Logf("%d documents: %d entries converted, %d not converted (listed), %d narrative-only sections kept in the Composition", docs, converted, notConverted, narrative)
+	var parts []string
+	for code, n := range bySection {
+		parts = append(parts, fmt.Sprintf("%s %d/%d/%d", cmp.Or(code, "(no code)"), n[0], n[1], n[2]))
+	}
+	sort.Strings(parts)
+	t.Logf("%d documents: %d entries converted (%d with their own narrative, kept as the text of what they became), %d not converted (listed), %d narrative-only sections kept in the Composition; per section (LOINC) converted/not/narrative: %s",
+		docs, converted, narrativeKept, notConverted, narrative, strings.Join(parts, ", "))
 }
 
 func canonical(path string) string {
@@ -339,4 +364,71 @@ func hasSection(comp map[string]any, title string) bool {
 	}
 	ss, _ := comp["section"].([]any)
 	return walk(ss)
+}
+
+// checkNarrativeKept: when a statement of the entry has a text pointing
+// at (or holding) narrative, the text of one of those statements is in a
+// resource the entry became (its text, or an element that holds words). "kept", "lost", or "" when the
+// entry has no narrative of its own.
+func checkNarrativeKept(e *el, ids map[string]*el, a EntryAccount, byRef map[string]map[string]any) string {
+	if e == nil {
+		return ""
+	}
+	var texts []string
+	var walk func(x *el)
+	walk = func(x *el) {
+		for _, c := range x.Children {
+			if c.Name == "text" {
+				var refs []string
+				c.refs(&refs)
+				for _, r := range refs {
+					if n := ids[r]; n != nil && n.text() != "" {
+						texts = append(texts, n.text())
+					}
+				}
+				if t := strings.Join(strings.Fields(c.Text), " "); t != "" {
+					texts = append(texts, t)
+				}
+				continue
+			}
+			switch c.Name {
+			case "act", "observation", "substanceAdministration", "supply", "procedure", "encounter", "organizer", "entryRelationship", "component":
+				walk(c)
+			}
+		}
+	}
+	walk(e)
+	if len(texts) == 0 {
+		return ""
+	}
+	// the resources' narrative (text.div), or a text element holding it
+	// (an instruction's CarePlan activity description)
+	var divs strings.Builder
+	var strs func(v any)
+	strs = func(v any) {
+		switch x := v.(type) {
+		case string:
+			divs.WriteString(html.UnescapeString(x) + " ")
+		case map[string]any:
+			for _, c := range x {
+				strs(c)
+			}
+		case []any:
+			for _, c := range x {
+				strs(c)
+			}
+		}
+	}
+	for _, ref := range a.Resources {
+		if r := byRef[ref]; r != nil {
+			strs(r)
+		}
+	}
+	have := strings.Join(strings.Fields(divs.String()), " ")
+	for _, t := range texts {
+		if strings.Contains(have, t) {
+			return "kept"
+		}
+	}
+	return "lost"
 }

@@ -176,25 +176,59 @@ func allDigits(s string) bool {
 }
 
 // textDiv is plain text as an XHTML div.
-func textDiv(s string) string {
-	s = strings.TrimSpace(s)
-	if s == "" {
+func textDiv(parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			b.WriteString("<p>" + html.EscapeString(p) + "</p>")
+		}
+	}
+	if b.Len() == 0 {
 		return ""
 	}
-	return `<div xmlns="http://www.w3.org/1999/xhtml"><p>` + html.EscapeString(s) + `</p></div>`
+	return `<div xmlns="http://www.w3.org/1999/xhtml">` + b.String() + `</div>`
 }
 
-// entryNarrative is the narrative an entry's statement points at (its
-// text's reference into the section narrative, or its inline text).
-func (c *converter) entryNarrative(st *node) string {
+// entryNarrative is the narrative an entry's statement points at: its
+// text (a reference into the section narrative, or inline text), then the
+// texts of the statements nested in it (a concern act's problem or allergy
+// observation, its reaction and severity; an organizer's results), each
+// once; failing all of them, the original text of its code or value.
+func (c *converter) entryNarrative(st *node) []string {
 	if st == nil {
-		return ""
+		return nil
 	}
-	t := st.child("text")
-	if t == nil {
-		return ""
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
 	}
-	return c.originalText(t)
+	var walk func(n *node, depth int)
+	walk = func(n *node, depth int) {
+		add(c.originalText(n.child("text")))
+		if depth >= 4 {
+			return
+		}
+		for _, ch := range n.children {
+			if ch.name == "entryRelationship" || ch.name == "component" {
+				if inner := statement(ch); inner != nil {
+					walk(inner, depth+1)
+				}
+			}
+		}
+	}
+	walk(st, 0)
+	if len(out) == 0 {
+		for _, name := range []string{"code", "value"} {
+			if n := st.child(name); n != nil {
+				add(c.originalText(n.child("originalText")))
+			}
+		}
+	}
+	return out
 }
 
 // composition makes the document's Composition.

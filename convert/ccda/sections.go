@@ -63,7 +63,7 @@ func (c *converter) section(s *node, where string, depth int) *compSection {
 		}
 		if primary >= 0 {
 			// the entry's own narrative stays with what it became
-			if div := textDiv(c.entryNarrative(statement(e))); div != "" && c.out[primary].body.get("text") == nil {
+			if div := textDiv(c.entryNarrative(statement(e))...); div != "" && c.out[primary].body.get("text") == nil {
 				c.out[primary].body = append(obj{{"text", obj{{"status", "additional"}, {"div", div}}}}, c.out[primary].body...)
 			}
 		}
