@@ -3,10 +3,10 @@ package ccda
 import (
 	"bytes"
 	"cmp"
-	"html"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"sort"
