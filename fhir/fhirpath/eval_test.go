@@ -502,3 +502,35 @@ func FuzzEvalResource(f *testing.F) {
 		}
 	})
 }
+
+// TestStaticChecks: strict mode refuses an element the type named by "as"
+// or ofType() does not have, and CheckOrderedFunctions refuses
+// order-dependent functions on children() and descendants(), even when the
+// collections are empty.
+func TestStaticChecks(t *testing.T) {
+	obs, err := fjson.Parse([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		expr                string
+		strict, ordered, ok bool
+	}{
+		{"(Observation.value as Period).unit", true, false, false},
+		{"(Observation.value as Period).unit", false, false, true},
+		{"Observation.value.ofType(Quantity).foo", true, false, false},
+		{"Observation.value.as(Quantity).unit", true, false, true},
+		{"(Observation.value as Quantity).unit", true, false, true},
+		{"Observation.children().skip(1)", false, true, false},
+		{"Observation.children().skip(1)", false, false, true},
+		{"Observation.descendants().where(true).first()", false, true, false},
+		{"Observation.children().code[0]", false, true, false},
+		{"Observation.code.coding.first()", false, true, true},
+		{"Observation.children().exists()", false, true, true},
+	} {
+		_, err := MustCompile(tc.expr).Eval(obs, "", &Env{Strict: tc.strict, CheckOrderedFunctions: tc.ordered})
+		if (err == nil) != tc.ok {
+			t.Errorf("%s (strict %v, ordered %v): error %v, want ok=%v", tc.expr, tc.strict, tc.ordered, err, tc.ok)
+		}
+	}
+}

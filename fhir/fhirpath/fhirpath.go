@@ -112,6 +112,11 @@ type Env struct {
 	// (name.given1, valueQuantity, a type other than the context's) an
 	// error, as FHIRPath's strict mode does; otherwise it is empty.
 	Strict bool
+	// CheckOrderedFunctions makes first(), last(), tail(), skip(), take()
+	// and an indexer an error on a collection whose order is undefined
+	// (children(), descendants()), as the FHIRPath test suite's
+	// checkOrderedFunctions mode does.
+	CheckOrderedFunctions bool
 }
 
 // Eval evaluates e with the focus node of FHIR type typeName (a resource
@@ -124,6 +129,11 @@ func (e *Expr) Eval(node *fjson.Value, typeName string, env *Env) (Collection, e
 	}
 	if typeName == "" {
 		typeName = node.Get("resourceType").String()
+	}
+	if env != nil && (env.Strict || env.CheckOrderedFunctions) {
+		if err := staticCheck(e.root, env.Strict, env.CheckOrderedFunctions); err != nil {
+			return nil, err
+		}
 	}
 	focus := Collection{{Node: node, Type: typeName}}
 	c := &ctx{env: env, context: focus, this: focus}

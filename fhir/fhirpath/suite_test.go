@@ -29,7 +29,10 @@ type suiteTest struct {
 	Predicate string `xml:"predicate,attr"`
 	Mode      string `xml:"mode,attr"`
 	Ordered   string `xml:"ordered,attr"`
-	Expr      struct {
+	// CheckOrdered: order-dependent functions on unordered collections
+	// are errors.
+	CheckOrdered string `xml:"checkOrderedFunctions,attr"`
+	Expr         struct {
 		Text    string `xml:",chardata"`
 		Invalid string `xml:"invalid,attr"`
 	} `xml:"expression"`
@@ -41,14 +44,12 @@ type suiteTest struct {
 
 // suiteExceptions are the tests the engine deliberately fails, with why.
 var suiteExceptions = map[string]string{
-	"testFHIRPathIsFunction8":   "data: the JSON observation-example.json lacks the patient-age extension the suite's XML input has (see testdata README)",
-	"testFHIRPathIsFunction9":   "data: the same missing patient-age extension",
-	"testFHIRPathIsFunction10":  "data: the same missing patient-age extension",
-	"testFHIRPathAsFunction21":  "as() on a collection of several items filters like ofType() instead of failing: the R4 core invariant dom-3 applies it to collections (%resource.descendants().as(canonical)), and a validator must evaluate dom-3",
-	"testPolymorphicsB":         "outside strict mode a name a type does not have (valueQuantity) is empty, not an error: vendor and search expressions evaluated over data must not fail on it (strict mode, Env.Strict, makes it an error)",
-	"testPolymorphismAsB":       "strict mode checks the elements of the items a path reaches; (value as Period) is empty here, so .unit has nothing to check: the suite expects a static (type-level) check",
-	"testContainedId":           "R4's Resource.id is declared a FHIR string (structuredefinition-fhir-type in the R4 StructureDefinitions); the suite, maintained from R5, expects id",
-	"testDollarOrderNotAllowed": "the engine does not track whether a collection is ordered, so it cannot refuse skip() on children() (checkOrderedFunctions)",
+	"testFHIRPathIsFunction8":  "data: the JSON observation-example.json lacks the patient-age extension the suite's XML input has (see testdata README)",
+	"testFHIRPathIsFunction9":  "data: the same missing patient-age extension",
+	"testFHIRPathIsFunction10": "data: the same missing patient-age extension",
+	"testFHIRPathAsFunction21": "as() on a collection of several items filters like ofType() instead of failing: the R4 core invariant dom-3 applies it to collections (%resource.descendants().as(canonical)), and a validator must evaluate dom-3",
+	"testPolymorphicsB":        "outside strict mode a name a type does not have (valueQuantity) is empty, not an error: vendor and search expressions evaluated over data must not fail on it (strict mode, Env.Strict, makes it an error)",
+	"testContainedId":          "R4's Resource.id is declared a FHIR string (structuredefinition-fhir-type in the R4 StructureDefinitions); the suite, maintained from R5, expects id",
 }
 
 // suiteResult is one test's outcome.
@@ -165,7 +166,7 @@ func runSuiteTest(tc suiteTest, input *fjson.Value) (why string) {
 		if err != nil {
 			return ""
 		}
-		res, err := e.Eval(input, typ, &Env{Strict: tc.Mode == "strict"})
+		res, err := e.Eval(input, typ, &Env{Strict: tc.Mode == "strict", CheckOrderedFunctions: tc.CheckOrdered == "true"})
 		if err != nil {
 			return ""
 		}
@@ -174,7 +175,7 @@ func runSuiteTest(tc suiteTest, input *fjson.Value) (why string) {
 	if err != nil {
 		return fmt.Sprintf("%q: %v", src, err)
 	}
-	env := &Env{Strict: tc.Mode == "strict"}
+	env := &Env{Strict: tc.Mode == "strict", CheckOrderedFunctions: tc.CheckOrdered == "true"}
 	res, err := e.Eval(input, typ, env)
 	if err != nil {
 		return fmt.Sprintf("%q: %v", src, err)
