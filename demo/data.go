@@ -95,6 +95,22 @@ var directory = []string{
  "specialty":[{"coding":[{"system":"http://snomed.info/sct","code":"394579002","display":"Cardiology"}]}]}`,
 }
 
+// insurerSystem names insurers in the demo (Coverage.payor's
+// Organization identifier).
+const insurerSystem = "http://insurers.example/id"
+
+// insurance is Amy's health insurance with the demo insurer (a payer
+// source): the gateway asks it whether a second opinion is covered.
+var insurance = []string{
+	`{"resourceType":"Organization","id":"` + InsurerID + `","active":true,"name":"Acme Health Insurance",
+ "identifier":[{"system":"` + insurerSystem + `","value":"` + InsurerID + `"}],
+ "type":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/organization-type","code":"pay","display":"Payer"}]}]}`,
+	`{"resourceType":"Coverage","id":"amy-insurance","status":"active","subscriberId":"AH-2291-0457",
+ "type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EHCPOL","display":"extended healthcare"}]},
+ "beneficiary":{"reference":"Patient/` + PatientID + `"},"relationship":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/subscriber-relationship","code":"self"}]},
+ "period":{"start":"2024-01-01"},"payor":[{"reference":"Organization/` + InsurerID + `"}]}`,
+}
+
 // registerPeople puts the demo's people on the development issuer's login
 // page and registers the apps as public clients with their addresses.
 func registerPeople(is *authtest.Issuer, patientApp, specialistApp string) {

@@ -30,6 +30,8 @@ import (
 
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
+	"github.com/fhirgate/fhirgate/adapters/payer"
+	"github.com/fhirgate/fhirgate/adapters/payer/payertest"
 	"github.com/fhirgate/fhirgate/adapters/upstream"
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/auth"
@@ -40,6 +42,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
 	"github.com/fhirgate/fhirgate/jobs"
+	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/server"
 	"github.com/fhirgate/fhirgate/storage/sqlite"
@@ -66,6 +69,8 @@ const (
 	NorthsideClientID     = "northside-heart"
 	NorthsideOrganization = "Organization/northside-heart"
 	NorthsidePractitioner = "Practitioner/dr-mehta"
+	// InsurerID is the demo insurer's source id (type payer).
+	InsurerID = "acme-health"
 	// DefaultAddr is where the gateway listens unless told otherwise.
 	DefaultAddr = "127.0.0.1:8080"
 )
@@ -96,6 +101,8 @@ type Demo struct {
 	BaseURL string
 	// IssuerURL is the development OpenID issuer.
 	IssuerURL string
+	// InsurerURL is the demo insurer's FHIR endpoint (a payer source).
+	InsurerURL string
 	// Sources are the demo EHRs, as configured in the gateway.
 	Sources []Source
 	// PatientToken, HospitalToken and ClinicToken are access tokens of the
@@ -160,7 +167,22 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 		d.closers = append(d.closers, func() { _ = src.Close() })
 	}
 
-	if err := d.startGateway(ctx, cfg, log, is, srcs); err != nil {
+	// the demo's insurer: Amy's Coverage is with it, and it covers a
+	// second opinion in network with a co-payment (the fake insurer of the
+	// tests), so the patient app can say so before she asks
+	ins := payertest.Start()
+	d.InsurerURL = ins.URL
+	d.closers = append(d.closers, ins.Close)
+	insurer, err := payer.New(InsurerID, payer.Config{
+		Config: fhirrest.Config{Config: upstream.Config{BaseURL: ins.URL}},
+		Payors: []payer.Identifier{{System: insurerSystem, Value: InsurerID}},
+	}, adapters.Options{Logger: log})
+	if err != nil {
+		return d, fmt.Errorf("demo: insurer: %w", err)
+	}
+	d.closers = append(d.closers, func() { _ = insurer.Close() })
+
+	if err := d.startGateway(ctx, cfg, log, is, srcs, insurer); err != nil {
 		return d, fmt.Errorf("demo: gateway: %w", err)
 	}
 	return d, nil
@@ -192,7 +214,7 @@ func (d *Demo) startEHR(ctx context.Context, cfg Config, log *slog.Logger, sd so
 
 // startGateway opens the gateway's store, pull workers and verifier, seeds
 // its Patient and the provider's Organization and serves it.
-func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, is *authtest.Issuer, srcs []adapters.Source) error {
+func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, is *authtest.Issuer, srcs []adapters.Source, insurer referral.Payer) error {
 	v, err := auth.New(config.Auth{
 		Issuers: []config.Issuer{is.Config(authtest.DefaultAudience)},
 		Clients: []config.Client{
@@ -215,7 +237,7 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 	}
 	d.BaseURL = "http://" + ln.Addr().String()
 	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, "gateway"), d.BaseURL, server.Config{
-		Auth: v, Logger: log.With("gateway", true), Version: cfg.Version,
+		Auth: v, Logger: log.With("gateway", true), Version: cfg.Version, Payers: []referral.Payer{insurer},
 	}, srcs...)
 	if err != nil {
 		ln.Close()
@@ -237,7 +259,7 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 		ln.Close()
 		return err
 	}
-	for _, body := range append([]string{localPatient}, directory...) {
+	for _, body := range append(append([]string{localPatient}, directory...), insurance...) {
 		if err := put(srv, d.HospitalToken, body); err != nil {
 			ln.Close()
 			return err
@@ -370,6 +392,7 @@ func (d *Demo) PrintGuide(w io.Writer, envFile string) {
 	for _, s := range d.Sources {
 		fmt.Fprintf(w, "  source %-13s %s   (%s, a FHIR server holding part of Amy's record)\n", s.ID, s.BaseURL, s.Title)
 	}
+	fmt.Fprintf(w, "  insurer %-12s %s   (a payer source: Amy's Coverage is with it)\n", InsurerID, d.InsurerURL)
 	fmt.Fprintf(w, "  store                %s\n\n", d.Dir)
 	fmt.Fprintf(w, "Roles and their access tokens:\n")
 	fmt.Fprintf(w, "  PATIENT_TOKEN   Amy's patient app (Patient/%s, patient/*.cruds)\n", PatientID)

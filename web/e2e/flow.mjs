@@ -151,6 +151,14 @@ try {
     await northside.locator('.share-list li:has-text("ECG report, March")').waitFor();
     const count = async () => Number((await northside.locator('.share-list p').first().textContent()).match(/\d+/)[0]);
     const before = await count();
+    // the demo insurer covers both (Patient/$coverage-check), in network,
+    // with a co-payment
+    for (const org of ['second-look-clinic', 'northside-heart']) {
+      const cov = amy.page.locator(`section.share[data-org="Organization/${org}"] .coverage[data-coverage="covered"]`);
+      await cov.waitFor();
+      const said = await cov.textContent();
+      check(said.includes('Covered by your insurance') && said.includes('in network') && said.includes('You pay €25.00'), `the patient is told ${org} is covered: ${said}`);
+    }
     await northside.locator('summary').click();
     await northside.locator('label:has-text("ECG report, March")').click();
     await amy.page.waitForFunction(() => !document.querySelector('section.share[data-org="Organization/northside-heart"] .share-list').textContent.includes('ECG report, March'));

@@ -43,8 +43,16 @@ type Payer struct {
 	claims   int
 }
 
-// New starts a fake insurer in mode Covered.
+// New starts a fake insurer in mode Covered, closed when the test ends.
 func New(t testing.TB) *Payer {
+	p := Start()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Start starts a fake insurer in mode Covered on a loopback port (as
+// `fhirgate demo`'s insurer); Close stops it.
+func Start() *Payer {
 	p := &Payer{PayorSystem: "http://insurers.example/id", PayorValue: "acme-health", mode: Covered}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metadata", func(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +62,6 @@ func New(t testing.TB) *Payer {
 	mux.HandleFunc("POST /CoverageEligibilityRequest/$submit", func(w http.ResponseWriter, r *http.Request) { p.answer(w, r, p.eligibility) })
 	mux.HandleFunc("POST /Claim/$submit", func(w http.ResponseWriter, r *http.Request) { p.answer(w, r, p.claim) })
 	p.Server = httptest.NewServer(mux)
-	t.Cleanup(p.Close)
 	return p
 }
 

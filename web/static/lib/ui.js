@@ -81,6 +81,17 @@ export function fmtDateTime(s) {
   return d.toLocaleString(lang(), { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 }
 
+// fmtMoney is a FHIR Money in the reader's way of writing amounts
+// ("€25.00"); the bare number when the currency is unknown.
+export function fmtMoney(m) {
+  if (!m || m.value === undefined) return '';
+  try {
+    return new Intl.NumberFormat(lang(), { style: 'currency', currency: m.currency }).format(m.value);
+  } catch {
+    return `${m.value} ${m.currency || ''}`.trim();
+  }
+}
+
 export function section(title, ...body) {
   const id = uid('s');
   return h('section', { 'aria-labelledby': id, class: 'card' }, h('h2', { id }, title), ...body);

@@ -3,7 +3,7 @@
 // following my requests, reading and comparing opinions, answering
 // questions, revoking, and who saw my record.
 import { t } from '../lib/i18n.js';
-import { boot, h, render, loading, section, badge, field, fmtDate, fmtDateTime, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
+import { boot, h, render, loading, section, badge, field, fmtDate, fmtDateTime, fmtMoney, showDocument, announce, errorBox, uid, scrollable } from '../lib/ui.js';
 import { ref, text, dateOf, quantity } from '../lib/smart.js';
 import { specialties, docTypes, sensitive, flagLabel, statusLabel, consentFor, describeAccess, groupAccess, opinionView, compareView, threadView, taskOpinions, uploadFile, docTypeLabel } from '../lib/care.js';
 
@@ -289,7 +289,7 @@ async function coverage(client, orgs, cards) {
         badge(t('coverage.' + status, null, status), status === 'covered' ? 'ok' : status === 'not-covered' ? 'bad' : 'info'),
         part('inNetwork') ? ' ' + t(part('inNetwork').valueBoolean ? 'coverage.innetwork' : 'coverage.outnetwork') : '',
         pre && pre !== 'not-required' ? ' ' + t('preauth.' + pre, null, pre) : '',
-        copay ? ' ' + t('coverage.copay', { amount: `${copay.value} ${copay.currency || ''}`.trim() }) : ''));
+        copay ? ' ' + t('coverage.copay', { amount: fmtMoney(copay) }) : ''));
     }
   } catch { /* no insurer connected: nothing to say */ }
 }
