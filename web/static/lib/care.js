@@ -157,11 +157,13 @@ export function compareView(client, sr, tasks, opinions, names) {
   const cols = tasks.filter((x) => opinions.has(x.id));
   const codes = [];
   for (const x of cols) for (const s of opinionSections(opinions.get(x.id))) if (!codes.includes(s.code)) codes.push(s.code);
+  // one column per specialist; each topic heads its own row group, so that
+  // on a phone the opinions get the whole width side by side
   const grid = scrollable(h('table', { class: 'compare-table' },
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('compare.section')), cols.map((x) => h('th', { scope: 'col' }, names.get(x.owner?.reference) || x.owner?.reference)))),
-    h('tbody', {}, codes.map((code) => h('tr', {},
-      h('th', { scope: 'row' }, t('section.' + code, null, code)),
-      cols.map((x) => h('td', {}, opinionSections(opinions.get(x.id)).find((s) => s.code === code)?.text || '—')))))), t('compare.title'));
+    h('thead', {}, h('tr', {}, cols.map((x) => h('th', { scope: 'col' }, names.get(x.owner?.reference) || x.owner?.reference)))),
+    codes.map((code) => h('tbody', {},
+      h('tr', {}, h('th', { scope: 'rowgroup', colspan: cols.length, class: 'topic' }, t('section.' + code, null, code))),
+      h('tr', {}, cols.map((x) => h('td', {}, opinionSections(opinions.get(x.id)).find((s) => s.code === code)?.text || '—')))))), t('compare.title'));
   const verdicts = h('ul', { class: 'list', id: 'compare-verdicts' });
   box.append(verdicts, grid);
   client.get(`ServiceRequest/${sr.id}/$opinions`).then((p) => {
