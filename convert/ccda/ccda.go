@@ -177,6 +177,7 @@ type pending struct {
 	typ, id string
 	body    obj
 	where   string
+	stmt    *node // the clinical statement it was made from, for its narrative
 }
 
 // Convert converts one C-CDA document. It fails only when the input is not a
@@ -276,6 +277,14 @@ func (c *converter) emit(typ string, body obj, where string, target bool) obj {
 		c.targets = append(c.targets, ref)
 	}
 	return obj{{"reference", ref}}
+}
+
+// emitStmt is emit for a resource made from the clinical statement st,
+// whose narrative it will carry.
+func (c *converter) emitStmt(st *node, typ string, body obj, where string, target bool) obj {
+	ref := c.emit(typ, body, where, target)
+	c.out[len(c.out)-1].stmt = st
+	return ref
 }
 
 // --- header ---

@@ -189,6 +189,31 @@ func textDiv(parts ...string) string {
 	return `<div xmlns="http://www.w3.org/1999/xhtml">` + b.String() + `</div>`
 }
 
+// keepNarrative gives each resource an entry became (the indexes of c.out)
+// the narrative of the statement it was made from: the statement's own
+// text, else those of the statements nested in it (an organizer's
+// DiagnosticReport lists its results'). When the entry became one
+// resource, that resource carries the entry's narrative failing its own
+// statement's (a concern act around the problem observation).
+func (c *converter) keepNarrative(entryStmt *node, made []int) {
+	for _, j := range made {
+		p := &c.out[j]
+		if p.body.get("text") != nil {
+			continue
+		}
+		var parts []string
+		if p.stmt != nil {
+			parts = c.entryNarrative(p.stmt)
+		}
+		if len(parts) == 0 && len(made) == 1 && p.stmt != entryStmt {
+			parts = c.entryNarrative(entryStmt)
+		}
+		if div := textDiv(parts...); div != "" {
+			p.body = append(obj{{"text", obj{{"status", "additional"}, {"div", div}}}}, p.body...)
+		}
+	}
+}
+
 // entryNarrative is the narrative an entry's statement points at: its
 // text (a reference into the section narrative, or inline text), then the
 // texts of the statements nested in it (a concern act's problem or allergy

@@ -281,7 +281,7 @@ func (c *converter) request(st *node, where, intent string) obj {
 	if sites := c.sites(st, where); len(sites) > 0 {
 		body = body.add("bodySite", sites)
 	}
-	return c.emit("ServiceRequest", body, where, true)
+	return c.emitStmt(st, "ServiceRequest", body, where, true)
 }
 
 func (c *converter) sites(st *node, where string) []obj {
@@ -340,7 +340,7 @@ func (c *converter) medicationRequest(st *node, where string) obj {
 	if period != nil {
 		body = body.add("dispenseRequest", obj{{"validityPeriod", period}})
 	}
-	return c.emit("MedicationRequest", body, where, true)
+	return c.emitStmt(st, "MedicationRequest", body, where, true)
 }
 
 // carePlanActivity adds an activity to the document's CarePlan.
@@ -440,7 +440,7 @@ func (c *converter) goal(o *node, where string) obj {
 			body = body.set("description", obj{{"text", firstNonEmpty(c.originalText(o.child("text")), c.concept(o.child("code")).text(), "goal")}})
 		}
 	}
-	return c.emit("Goal", body, where, true)
+	return c.emitStmt(o, "Goal", body, where, true)
 }
 
 func dateOnly(s string) string {
@@ -499,7 +499,7 @@ func (c *converter) healthConcern(st *node, where string) {
 		if e != "" {
 			body = body.set("clinicalStatus", cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved", ""))
 		}
-		c.emit("Condition", body, w, true)
+		c.emitStmt(o, "Condition", body, w, true)
 	}
 }
 
@@ -554,7 +554,7 @@ func (c *converter) statusObservations(kind string, st *node, where string) {
 			add("effectiveDateTime", one).
 			add("effectivePeriod", obj{}.add("start", s).add("end", e)).
 			add("hasMember", members)
-		c.emit("Observation", body, where, true)
+		c.emitStmt(st, "Observation", body, where, true)
 	case "supply":
 		c.supply(st, where)
 	case "act":
@@ -687,7 +687,7 @@ func (c *converter) policy(pol *node, where string) {
 	if body.get("subscriber") == nil && body.get("relationship") != nil && strings.Contains(fmt.Sprint(body.get("relationship")), "self") {
 		body = body.add("subscriber", c.patientRef)
 	}
-	c.emit("Coverage", body, where, true)
+	c.emitStmt(pol, "Coverage", body, where, true)
 }
 
 func codings(o obj) []obj {
@@ -766,7 +766,7 @@ func (c *converter) supply(st *node, where string) {
 		add("timingDateTime", one).
 		add("timingPeriod", obj{}.add("start", s).add("end", e)).
 		add("device", dref)
-	c.emit("DeviceUseStatement", use, where, true)
+	c.emitStmt(st, "DeviceUseStatement", use, where, true)
 }
 
 // --- family history ---
@@ -847,5 +847,5 @@ func (c *converter) familyHistory(st *node, where string) {
 		body = body.add("deceasedBoolean", true)
 	}
 	body = body.add("condition", conds)
-	c.emit("FamilyMemberHistory", body, where, true)
+	c.emitStmt(st, "FamilyMemberHistory", body, where, true)
 }

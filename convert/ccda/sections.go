@@ -48,7 +48,7 @@ func (c *converter) section(s *node, where string, depth int) *compSection {
 		c.touched = c.touched[:0]
 		c.entry(kind, e, w)
 		acct.Resources = append(acct.Resources, c.touched...)
-		primary := -1
+		var clinical []int
 		for j := before; j < len(c.out); j++ {
 			p := c.out[j]
 			acct.Resources = append(acct.Resources, p.typ+"/"+p.id)
@@ -56,17 +56,10 @@ func (c *converter) section(s *node, where string, depth int) *compSection {
 			case "Practitioner", "Organization", "Device", "Patient":
 				continue
 			}
-			if primary < 0 {
-				primary = j
-			}
+			clinical = append(clinical, j)
 			cs.entries = append(cs.entries, obj{{"reference", p.typ + "/" + p.id}})
 		}
-		if primary >= 0 {
-			// the entry's own narrative stays with what it became
-			if div := textDiv(c.entryNarrative(statement(e))...); div != "" && c.out[primary].body.get("text") == nil {
-				c.out[primary].body = append(obj{{"text", obj{{"status", "additional"}, {"div", div}}}}, c.out[primary].body...)
-			}
-		}
+		c.keepNarrative(statement(e), clinical)
 		if len(acct.Resources) == 0 {
 			acct.NotConverted = "not converted"
 			for j := len(c.issues) - 1; j >= issues; j-- {
@@ -306,7 +299,7 @@ func (c *converter) encounter(st *node, where string) {
 		add("period", c.periodObj(st.child("effectiveTime"), where+"/effectiveTime")).
 		add("reasonCode", reasons).
 		add("location", locs)
-	ref := c.emit("Encounter", body, where, true)
+	ref := c.emitStmt(st, "Encounter", body, where, true)
 	// encounter diagnoses: Conditions of the encounter
 	var dx []obj
 	for i, a := range diagnoses {
@@ -380,7 +373,7 @@ func (c *converter) condition(concern, o *node, where string) {
 		add("abatementDateTime", end).
 		add("recordedDate", recorded).
 		add("recorder", author)
-	c.emit("Condition", body, where, true)
+	c.emitStmt(o, "Condition", body, where, true)
 }
 
 // narrativeConcept falls back to the statement's text (inline or referenced
@@ -494,7 +487,7 @@ func (c *converter) allergy(concern, o *node, where string) {
 		add("recordedDate", recorded).
 		add("recorder", author).
 		add("reaction", reactions)
-	c.emit("AllergyIntolerance", body, where, true)
+	c.emitStmt(o, "AllergyIntolerance", body, where, true)
 }
 
 func severity(code string) string {
@@ -597,7 +590,7 @@ func (c *converter) medication(st *node, where string) {
 		add("effectivePeriod", period).
 		add("informationSource", author).
 		add("dosage", dosages)
-	c.emit("MedicationStatement", body, where, true)
+	c.emitStmt(st, "MedicationStatement", body, where, true)
 }
 
 func (c *converter) immunization(st *node, where string) {
@@ -640,7 +633,7 @@ func (c *converter) immunization(st *node, where string) {
 	if perf, _ := c.stmtAuthor(st, where); perf != nil {
 		body = body.add("performer", []obj{{{"actor", perf}}})
 	}
-	c.emit("Immunization", body, where, true)
+	c.emitStmt(st, "Immunization", body, where, true)
 }
 
 func (c *converter) procedure(st *node, where string) {
@@ -670,7 +663,7 @@ func (c *converter) procedure(st *node, where string) {
 		add("performedDateTime", one).
 		add("performedPeriod", obj{}.add("start", s).add("end", e)).
 		add("bodySite", sites)
-	c.emit("Procedure", body, where, true)
+	c.emitStmt(st, "Procedure", body, where, true)
 }
 
 var absentReasons = map[string]string{"UNK": "unknown", "ASKU": "asked-unknown", "NAV": "temp-unknown", "NASK": "not-asked", "MSK": "masked", "NA": "not-applicable", "NI": "unknown", "OTH": "unsupported", "NAN": "not-a-number", "NINF": "negative-infinity", "PINF": "positive-infinity"}
@@ -725,7 +718,7 @@ func (c *converter) observation(o *node, category, where string) obj {
 		}
 	}
 	body = body.add("referenceRange", ranges)
-	return c.emit("Observation", body, where, true)
+	return c.emitStmt(o, "Observation", body, where, true)
 }
 
 // value adds value[x] (or dataAbsentReason) by the value's xsi:type.
@@ -810,5 +803,5 @@ func (c *converter) report(org *node, refs []any, where string) {
 		add("effectiveDateTime", one).
 		add("effectivePeriod", obj{}.add("start", s).add("end", e)).
 		add("result", refs)
-	c.emit("DiagnosticReport", body, where, true)
+	c.emitStmt(org, "DiagnosticReport", body, where, true)
 }
