@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/storage"
@@ -39,7 +40,19 @@ type Options struct {
 	CheckpointURL string
 	// Client posts to CheckpointURL; a client with a 10 s timeout when nil.
 	Client *http.Client
+	// GroupCommit is the longest an append waits, once the previous one
+	// committed, for the requests being answered (Begin) to join it; DefaultGroupCommit
+	// when 0; never when negative. An append never waits when no other
+	// request is in flight, so a lone client is not slowed down.
+	GroupCommit time.Duration
 }
+
+// DefaultGroupCommit is how long an append waits, at most, for the other
+// requests in flight to join it.
+const DefaultGroupCommit = time.Millisecond
+
+// maxGroup bounds the events of one append that waits for others.
+const maxGroup = 1024
 
 // DefaultCheckpointInterval is how often checkpoints are published.
 const DefaultCheckpointInterval = time.Minute
@@ -62,6 +75,10 @@ type Trail struct {
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
+
+	// inflight counts the requests begun (Begin) that have not yet
+	// recorded their events or ended
+	inflight atomic.Int64
 
 	stopCP   chan struct{}
 	cpDone   chan struct{}
@@ -102,6 +119,9 @@ func Open(ctx context.Context, st storage.Store, opts Options) (*Trail, error) {
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.GroupCommit == 0 {
+		opts.GroupCommit = DefaultGroupCommit
 	}
 	t := &Trail{log: lg, keys: opts.Keys, opts: opts, log_: opts.Logger, now: opts.Now,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), stopCP: make(chan struct{}), cpDone: make(chan struct{})}
@@ -159,10 +179,7 @@ func (t *Trail) Record(ctx context.Context, evs ...Event) error {
 	}
 	b.recs = append(b.recs, recs...)
 	t.mu.Unlock()
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	t.signal()
 	<-b.done
 	return b.err
 }
@@ -171,13 +188,40 @@ func (t *Trail) Record(ctx context.Context, evs ...Event) error {
 // recorded while a transaction committed goes into the next one.
 func (t *Trail) writer() {
 	defer close(t.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var (
+		waited   *batch // the batch the writer is waiting on, since when
+		deadline time.Time
+		last     int // the events of the last append
+	)
 	for {
 		t.mu.Lock()
 		b := t.cur
-		t.cur = nil
 		closed := t.closed
+		if b != nil && !closed && t.opts.GroupCommit > 0 && len(b.recs) < maxGroup &&
+			(t.inflight.Load() > 0 || len(b.recs) < last) {
+			// other requests are being answered, or the requests the last
+			// append released are about to ask again: let them join this
+			// append, for at most GroupCommit after the writer is free to
+			// append it (a lone client never waits)
+			if waited != b {
+				waited, deadline = b, time.Now().Add(t.opts.GroupCommit)
+			}
+			if wait := time.Until(deadline); wait > 0 {
+				t.mu.Unlock()
+				timer.Reset(wait)
+				select {
+				case <-t.wake:
+				case <-timer.C:
+				}
+				continue
+			}
+		}
+		t.cur = nil
 		t.mu.Unlock()
 		if b != nil {
+			last = len(b.recs)
 			b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
 			if b.err != nil {
 				t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
@@ -190,6 +234,28 @@ func (t *Trail) writer() {
 			return
 		}
 		<-t.wake
+	}
+}
+
+// Begin tells the trail that a request is being answered whose events
+// Record will be asked to append (group commit waits for it); the
+// request calls the returned function once its events are recorded or it
+// needs none (it may be called more than once).
+func (t *Trail) Begin() (end func()) {
+	t.inflight.Add(1)
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) && t.inflight.Add(-1) == 0 {
+			t.signal()
+		}
+	}
+}
+
+// signal wakes the writer.
+func (t *Trail) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
 	}
 }
 

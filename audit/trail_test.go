@@ -299,3 +299,49 @@ func TestReplicas(t *testing.T) {
 		t.Errorf("checkpoints of two replicas: %+v %+v", c0, c2)
 	}
 }
+
+// TestGroupCommit: an append waits for the requests in flight (Begin) to
+// join it, and a lone request never waits for the group-commit window
+// (here an hour, so that a wait would hang the test).
+func TestGroupCommit(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		tr := open(t, st, audit.Options{GroupCommit: time.Hour})
+		ctx := context.Background()
+		end := tr.Begin()
+		end()
+		if err := tr.Record(ctx, read(1, "Patient/p1")); err != nil {
+			t.Fatal(err)
+		}
+		endB := tr.Begin() // another request is being answered
+		endA := tr.Begin()
+		doneA := make(chan error, 1)
+		go func() { endA(); doneA <- tr.Record(ctx, read(2, "Patient/p1")) }()
+		select {
+		case err := <-doneA:
+			t.Fatalf("the append did not wait for the request in flight (err %v)", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		endB() // it ends without an event of its own: the append goes
+		if err := <-doneA; err != nil {
+			t.Fatal(err)
+		}
+		endB() // twice is harmless
+		// both requests of a pair record: the first waits for the second
+		endC, endD := tr.Begin(), tr.Begin()
+		var wg sync.WaitGroup
+		for i, end := range []func(){endC, endD} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				end()
+				if err := tr.Record(ctx, read(3+i, "Patient/p2")); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if rep := mustVerify(t, tr.Log(), nil); !rep.OK() || rep.Events != 4 {
+			t.Fatalf("%d events, problems %v", rep.Events, rep.Problems)
+		}
+	})
+}

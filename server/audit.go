@@ -69,8 +69,12 @@ func (s *Server) auditMiddleware() gin.HandlerFunc {
 		}
 		act := &requestActivity{s: s, c: c, a: accessOf(c)}
 		c.Request = c.Request.WithContext(audit.WithActivity(c.Request.Context(), act))
+		end := s.cfg.Auditor.Begin() // the trail's group commit waits for this request
+		defer end()
 		w := &auditWriter{ResponseWriter: c.Writer, settle: func(status int) error {
-			return s.cfg.Auditor.Record(c.Request.Context(), s.requestEvents(c, act, status)...)
+			evs := s.requestEvents(c, act, status)
+			end()
+			return s.cfg.Auditor.Record(c.Request.Context(), evs...)
 		}}
 		c.Writer = w
 		c.Next()

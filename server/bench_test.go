@@ -13,6 +13,12 @@ import (
 	"github.com/fhirgate/fhirgate/server"
 )
 
+// benchClients × GOMAXPROCS goroutines are the parallel clients of the
+// read benchmarks: 16 on two cores, as wrk's 32 connections are to a served
+// gateway, so that the audit trail's group commit shares its appends as it
+// does in production (with GOMAXPROCS clients every read commits alone).
+const benchClients = 16
+
 // benchStores runs b once per store kind (PostgreSQL only when configured).
 func benchStores(b *testing.B, fn func(b *testing.B, h *harness)) {
 	for _, k := range storeKinds {
@@ -54,6 +60,7 @@ func BenchmarkCreate(b *testing.B) {
 func BenchmarkRead(b *testing.B) {
 	benchStores(b, func(b *testing.B, h *harness) {
 		id := h.create(patientBody)
+		b.SetParallelism(benchClients)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {

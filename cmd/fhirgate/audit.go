@@ -24,6 +24,7 @@ type auditFlags struct {
 	checkpointFile   string
 	checkpointURL    string
 	checkpointPeriod time.Duration
+	groupCommit      time.Duration
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet, serve bool) {
@@ -46,6 +47,14 @@ func (a *auditFlags) register(fs *flag.FlagSet, serve bool) {
 	}
 	fs.DurationVar(&a.checkpointPeriod, "audit-checkpoint-interval", period,
 		"how often an audit checkpoint is published when the trail grew (env FHIRGATE_AUDIT_CHECKPOINT_INTERVAL)")
+	group := audit.DefaultGroupCommit
+	if v := os.Getenv("FHIRGATE_AUDIT_GROUP_COMMIT"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			group = d
+		}
+	}
+	fs.DurationVar(&a.groupCommit, "audit-group-commit", group,
+		"the longest a read's audit append waits for concurrent requests to join it; a lone client never waits; negative: never wait (env FHIRGATE_AUDIT_GROUP_COMMIT)")
 }
 
 // keys returns the audit keys: --audit-key, else --audit-key-file, else
@@ -90,6 +99,7 @@ func openTrail(ctx context.Context, st storage.Store, db string, f *auditFlags, 
 	return audit.Open(ctx, st, audit.Options{
 		Keys: keys, Logger: log.With(slog.String("component", "audit")), Server: base,
 		CheckpointInterval: f.checkpointPeriod, CheckpointFile: f.checkpointFile, CheckpointURL: f.checkpointURL,
+		GroupCommit: f.groupCommit,
 	})
 }
 
