@@ -153,6 +153,8 @@ var primaryTypes = map[string][]string{
 	"42348-3": {"Observation"}, "11348-0": {"Condition"}, "46241-6": {"Condition"}, "42347-5": {"Condition"}, "11535-2": {"Condition"},
 	"10183-2": {"MedicationStatement"}, "75311-1": {"MedicationStatement"}, "61144-2": {"Observation"}, "8709-8": {"Observation"},
 	"42349-1": {"ServiceRequest"}, "61146-7": {"Goal"}, "75310-3": {"Condition"},
+	"51847-2": {"ServiceRequest", "MedicationRequest", "Goal", "CarePlan"}, "62387-6": {"Procedure", "ServiceRequest", "MedicationRequest", "Goal", "CarePlan"},
+	"42346-7": {"MedicationStatement"},
 }
 
 // TestEveryEntryAccounted converts every C-CDA sample and checks that

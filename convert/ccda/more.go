@@ -5,35 +5,40 @@ import (
 	"strings"
 )
 
-// Sections beyond the core clinical ones: plan of care and instructions
-// (CarePlan with ServiceRequest, MedicationRequest and Goal activities),
+// Sections beyond the core clinical ones: plan of care, assessment and plan
+// and instructions (CarePlan with ServiceRequest, MedicationRequest and
+// Goal activities), interventions (Procedure when carried out, else a plan
+// activity),
 // goals, health concerns, functional, mental and nutritional status and
 // physical exam findings (Observation), payers (Coverage), advance
 // directives (Observation), medical equipment (Device with
 // DeviceUseStatement), family history (FamilyMemberHistory), past medical
-// history and admission and discharge diagnoses (Condition), discharge
-// medications, and reason for referral (ServiceRequest). Mappings follow
+// history and admission and discharge diagnoses (Condition), admission and
+// discharge medications, and reason for referral (ServiceRequest). Mappings follow
 // HL7's C-CDA on FHIR.
 
 const (
-	kindPlan         = "plan-of-care"
-	kindGoals        = "goals"
-	kindConcerns     = "health-concerns"
-	kindFunctional   = "functional-status"
-	kindMental       = "mental-status"
-	kindNutrition    = "nutrition"
-	kindExam         = "physical-exam"
-	kindPayers       = "payers"
-	kindAdvance      = "advance-directives"
-	kindEquipment    = "medical-equipment"
-	kindFamily       = "family-history"
-	kindPastHistory  = "past-medical-history"
-	kindAdmitDx      = "admission-diagnosis"
-	kindDischargeDx  = "discharge-diagnosis"
-	kindDischargeMed = "discharge-medications"
-	kindAdministered = "medications-administered"
-	kindInstructions = "instructions"
-	kindReferral     = "reason-for-referral"
+	kindPlan          = "plan-of-care"
+	kindGoals         = "goals"
+	kindConcerns      = "health-concerns"
+	kindFunctional    = "functional-status"
+	kindMental        = "mental-status"
+	kindNutrition     = "nutrition"
+	kindExam          = "physical-exam"
+	kindPayers        = "payers"
+	kindAdvance       = "advance-directives"
+	kindEquipment     = "medical-equipment"
+	kindFamily        = "family-history"
+	kindPastHistory   = "past-medical-history"
+	kindAdmitDx       = "admission-diagnosis"
+	kindDischargeDx   = "discharge-diagnosis"
+	kindDischargeMed  = "discharge-medications"
+	kindAdministered  = "medications-administered"
+	kindInstructions  = "instructions"
+	kindReferral      = "reason-for-referral"
+	kindAssessPlan    = "assessment-and-plan"
+	kindInterventions = "interventions"
+	kindAdmissionMed  = "admission-medications"
 )
 
 // moreSectionKinds: templateId roots and LOINC section codes of C-CDA R2.1.
@@ -60,6 +65,9 @@ var moreSectionKinds = []struct {
 	{kindAdministered, []string{"2.16.840.1.113883.10.20.22.2.38"}, []string{"29549-3"}},
 	{kindInstructions, []string{"2.16.840.1.113883.10.20.22.2.45"}, []string{"69730-0"}},
 	{kindReferral, []string{"1.3.6.1.4.1.19376.1.5.3.1.3.1"}, []string{"42349-1"}},
+	{kindAssessPlan, []string{"2.16.840.1.113883.10.20.22.2.9"}, []string{"51847-2"}},
+	{kindInterventions, []string{"2.16.840.1.113883.10.20.21.2.3"}, []string{"62387-6"}},
+	{kindAdmissionMed, []string{"2.16.840.1.113883.10.20.22.2.44"}, []string{"42346-7"}},
 }
 
 func moreSectionKind(s *node) string {
@@ -83,8 +91,16 @@ func moreSectionKind(s *node) string {
 // is not one of them.
 func (c *converter) moreEntry(kind string, st *node, where string) bool {
 	switch kind {
-	case kindPlan, kindInstructions:
+	case kindPlan, kindInstructions, kindAssessPlan:
 		c.planned(st, where)
+	case kindInterventions:
+		// an intervention carried out is a Procedure; one intended, a
+		// planned activity like the plan of treatment's
+		if st.attr("moodCode") == "EVN" && (st.name == "act" || st.name == "procedure") {
+			c.procedure(st, where)
+		} else {
+			c.planned(st, where)
+		}
 	case kindGoals:
 		if st.name != "observation" {
 			c.unconverted(kind, st, where)
@@ -114,10 +130,11 @@ func (c *converter) moreEntry(kind string, st *node, where string) bool {
 			}
 			c.conditionOf(kind, st, o, w)
 		}
-	case kindDischargeMed, kindAdministered:
+	case kindDischargeMed, kindAdministered, kindAdmissionMed:
 		sa := st
 		if st.name == "act" {
-			// Discharge Medication act around the medication activity
+			// Discharge (or Admission) Medication act around the
+			// medication activity
 			for _, er := range st.all("entryRelationship") {
 				if s := er.child("substanceAdministration"); s != nil {
 					sa = s

@@ -20,7 +20,7 @@ func (c *converter) section(s *node, where string, depth int) *compSection {
 	title := s.child("title").textContent()
 	code := s.child("code").attr("code")
 	cs := &compSection{title: title, code: c.concept(s.child("code")), text: narrativeDiv(s.child("text"))}
-	if kind == kindPlan || kind == kindInstructions {
+	if kind == kindPlan || kind == kindInstructions || kind == kindAssessPlan || kind == kindInterventions {
 		if c.planTitle == "" {
 			c.planTitle = title
 		}

@@ -11,9 +11,12 @@ import (
 	"github.com/fhirgate/fhirgate/internal/sharedtest"
 )
 
-// goalsAndConcerns is a Progress Note with the two sections no sample of
-// ../shared/testdata has: Goals (a goal with a target) and Health Concerns
-// (a concern act holding a problem observation), each with narrative.
+// goalsAndConcerns is a Progress Note with the sections of the five
+// document templates that no sample of ../shared/testdata has entries in:
+// Goals (a goal with a target), Health Concerns (a concern act holding a
+// problem observation), Assessment and Plan (a planned procedure),
+// Interventions (one carried out) and Admission Medications, each with
+// narrative.
 const goalsAndConcerns = `<?xml version="1.0"?>
 <ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
  <templateId root="2.16.840.1.113883.10.20.22.1.9" extension="2015-08-01"/>
@@ -65,15 +68,68 @@ const goalsAndConcerns = `<?xml version="1.0"?>
     </observation></entryRelationship>
    </act></entry>
   </section></component>
+ <component><section>
+   <templateId root="2.16.840.1.113883.10.20.22.2.9"/>
+   <code code="51847-2" codeSystem="2.16.840.1.113883.6.1" displayName="Assessment and plan"/>
+   <title>Assessment and Plan</title>
+   <text><paragraph ID="ap1">Colonoscopy in three months</paragraph></text>
+   <entry><procedure classCode="PROC" moodCode="RQO">
+    <templateId root="2.16.840.1.113883.10.20.22.4.41" extension="2014-06-09"/>
+    <id root="9a6d1bac-17d3-4195-89a4-1121bc809b4d"/>
+    <code code="73761001" codeSystem="2.16.840.1.113883.6.96" displayName="Colonoscopy"/>
+    <text><reference value="#ap1"/></text>
+    <statusCode code="active"/>
+    <effectiveTime value="20240405"/>
+   </procedure></entry>
+  </section></component>
+  <component><section>
+   <templateId root="2.16.840.1.113883.10.20.21.2.3" extension="2015-08-01"/>
+   <code code="62387-6" codeSystem="2.16.840.1.113883.6.1" displayName="Interventions provided"/>
+   <title>Interventions</title>
+   <text><paragraph ID="iv1">Smoking cessation counselling given</paragraph></text>
+   <entry><act classCode="ACT" moodCode="EVN">
+    <templateId root="2.16.840.1.113883.10.20.22.4.131" extension="2015-08-01"/>
+    <id root="1f1c9d2a-8a0b-4c8e-9a51-6c9e2b1d7f3e"/>
+    <code code="225323000" codeSystem="2.16.840.1.113883.6.96" displayName="Smoking cessation education"/>
+    <text><reference value="#iv1"/></text>
+    <statusCode code="completed"/>
+    <effectiveTime value="20240105"/>
+   </act></entry>
+  </section></component>
+  <component><section>
+   <templateId root="2.16.840.1.113883.10.20.22.2.44" extension="2015-08-01"/>
+   <code code="42346-7" codeSystem="2.16.840.1.113883.6.1" displayName="Medications on admission"/>
+   <title>Admission Medications</title>
+   <text><paragraph ID="am1">Amlodipine 5 mg daily</paragraph></text>
+   <entry><act classCode="ACT" moodCode="EVN">
+    <templateId root="2.16.840.1.113883.10.20.22.4.36" extension="2014-06-09"/>
+    <code code="42346-7" codeSystem="2.16.840.1.113883.6.1" displayName="Medications on Admission"/>
+    <statusCode code="active"/>
+    <entryRelationship typeCode="SUBJ"><substanceAdministration classCode="SBADM" moodCode="EVN">
+     <templateId root="2.16.840.1.113883.10.20.22.4.16" extension="2014-06-09"/>
+     <id root="b2c4e1d8-3f5a-4e6b-9c7d-8e9f0a1b2c3d"/>
+     <text><reference value="#am1"/></text>
+     <statusCode code="active"/>
+     <effectiveTime xsi:type="IVL_TS"><low value="20230101"/></effectiveTime>
+     <consumable><manufacturedProduct classCode="MANU">
+      <templateId root="2.16.840.1.113883.10.20.22.4.23" extension="2014-06-09"/>
+      <manufacturedMaterial><code code="197361" codeSystem="2.16.840.1.113883.6.88" displayName="Amlodipine 5 MG Oral Tablet"/></manufacturedMaterial>
+     </manufacturedProduct></consumable>
+    </substanceAdministration></entryRelationship>
+   </act></entry>
+  </section></component>
  </structuredBody></component>
 </ClinicalDocument>`
 
-// TestGoalsAndHealthConcerns: a Goals section's goal becomes a Goal (its
-// description, start, target measure, value and due date) and a Health
-// Concerns section's concern a Condition of category health-concern; both
-// keep their narrative, are in the Composition's sections, and validate;
-// race and ethnicity (including sdtc:raceCode) are the US Core extensions.
-func TestGoalsAndHealthConcerns(t *testing.T) {
+// TestSectionsWithoutSamples: a Goals section's goal becomes a Goal (its
+// description, start, target measure, value and due date), a Health
+// Concerns section's concern a Condition of category health-concern, an
+// Assessment and Plan's planned procedure a ServiceRequest in the CarePlan,
+// an intervention carried out a Procedure, an admission medication a
+// MedicationStatement; all keep their narrative, are in the Composition's
+// sections, and validate; race and ethnicity (including sdtc:raceCode) are
+// the US Core extensions.
+func TestSectionsWithoutSamples(t *testing.T) {
 	res, err := Convert([]byte(goalsAndConcerns), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -118,8 +174,20 @@ func TestGoalsAndHealthConcerns(t *testing.T) {
 			t.Errorf("health concern lacks %s: %s", want, concern)
 		}
 	}
+	for _, c := range []struct{ typ, code, text string }{
+		{"ServiceRequest", "73761001", "Colonoscopy in three months"},
+		{"Procedure", "225323000", "Smoking cessation counselling given"},
+		{"MedicationStatement", "197361", "Amlodipine 5 mg daily"},
+	} {
+		if r := raw[c.typ]; !strings.Contains(r, `"code":"`+c.code+`"`) || !strings.Contains(r, c.text) {
+			t.Errorf("no %s with %s and its narrative %q: %s", c.typ, c.code, c.text, r)
+		}
+	}
+	if cp := raw["CarePlan"]; !strings.Contains(cp, "ServiceRequest/") {
+		t.Errorf("the planned colonoscopy is not an activity of the CarePlan: %s", cp)
+	}
 	comp := raw["Composition"]
-	for _, want := range []string{`"code":"61146-7"`, `"code":"75310-3"`, "Goal/", "Condition/"} {
+	for _, want := range []string{`"code":"61146-7"`, `"code":"75310-3"`, `"code":"51847-2"`, `"code":"62387-6"`, `"code":"42346-7"`, "Goal/", "Condition/", "Procedure/", "MedicationStatement/"} {
 		if !strings.Contains(comp, want) {
 			t.Errorf("Composition lacks %s", want)
 		}
