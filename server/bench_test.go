@@ -98,13 +98,16 @@ func BenchmarkSyntheaLoad(b *testing.B) {
 		n += bytesCount(body, `"request":`)
 	}
 	benchStores(b, func(b *testing.B, h *harness) {
+		cpu := startCPU(b, h.store)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			for _, body := range bodies {
 				serve(b, h, http.MethodPost, "/", body, http.StatusOK)
 			}
 		}
+		b.StopTimer()
 		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "resources/s")
+		cpu.report(b, float64(n), "resources")
 	})
 }
 

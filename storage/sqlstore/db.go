@@ -62,6 +62,10 @@ type Dialect struct {
 	// ("SELECT pg_advisory_xact_lock(?)" on PostgreSQL); empty where
 	// transactions are already serialised (SQLite's single writer).
 	LockSQL string
+	// NextSeqsSQL, when set, takes ? new sequence numbers of
+	// resource_versions.seq (one per row), so that versions can be written
+	// with COPY (a Copier) and still be numbered by the database.
+	NextSeqsSQL string
 }
 
 // Copier is implemented by connections that can bulk-load rows faster than

@@ -185,7 +185,17 @@ func (w *indexWriter) flush(ctx context.Context, c Conn) error {
 // resources have no rows to delete. With patients, it also returns, per
 // write, the Patients whose compartment held the resource before the
 // write or holds it after (for the audit trail's events of the write).
-func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patients bool) ([][]string, error) {
+//
+// extracted, when not nil, delivers the writes' index values (extractAsync);
+// reindexWrites always receives from it before returning.
+func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patients bool, extracted <-chan extraction) (_ [][]string, err error) {
+	if extracted != nil {
+		defer func() {
+			if extracted != nil {
+				<-extracted
+			}
+		}()
+	}
 	if s.registry == nil {
 		return make([][]string, len(writes)), nil
 	}
@@ -214,7 +224,14 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patie
 			return nil, err
 		}
 	}
-	idx, err := s.extractAll(writes)
+	var idx []*search.Index
+	if extracted != nil {
+		x := <-extracted
+		extracted = nil
+		idx, err = x.idx, x.err
+	} else {
+		idx, err = s.extractAll(writes)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +293,27 @@ func bumpRecordMarks(ctx context.Context, c Conn, patients map[string]bool) erro
 		}
 	}
 	return nil
+}
+
+// extraction is what extractAsync delivers.
+type extraction struct {
+	idx []*search.Index
+	err error
+}
+
+// extractAsync starts extractAll; the channel delivers its result once.
+// Without a registry there is nothing to extract (and nil is delivered).
+func (s *Store) extractAsync(writes []Write) <-chan extraction {
+	ch := make(chan extraction, 1)
+	if s.registry == nil {
+		ch <- extraction{}
+		return ch
+	}
+	go func() {
+		idx, err := s.extractAll(writes)
+		ch <- extraction{idx, err}
+	}()
+	return ch
 }
 
 // extractAll computes the index values of many writes on all cores (the
@@ -375,7 +413,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) (int, erro
 		if len(batch) == 0 {
 			return done, nil
 		}
-		if err := s.inTx(ctx, func(c Conn) error { _, err := s.reindexWrites(ctx, c, batch, false); return err }); err != nil {
+		if err := s.inTx(ctx, func(c Conn) error { _, err := s.reindexWrites(ctx, c, batch, false, nil); return err }); err != nil {
 			return done, err
 		}
 		done += len(batch)

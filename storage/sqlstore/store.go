@@ -503,9 +503,11 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 // 32766 parameters; PostgreSQL 65535).
 const createBatchRows = 200
 
-// CreateMany stores each resource as version 1 in multi-row INSERTs: the
-// fast path for loading transaction Bundles and pull batches. Any id
-// already taken fails the whole call with ErrAlreadyExists.
+// CreateMany stores each resource as version 1 in few statements: the fast
+// path for loading transaction Bundles and pull batches. Any id already
+// taken fails the whole call with ErrAlreadyExists. The search values are
+// extracted while the versions are written (the extraction is CPU, the
+// writes mostly wait for the database).
 func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Resource, error) {
 	now := t.s.clock()
 	out := make([]*fhir.Resource, len(res))
@@ -515,6 +517,78 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 		}
 		out[i] = r.WithMeta(r.ID, "1", now)
 	}
+	ws := make([]Write, len(out))
+	for i, r := range out {
+		ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true, VersionID: "1", Method: "POST"}
+	}
+	extracted := t.s.extractAsync(ws)
+	var err error
+	if cp, ok := t.c.(Copier); ok && t.s.dialect.NextSeqsSQL != "" && len(out) > 1 {
+		err = t.copyVersions(ctx, cp, out, now)
+	} else {
+		err = t.insertVersions(ctx, out, now)
+	}
+	if err != nil {
+		<-extracted // the extraction's goroutines end before the call does
+		return nil, err
+	}
+	if err := t.afterWriteExtracted(ctx, ws, extracted); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// copyVersions writes version 1 of each resource with COPY: the sequence
+// numbers are taken first (in one statement, ascending, as a multi-row
+// INSERT would have numbered them), so that the current rows can carry
+// them too.
+func (t *tx) copyVersions(ctx context.Context, cp Copier, out []*fhir.Resource, now time.Time) error {
+	rows, err := t.c.Query(ctx, t.s.dialect.NextSeqsSQL, len(out))
+	if err != nil {
+		return fmt.Errorf("create batch: sequence: %w", err)
+	}
+	seqs := make([]int64, 0, len(out))
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("create batch: sequence: %w", err)
+		}
+		seqs = append(seqs, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("create batch: sequence: %w", err)
+	}
+	if len(seqs) != len(out) {
+		return fmt.Errorf("create batch: %d sequence numbers for %d versions", len(seqs), len(out))
+	}
+	slices.Sort(seqs)
+	lu := micros(now)
+	vrows := make([][]any, len(out))
+	crows := make([][]any, len(out))
+	for i, r := range out {
+		vrows[i] = []any{seqs[i], r.Type, r.ID, int64(1), lu, int32(0), "POST", r.Raw}
+		crows[i] = []any{r.Type, r.ID, int64(1), lu, int32(0), r.Raw, seqs[i]}
+	}
+	if err := cp.CopyRows(ctx, "resource_versions", []string{"seq", "res_type", "res_id", "version", "last_updated", "deleted", "method", "body"}, vrows); err != nil {
+		return createBatchErr(err)
+	}
+	if err := cp.CopyRows(ctx, "resources", []string{"res_type", "res_id", "version", "last_updated", "deleted", "body", "seq"}, crows); err != nil {
+		return createBatchErr(err)
+	}
+	return nil
+}
+
+func createBatchErr(err error) error {
+	if isUniqueViolation(err) {
+		return fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
+	}
+	return fmt.Errorf("create batch: %w", err)
+}
+
+// insertVersions writes version 1 of each resource in multi-row INSERTs.
+func (t *tx) insertVersions(ctx context.Context, out []*fhir.Resource, now time.Time) error {
 	for start := 0; start < len(out); start += createBatchRows {
 		chunk := out[start:min(start+createBatchRows, len(out))]
 		var (
@@ -532,10 +606,7 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 		b.WriteString(" RETURNING res_type, res_id, seq")
 		rows, err := t.c.Query(ctx, b.String(), args...)
 		if err != nil {
-			if isUniqueViolation(err) {
-				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
-			}
-			return nil, fmt.Errorf("create batch: %w", err)
+			return createBatchErr(err)
 		}
 		seqs := make(map[[2]string]int64, len(chunk))
 		for rows.Next() {
@@ -543,16 +614,13 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 			var seq int64
 			if err := rows.Scan(&typ, &id, &seq); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("create batch: %w", err)
+				return createBatchErr(err)
 			}
 			seqs[[2]string{typ, id}] = seq
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			if isUniqueViolation(err) {
-				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
-			}
-			return nil, fmt.Errorf("create batch: %w", err)
+			return createBatchErr(err)
 		}
 		b.Reset()
 		args = args[:0]
@@ -565,20 +633,10 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 			args = append(args, r.Type, r.ID, micros(now), r.Raw, seqs[[2]string{r.Type, r.ID}])
 		}
 		if _, err := t.c.Exec(ctx, b.String(), args...); err != nil {
-			if isUniqueViolation(err) {
-				return nil, fmt.Errorf("create batch: %w", storage.ErrAlreadyExists)
-			}
-			return nil, fmt.Errorf("create batch: %w", err)
+			return createBatchErr(err)
 		}
 	}
-	ws := make([]Write, len(out))
-	for i, r := range out {
-		ws[i] = Write{Type: r.Type, ID: r.ID, Resource: r, Created: true, VersionID: "1", Method: "POST"}
-	}
-	if err := t.afterWrite(ctx, ws); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return nil
 }
 
 // watchedTypes are the types whose ChangeMark is a counter advanced by
@@ -587,6 +645,12 @@ var watchedTypes = map[string]bool{"Consent": true}
 
 // afterWrite maintains the search index and runs the hooks.
 func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
+	return t.afterWriteExtracted(ctx, ws, nil)
+}
+
+// afterWriteExtracted is afterWrite with the search values already being
+// extracted (extractAsync), or extracted here when extracted is nil.
+func (t *tx) afterWriteExtracted(ctx context.Context, ws []Write, extracted <-chan extraction) error {
 	t.rows += len(ws)
 	if t.s.marks != nil {
 		if t.types == nil {
@@ -602,11 +666,14 @@ func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 			counted[w.Type] = true
 			if _, err := t.c.Exec(ctx, `INSERT INTO change_marks (res_type, n) VALUES (?, 1)
 				ON CONFLICT (res_type) DO UPDATE SET n = change_marks.n + 1`, w.Type); err != nil {
+				if extracted != nil {
+					<-extracted
+				}
 				return fmt.Errorf("change mark %s: %w", w.Type, err)
 			}
 		}
 	}
-	pats, err := t.s.reindexWrites(ctx, t.c, ws, t.s.commitHook != nil)
+	pats, err := t.s.reindexWrites(ctx, t.c, ws, t.s.commitHook != nil, extracted)
 	if err != nil {
 		return err
 	}

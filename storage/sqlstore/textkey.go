@@ -158,7 +158,7 @@ func (s *Store) AfterMigrate(ctx context.Context, applied []string) error {
 				}
 				ws = append(ws, Write{Type: k[0], ID: k[1], Resource: r})
 			}
-			_, err := s.reindexWrites(ctx, c, ws, false)
+			_, err := s.reindexWrites(ctx, c, ws, false, nil)
 			return err
 		}); err != nil {
 			return fmt.Errorf("re-encode index: %w", err)

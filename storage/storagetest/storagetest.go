@@ -556,6 +556,12 @@ func testCreateMany(t *testing.T, s storage.Store, _ *Clock) {
 	if err != nil || h.Total != 451 {
 		t.Fatalf("history total %d (%v)", h.Total, err)
 	}
+	// the versions are numbered in the batch's order (history: newest first)
+	for i, e := range h.Entries {
+		if want := batch[len(batch)-1-i]; e.Type != want.Type || e.ID != want.ID {
+			t.Fatalf("history entry %d is %s/%s, want %s/%s", i, e.Type, e.ID, want.Type, want.ID)
+		}
+	}
 	// one taken id fails the whole batch
 	_, err = s.CreateMany(ctx, []*fhir.Resource{patient(t, "fresh", "A"), patient(t, "b7", "dup")})
 	if !errors.Is(err, storage.ErrAlreadyExists) {
