@@ -74,6 +74,7 @@ func BenchmarkRead(b *testing.B) {
 func BenchmarkVRead(b *testing.B) {
 	benchStores(b, func(b *testing.B, h *harness) {
 		id := h.create(patientBody)
+		b.SetParallelism(benchClients)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -130,6 +131,7 @@ func BenchmarkEverything(b *testing.B) {
 				pid = pid[:strings.Index(pid, "/")]
 			}
 		}
+		b.SetParallelism(benchClients)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -180,6 +182,7 @@ func BenchmarkReadProviderNoAudit(b *testing.B) {
 // benchProviderRead reads path with a bearer token from parallel clients.
 func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
 	hdr := "Bearer " + token
+	b.SetParallelism(benchClients)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
