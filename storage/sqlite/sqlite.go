@@ -88,7 +88,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		}
 	}
 	q := url.Values{}
-	for _, p := range []string{"page_size(16384)", "journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)"} {
+	for _, p := range []string{"page_size(16384)", "journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", walLimit), "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -123,7 +123,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	ck.SetMaxOpenConns(1)
-	db := &DB{w: w, r: r, ck: ck, stop: make(chan struct{}), done: make(chan struct{}), analyze: make(chan struct{}, 1)}
+	db := &DB{w: w, r: r, ck: ck, wal: path + "-wal", stop: make(chan struct{}), done: make(chan struct{}), analyze: make(chan struct{}, 1)}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -142,6 +142,22 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 const (
 	checkpointInterval = 500 * time.Millisecond
 	optimizeInterval   = 5 * time.Minute
+)
+
+// walLimit bounds the write-ahead log. A passive checkpoint copies pages
+// back but never rewinds the log while readers are reading from it, and
+// under a steady read load (each read also appends its audit event) some
+// reader always is: the log grew by gigabytes an hour. Past walLimit the
+// checkpointer runs a RESTART checkpoint, which waits (blocking writers,
+// for as long as the slowest read in flight) until readers have left the
+// log, so that the next commit starts it from the beginning, and
+// journal_size_limit truncates the file back to walLimit then. The wait is
+// bounded by restartWait (a long read, an export, makes it give up) and
+// tried at most every restartEvery.
+var (
+	walLimit     int64 = 64 << 20
+	restartWait        = 100 * time.Millisecond
+	restartEvery       = 5 * time.Second
 )
 
 // analyzeAfterRows is how many versions written since the last analysis
@@ -167,6 +183,7 @@ func (d *DB) checkpointer() {
 	t := time.NewTicker(checkpointInterval)
 	defer t.Stop()
 	lastOptimize := time.Now()
+	var lastRestart time.Time
 	optimize := func() {
 		// optimize analyses the tables whose size changed enough since
 		// their last analysis (or that never had one)
@@ -183,7 +200,14 @@ func (d *DB) checkpointer() {
 		case <-d.analyze:
 			optimize()
 		case <-t.C:
-			_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			if fi, err := os.Stat(d.wal); err == nil && fi.Size() > walLimit && time.Since(lastRestart) > restartEvery {
+				lastRestart = time.Now()
+				_, _ = d.ck.Exec(fmt.Sprintf("PRAGMA busy_timeout=%d", restartWait.Milliseconds()))
+				_, _ = d.ck.Exec("PRAGMA wal_checkpoint(RESTART)")
+				_, _ = d.ck.Exec("PRAGMA busy_timeout=10000")
+			} else {
+				_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			}
 			if time.Since(lastOptimize) > optimizeInterval || d.pendingRows.Load() >= analyzeAfterRows {
 				optimize()
 			}
@@ -196,6 +220,7 @@ type DB struct {
 	w, r *sql.DB
 	// ck checkpoints the WAL in the background until stop is closed.
 	ck         *sql.DB
+	wal        string // the write-ahead log's file
 	stop, done chan struct{}
 	// analyze wakes the checkpointer to refresh statistics; pendingRows
 	// counts versions written since the last refresh.

@@ -2,8 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/storage"
@@ -42,4 +45,67 @@ func TestRelease(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestWALBounded: under a read load that never stops (every request reads,
+// and its audit event is written), the write-ahead log still returns to its
+// bound; passive checkpoints alone let it grow without end.
+func TestWALBounded(t *testing.T) {
+	const limit = 1 << 20
+	defer sqlite.SetWALLimit(limit, 20*time.Millisecond)()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "wal.db")
+	db, err := sqlite.OpenDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(ctx, `CREATE TABLE t (x BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 { // overlapping readers: one is always reading
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var n int
+				if err := db.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	blob := make([]byte, 16<<10)
+	write := func() {
+		if _, err := db.Exec(ctx, `INSERT INTO t (x) VALUES (?)`, blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 * limit / len(blob) { // twenty times the bound
+		write()
+	}
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for walSize() > 2*limit {
+		if time.Now().After(deadline) {
+			t.Fatalf("the write-ahead log stays at %d bytes under a steady read load (bound %d)", walSize(), limit)
+		}
+		write() // writes go on, as audit events do
+		time.Sleep(5 * time.Millisecond)
+	}
 }
