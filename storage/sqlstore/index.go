@@ -134,6 +134,9 @@ func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *searc
 		}
 	}
 	for _, v := range ix.Tokens {
+		if v.Param == "_id" {
+			continue // searched and sorted on resources.res_id (search.go)
+		}
 		if err := b[1].add(ctx, c, typ, id, v.Param, v.Group, v.Component, keyVal(v.System), keyVal(v.Code), textVal(v.Text), textVal(v.TypeSystem), textVal(v.TypeCode)); err != nil {
 			return err
 		}
@@ -144,6 +147,9 @@ func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *searc
 		}
 	}
 	for _, v := range ix.Dates {
+		if v.Param == "_lastUpdated" {
+			continue // searched and sorted on resources.last_updated (search.go)
+		}
 		if err := b[3].add(ctx, c, typ, id, v.Param, v.Group, v.Component, timeKey(v.Lo), timeKey(v.Hi)); err != nil {
 			return err
 		}
