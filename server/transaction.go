@@ -77,16 +77,15 @@ func (s *Server) transaction(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	bundle, err := fhir.Parse(body)
+	typ, root, err := parseBundle(body)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if bundle.Type != "Bundle" {
-		s.fail(c, fhir.Errorf(http.StatusBadRequest, "invalid", []string{"resourceType"}, "POST to the base takes a Bundle of type transaction or batch, not a %s", bundle.Type))
+	if typ != "Bundle" {
+		s.fail(c, fhir.Errorf(http.StatusBadRequest, "invalid", []string{"resourceType"}, "POST to the base takes a Bundle of type transaction or batch, not a %s", typ))
 		return
 	}
-	root := bundle.Root()
 	btype := root.Get("type").String()
 	if btype != "transaction" && btype != "batch" {
 		s.fail(c, fhir.Errorf(http.StatusBadRequest, "invalid", []string{"Bundle.type"}, "Bundle.type must be transaction or batch"))
@@ -132,6 +131,27 @@ func (s *Server) transaction(c *gin.Context) {
 		}
 	}
 	s.writeJSON(c, http.StatusOK, s.bundleResponse(c, btype+"-response", entries))
+}
+
+// parseBundle parses the body of POST [base]. A well-formed Bundle is only
+// parsed: fhir.Parse would also write the whole document out again
+// compacted (its Raw), which a transaction never uses (each entry's
+// resource is compacted on its own). Anything else goes through fhir.Parse
+// for its usual answer.
+func parseBundle(body []byte) (string, *fjson.Value, error) {
+	if v, err := fjson.Parse(body); err == nil && v.Kind == fjson.Object {
+		rt, id, meta := v.Get("resourceType"), v.Get("id"), v.Get("meta")
+		if rt != nil && rt.Kind == fjson.String && rt.Str == "Bundle" &&
+			(id == nil || id.Kind == fjson.String && fhir.ValidID(id.Str)) &&
+			(meta == nil || meta.Kind == fjson.Object) {
+			return "Bundle", v, nil
+		}
+	}
+	r, err := fhir.Parse(body)
+	if err != nil {
+		return "", nil, err
+	}
+	return r.Type, r.Root(), nil
 }
 
 func entryErr(i int, field string, status int, code, format string, args ...any) error {

@@ -233,6 +233,9 @@ func TestBundleErrors(t *testing.T) {
 			"post no resource":  {`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Patient"}}]}`, 400, "Bundle.entry[0].resource"},
 			"duplicate fullUrl": {`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, 400, "Bundle.entry[1].fullUrl"},
 			"bad entry json":    {`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Nope"},"request":{"method":"POST","url":"Patient"}}]}`, 400, "Bundle.entry[0].resource.resourceType"},
+			"malformed json":    {`{"resourceType":"Bundle","type":"transaction","entry":[}`, 400, "Bundle.entry[0]"},
+			"bundle bad id":     {`{"resourceType":"Bundle","id":"a b","type":"transaction"}`, 400, "Bundle.id"},
+			"bundle meta array": {`{"resourceType":"Bundle","meta":[],"type":"transaction"}`, 400, "Bundle.meta"},
 			"put id mismatch":   {`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"a"},"request":{"method":"PUT","url":"Patient/b"}}]}`, 422, "Bundle.entry[0].resource.id"},
 		} {
 			w := h.do(http.MethodPost, "/", []byte(c.body))
