@@ -87,11 +87,52 @@ func WithDraftConsents(ctx context.Context, patient string, drafts []*fhir.Resou
 	return context.WithValue(ctx, draftsKey{}, &draftConsents{patient: patient, consents: drafts})
 }
 
+// policyMemo keeps, for one read of many resources (a search page,
+// $everything, a history page), the policies it used: the Consent change
+// mark is read once per patient in it, not once per resource (on
+// PostgreSQL a round trip each: 700 of them made a provider's $everything
+// 16 times the patient's own). Nothing is written inside such a read, so
+// the policy cannot change under it; the next request reads the mark again.
+type policyMemo struct {
+	mu sync.Mutex
+	m  map[string]*consent.Policy
+}
+
+type policyMemoKey struct{}
+
+// withPolicyMemo scopes a policy memo to one read.
+func withPolicyMemo(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(policyMemoKey{}).(*policyMemo); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, policyMemoKey{}, &policyMemo{m: map[string]*consent.Policy{}})
+}
+
 // policyFor returns the compiled Consent policy of a patient ("Patient/x").
 func (d *Decider) policyFor(ctx context.Context, patient string) (*consent.Policy, error) {
 	if dr, ok := ctx.Value(draftsKey{}).(*draftConsents); ok && dr.patient == patient {
 		return d.compileDrafts(ctx, patient, dr.consents)
 	}
+	if memo, ok := ctx.Value(policyMemoKey{}).(*policyMemo); ok {
+		memo.mu.Lock()
+		pol := memo.m[patient]
+		memo.mu.Unlock()
+		if pol != nil {
+			return pol, nil
+		}
+		pol, err := d.currentPolicy(ctx, patient)
+		if err == nil {
+			memo.mu.Lock()
+			memo.m[patient] = pol
+			memo.mu.Unlock()
+		}
+		return pol, err
+	}
+	return d.currentPolicy(ctx, patient)
+}
+
+// currentPolicy is the patient's policy as the store's Consents are now.
+func (d *Decider) currentPolicy(ctx context.Context, patient string) (*consent.Policy, error) {
 	// Any Consent written anywhere changes the mark; until then the
 	// compiled policy of this patient stands.
 	mark, err := d.store.ChangeMark(ctx, "Consent")

@@ -530,7 +530,7 @@ func (g *Guard) checked(ctx context.Context, read func() (*fhir.Resource, error)
 // Search implements storage.Reader under the release rule.
 func (g *Guard) Search(ctx context.Context, req storage.SearchRequest) (*storage.SearchResult, error) {
 	req.Release = g.Release()
-	res, err := g.d.store.Search(ctx, req)
+	res, err := g.d.store.Search(withPolicyMemo(ctx), req)
 	if err == nil {
 		g.recordGiven(ctx, res.Matches)
 		g.recordGiven(ctx, res.Included)
@@ -560,7 +560,7 @@ func (g *Guard) Everything(ctx context.Context, req storage.EverythingRequest) (
 		}
 	}
 	req.Release = g.Release()
-	res, err := g.d.store.Everything(ctx, req)
+	res, err := g.d.store.Everything(withPolicyMemo(ctx), req)
 	if err == nil && g.rec != nil {
 		g.rec.Patient("Patient/" + req.PatientID) // whose record it is
 	}
@@ -581,7 +581,7 @@ func (g *Guard) History(ctx context.Context, q storage.HistoryQuery) (*storage.H
 		}
 	}
 	q.Release = g.Release()
-	page, err := g.d.store.History(ctx, q)
+	page, err := g.d.store.History(withPolicyMemo(ctx), q)
 	if err == nil && g.rec != nil {
 		for _, e := range page.Entries {
 			if e.Resource != nil {
