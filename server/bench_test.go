@@ -70,6 +70,33 @@ func BenchmarkRead(b *testing.B) {
 	})
 }
 
+// BenchmarkReadNoAudit is BenchmarkRead without the audit trail: the
+// baseline BenchmarkReadProviderNoAudit compares with (what access control
+// costs), and what the trail costs a read.
+func BenchmarkReadNoAudit(b *testing.B) {
+	for _, k := range storeKinds {
+		b.Run(k.name, func(b *testing.B) {
+			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
+				b.Skip("set FHIRGATE_TEST_POSTGRES")
+			}
+			h := newHarness(b, k, server.Config{})
+			id := h.create(patientBody)
+			srv := server.New(server.Config{Store: h.store, Search: testRegistry, BaseURL: "http://fhir.test"})
+			b.SetParallelism(benchClients)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/Patient/"+id, nil))
+					if w.Code != http.StatusOK {
+						b.Fatalf("%d", w.Code)
+					}
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkVRead measures GET /Patient/{id}/_history/{vid}.
 func BenchmarkVRead(b *testing.B) {
 	benchStores(b, func(b *testing.B, h *harness) {
