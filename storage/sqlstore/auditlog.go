@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/storage"
@@ -22,10 +24,7 @@ var (
 )
 
 // auditRowsPerInsert bounds the rows of one multi-row INSERT.
-const (
-	auditEventsPerInsert = 100
-	auditRefsPerInsert   = 300
-)
+const auditRowsPerInsert = 64
 
 // AppendAudit implements storage.AuditAppender in a transaction of its own.
 func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
@@ -72,8 +71,9 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 		b    strings.Builder
 		args []any
 	)
-	for start := 0; start < len(recs); start += auditEventsPerInsert {
-		chunk := recs[start:min(start+auditEventsPerInsert, len(recs))]
+	for start := 0; start < len(recs); {
+		chunk := recs[start : start+rowsPerInsert(len(recs)-start)]
+		start += len(chunk)
 		b.Reset()
 		args = args[:0]
 		b.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) VALUES `)
@@ -88,40 +88,38 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 			return fmt.Errorf("audit append: %w", err)
 		}
 	}
-	n := 0
-	b.Reset()
-	args = args[:0]
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		_, err := c.Exec(ctx, b.String(), args...)
-		n = 0
-		b.Reset()
-		args = args[:0]
-		if err != nil {
-			return fmt.Errorf("audit append refs: %w", err)
-		}
-		return nil
+	// the references in key order: the inserts walk the index's pages
+	// in order instead of jumping between them
+	type refRow struct {
+		ref  string
+		seq  int64
+		role int
 	}
+	var refs []refRow
 	for _, r := range recs {
 		for _, ref := range r.Refs {
-			if n == 0 {
-				b.WriteString(`INSERT INTO audit_refs (ref, seq, role) VALUES `)
-			} else {
+			refs = append(refs, refRow{ref.Ref, r.Seq, ref.Role})
+		}
+	}
+	slices.SortFunc(refs, func(x, y refRow) int {
+		return cmp.Or(strings.Compare(x.ref, y.ref), cmp.Compare(x.seq, y.seq))
+	})
+	for start := 0; start < len(refs); {
+		chunk := refs[start : start+rowsPerInsert(len(refs)-start)]
+		start += len(chunk)
+		b.Reset()
+		args = args[:0]
+		b.WriteString(`INSERT INTO audit_refs (ref, seq, role) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
 				b.WriteByte(',')
 			}
 			b.WriteString("(?, ?, ?)")
-			args = append(args, ref.Ref, r.Seq, ref.Role)
-			if n++; n == auditRefsPerInsert {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
+			args = append(args, r.ref, r.seq, r.role)
 		}
-	}
-	if err := flush(); err != nil {
-		return err
+		if _, err := c.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("audit append refs: %w", err)
+		}
 	}
 	if _, err := c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, hash); err != nil {
 		return fmt.Errorf("audit append: head: %w", err)
@@ -413,4 +411,16 @@ func (t *tx) PurgeType(ctx context.Context, typ string) (int64, error) {
 	t.types[typ] = true
 	t.purged = append(t.purged, typ)
 	return n, nil
+}
+
+// rowsPerInsert is how many of n rows the next multi-row INSERT carries:
+// 64, 16, 4 or 1, so that a few statement texts serve every batch and
+// stay prepared.
+func rowsPerInsert(n int) int {
+	for _, k := range []int{auditRowsPerInsert, 16, 4} {
+		if n >= k {
+			return k
+		}
+	}
+	return 1
 }
