@@ -41,9 +41,10 @@ type Options struct {
 	// Client posts to CheckpointURL; a client with a 10 s timeout when nil.
 	Client *http.Client
 	// GroupCommit is the longest an append waits, once the previous one
-	// committed, for the requests being answered (Begin) to join it; DefaultGroupCommit
-	// when 0; never when negative. An append never waits when no other
-	// request is in flight, so a lone client is not slowed down.
+	// committed, for the requests being answered (Begin) to join it;
+	// DefaultGroupCommit when 0; never when negative. It waits only while
+	// other requests are in flight or it carries fewer events than the
+	// last append did, so a lone client is not slowed down.
 	GroupCommit time.Duration
 }
 
