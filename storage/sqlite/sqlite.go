@@ -153,8 +153,7 @@ const (
 // log, so that the next commit starts it from the beginning, and
 // journal_size_limit truncates the file back to walLimit then. The wait is
 // bounded by restartWait (a long read, an export, makes it give up; the
-// wait holds up writers, read p99 at 32 connections rose to the wait) and
-// tried at most every restartEvery.
+// wait holds up writers) and tried at most every restartEvery.
 var (
 	walLimit     int64 = 64 << 20
 	restartWait        = 20 * time.Millisecond
