@@ -239,6 +239,12 @@ func TestSlowHandlerAfterBody(t *testing.T) {
 	ts := httptest.NewServer(h.srv)
 	defer ts.Close()
 	content := bytes.Repeat([]byte("%PDF-1.4 slow handler "), (16<<20)/22)
+	// The idle timeout also guards the body while it arrives: on a loaded
+	// machine the client can stall longer than 20 ms mid-body, and the
+	// gateway then rightly answers 400 "could not read the request body".
+	// That is not what this test is about, so such an upload is sent again
+	// (a few times at most); anything else fails at once.
+	stalls := 0
 	for i := 0; i < 3; i++ {
 		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/Binary", bytes.NewReader(content))
 		req.Header.Set("Content-Type", "application/pdf")
@@ -249,6 +255,11 @@ func TestSlowHandlerAfterBody(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode == http.StatusBadRequest && bytes.Contains(body, []byte("could not read the request body")) && stalls < 10 {
+			stalls++
+			i--
+			continue
+		}
 		if resp.StatusCode != http.StatusCreated {
 			t.Fatalf("upload %d: %d %.300s", i, resp.StatusCode, body)
 		}
