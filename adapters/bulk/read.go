@@ -284,7 +284,8 @@ func (r *reader) deleted(line []byte, n int) error {
 }
 
 // parallel runs fn(0..n-1) with at most limit at once; the first error
-// cancels ctx and is returned.
+// cancels ctx and is returned (an error other than a cancellation wins
+// over one).
 func parallel(ctx context.Context, cancel context.CancelFunc, limit, n int, fn func(int) error) error {
 	var (
 		wg       sync.WaitGroup
@@ -305,7 +306,9 @@ func parallel(ctx context.Context, cancel context.CancelFunc, limit, n int, fn f
 			defer func() { <-sem; wg.Done() }()
 			if err := fn(i); err != nil {
 				mu.Lock()
-				if firstErr == nil {
+				// a cancellation another call caused can be seen before
+				// that call's own error: the cause is what is reported
+				if firstErr == nil || errors.Is(firstErr, context.Canceled) && !errors.Is(err, context.Canceled) {
 					firstErr = err
 					cancel()
 				}
