@@ -414,3 +414,43 @@ func typeOf(v any) reflect.Type {
 	}
 	return reflect.TypeOf(v)
 }
+
+// ConfigFactory is the Factory of a source type whose configuration is a
+// C, decoded strictly and checked by its own Validate; open makes the
+// source. The configuration's semantic checks run even after decoding
+// problems (yaml.v3 decodes what it can), so that one start reports
+// everything.
+func ConfigFactory[C any, P interface {
+	*C
+	Validate(p *Problems, opts Options)
+}](open func(id string, cfg C, opts Options) (Source, error)) Factory {
+	return configFactory[C, P]{open: open}
+}
+
+type configFactory[C any, P interface {
+	*C
+	Validate(p *Problems, opts Options)
+}] struct {
+	open func(id string, cfg C, opts Options) (Source, error)
+}
+
+func (f configFactory[C, P]) decode(node *yaml.Node, opts Options) (C, []Problem) {
+	var cfg C
+	ps := Decode(node, &cfg)
+	p := &Problems{Root: node}
+	P(&cfg).Validate(p, opts)
+	return cfg, append(ps, p.Items...)
+}
+
+func (f configFactory[C, P]) Validate(node *yaml.Node, opts Options) []Problem {
+	_, ps := f.decode(node, opts)
+	return ps
+}
+
+func (f configFactory[C, P]) Open(id string, node *yaml.Node, opts Options) (Source, error) {
+	cfg, ps := f.decode(node, opts)
+	if len(ps) > 0 {
+		return nil, ProblemsError(ps)
+	}
+	return f.open(id, cfg, opts)
+}

@@ -21,8 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/adapters/upstream"
 	"github.com/fhirgate/fhirgate/fhir"
@@ -94,32 +92,13 @@ func (c *Config) Validate(p *adapters.Problems, opts adapters.Options) {
 }
 
 // Factory opens "bulk" sources.
-var Factory adapters.Factory = factory{}
-
-type factory struct{}
-
-func (factory) Validate(node *yaml.Node, opts adapters.Options) []adapters.Problem {
-	_, ps := decode(node, opts)
-	return ps
-}
-
-func (factory) Open(id string, node *yaml.Node, opts adapters.Options) (adapters.Source, error) {
-	cfg, ps := decode(node, opts)
-	if len(ps) > 0 {
-		return nil, adapters.ProblemsError(ps)
+var Factory = adapters.ConfigFactory[Config](func(id string, cfg Config, opts adapters.Options) (adapters.Source, error) {
+	s, err := New(id, cfg, opts)
+	if err != nil {
+		return nil, err
 	}
-	return New(id, cfg, opts)
-}
-
-func decode(node *yaml.Node, opts adapters.Options) (Config, []adapters.Problem) {
-	var cfg Config
-	// Semantic checks run even after decoding problems (yaml.v3 decodes
-	// what it can), so that one start reports everything.
-	ps := adapters.Decode(node, &cfg)
-	p := &adapters.Problems{Root: node}
-	cfg.Validate(p, opts)
-	return cfg, append(ps, p.Items...)
-}
+	return s, nil
+})
 
 // Source is a "bulk" source.
 type Source struct {
