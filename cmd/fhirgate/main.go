@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -135,6 +136,7 @@ type serveFlags struct {
 	mllpAddr                         string
 	metricsAddr                      string
 	tlsCert, tlsKey                  string
+	readCacheMB                      int
 	audit                            auditFlags
 }
 
@@ -151,12 +153,20 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", envDefault("FHIRGATE_METRICS_ADDR", ""), "listen address for Prometheus /metrics (no authentication: loopback or a private network), off when empty (env FHIRGATE_METRICS_ADDR)")
 	fs.StringVar(&f.tlsCert, "tls-cert", envDefault("FHIRGATE_TLS_CERT", ""), "PEM certificate (chain) to serve HTTPS with; needs --tls-key (env FHIRGATE_TLS_CERT)")
 	fs.StringVar(&f.tlsKey, "tls-key", envDefault("FHIRGATE_TLS_KEY", ""), "PEM private key of --tls-cert (env FHIRGATE_TLS_KEY)")
+	cacheMB, err := strconv.Atoi(envDefault("FHIRGATE_READ_CACHE_MB", "64"))
+	if err != nil {
+		return nil, fmt.Errorf("FHIRGATE_READ_CACHE_MB: %w", err)
+	}
+	fs.IntVar(&f.readCacheMB, "read-cache-mb", cacheMB, "MiB of current resource versions kept in memory for reads, 0 for none; on PostgreSQL kept correct across replicas by notifications through the database (env FHIRGATE_READ_CACHE_MB)")
 	f.audit.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if f.readCacheMB < 0 {
+		return nil, errors.New("serve: --read-cache-mb must be 0 or more")
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return nil, errors.New("serve: --tls-cert and --tls-key go together")
@@ -257,7 +267,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, f.db, sqlstore.Options{Registry: registry, Observe: storeObserver(metrics)})
+	cacheBytes := f.readCacheMB << 20
+	if cacheBytes == 0 {
+		cacheBytes = -1 // off
+	}
+	store, err := openStore(ctx, f.db, sqlstore.Options{Registry: registry, Observe: storeObserver(metrics), ReadCacheBytes: cacheBytes})
 	if err != nil {
 		return err
 	}

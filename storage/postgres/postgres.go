@@ -60,7 +60,11 @@ func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Sto
 		db.Close()
 		return nil, err
 	}
+	if opts.ReadCacheBytes == 0 {
+		opts.ReadCacheBytes = DefaultReadCacheBytes
+	}
 	st := sqlstore.New(db, Dialect, opts)
+	db.shareCache(st, cfg.Schema)
 	st.SetMigrations(sqlstore.MigrationNames(migrations, "migrations"))
 	if err := st.AfterMigrate(ctx, applied); err != nil {
 		db.Close()
@@ -158,6 +162,10 @@ type DB struct {
 	analyzedRows atomic.Int64
 	analyzing    atomic.Bool
 	stats        sync.WaitGroup
+
+	// stopListen ends the read cache's listener (listen.go).
+	stopListen func()
+	listening  sync.WaitGroup
 }
 
 // analyzeAfterRows is how many versions written since the last ANALYZE
@@ -283,6 +291,10 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 func (d *DB) Close() error {
+	if d.stopListen != nil {
+		d.stopListen()
+	}
+	d.listening.Wait()
 	d.stats.Wait()
 	d.pool.Close()
 	return nil

@@ -72,6 +72,9 @@ type Store struct {
 	// commitHook runs before every commit of a transaction that wrote
 	// (the audit trail's events of the write).
 	commitHook storage.CommitHook
+	// announce, on a database other processes write too, tells them in
+	// the transaction what it replaced (ShareCache).
+	announce func(ctx context.Context, c Conn, payload string) error
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -171,7 +174,8 @@ func (s *Store) readStub(ctx context.Context, typ, id string) (*fhir.Resource, e
 	if s.cache == nil {
 		return s.read(ctx, s.db, typ, id)
 	}
-	if e, ok := s.cache.get(typ, id); ok {
+	e, gen, ok := s.cache.get(typ, id)
+	if ok {
 		if e.gone {
 			return fresh(e.res), fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
 		}
@@ -181,7 +185,7 @@ func (s *Store) readStub(ctx context.Context, typ, id string) (*fhir.Resource, e
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(r, deleted)
+	s.cache.put(r, deleted, gen)
 	if deleted {
 		return r, fmt.Errorf("%s/%s: %w", typ, id, storage.ErrGone)
 	}
@@ -243,6 +247,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 		if err == nil && s.commitHook != nil && len(t.log) > 0 {
 			after, err = s.commitHook(ctx, t, t.log)
 		}
+		if err == nil && s.announce != nil {
+			err = t.announce(ctx)
+		}
 		if err != nil {
 			_ = c.Rollback(context.WithoutCancel(ctx))
 			if after != nil {
@@ -267,7 +274,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 				s.cache.clear()
 			}
 			for _, e := range t.written {
-				s.cache.put(e.res, e.gone)
+				s.cache.putWritten(e.res, e.gone)
 			}
 		}
 		if sk, ok := s.db.(StatsKeeper); ok && t.rows > 0 {
