@@ -51,6 +51,13 @@ var (
 	// prepared. The caller asks again later (Error.RetryAfter) without
 	// counting it as a failed attempt.
 	ErrPending = errors.New("waiting on the source")
+	// ErrNotConnected: the source reads a patient's record only with the
+	// patient's own login there, and the patient has not connected it.
+	ErrNotConnected = errors.New("the patient has not connected this source")
+	// ErrReconnect: the patient's tokens at the source stopped working
+	// (the refresh was refused or there is no refresh token): the patient
+	// must connect the source again.
+	ErrReconnect = errors.New("reconnect needed: the source no longer accepts the patient's login")
 )
 
 // Error is an adapter failure. Error() is safe to log: it holds the source

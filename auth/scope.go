@@ -426,8 +426,9 @@ func OperationPerm(name string) (p Perm, ok bool) {
 		return PermCreate, true
 	case "second-opinion":
 		return PermRead | PermSearch | PermCreate, true
-	case "pull", "import":
+	case "pull", "import", "connect":
 		// bring records into the patient's record: they create and update
+		// (connecting a source is what lets pulls bring its records)
 		return PermCreate | PermUpdate, true
 	}
 	return PermNone, false

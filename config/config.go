@@ -70,6 +70,11 @@ type Apps struct {
 	// (fhirgate-patient-app and fhirgate-specialist-app by default).
 	PatientClientID    string `yaml:"patientClientID"`
 	SpecialistClientID string `yaml:"specialistClientID"`
+	// ConnectReturnURLs are more app addresses (besides the patient app's
+	// own) that Patient/$connect may send the browser back to after a
+	// patient's login at a source ("https://app.example.org/connected",
+	// or a prefix ending in "/").
+	ConnectReturnURLs []string `yaml:"connectReturnURLs"`
 }
 
 // Auth configures token verification.
@@ -168,8 +173,11 @@ func (c Client) Problems() []string {
 // Source is one upstream system the gateway pulls from. Config is kept as a
 // YAML node: each adapter decodes (strictly) its own shape.
 type Source struct {
-	ID     string    `yaml:"id"`
-	Type   string    `yaml:"type"`
+	ID   string `yaml:"id"`
+	Type string `yaml:"type"`
+	// Title names the source to patients (the patient app's list of
+	// sources to connect); the id when empty.
+	Title  string    `yaml:"title"`
 	Config yaml.Node `yaml:"config"`
 }
 

@@ -83,6 +83,21 @@ type Config struct {
 	PollInterval time.Duration
 	// Middleware is installed in the River client (metrics).
 	Middleware []rivertype.Middleware
+	// Connections gives the patient's own tokens for the sources patients
+	// connect themselves (*connect.Service); nil when there are none.
+	Connections Connections
+}
+
+// Connections are patients' own logins at sources (*connect.Service).
+type Connections interface {
+	// Connectable reports whether the source is read with the patient's
+	// own login.
+	Connectable(source string) bool
+	// SourcePatient is the patient's id at a connected source;
+	// adapters.ErrNotConnected or adapters.ErrReconnect otherwise.
+	SourcePatient(ctx context.Context, patient, source string) (string, error)
+	// UserToken gives a fetch the patient's token there.
+	UserToken(patient, source string) adapters.UserToken
 }
 
 // Service runs pulls.
@@ -236,7 +251,9 @@ func (s *Service) SourceIDs() []string {
 }
 
 // Enqueue starts a pull of the local Patient's record from sources (every
-// configured source when empty) and returns the pull's id.
+// configured source when empty, except those the patient connects
+// and has not) and returns the pull's id. Naming a source the patient has
+// not connected fails with adapters.ErrNotConnected.
 func (s *Service) Enqueue(ctx context.Context, patientID string, sources []string) (string, error) {
 	if _, err := s.cfg.Store.Read(ctx, "Patient", patientID); err != nil {
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrGone) {
@@ -244,7 +261,8 @@ func (s *Service) Enqueue(ctx context.Context, patientID string, sources []strin
 		}
 		return "", err
 	}
-	if len(sources) == 0 {
+	all := len(sources) == 0
+	if all {
 		sources = s.SourceIDs()
 	}
 	var args []PullArgs
@@ -252,6 +270,17 @@ func (s *Service) Enqueue(ctx context.Context, patientID string, sources []strin
 	for _, id := range sources {
 		if !s.HasSource(id) {
 			return "", fmt.Errorf("%w: %q", ErrUnknownSource, id)
+		}
+		if c := s.cfg.Connections; c != nil && c.Connectable(id) {
+			// a broken connection is pulled: its report says to reconnect
+			if _, err := c.SourcePatient(ctx, patientID, id); errors.Is(err, adapters.ErrNotConnected) {
+				if all {
+					continue
+				}
+				return "", fmt.Errorf("%w: %q (connect it first)", adapters.ErrNotConnected, id)
+			} else if err != nil && !errors.Is(err, adapters.ErrReconnect) {
+				return "", err
+			}
 		}
 		if !seen[id] {
 			seen[id] = true

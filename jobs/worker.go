@@ -11,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/consolidate"
+	"github.com/fhirgate/fhirgate/convert/subject"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/riverqueue/river"
@@ -40,6 +41,10 @@ type SourceReport struct {
 	Error string `json:"error,omitempty"`
 	// RetryAfter is the wait the source asked for before the next try.
 	RetryAfter time.Duration `json:"retryAfter,omitempty"`
+	// Reconnect is set when the source no longer accepts the patient's
+	// own login (a source the patient connects): the patient must
+	// connect it again.
+	Reconnect bool `json:"reconnect,omitempty"`
 }
 
 type pullWorker struct {
@@ -56,6 +61,9 @@ func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 	rep := SourceReport{Source: job.Args.Source, State: "running", Attempts: job.Attempt}
 	fail := func(err error, permanent bool) error {
 		rep.State, rep.Error = "failed", err.Error()
+		if errors.Is(err, adapters.ErrReconnect) {
+			rep.Reconnect, permanent = true, true
+		}
 		var ae *adapters.Error
 		if errors.As(err, &ae) && ae.RetryAfter > 0 {
 			rep.RetryAfter = ae.RetryAfter
@@ -86,8 +94,17 @@ func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 		}
 		return fail(err, false)
 	}
-	spid, err := s.findPatient(ctx, src, local)
-	if err != nil {
+	var spid string
+	connected := s.cfg.Connections != nil && s.cfg.Connections.Connectable(src.ID())
+	if connected {
+		// the patient's own login there says who the patient is; its
+		// tokens go with every request of the fetch
+		spid, err = s.cfg.Connections.SourcePatient(ctx, local.ID, src.ID())
+		if err != nil {
+			return fail(adapters.WithSource(src.ID(), err), !adapters.Temporary(err))
+		}
+		ctx = adapters.WithUserToken(ctx, s.cfg.Connections.UserToken(local.ID, src.ID()))
+	} else if spid, err = s.findPatient(ctx, src, local); err != nil {
 		return fail(err, !adapters.Temporary(err))
 	}
 	rep.SourcePatient = spid
@@ -117,6 +134,13 @@ func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 		}
 		return fail(err, !adapters.Temporary(err))
 	}
+	if connected {
+		// the login named the patient, but a source's Patient that
+		// contradicts the local one is the wrong record: nothing is filed
+		if err := checkDemographics(local, spid, rs); err != nil {
+			return fail(adapters.WithSource(src.ID(), err), true)
+		}
+	}
 	written, err := s.cfg.Consolidator.Apply(ctx, consolidate.Batch{Source: src.ID(), PatientID: local.ID, SourcePatientID: spid, Resources: rs})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -126,6 +150,30 @@ func (w *pullWorker) Work(ctx context.Context, job *river.Job[PullArgs]) error {
 	}
 	rep.State, rep.Written = "completed", written
 	return river.RecordOutput(ctx, rep)
+}
+
+// ErrWrongPatient: the source's Patient contradicts the local one.
+var ErrWrongPatient = errors.New("the source's Patient contradicts the local Patient: nothing was filed")
+
+// checkDemographics compares the source's Patient (when the fetch
+// returned it) with the local one, as imports are checked; the error names
+// the contradicting elements, never their values.
+func checkDemographics(local *fhir.Resource, spid string, rs []*fhir.Resource) error {
+	for _, r := range rs {
+		if r.Type != "Patient" || r.ID != spid {
+			continue
+		}
+		ms := subject.Compare(subject.FromPatient(r), subject.FromPatient(local))
+		if len(ms) == 0 {
+			return nil
+		}
+		safe := make([]string, len(ms))
+		for i, m := range ms {
+			safe[i] = m.Safe()
+		}
+		return fmt.Errorf("%w (%s)", ErrWrongPatient, strings.Join(safe, "; "))
+	}
+	return nil
 }
 
 // findPatient returns the patient's id at the source: the one an earlier

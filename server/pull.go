@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/adapters"
 	"github.com/fhirgate/fhirgate/auth"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -73,6 +74,9 @@ func (s *Server) pull(c *gin.Context, typ, id string) {
 	switch {
 	case errors.Is(err, jobs.ErrPatientNotFound):
 		s.fail(c, fhir.Errorf(http.StatusNotFound, "not-found", nil, "Patient/%s is not known", id))
+		return
+	case errors.Is(err, adapters.ErrNotConnected):
+		s.fail(c, fhir.Errorf(http.StatusConflict, "business-rule", []string{"source"}, "%s", err.Error()))
 		return
 	case errors.Is(err, jobs.ErrUnknownSource):
 		s.fail(c, fhir.Errorf(http.StatusBadRequest, "value", []string{"source"}, "%s", err.Error()))

@@ -163,6 +163,7 @@ type Server struct {
 	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON
 	subs         SubscriptionService
 	shl          *shlink.Service
+	connect      ConnectService
 	budget       *bodyBudget
 	draining     atomic.Bool
 	ready        Readiness // the store's readiness check; nil: Ping

@@ -88,9 +88,9 @@ func (s *Server) shareLinkPatient(c *gin.Context, id, operation string) error {
 	if s.shl == nil {
 		return fhir.Errorf(http.StatusNotFound, "not-supported", nil, "SMART Health Links are not served")
 	}
-	if p := principal(c); p != nil && (p.Kind != auth.KindPatient || patientID(p) != id) {
+	if err := s.guard(c).PatientSelf(id, "makes, lists and ends the SMART Health Links of its record"); err != nil {
 		a.refused = "SMART Health Links are the patient's own"
-		return fhir.Errorf(http.StatusForbidden, "forbidden", nil, "only the patient makes, lists and ends the SMART Health Links of its record")
+		return err
 	}
 	return nil
 }

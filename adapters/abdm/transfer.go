@@ -2,24 +2,21 @@ package abdm
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/adapters/abdm/fidelius"
 	"github.com/fhirgate/fhirgate/fhir"
+	"github.com/fhirgate/fhirgate/internal/seal"
 )
 
 // StateKeyEnv names the environment variable holding the key that seals
 // transfer records in the database: 32 bytes, base64. Every replica needs
 // the same one, so that a push reaching any of them can be decrypted.
-const StateKeyEnv = "FHIRGATE_STATE_KEY"
+const StateKeyEnv = seal.KeyEnv
 
 // transfer is what the HIU keeps of one health-information request until
 // its push is filed or fails: the Fidelius key pair's private scalar and
@@ -117,35 +114,26 @@ func parseBundle(b []byte) ([]byte, error) {
 	return r.Raw, nil
 }
 
-// sealer seals transfer records with AES-256-GCM under the state key; the
+// sealer seals transfer records with the state key (package seal); the
 // record's key name is the additional data, so a sealed record cannot be
 // moved to another key.
-type sealer struct{ aead cipher.AEAD }
+type sealer struct{ s *seal.Sealer }
 
 // newSealer reads the state key from the environment. Without one it
 // makes a key of this process: transfers then complete only on this
 // replica and not across a restart, and ok is false so that the caller
 // can say so.
 func newSealer(lookup func(string) (string, bool)) (s *sealer, ok bool, err error) {
-	key := make([]byte, 32)
-	if v, found := lookup(StateKeyEnv); found && v != "" {
-		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
-		if err != nil || len(k) != 32 {
-			return nil, false, fmt.Errorf("%s must be 32 bytes in base64 (openssl rand -base64 32)", StateKeyEnv)
+	sl, ok, err := seal.FromEnv(lookup)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		if sl, err = seal.Ephemeral(); err != nil {
+			return nil, false, err
 		}
-		key, ok = k, true
-	} else if _, err := rand.Read(key); err != nil {
-		return nil, false, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, false, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, false, err
-	}
-	return &sealer{aead}, ok, nil
+	return &sealer{sl}, ok, nil
 }
 
 func (s *sealer) seal(name string, t *transfer) ([]byte, error) {
@@ -153,27 +141,19 @@ func (s *sealer) seal(name string, t *transfer) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	out := s.aead.Seal(nonce, nonce, plain, []byte(name))
+	out, err := s.s.Seal(name, plain)
 	clear(plain)
-	return out, nil
+	return out, err
 }
 
 // errUnsealable: the record was sealed under another state key (a replica
 // or an earlier run with a different FHIRGATE_STATE_KEY).
-var errUnsealable = errors.New("the transfer record cannot be opened with this state key (" + StateKeyEnv + " differs between replicas or runs)")
+var errUnsealable = seal.ErrUnsealable
 
 func (s *sealer) open(name string, b []byte) (*transfer, error) {
-	n := s.aead.NonceSize()
-	if len(b) < n {
-		return nil, errUnsealable
-	}
-	plain, err := s.aead.Open(nil, b[:n], b[n:], []byte(name))
+	plain, err := s.s.Open(name, b)
 	if err != nil {
-		return nil, errUnsealable
+		return nil, err
 	}
 	t := &transfer{}
 	err = json.Unmarshal(plain, t)

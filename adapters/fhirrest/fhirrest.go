@@ -115,12 +115,13 @@ type Source struct {
 }
 
 var (
-	_ adapters.Source            = (*Source)(nil)
-	_ adapters.Incremental       = (*Source)(nil)
-	_ adapters.EverythingFetcher = (*Source)(nil)
-	_ adapters.PatientFinder     = (*Source)(nil)
-	_ adapters.KeyPublisher      = (*Source)(nil)
-	_ adapters.Closer            = (*Source)(nil)
+	_ adapters.Source             = (*Source)(nil)
+	_ adapters.Incremental        = (*Source)(nil)
+	_ adapters.EverythingFetcher  = (*Source)(nil)
+	_ adapters.PatientFinder      = (*Source)(nil)
+	_ adapters.KeyPublisher       = (*Source)(nil)
+	_ adapters.PatientConnectable = (*Source)(nil)
+	_ adapters.Closer             = (*Source)(nil)
 )
 
 // New returns a source for cfg.
@@ -154,6 +155,10 @@ func (s *Source) Close() error { return s.c.Close() }
 
 // PublicJWKs returns the SMART signing key's public JWK, if any.
 func (s *Source) PublicJWKs() [][]byte { return s.c.PublicJWKs() }
+
+// PatientLogin implements adapters.PatientConnectable: sources of auth type
+// smart-patient are read with the patient's own login there.
+func (s *Source) PatientLogin() (adapters.PatientLogin, bool) { return s.c.PatientLogin() }
 
 // Fetch streams the patient's record: with $everything when the server
 // offers it (or everything is "always"), otherwise with per-type searches.

@@ -81,6 +81,10 @@ type Configuration struct {
 	TokenEndpointAuthSigningAlgsSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
 	ScopesSupported                       []string `json:"scopes_supported"`
 	Capabilities                          []string `json:"capabilities"`
+	// The authorization code flow's endpoints (patient logins).
+	AuthorizationEndpoint         string   `json:"authorization_endpoint"`
+	RevocationEndpoint            string   `json:"revocation_endpoint"`
+	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
 }
 
 // ErrDiscovery is wrapped by discovery failures.
@@ -264,50 +268,74 @@ func (ts *TokenSource) fetch(ctx context.Context) (string, time.Duration, error)
 		form.Set("client_assertion_type", ClientAssertionType)
 		form.Set("client_assertion", a)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.tokenURL, strings.NewReader(form.Encode()))
+	tr, err := requestToken(ctx, ts.cfg.HTTP, ts.tokenURL, form, ts.cfg.ClientID, ts.cfg.Secret, ts.cfg.Key == nil)
 	if err != nil {
-		return "", 0, &TokenError{Op: "token request", Err: err}
+		return "", 0, err
+	}
+	return tr.AccessToken, tr.lifetime, nil
+}
+
+// tokenResponse is a token endpoint's answer.
+type tokenResponse struct {
+	AccessToken  string          `json:"access_token"`
+	TokenType    string          `json:"token_type"`
+	ExpiresIn    json.Number     `json:"expires_in"`
+	RefreshToken string          `json:"refresh_token"`
+	Patient      string          `json:"patient"`
+	Error        string          `json:"error"`
+	Description  string          `json:"error_description"`
+	Scope        json.RawMessage `json:"scope"`
+
+	lifetime time.Duration
+}
+
+// requestToken posts form to a token endpoint, authenticating the client
+// with client_secret_basic when basic is set (a public client: client_id
+// in the form when secret is empty), and checks the answer: a bearer
+// access_token and a valid expires_in (300 s, the SMART recommendation,
+// when missing).
+func requestToken(ctx context.Context, hc Doer, tokenURL string, form url.Values, clientID, secret string, basic bool) (*tokenResponse, error) {
+	if basic && secret == "" {
+		form.Set("client_id", clientID)
+		basic = false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, &TokenError{Op: "token request", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if ts.cfg.Key == nil {
+	if basic {
 		// client_secret_basic: RFC 6749 §2.3.1 form-encodes both parts.
-		req.SetBasicAuth(url.QueryEscape(ts.cfg.ClientID), url.QueryEscape(ts.cfg.Secret))
+		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
 	}
-	resp, err := ts.cfg.HTTP.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return "", 0, &TokenError{Op: "token request", Err: err}
+		return nil, &TokenError{Op: "token request", Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return "", 0, &TokenError{Op: "token request", Status: resp.StatusCode, Err: err}
+		return nil, &TokenError{Op: "token request", Status: resp.StatusCode, Err: err}
 	}
-	var tr struct {
-		AccessToken string          `json:"access_token"`
-		TokenType   string          `json:"token_type"`
-		ExpiresIn   json.Number     `json:"expires_in"`
-		Error       string          `json:"error"`
-		Description string          `json:"error_description"`
-		Scope       json.RawMessage `json:"scope"`
-	}
+	var tr tokenResponse
 	jsonErr := json.Unmarshal(body, &tr)
 	if resp.StatusCode != http.StatusOK {
-		return "", 0, &TokenError{Op: "token request", Status: resp.StatusCode, Code: tr.Error, Description: tr.Description}
+		return nil, &TokenError{Op: "token request", Status: resp.StatusCode, Code: tr.Error, Description: tr.Description}
 	}
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); jsonErr != nil || (ct != "" && !strings.HasSuffix(ct, "json")) {
-		return "", 0, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response is not JSON")}
+		return nil, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response is not JSON")}
 	}
 	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "bearer") {
-		return "", 0, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response lacks a bearer access_token")}
+		return nil, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response lacks a bearer access_token")}
 	}
-	lifetime := 300 * time.Second // the SMART recommendation, when expires_in is missing
+	tr.lifetime = 300 * time.Second
 	if tr.ExpiresIn != "" {
 		secs, err := tr.ExpiresIn.Float64()
 		if err != nil || secs <= 0 {
-			return "", 0, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response has an invalid expires_in")}
+			return nil, &TokenError{Op: "token request", Status: resp.StatusCode, Err: errors.New("token response has an invalid expires_in")}
 		}
-		lifetime = time.Duration(secs * float64(time.Second))
+		tr.lifetime = time.Duration(secs * float64(time.Second))
 	}
-	return tr.AccessToken, lifetime, nil
+	return &tr, nil
 }

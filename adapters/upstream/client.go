@@ -34,6 +34,7 @@ type Client struct {
 	log   *slog.Logger
 	auth  authorizer
 	key   *smart.Key
+	login *adapters.PatientLogin // smart-patient
 	sem   chan struct{}
 	lim   *limiter
 	// ownHTTP: the client made its own *http.Client (and may close its idle
@@ -89,6 +90,12 @@ func New(id string, cfg Config, opts adapters.Options) (*Client, error) {
 		}
 		c.key, tc.Key = k, k
 		c.auth = &tokenAuth{smart.NewTokenSource(tc)}
+	case AuthSMARTPatient:
+		c.auth = userAuth{}
+		c.login = &adapters.PatientLogin{BaseURL: cfg.BaseURL, ClientID: a.ClientID, Scope: strings.Join(a.Scopes, " ")}
+		if a.SecretEnv != "" {
+			c.login.Secret, _ = opts.LookupEnv(a.SecretEnv)
+		}
 	}
 	return c, nil
 }
@@ -348,6 +355,8 @@ func (c *Client) retry(ctx context.Context, r *Request, handle attemptFunc) erro
 				return fail(tokErr.Status, attempt+1, fmt.Errorf("%w: %w", adapters.ErrUnauthorized, err))
 			}
 			retryable, cause = true, fmt.Errorf("%w: %w", adapters.ErrUnavailable, err)
+		case errors.Is(err, adapters.ErrNotConnected) || errors.Is(err, adapters.ErrReconnect):
+			return fail(0, attempt+1, err)
 		case errors.Is(err, smart.ErrDiscovery) || errors.Is(err, smart.ErrKey):
 			return fail(0, attempt+1, fmt.Errorf("%w: %w", adapters.ErrUnauthorized, err))
 		case errors.Is(err, errTooLarge):
@@ -709,3 +718,39 @@ func (a *tokenAuth) invalidate(req *http.Request) {
 }
 
 func (a *tokenAuth) renewable() bool { return true }
+
+// userAuth sends the token of the patient whose record is fetched, which
+// the caller put in the context (adapters.WithUserToken).
+type userAuth struct{}
+
+func (userAuth) authorize(ctx context.Context, req *http.Request) error {
+	ut := adapters.UserTokenFrom(ctx)
+	if ut == nil {
+		return adapters.ErrNotConnected
+	}
+	tok, err := ut.Token(ctx)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+func (userAuth) invalidate(req *http.Request) {
+	if tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+		if ut := adapters.UserTokenFrom(req.Context()); ut != nil {
+			ut.Invalidate(tok)
+		}
+	}
+}
+
+func (userAuth) renewable() bool { return true }
+
+// PatientLogin describes how patients connect the source (auth type
+// smart-patient); ok is false for the other auth types.
+func (c *Client) PatientLogin() (adapters.PatientLogin, bool) {
+	if c.login == nil {
+		return adapters.PatientLogin{}, false
+	}
+	return *c.login, true
+}

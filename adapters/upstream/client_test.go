@@ -351,6 +351,10 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"auth.clientID: is required", "auth.privateKeyFile: is not used by auth type client-secret"}},
 		{"smart bad alg", upstream.Config{BaseURL: "https://x", Auth: upstream.Auth{Type: "smart-backend", ClientID: "c", PrivateKeyFile: "/none.pem", SigningAlg: "HS256", TokenURL: "http://idp.example.org/token"}},
 			[]string{"auth.signingAlg: must be RS384 or ES384", "auth.privateKeyFile:", "auth.tokenURL:"}},
+		{"ok smart-patient public", upstream.Config{BaseURL: "https://x", Auth: upstream.Auth{Type: "smart-patient", ClientID: "c"}}, nil},
+		{"ok smart-patient confidential", upstream.Config{BaseURL: "https://x", Auth: upstream.Auth{Type: "smart-patient", ClientID: "c", SecretEnv: "SET", Scopes: []string{"launch/patient", "patient/*.rs", "offline_access"}}}, nil},
+		{"smart-patient bad", upstream.Config{BaseURL: "https://x", Auth: upstream.Auth{Type: "smart-patient", SecretEnv: "EMPTY", TokenURL: "https://x/token", Scopes: []string{"system/*.rs"}}},
+			[]string{"auth.clientID: is required", "EMPTY is not set", "must include launch/patient", "must include a patient/ scope", "must not ask for system/ or user/", "auth.tokenURL: is not used by auth type smart-patient"}},
 		{"none with extras", upstream.Config{BaseURL: "https://x", Auth: upstream.Auth{TokenEnv: "SET"}}, []string{"auth.tokenEnv: is not used by auth type none"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,7 +57,15 @@ const (
 	AuthBearer       = "bearer"
 	AuthClientSecret = "client-secret"
 	AuthSMARTBackend = "smart-backend"
+	// AuthSMARTPatient: the source is read with the patient's own login
+	// there (SMART standalone launch), which the patient makes from the
+	// patient app (package connect); the gateway is the SMART client.
+	AuthSMARTPatient = "smart-patient"
 )
+
+// DefaultPatientScopes are requested by smart-patient sources when
+// Auth.Scopes is empty.
+var DefaultPatientScopes = []string{"launch/patient", "patient/*.read", "offline_access", "openid", "fhirUser"}
 
 // DefaultScope is requested when Auth.Scopes is empty.
 const DefaultScope = "system/*.rs"
@@ -66,14 +74,17 @@ const DefaultScope = "system/*.rs"
 // tokenEnv and secretEnv name environment variables, privateKeyFile a PEM
 // file.
 type Auth struct {
-	// Type is none, bearer, client-secret or smart-backend.
+	// Type is none, bearer, client-secret, smart-backend or
+	// smart-patient.
 	Type string `yaml:"type"`
 	// TokenEnv names the variable holding the bearer token (bearer).
 	TokenEnv string `yaml:"tokenEnv"`
-	// ClientID is the OAuth client id (client-secret, smart-backend).
+	// ClientID is the OAuth client id (client-secret, smart-backend,
+	// smart-patient).
 	ClientID string `yaml:"clientID"`
 	// SecretEnv names the variable holding the client secret
-	// (client-secret).
+	// (client-secret; optional for smart-patient, which is otherwise a
+	// public client relying on PKCE).
 	SecretEnv string `yaml:"secretEnv"`
 	// PrivateKeyFile is the PEM signing key, RSA (RS384) or EC P-384
 	// (ES384) (smart-backend).
@@ -83,8 +94,9 @@ type Auth struct {
 	KeyID string `yaml:"keyID"`
 	// SigningAlg, when set, must match the key (RS384 or ES384).
 	SigningAlg string `yaml:"signingAlg"`
-	// Scopes to request (client-secret, smart-backend). Default
-	// ["system/*.rs"]; use ["system/*.read"] for v1-only servers.
+	// Scopes to request (client-secret, smart-backend, smart-patient).
+	// Default ["system/*.rs"] (DefaultPatientScopes for smart-patient);
+	// use ["system/*.read"] for v1-only servers.
 	Scopes []string `yaml:"scopes"`
 	// TokenURL skips discovery through .well-known/smart-configuration.
 	TokenURL string `yaml:"tokenURL"`
@@ -120,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Auth.Scopes) == 0 {
 		c.Auth.Scopes = []string{DefaultScope}
+		if c.Auth.Type == AuthSMARTPatient {
+			c.Auth.Scopes = slices.Clone(DefaultPatientScopes)
+		}
 	}
 	return c
 }
@@ -180,8 +195,27 @@ func (c *Config) Validate(p *adapters.Problems, opts adapters.Options) {
 		} else if a.SigningAlg != "" && a.SigningAlg != k.Alg() {
 			p.Add("auth.signingAlg", "is %s but the key is for %s", a.SigningAlg, k.Alg())
 		}
+	case AuthSMARTPatient:
+		used["clientID"], used["secretEnv"], used["scopes"] = true, true, true
+		if a.ClientID == "" {
+			p.Add("auth.clientID", "is required for auth type %s", a.Type)
+		}
+		if a.SecretEnv != "" {
+			checkEnv(p, "auth.secretEnv", a.SecretEnv, opts)
+		}
+		if len(a.Scopes) > 0 {
+			if !slices.Contains(a.Scopes, "launch/patient") {
+				p.Add("auth.scopes", "must include launch/patient for auth type %s: the gateway learns the patient's id at the source from it", a.Type)
+			}
+			if !slices.ContainsFunc(a.Scopes, func(s string) bool { return strings.HasPrefix(s, "patient/") }) {
+				p.Add("auth.scopes", "must include a patient/ scope (patient/*.read) for auth type %s", a.Type)
+			}
+			if slices.ContainsFunc(a.Scopes, func(s string) bool { return strings.HasPrefix(s, "system/") || strings.HasPrefix(s, "user/") }) {
+				p.Add("auth.scopes", "must not ask for system/ or user/ scopes with auth type %s: the gateway acts only with the patient's own access", a.Type)
+			}
+		}
 	default:
-		p.Add("auth.type", "must be one of none, bearer, client-secret, smart-backend")
+		p.Add("auth.type", "must be one of none, bearer, client-secret, smart-backend, smart-patient")
 		return
 	}
 	if a.TokenURL != "" {

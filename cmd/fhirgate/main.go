@@ -28,6 +28,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/abdm"
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/connect"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
@@ -321,13 +322,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		pulls server.PullService
 		jwks  []byte
 		srcs  []adapters.Source
+		conn  *connect.Service
 	)
 	if len(cfg.Sources) > 0 {
-		svc, opened, err := startPulls(ctx, store, cons, cfg, log, metrics)
+		svc, opened, cs, err := startPulls(ctx, store, cons, cfg, log, metrics)
 		if err != nil {
 			return err
 		}
-		srcs = opened
+		srcs, conn = opened, cs
 		jwks = adapters.JWKS(srcs...)
 		defer closeSources(srcs)
 		defer svc.Stop(context.Background()) // before the store closes: running pulls resume at the next start
@@ -370,6 +372,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("SMART Health Links: %w", err)
 	}
 	srv.RegisterShareLinks(links)
+	if conn != nil {
+		srv.RegisterConnect(conn)
+	}
 	for _, src := range srcs {
 		// ABDM's gateway calls back under /abdm/ (authenticated by its own
 		// signed tokens, not by our OIDC issuers)

@@ -17,6 +17,7 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
 	"github.com/fhirgate/fhirgate/adapters/payer"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/connect"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/jobs"
@@ -64,25 +65,35 @@ func closeSources(sources []adapters.Source) {
 	}
 }
 
-// startPulls opens the configured sources and starts the pull workers
-// (River's migrations run first). The caller stops the service and closes
-// the sources.
-func startPulls(ctx context.Context, store storage.Store, cons *consolidate.Consolidator, cfg *config.Config, log *slog.Logger, m *observe.Metrics) (*jobs.Service, []adapters.Source, error) {
+// startPulls opens the configured sources, prepares the connections of
+// those patients connect themselves (nil when none), and starts the pull
+// workers (River's migrations run first). The caller stops the service
+// and closes the sources.
+func startPulls(ctx context.Context, store storage.Store, cons *consolidate.Consolidator, cfg *config.Config, log *slog.Logger, m *observe.Metrics) (*jobs.Service, []adapters.Source, *connect.Service, error) {
 	sources, err := openSources(cfg, store, cons, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	svc, err := jobs.New(ctx, jobs.Config{Store: store, Sources: sources, Logger: log, Consolidator: cons,
-		Middleware: []rivertype.Middleware{m.RiverMiddleware()}})
+	conn, err := newConnect(cfg, store, sources, log)
 	if err != nil {
 		closeSources(sources)
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	jc := jobs.Config{Store: store, Sources: sources, Logger: log, Consolidator: cons,
+		Middleware: []rivertype.Middleware{m.RiverMiddleware()}}
+	if conn != nil {
+		jc.Connections = conn
+	}
+	svc, err := jobs.New(ctx, jc)
+	if err != nil {
+		closeSources(sources)
+		return nil, nil, nil, err
 	}
 	if err := svc.Start(ctx); err != nil {
 		closeSources(sources)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return svc, sources, nil
+	return svc, sources, conn, nil
 }
 
 // multiFlag is a repeatable string flag.
@@ -129,7 +140,7 @@ func cmdPull(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer store.Close()
-	svc, srcs, err := startPulls(ctx, store, &consolidate.Consolidator{Store: store}, cfg, log, nil)
+	svc, srcs, _, err := startPulls(ctx, store, &consolidate.Consolidator{Store: store}, cfg, log, nil)
 	if err != nil {
 		return err
 	}

@@ -79,33 +79,45 @@ func (a *AdapterState) Keys(ctx context.Context, prefix string) ([]string, error
 // lock of this process, the database's only one, and the value is written
 // in a short transaction after fn. An error from fn keeps the value.
 func (a *AdapterState) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, error)) error {
-	if a.s.dialect.LockSQL == "" {
-		unlock := a.s.stateLocks.lock(key)
+	return a.s.underKeyLock(ctx, "adapter-state:"+key, func(c Conn) (func(Conn) error, error) {
+		old, err := getState(ctx, c, key)
+		if err != nil {
+			return nil, err
+		}
+		v, err := fn(old)
+		if err != nil {
+			return nil, err
+		}
+		return func(c Conn) error { return putState(ctx, c, key, v, a.s.clock()) }, nil
+	})
+}
+
+// underKeyLock runs read while holding a lock on key that every process
+// sharing the database respects, then the write it returns. On PostgreSQL
+// both run in one transaction holding an advisory lock (which holds
+// nothing else read's work may need); on SQLite, whose single writer
+// read's work may need, the lock is one of this process (the database's
+// only one), read runs outside a transaction and write in a short one.
+func (s *Store) underKeyLock(ctx context.Context, key string, read func(c Conn) (write func(c Conn) error, err error)) error {
+	if s.dialect.LockSQL == "" {
+		unlock := s.stateLocks.lock(key)
 		defer unlock()
-		old, err := a.Get(ctx, key)
+		write, err := read(s.db)
 		if err != nil {
 			return err
 		}
-		v, err := fn(old)
-		if err != nil {
-			return err
-		}
-		return a.s.inTx(ctx, func(c Conn) error { return putState(ctx, c, key, v, a.s.clock()) })
+		return s.inTx(ctx, write)
 	}
-	return a.s.InTx(ctx, func(t storage.Tx) error {
+	return s.InTx(ctx, func(t storage.Tx) error {
 		tx := t.(*tx)
-		if err := tx.Lock(ctx, "adapter-state:"+key); err != nil {
+		if err := tx.Lock(ctx, key); err != nil {
 			return err
 		}
-		old, err := getState(ctx, tx.c, key)
+		write, err := read(tx.c)
 		if err != nil {
 			return err
 		}
-		v, err := fn(old)
-		if err != nil {
-			return err
-		}
-		return putState(ctx, tx.c, key, v, a.s.clock())
+		return write(tx.c)
 	})
 }
 
