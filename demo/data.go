@@ -24,7 +24,15 @@ const NationalID = "NID-5810-4242"
 type sourceData struct {
 	id, title string
 	resources []string
+	// patientLogin: the EHR opens a record only to the patient's own
+	// login there (SMART standalone launch); the patient connects it
+	// from the patient app.
+	patientLogin bool
 }
+
+// ClinicPortalID is the demo EHR Amy connects herself: its record opens
+// only to her own login there.
+const ClinicPortalID = "sunrise-clinic"
 
 func demoSources() []sourceData {
 	return []sourceData{
@@ -68,6 +76,21 @@ func demoSources() []sourceData {
  "subject":{"reference":"Patient/hl-77"},"performedDateTime":"2025-03-02T21:30:00Z"}`,
 			`{"resourceType":"Immunization","id":"hl-imm-flu","status":"completed","vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"140","display":"Influenza, seasonal, injectable, preservative free"}]},
  "patient":{"reference":"Patient/hl-77"},"occurrenceDateTime":"2024-10-15"}`,
+		}},
+		// Amy's diabetes care, at a clinic whose patient portal she logs
+		// in to herself: no national id there, only its own number
+		{id: ClinicPortalID, title: "Sunrise Diabetes Clinic", patientLogin: true, resources: []string{
+			`{"resourceType":"Patient","id":"sd-314","identifier":[{"system":"https://sunrise-clinic.example/patient","value":"SD-314"}],
+ "name":[{"family":"Rivera","given":["Amy"]}],"gender":"female","birthDate":"1967-04-12"}`,
+			`{"resourceType":"Condition","id":"sd-cond-dm2","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+ "code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006","display":"Diabetes mellitus type 2"}]},"subject":{"reference":"Patient/sd-314"},"onsetDateTime":"2021-06-10"}`,
+			`{"resourceType":"Observation","id":"sd-obs-hba1c","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],
+ "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"Hemoglobin A1c/Hemoglobin.total in Blood"}]},"subject":{"reference":"Patient/sd-314"},"effectiveDateTime":"2025-02-20T09:00:00Z",
+ "valueQuantity":{"value":7.4,"unit":"%","system":"http://unitsofmeasure.org","code":"%"},
+ "interpretation":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation","code":"H"}]}]}`,
+			`{"resourceType":"MedicationRequest","id":"sd-med-metformin","status":"active","intent":"order",
+ "medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975","display":"Metformin hydrochloride 500 MG Extended Release Oral Tablet"}]},
+ "subject":{"reference":"Patient/sd-314"},"authoredOn":"2021-06-10"}`,
 		}},
 	}
 }

@@ -16,6 +16,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -32,15 +33,18 @@ import (
 	"github.com/fhirgate/fhirgate/adapters/fhirrest"
 	"github.com/fhirgate/fhirgate/adapters/payer"
 	"github.com/fhirgate/fhirgate/adapters/payer/payertest"
+	"github.com/fhirgate/fhirgate/adapters/smart/smarttest"
 	"github.com/fhirgate/fhirgate/adapters/upstream"
 	"github.com/fhirgate/fhirgate/audit"
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/auth/authtest"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/connect"
 	"github.com/fhirgate/fhirgate/consolidate"
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/fhir/validate"
+	"github.com/fhirgate/fhirgate/internal/seal"
 	"github.com/fhirgate/fhirgate/jobs"
 	"github.com/fhirgate/fhirgate/referral"
 	"github.com/fhirgate/fhirgate/release"
@@ -93,7 +97,14 @@ type Config struct {
 // Source is one demo EHR.
 type Source struct {
 	ID, Title, BaseURL string
+	// PatientLogin: the EHR opens Amy's record only to her own login
+	// there; she connects it from the patient app.
+	PatientLogin bool
 }
+
+// connectClientID is the gateway's client id at the demo EHR that Amy
+// connects herself.
+const connectClientID = "fhirgate-demo"
 
 // Demo is a running demo.
 type Demo struct {
@@ -152,14 +163,22 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	d.IssuerURL = is.URL
 	d.closers = append(d.closers, is.Close)
 
-	var srcs []adapters.Source
+	var (
+		srcs   []adapters.Source
+		logins []*smarttest.Login
+	)
 	for _, sd := range demoSources() {
-		base, err := d.startEHR(ctx, cfg, log, sd)
+		base, login, err := d.startEHR(ctx, cfg, log, sd)
 		if err != nil {
 			return d, fmt.Errorf("demo: EHR %s: %w", sd.id, err)
 		}
-		d.Sources = append(d.Sources, Source{ID: sd.id, Title: sd.title, BaseURL: base})
-		src, err := fhirrest.New(sd.id, fhirrest.Config{Config: upstream.Config{BaseURL: base}}, adapters.Options{Logger: log})
+		d.Sources = append(d.Sources, Source{ID: sd.id, Title: sd.title, BaseURL: base, PatientLogin: sd.patientLogin})
+		uc := upstream.Config{BaseURL: base}
+		if login != nil {
+			logins = append(logins, login)
+			uc.Auth = upstream.Auth{Type: upstream.AuthSMARTPatient, ClientID: connectClientID}
+		}
+		src, err := fhirrest.New(sd.id, fhirrest.Config{Config: uc}, adapters.Options{Logger: log})
 		if err != nil {
 			return d, fmt.Errorf("demo: source %s: %w", sd.id, err)
 		}
@@ -185,31 +204,53 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	if err := d.startGateway(ctx, cfg, log, is, srcs, insurer); err != nil {
 		return d, fmt.Errorf("demo: gateway: %w", err)
 	}
+	for _, l := range logins {
+		// set before the first login can reach the EHR: the gateway's
+		// address was not known when the EHR started
+		l.SetRedirectURIs(d.BaseURL + connect.CallbackPath)
+	}
 	return d, nil
 }
 
 // startEHR serves one demo EHR on a free loopback port: the gateway's own
 // FHIR server without authentication, on its own store, loaded with the
-// source's resources.
-func (d *Demo) startEHR(ctx context.Context, cfg Config, log *slog.Logger, sd sourceData) (string, error) {
+// source's resources. An EHR of patient logins gets a fake SMART
+// authorization server with a login page in front (package smarttest:
+// it stands for what is outside the gateway), returned.
+func (d *Demo) startEHR(ctx context.Context, cfg Config, log *slog.Logger, sd sourceData) (string, *smarttest.Login, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	base := "http://" + ln.Addr().String()
-	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, sd.id), base, server.Config{Logger: log.With("ehr", sd.id), Software: sd.title, Version: cfg.Version})
+	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, sd.id), base, server.Config{Logger: log.With("ehr", sd.id), Software: sd.title, Version: cfg.Version}, nil)
 	if err != nil {
 		ln.Close()
-		return "", err
+		return "", nil, err
 	}
 	for _, body := range sd.resources {
 		if err := put(srv, "", body); err != nil {
 			ln.Close()
-			return "", err
+			return "", nil, err
 		}
 	}
-	d.serve(ln, srv, log)
-	return base, nil
+	if !sd.patientLogin {
+		d.serve(ln, srv, log)
+		return base, nil, nil
+	}
+	login := &smarttest.Login{Title: sd.title + " patient portal", ClientID: connectClientID, Base: base, FHIR: srv,
+		People: []smarttest.Person{{Name: "Amy Rivera", Patient: patientAt(sd)}}}
+	d.serve(ln, login, log)
+	return base, login, nil
+}
+
+// patientAt is the id of the source's Patient (its first resource).
+func patientAt(sd sourceData) string {
+	r, err := fhir.Parse([]byte(sd.resources[0]))
+	if err != nil || r.Type != "Patient" {
+		return ""
+	}
+	return r.ID
 }
 
 // startGateway opens the gateway's store, pull workers and verifier, seeds
@@ -236,8 +277,22 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 		return err
 	}
 	d.BaseURL = "http://" + ln.Addr().String()
+	var conn *connect.Service
+	patientApp := d.BaseURL + web.Prefix + "patient/"
 	srv, err := d.newServer(ctx, filepath.Join(cfg.Dir, "gateway"), d.BaseURL, server.Config{
 		Auth: v, Logger: log.With("gateway", true), Version: cfg.Version, Payers: []referral.Payer{insurer},
+	}, func(st *sqlstore.Store) (jobs.Connections, error) {
+		sl, err := stateKey(filepath.Join(cfg.Dir, "gateway", "state.key"))
+		if err != nil {
+			return nil, err
+		}
+		titles := map[string]string{}
+		for _, s := range d.Sources {
+			titles[s.ID] = s.Title
+		}
+		conn = connect.New(connect.Config{Sources: connect.SourcesOf(srcs, titles), Store: st, Sealer: sl, BaseURL: d.BaseURL,
+			ReturnURLs: []string{patientApp}, Logger: log.With("gateway", true)})
+		return conn, nil
 	}, srcs...)
 	if err != nil {
 		ln.Close()
@@ -265,21 +320,23 @@ func (d *Demo) startGateway(ctx context.Context, cfg Config, log *slog.Logger, i
 			return err
 		}
 	}
+	srv.RegisterConnect(conn)
 	apps, err := web.New(web.Options{TokenOrigins: []string{is.URL}})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	d.PatientApp, d.SpecialistApp = d.BaseURL+web.Prefix+"patient/", d.BaseURL+web.Prefix+"specialist/"
+	d.PatientApp, d.SpecialistApp = patientApp, d.BaseURL+web.Prefix+"specialist/"
 	registerPeople(is, d.PatientApp, d.SpecialistApp)
 	d.serve(ln, apps.Mount(srv), log)
 	return nil
 }
 
 // newServer opens a SQLite store in dir and builds a FHIR server on it;
-// with sources it also runs the pull workers and answers $everything with
-// the consolidated view, as `fhirgate serve` does.
-func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config, srcs ...adapters.Source) (*server.Server, error) {
+// with sources it also runs the pull workers (with the patients'
+// connections conns makes on the store, when not nil) and answers
+// $everything with the consolidated view, as `fhirgate serve` does.
+func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config, conns func(*sqlstore.Store) (jobs.Connections, error), srcs ...adapters.Source) (*server.Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -306,7 +363,13 @@ func (d *Demo) newServer(ctx context.Context, dir, base string, sc server.Config
 	if len(srcs) > 0 {
 		// pulls and imports share one consolidator, as in `fhirgate serve`
 		sc.Consolidator = &consolidate.Consolidator{Store: release.Checked(st)}
-		svc, err := jobs.New(ctx, jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond, Consolidator: sc.Consolidator})
+		jc := jobs.Config{Store: st, Sources: srcs, Logger: sc.Logger, PollInterval: 200 * time.Millisecond, Consolidator: sc.Consolidator}
+		if conns != nil {
+			if jc.Connections, err = conns(st); err != nil {
+				return nil, err
+			}
+		}
+		svc, err := jobs.New(ctx, jc)
 		if err != nil {
 			return nil, err
 		}
@@ -390,6 +453,10 @@ func (d *Demo) PrintGuide(w io.Writer, envFile string) {
 	fmt.Fprintf(w, "  gateway              %s   (OpenID Connect tokens required)\n", d.BaseURL)
 	fmt.Fprintf(w, "  OpenID issuer        %s   (development only: logs in anyone)\n", d.IssuerURL)
 	for _, s := range d.Sources {
+		if s.PatientLogin {
+			fmt.Fprintf(w, "  source %-13s %s   (%s, opens Amy's record only to her own login there: connect it in the patient app)\n", s.ID, s.BaseURL, s.Title)
+			continue
+		}
 		fmt.Fprintf(w, "  source %-13s %s   (%s, a FHIR server holding part of Amy's record)\n", s.ID, s.BaseURL, s.Title)
 	}
 	fmt.Fprintf(w, "  insurer %-12s %s   (a payer source: Amy's Coverage is with it)\n", InsurerID, d.InsurerURL)
@@ -415,4 +482,21 @@ Then try (the README's "Five-minute demo" has the whole walkthrough):
   # the clinic's inbox of second-opinion requests
   curl -s "$BASE/Task?owner=%[2]s&status=requested" -H "Authorization: Bearer $CLINIC_TOKEN"
 `, PatientID, ClinicOrganization)
+}
+
+// stateKey reads the demo's state key (which seals the tokens Amy's
+// logins give), making it on the first start.
+func stateKey(path string) (*seal.Sealer, error) {
+	k, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k = make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		err = os.WriteFile(path, k, 0o600)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return seal.New(k)
 }

@@ -87,6 +87,11 @@ func runScript(t *testing.T, script string, extra ...string) {
 // TestBrowserFlow is the end-to-end flow in a real Chromium.
 func TestBrowserFlow(t *testing.T) { runScript(t, "flow.mjs") }
 
+// TestBrowserConnect: the patient connects the demo's third EHR, which
+// opens her record only to her own sign-in there, comes back to the app,
+// pulls what it holds and disconnects it (web/e2e/connect.mjs).
+func TestBrowserConnect(t *testing.T) { runScript(t, "connect.mjs") }
+
 // TestBrowserWeight measures each app's first screen on a throttled slow
 // 4G connection (web/e2e/perf.mjs): the weights and times it prints go to
 // BENCHMARKS.md; the test fails only when a first screen outgrows 200 KB

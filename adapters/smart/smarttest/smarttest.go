@@ -110,6 +110,14 @@ func (l *Login) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// SetRedirectURIs sets the registered redirect URIs (once the client's
+// address is known).
+func (l *Login) SetRedirectURIs(uris ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.RedirectURIs = uris
+}
+
 // ExpireAccess makes every access token expired (as time passing would).
 func (l *Login) ExpireAccess() {
 	l.mu.Lock()
@@ -150,7 +158,10 @@ func (l *Login) authorize(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	q := r.Form
 	redirect := q.Get("redirect_uri")
-	if q.Get("client_id") != l.ClientID || !slices.Contains(l.RedirectURIs, redirect) {
+	l.mu.Lock()
+	registered := slices.Contains(l.RedirectURIs, redirect)
+	l.mu.Unlock()
+	if q.Get("client_id") != l.ClientID || !registered {
 		http.Error(w, "unknown client or redirect_uri", http.StatusBadRequest)
 		return
 	}

@@ -128,9 +128,69 @@ async function sources({ client }) {
   const form = h('form', { id: 'upload', onsubmit: (e) => { e.preventDefault(); upload(client, { file, title, type, date }, bar, form); } },
     field(t('upload.file'), file, t('upload.file.hint')), field(t('upload.titlefield'), title, t('upload.title.hint')), field(t('upload.type'), type), field(t('upload.date'), date),
     h('button', { type: 'submit' }, t('upload.button')), bar);
+  const connectBox = h('div', { id: 'connect' });
   render(h('h1', {}, t('sources.title')),
+    section(t('connect.title'), h('p', {}, t('connect.explain')), connectBox),
     section(t('pull.title'), h('p', {}, t('pull.explain')), pullBtn, progress),
     section(t('upload.title'), h('p', {}, t('upload.explain')), form));
+  await connections(client, connectBox);
+}
+
+// ---- places the patient connects with its own sign-in there
+// (Patient/$connect: the gateway is the SMART client; the browser goes to
+// the place's sign-in page and comes back here with ?connect=&result=)
+
+const partsOf = (p) => Object.fromEntries((p.part || []).map((x) => [x.name, x.valueString ?? x.valueCode ?? x.valueDateTime ?? '']));
+
+async function connections(client, box, note) {
+  const r = await client.request('GET', `Patient/${pid()}/$connect`, { raw: true });
+  if (r.status === 404) { box.replaceChildren(h('p', { class: 'muted' }, t('connect.none'))); return; }
+  if (!r.ok) { box.replaceChildren(errorBox(new Error(t('pull.failed', { status: r.status })))); return; }
+  const srcs = ((await r.json()).parameter || []).filter((p) => p.name === 'source').map(partsOf);
+  const titles = Object.fromEntries(srcs.map((s) => [s.id, s.title]));
+  const back = new URLSearchParams(location.search);
+  if (!note && back.get('connect') && back.get('result')) {
+    const title = titles[back.get('connect')] || back.get('connect');
+    const result = ['connected', 'denied'].includes(back.get('result')) ? back.get('result') : 'failed';
+    note = h('p', { role: result === 'connected' ? 'status' : 'alert', class: result === 'connected' ? 'success' : 'error', id: 'connect-result' },
+      t(result === 'connected' ? 'connect.done' : 'connect.' + result, { title }));
+    history.replaceState(null, '', location.pathname + location.hash);
+  }
+  const kind = { connected: 'ok', reconnect: 'warn', 'not-connected': '' };
+  const list = h('ul', { class: 'list', id: 'connect-list' }, srcs.map((s) => h('li', { 'data-source': s.id },
+    h('strong', {}, s.title), ' ', badge(t('connect.status.' + s.status), kind[s.status]),
+    s.since ? h('div', { class: 'muted' }, t('connect.since', { date: fmtDate(s.since) })) : null,
+    h('div', { class: 'actions' },
+      s.status !== 'connected' ? h('button', { type: 'button', class: 'connect', onclick: (e) => begin(client, box, s, e.currentTarget) }, t(s.status === 'reconnect' ? 'connect.reconnect' : 'connect.button', { title: s.title })) : null,
+      s.status !== 'not-connected' ? h('button', { type: 'button', class: 'secondary disconnect', onclick: (e) => disconnect(client, box, s, e.currentTarget) }, t('connect.disconnect', { title: s.title })) : null))));
+  box.replaceChildren(...(note ? [note] : []), srcs.length ? list : h('p', { class: 'muted' }, t('connect.none')));
+}
+
+async function begin(client, box, s, btn) {
+  btn.disabled = true;
+  const params = { resourceType: 'Parameters', parameter: [{ name: 'source', valueString: s.id }, { name: 'returnUrl', valueUri: location.origin + location.pathname + '#/sources' }] };
+  const r = await client.request('POST', `Patient/${pid()}/$connect`, { body: params, raw: true });
+  if (!r.ok) {
+    btn.disabled = false;
+    const why = r.status === 501 ? t('connect.disabled') : t('connect.failed', { title: s.title });
+    box.prepend(h('p', { role: 'alert', class: 'error' }, why));
+    return;
+  }
+  const url = ((await r.json()).parameter || []).find((p) => p.name === 'authorizeUrl')?.valueUri;
+  announce(t('connect.going', { title: s.title }));
+  location.assign(url);
+}
+
+async function disconnect(client, box, s, btn) {
+  btn.disabled = true;
+  const params = { resourceType: 'Parameters', parameter: [{ name: 'source', valueString: s.id }, { name: 'disconnect', valueBoolean: true }] };
+  try {
+    await client.request('POST', `Patient/${pid()}/$connect`, { body: params });
+    await connections(client, box, h('p', { role: 'status', class: 'success' }, t('connect.disconnected', { title: s.title })));
+  } catch (e) {
+    btn.disabled = false;
+    box.prepend(errorBox(e));
+  }
 }
 
 async function pull(client, btn, out) {
@@ -173,7 +233,7 @@ function pullReport(report) {
     const ok = s.state === 'done' || s.state === 'completed' || s.state === 'succeeded';
     return h('li', {}, h('strong', {}, s.id || s.source || ''), ' ', badge(ok ? t('pull.ok') : (s.state || ''), ok ? 'ok' : 'warn'),
       h('div', { class: 'muted' }, t('pull.counts', { fetched: s.fetched ?? 0, created: w.created ?? 0, updated: w.updated ?? 0, duplicates: w.duplicates ?? 0 })),
-      s.error ? h('div', { class: 'error' }, s.error) : null);
+      s.reconnect ? h('div', { class: 'error' }, t('pull.reconnect')) : s.error ? h('div', { class: 'error' }, s.error) : null);
   }));
 }
 
