@@ -11,6 +11,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -172,5 +173,33 @@ func TestReleaseBuild(t *testing.T) {
 	}
 	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
 		t.Fatalf("the binary links %v", libs)
+	}
+}
+
+// TestServeConnectConfig: a source patients connect themselves needs
+// server.baseURL (its redirect URI), and its auth block is checked.
+func TestServeConnectConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "gateway.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	serve := func(cfg string) error {
+		return cmdServe(context.Background(), []string{"--auth=none", "--addr", "127.0.0.1:0", "--db", "sqlite:" + filepath.Join(dir, "g.db"), "--config", cfg}, io.Discard)
+	}
+	src := `sources:
+  - id: portal
+    type: fhir
+    title: Clinic Portal
+    config: {baseURL: "http://127.0.0.1:9/fhir", auth: {type: smart-patient, clientID: fhirgate%s}}
+`
+	if err := serve(write(fmt.Sprintf(src, ""))); err == nil || !strings.Contains(err.Error(), "server.baseURL is required") {
+		t.Errorf("no baseURL: %v", err)
+	}
+	if err := serve(write(fmt.Sprintf(src, ", scopes: [system/*.rs]"))); err == nil || !strings.Contains(err.Error(), "must include launch/patient") {
+		t.Errorf("bad scopes: %v", err)
 	}
 }
