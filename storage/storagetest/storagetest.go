@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentUpdateAsCreate", testConcurrentUpdateAsCreate},
 		{"ChangeMarkLateCommit", testChangeMarkLateCommit},
 		{"AdapterState", testAdapterState},
+		{"Connections", testConnections},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
