@@ -291,6 +291,9 @@ func TestConnect(t *testing.T) {
 			mustStatus(t, g.as("system", "PUT", "/Patient/amy", []byte(amyLocal)), http.StatusCreated)
 			mustStatus(t, g.as("system", "PUT", "/Patient/bob", []byte(`{"resourceType":"Patient","id":"bob","name":[{"family":"Stone","given":["Bob"]}],"gender":"male","birthDate":"1950-01-01"}`)), http.StatusCreated)
 
+			if md := g.as("amy", "GET", "/metadata", nil).Body.String(); !strings.Contains(md, `"name":"connect"`) || !strings.Contains(md, "OperationDefinition/Patient-connect") {
+				t.Errorf("the CapabilityStatement does not declare $connect")
+			}
 			// who may use it: the patient itself only
 			if s := g.state(t); s["status"] != "not-connected" || s["title"] != "Clinic Portal" {
 				t.Fatalf("state before: %v", s)
