@@ -220,11 +220,22 @@ func (s *Service) CheckReturnURL(raw string) error {
 		if err != nil || au.Scheme != u.Scheme || au.Host != u.Host {
 			continue
 		}
-		if u.Path == au.Path || strings.HasSuffix(au.Path, "/") && strings.HasPrefix(u.Path, au.Path) && !strings.Contains(u.Path, "/../") {
+		if u.Path == au.Path || strings.HasSuffix(au.Path, "/") && strings.HasPrefix(u.Path, au.Path) && !dotSegments(u.Path) {
 			return nil
 		}
 	}
 	return ErrReturnURL
+}
+
+// dotSegments reports whether a path has "." or ".." segments (which a
+// browser would resolve out of an allowed prefix).
+func dotSegments(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // Begin starts a connection of the patient's source: it returns the
