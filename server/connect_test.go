@@ -392,7 +392,7 @@ func TestConnect(t *testing.T) {
 				}
 			}
 			trail := g.as("amy", "GET", "/AuditEvent?_count=500", nil).Body.String()
-			for _, want := range []string{"connected source " + portalID, "started connecting source " + portalID} {
+			for _, want := range []string{"connected source " + portalID, "started connecting source " + portalID, "pull requested from " + portalID} {
 				if !strings.Contains(trail, want) {
 					t.Errorf("audit trail lacks %q", want)
 				}

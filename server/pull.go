@@ -85,6 +85,15 @@ func (s *Server) pull(c *gin.Context, typ, id string) {
 		s.fail(c, err)
 		return
 	}
+	// the request itself is in the patient's trail (what the pull then
+	// files is recorded by its jobs)
+	a := accessOf(c)
+	a.patients["Patient/"+id] = true
+	if len(sources) > 0 {
+		a.Note("pull requested from " + strings.Join(sources, ", "))
+	} else {
+		a.Note("pull requested from every source")
+	}
 	c.Header("Content-Location", s.baseURL(c.Request)+pullStatusPath+pullID)
 	out := s.outcome(c, fhir.Issue{Severity: "information", Code: "informational", Details: &fhir.IssueDetails{Text: "pull " + pullID + " accepted; poll the Content-Location for its report"}})
 	s.writeJSON(c, http.StatusAccepted, out.JSON())
