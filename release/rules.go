@@ -317,20 +317,63 @@ func documentSubject(r *fhir.Resource) string {
 }
 
 // documentScaffold marks the entries of a document that make the document
-// rather than carry data: the Composition (first entry), the Devices the
-// Composition names as author, and the Provenance entries whose every
-// target is the Composition.
+// rather than carry data, when the document was assembled by a machine
+// (the gateway's packages, referral.Document): the Composition (first
+// entry) whose every author is a Device entry of the document and which a
+// Provenance entry names an assembler of, those Devices, and the
+// Provenance entries whose every target is the Composition. A document a
+// person wrote (a hospital's discharge summary, an opinion) has no
+// scaffolding: its Composition carries clinical narrative and is decided
+// like every other entry, by the Consents of the patients it is about.
 func documentScaffold(entries []*fjson.Value) map[int]bool {
 	out := map[int]bool{}
 	if len(entries) == 0 || entries[0].Get("resource").Get("resourceType").String() != "Composition" {
 		return out
 	}
-	out[0] = true
 	compURL := entries[0].Get("fullUrl").String()
+	devices := map[string]bool{}
+	for _, e := range entries[1:] {
+		if e.Get("resource").Get("resourceType").String() == "Device" && e.Get("fullUrl").String() != "" {
+			devices[e.Get("fullUrl").String()] = true
+		}
+	}
 	var authors []string
 	for _, au := range items(entries[0].Get("resource").Get("author")) {
-		authors = append(authors, au.Get("reference").String())
+		a := au.Get("reference").String()
+		if !devices[a] {
+			return out // a person (or something outside the document) wrote it
+		}
+		authors = append(authors, a)
 	}
+	if len(authors) == 0 || compURL == "" {
+		return out
+	}
+	own := func(res *fjson.Value) bool { // a Provenance of the Composition alone
+		targets := items(res.Get("target"))
+		ok := len(targets) > 0
+		for _, tg := range targets {
+			ok = ok && tg.Get("reference").String() == compURL
+		}
+		return ok
+	}
+	assembled := false
+	for _, e := range entries[1:] {
+		res := e.Get("resource")
+		if res.Get("resourceType").String() != "Provenance" || !own(res) {
+			continue
+		}
+		for _, ag := range items(res.Get("agent")) {
+			if slices.Contains(authors, ag.Get("who").Get("reference").String()) {
+				for _, c := range items(ag.Get("type").Get("coding")) {
+					assembled = assembled || c.Get("code").String() == "assembler"
+				}
+			}
+		}
+	}
+	if !assembled {
+		return out
+	}
+	out[0] = true
 	for i, e := range entries[1:] {
 		url := e.Get("fullUrl").String()
 		res := e.Get("resource")
@@ -338,12 +381,7 @@ func documentScaffold(entries []*fjson.Value) map[int]bool {
 		case "Device":
 			out[i+1] = url != "" && slices.Contains(authors, url)
 		case "Provenance":
-			targets := items(res.Get("target"))
-			own := compURL != "" && len(targets) > 0
-			for _, tg := range targets {
-				own = own && tg.Get("reference").String() == compURL
-			}
-			out[i+1] = own
+			out[i+1] = own(res)
 		}
 	}
 	return out

@@ -18,6 +18,7 @@ package server_test
 //     history totals, paging next links over withheld matches →
 //     TestAttackCountsAndPaging
 //     AuditEvents of others (guessable ids) → TestAttackAuditEventsOfOthers
+//     a stored document whose Composition is withheld → TestAttackDocumentComposition
 //  4. imports: $import unaudited, wrong-patient C-CDA / HL7 v2 filing
 //     ($import and MLLP) → TestAttackImportAudited, TestAttackWrongPatientImport,
 //     TestAttackWrongPatientMLLP; the demographics check answering callers
@@ -589,4 +590,66 @@ func eachStoreKind(t *testing.T, fn func(t *testing.T, k storeKind)) {
 	for _, k := range storeKinds {
 		t.Run(k.name, func(t *testing.T) { fn(t, k) })
 	}
+}
+
+// TestAttackDocumentComposition (class 3, found by a fresh seed of
+// TestAuthzProperty): a stored document's Composition is data — the
+// narrative a person wrote about the patient — and a provider whose
+// Consent withholds Compositions (here: it permits Observations only) gets
+// no document that carries one, however its other entries are decided.
+// Only a document a machine assembled (its Composition authored by a
+// Device of the document, with that Device's assembler Provenance: the
+// gateway's packages) has scaffolding that is not decided on its own.
+func TestAttackDocumentComposition(t *testing.T) {
+	eachStoreKind(t, func(t *testing.T, k storeKind) {
+		g := newGateway(t, k)
+		w := &world{now: time.Now().UTC(), res: map[string]*resource{}}
+		c := g.cast([]string{ptA, ptB})
+		by := map[string]*principal{}
+		for _, p := range c.readers {
+			by[p.name] = p
+		}
+		l := &loader{g: g, w: w, c: c}
+		sys := c.system
+		l.transaction(sys, []*fact{mkOrganization("orgA", "Alpha Clinic"), mkPractitioner("dr-a", "Adler", "Anna")})
+		l.put(sys, mkPatient(patientSpec{id: "pt-0", family: "Alvarez", given: "Amy", mrns: []coding{{mrnOther, "O1"}}}))
+		code := obsCodes[0]
+		obs := mkObservation(obsSpec{id: "obs-a", subject: ptA, code: &code, status: "final", eff: "2020-01-02"})
+		l.put(sys, obs)
+		comp := mkComposition("comp", ptA, "Practitioner/dr-a", "2020-01-05")
+		comp.body["text"] = map[string]any{"status": "generated", "div": `<div xmlns="http://www.w3.org/1999/xhtml">Discharge summary: what the clinician wrote</div>`}
+		l.put(sys, mkBundle("doc-person", "document", []*fact{comp, w.cur("Observation/obs-a").clone()}))
+		// the same entries assembled by a machine
+		machine := mkBundle("doc-machine", "document", []*fact{mkComposition("comp", ptA, "Practitioner/dr-a", "2020-01-05"), w.cur("Observation/obs-a").clone()})
+		entries := machine.body["entry"].([]any)
+		compURL := entries[0].(map[string]any)["fullUrl"].(string)
+		devURL, provURL := "urn:uuid:7d0c0a4e-0000-4000-8000-000000000001", "urn:uuid:7d0c0a4e-0000-4000-8000-000000000002"
+		entries[0].(map[string]any)["resource"].(map[string]any)["author"] = []any{map[string]any{"reference": devURL}}
+		entries = append(entries,
+			map[string]any{"fullUrl": devURL, "resource": map[string]any{"resourceType": "Device", "deviceName": []any{map[string]any{"name": "fhirgate", "type": "user-friendly-name"}}}},
+			map[string]any{"fullUrl": provURL, "resource": map[string]any{"resourceType": "Provenance", "target": []any{map[string]any{"reference": compURL}},
+				"recorded": "2020-01-05T00:00:00Z", "agent": []any{map[string]any{
+					"type": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "assembler"}}},
+					"who":  map[string]any{"reference": devURL}}}}})
+		machine.body["entry"] = entries
+		l.put(sys, machine)
+		l.post(c.writers[ptA], mkConsent("", ptA, "active", &prov{actors: []string{"Organization/orgA"}, classes: []coding{{sysResType, "Observation"}}}, "", ""))
+		clinic := by["clinicA"]
+		if r := g.do(clinic, http.MethodGet, "/Observation/obs-a", nil); r.Code != http.StatusOK {
+			t.Fatalf("the Consent should release the Observation: %d %.300s", r.Code, r.Body.String())
+		}
+		if r := g.do(clinic, http.MethodGet, "/Bundle/doc-person", nil); r.Code != http.StatusForbidden {
+			t.Errorf("a document with a withheld Composition: %d, want 403", r.Code)
+		}
+		if r := g.do(clinic, http.MethodGet, "/Bundle/doc-machine", nil); r.Code != http.StatusOK {
+			t.Errorf("a machine-assembled document of released entries: %d, want 200 (%.300s)", r.Code, r.Body.String())
+		}
+		r := g.do(clinic, http.MethodGet, "/Bundle?type=document", nil)
+		if r.Code != http.StatusOK {
+			t.Fatalf("search: %d", r.Code)
+		}
+		if strings.Contains(r.Body.String(), "doc-person") || strings.Contains(r.Body.String(), "what the clinician wrote") {
+			t.Errorf("the search released the document with a withheld Composition: %.500s", r.Body.String())
+		}
+	})
 }
