@@ -46,6 +46,10 @@ type Options struct {
 	// other requests are in flight or it carries fewer events than the
 	// last append did, so a lone client is not slowed down.
 	GroupCommit time.Duration
+	// OnAppend, when set, is told of every append of reads' events (how
+	// many, how long it took, its error): the gateway's metrics. A write's
+	// events commit in the write's own transaction and are not reported.
+	OnAppend func(events int, d time.Duration, err error)
 }
 
 // DefaultGroupCommit is how long an append waits, at most, for the other
@@ -223,7 +227,11 @@ func (t *Trail) writer() {
 		t.mu.Unlock()
 		if b != nil {
 			last = len(b.recs)
+			start := time.Now()
 			b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
+			if t.opts.OnAppend != nil {
+				t.opts.OnAppend(len(b.recs), time.Since(start), b.err)
+			}
 			if b.err != nil {
 				t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
 				b.err = fmt.Errorf("audit trail: %w", b.err)

@@ -110,6 +110,12 @@ func TestServeTLSAndMetrics(t *testing.T) {
 			t.Fatal("plain HTTP served next to TLS")
 		}
 	}
+	// a read is an access: its event is appended to the audit trail
+	resp, err = c.Get("https://" + addr + "/Patient/nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	resp, err = http.Get("http://" + maddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +123,9 @@ func TestServeTLSAndMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if !strings.Contains(string(body), `fhirgate_http_requests_total{method="GET",route="/readyz",status="200"} 1`) ||
-		!strings.Contains(string(body), "fhirgate_store_operation_duration_seconds") {
+		!strings.Contains(string(body), "fhirgate_store_operation_duration_seconds") ||
+		!strings.Contains(string(body), `fhirgate_audit_flushes_total{outcome="ok"}`) ||
+		strings.Contains(string(body), "fhirgate_audit_events_total 0\n") {
 		t.Fatalf("metrics:\n%.3000s", body)
 	}
 	cancel()
