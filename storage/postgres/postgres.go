@@ -300,6 +300,32 @@ func (d *DB) Close() error {
 	return nil
 }
 
+// ExecBatch implements sqlstore.Batcher: the statements go in one round
+// trip and run in one implicit transaction (pgx's batch: one Sync).
+func (d *DB) ExecBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
+	b := &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(rebind(s.SQL), s.Args...)
+	}
+	res := d.pool.SendBatch(ctx, b)
+	var err error
+	for range stmts {
+		if _, e := res.Exec(); e != nil && err == nil {
+			err = e
+		}
+	}
+	if e := res.Close(); e != nil && err == nil {
+		err = e
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero
+		return sqlstore.ErrBatchRefused
+	}
+	return err
+}
+
+var _ sqlstore.Batcher = (*DB)(nil)
+
 type pgRows struct{ pgx.Rows }
 
 func (r pgRows) Close() { r.Rows.Close() }

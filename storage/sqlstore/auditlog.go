@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/fhirgate/fhirgate/storage"
 )
@@ -27,9 +28,33 @@ var (
 const auditRowsPerInsert = 64
 
 // AppendAudit implements storage.AuditAppender in a transaction of its own.
+//
+// On a database that pipelines (Batcher: PostgreSQL) the append is one
+// round trip when this process knows the head: the statements move the head
+// from the one it knows (and refuse, rolling everything back, when another
+// appender moved it first), insert the events and their references, and
+// commit, all sent at once. Otherwise, and after a refusal, the head is read
+// under a lock first. An append is the one thing every read waits for, and
+// on a busy machine each round trip costs a wake-up of both processes.
 func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	if b, ok := s.db.(Batcher); ok {
+		if seq, hash, known := s.auditHead.get(); known {
+			stmts := auditStatements(recs, seal, seq, hash, true)
+			err := b.ExecBatch(ctx, stmts)
+			if err == nil {
+				last := recs[len(recs)-1]
+				s.auditHead.set(last.Seq, last.Hash)
+				return nil
+			}
+			s.auditHead.forget()
+			if !errors.Is(err, ErrBatchRefused) {
+				return fmt.Errorf("audit append: %w", err)
+			}
+			// another appender (a replica, a write) moved the head
+		}
 	}
 	c, err := s.db.Begin(ctx)
 	if err != nil {
@@ -40,13 +65,62 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 		return err
 	}
 	if err := c.Commit(ctx); err != nil {
+		s.auditHead.forget()
 		return fmt.Errorf("audit append: commit: %w", err)
 	}
+	last := recs[len(recs)-1]
+	s.auditHead.set(last.Seq, last.Hash)
 	return nil
+}
+
+// Batcher is a database that runs several statements in one round trip,
+// in order, as one transaction: all of them or none.
+type Batcher interface {
+	// ExecBatch runs stmts; it reports ErrBatchRefused when a statement
+	// refused by dividing by zero (how a batch says "not this one").
+	ExecBatch(ctx context.Context, stmts []Stmt) error
+}
+
+// Stmt is one statement of a batch ('?' placeholders).
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// ErrBatchRefused: a batch's statement refused it; nothing was written.
+var ErrBatchRefused = errors.New("batch refused")
+
+// headCache is the audit head this process last wrote or read: what a
+// pipelined append expects to find.
+type headCache struct {
+	mu    sync.Mutex
+	known bool
+	seq   int64
+	hash  []byte
+}
+
+func (h *headCache) get() (int64, []byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq, h.hash, h.known
+}
+
+func (h *headCache) set(seq int64, hash []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq, h.hash, h.known = seq, hash, true
+}
+
+func (h *headCache) forget() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.known = false
 }
 
 // AppendAudit implements storage.AuditAppender in the transaction.
 func (t *tx) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+	// the head moves; a pipelined append learns where by being refused
+	t.s.auditHead.forget()
 	return appendAudit(ctx, t.c, t.s.dialect, recs, seal)
 }
 
@@ -61,21 +135,38 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 	if err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&seq, &hash); err != nil {
 		return fmt.Errorf("audit append: head: %w", err)
 	}
+	for _, st := range auditStatements(recs, seal, seq, hash, false) {
+		if _, err := c.Exec(ctx, st.SQL, st.Args...); err != nil {
+			return fmt.Errorf("audit append: %w", err)
+		}
+	}
+	return nil
+}
+
+// auditStatements seals recs after the head (seq, hash) and returns the
+// statements that store them and move the head. With cas, the first
+// statement moves the head only from (seq, hash) and divides by zero when
+// it is not there (the batch is then refused); without, the caller holds
+// the head's lock and the last statement moves it.
+func auditStatements(recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte, cas bool) []Stmt {
+	prevSeq, prevHash := seq, hash
 	for _, r := range recs {
 		seq++
 		r.Seq = seq
 		seal(hash, r)
 		hash = r.Hash
 	}
-	var (
-		b    strings.Builder
-		args []any
-	)
+	var out []Stmt
+	if cas {
+		out = append(out, Stmt{`WITH moved AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING 1)
+SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevHash)}})
+	}
+	var b strings.Builder
 	for start := 0; start < len(recs); {
 		chunk := recs[start : start+rowsPerInsert(len(recs)-start)]
 		start += len(chunk)
 		b.Reset()
-		args = args[:0]
+		args := make([]any, 0, 10*len(chunk))
 		b.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
@@ -84,9 +175,7 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 			args = append(args, r.Seq, micros(r.Recorded), r.Action, r.Outcome, r.Type, r.Subtype, r.KeyID, nonNil(r.Prev), r.Hash, r.Body)
 		}
-		if _, err := c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("audit append: %w", err)
-		}
+		out = append(out, Stmt{b.String(), args})
 	}
 	// the references in key order: the inserts walk the index's pages
 	// in order instead of jumping between them
@@ -108,7 +197,7 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 		chunk := refs[start : start+rowsPerInsert(len(refs)-start)]
 		start += len(chunk)
 		b.Reset()
-		args = args[:0]
+		args := make([]any, 0, 3*len(chunk))
 		b.WriteString(`INSERT INTO audit_refs (ref, seq, role) VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
@@ -117,14 +206,12 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 			b.WriteString("(?, ?, ?)")
 			args = append(args, r.ref, r.seq, r.role)
 		}
-		if _, err := c.Exec(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("audit append refs: %w", err)
-		}
+		out = append(out, Stmt{b.String(), args})
 	}
-	if _, err := c.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, hash); err != nil {
-		return fmt.Errorf("audit append: head: %w", err)
+	if !cas {
+		out = append(out, Stmt{`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, []any{seq, hash}})
 	}
-	return nil
+	return out
 }
 
 func nonNil(b []byte) []byte {

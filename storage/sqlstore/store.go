@@ -72,6 +72,8 @@ type Store struct {
 	// commitHook runs before every commit of a transaction that wrote
 	// (the audit trail's events of the write).
 	commitHook storage.CommitHook
+	// auditHead is the audit head this process expects (AppendAudit).
+	auditHead headCache
 	// announce, on a database other processes write too, tells them in
 	// the transaction what it replaced (ShareCache).
 	announce func(ctx context.Context, c Conn, payload string) error
