@@ -208,29 +208,35 @@ func TestWorkflowReleaseClassWithoutPatient(t *testing.T) {
 // TestWorkflowReleaseForeignDocument: a document Bundle stored by someone
 // else is decided entry by entry too, whatever its references look like:
 // an Observation outside the Consent's data period (referring to its
-// patient by urn:uuid) refuses the document.
+// patient by urn:uuid) refuses the document, and so does a Composition
+// written outside it (only the gateway's own packages have a Composition
+// that is not decided on its own).
 func TestWorkflowReleaseForeignDocument(t *testing.T) {
 	for _, k := range storeKinds {
 		t.Run(k.name, func(t *testing.T) {
 			f := newSOFixture(t, k)
 			extra := `"dataPeriod":{"start":"` + windowStart + `","end":"` + windowEnd + `"}`
 			mustStatus(t, f.as("patientP", http.MethodPut, "/Consent/"+f.c2, narrowConsent(f.pid, f.c2, "active", extra, false)), http.StatusOK)
-			doc := func(effective string) string {
+			doc := func(effective, written string) string {
 				return `{"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0c3b1a62-2a0c-4f4e-9f0e-5d1e0d3c1a01"},
 				 "timestamp":"2024-05-01T10:00:00Z","entry":[
 				 {"fullUrl":"urn:uuid:5b6c9a2e-1d7f-4e1a-8c3d-2f4e6a8b0c11","resource":{"resourceType":"Composition","status":"final",
 				  "type":{"coding":[{"system":"http://loinc.org","code":"11502-2"}]},"subject":{"reference":"Patient/` + f.pid + `"},
-				  "date":"2024-05-01","author":[{"reference":"Organization/lab"}],"title":"Lab report",
+				  "date":"` + written + `","author":[{"reference":"Organization/lab"}],"title":"Lab report",
 				  "section":[{"title":"Results","entry":[{"reference":"urn:uuid:7d8e9f10-2a3b-4c5d-8e6f-7a8b9c0d1e22"}]}]}},
 				 {"fullUrl":"urn:uuid:7d8e9f10-2a3b-4c5d-8e6f-7a8b9c0d1e22","resource":{"resourceType":"Observation","status":"final",
 				  "code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"subject":{"reference":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c33"},
 				  "effectiveDateTime":"` + effective + `","valueQuantity":{"value":5.4,"unit":"mmol/L"}}},
 				 {"fullUrl":"urn:uuid:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c33","resource":{"resourceType":"Patient","name":[{"family":"Skiles"}]}}]}`
 			}
-			in := f.create(t, "system", "Bundle", doc("2016-02-01"))
-			out := f.create(t, "system", "Bundle", doc("2019-02-01"))
+			in := f.create(t, "system", "Bundle", doc("2016-02-01", "2016-02-03"))
+			out := f.create(t, "system", "Bundle", doc("2019-02-01", "2016-02-03"))
+			// the Composition is the lab's writing about the patient, dated
+			// when written: data like any other entry
+			late := f.create(t, "system", "Bundle", doc("2016-02-01", "2024-05-01"))
 			mustStatus(t, f.as("so2", http.MethodGet, "/Bundle/"+in, nil), http.StatusOK)
 			mustStatus(t, f.as("so2", http.MethodGet, "/Bundle/"+out, nil), http.StatusForbidden)
+			mustStatus(t, f.as("so2", http.MethodGet, "/Bundle/"+late, nil), http.StatusForbidden)
 			// without a Consent naming it, a provider sees neither
 			mustStatus(t, f.as("patientP", http.MethodPut, "/Consent/"+f.c2, narrowConsent(f.pid, f.c2, "inactive", extra, false)), http.StatusOK)
 			mustStatus(t, f.as("so2", http.MethodGet, "/Bundle/"+in, nil), http.StatusForbidden)
