@@ -300,16 +300,16 @@ func (d *DB) Close() error {
 	return nil
 }
 
-// ExecBatch implements sqlstore.Batcher: the statements go in one round
+// QueryBatch implements sqlstore.Batcher: the statements go in one round
 // trip and run in one implicit transaction (pgx's batch: one Sync).
-func (d *DB) ExecBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
+func (d *DB) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, dest ...any) error {
 	b := &pgx.Batch{}
 	for _, s := range stmts {
 		b.Queue(rebind(s.SQL), s.Args...)
 	}
 	res := d.pool.SendBatch(ctx, b)
-	var err error
-	for range stmts {
+	err := res.QueryRow().Scan(dest...)
+	for range stmts[1:] {
 		if _, e := res.Exec(); e != nil && err == nil {
 			err = e
 		}

@@ -30,20 +30,35 @@ const auditRowsPerInsert = 64
 // AppendAudit implements storage.AuditAppender in a transaction of its own.
 //
 // On a database that pipelines (Batcher: PostgreSQL) the append is one
-// round trip when this process knows the head: the statements move the head
-// from the one it knows (and refuse, rolling everything back, when another
-// appender moved it first), insert the events and their references, and
-// commit, all sent at once. Otherwise, and after a refusal, the head is read
-// under a lock first. An append is the one thing every read waits for, and
-// on a busy machine each round trip costs a wake-up of both processes.
+// round trip when this process knows the head: the statements lock and read
+// the head, move it from the one this process expects (refusing, rolling
+// everything back, when another appender moved it first), insert the events
+// and their references, and commit, all sent at once. A refused batch has
+// read where the head is now, and the next try starts from there (replicas
+// appending in turn pay two round trips). An append is the one thing every
+// read waits for, and on a busy machine each round trip costs a wake-up of
+// both processes.
 func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	if b, ok := s.db.(Batcher); ok {
-		if seq, hash, known := s.auditHead.get(); known {
-			stmts := auditStatements(recs, seal, seq, hash, true)
-			err := b.ExecBatch(ctx, stmts)
+		seq, hash, known := s.auditHead.get()
+		if !known {
+			if err := s.db.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
+				return fmt.Errorf("audit append: head: %w", err)
+			}
+		}
+		for range 4 {
+			// the batch locks the head and reads it first: when another
+			// appender moved it, the refusal says where it is now
+			stmts := append([]Stmt{{`SELECT seq, hash FROM audit_head WHERE id = 1` + s.dialect.ForUpdate, nil}},
+				auditStatements(recs, seal, seq, hash, true)...)
+			var (
+				curSeq  int64
+				curHash []byte
+			)
+			err := b.QueryBatch(ctx, stmts, &curSeq, &curHash)
 			if err == nil {
 				last := recs[len(recs)-1]
 				s.auditHead.set(last.Seq, last.Hash)
@@ -53,8 +68,9 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 			if !errors.Is(err, ErrBatchRefused) {
 				return fmt.Errorf("audit append: %w", err)
 			}
-			// another appender (a replica, a write) moved the head
+			seq, hash = curSeq, curHash
 		}
+		// the head kept moving under us: wait for its lock
 	}
 	c, err := s.db.Begin(ctx)
 	if err != nil {
@@ -76,9 +92,11 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 // Batcher is a database that runs several statements in one round trip,
 // in order, as one transaction: all of them or none.
 type Batcher interface {
-	// ExecBatch runs stmts; it reports ErrBatchRefused when a statement
-	// refused by dividing by zero (how a batch says "not this one").
-	ExecBatch(ctx context.Context, stmts []Stmt) error
+	// QueryBatch runs stmts, the first a query of one row scanned into
+	// dest (also when a later statement refuses the batch); it reports
+	// ErrBatchRefused when a statement refused by dividing by zero (how a
+	// batch says "not this one").
+	QueryBatch(ctx context.Context, stmts []Stmt, dest ...any) error
 }
 
 // Stmt is one statement of a batch ('?' placeholders).
