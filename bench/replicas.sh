@@ -39,7 +39,8 @@ start() { # start PORT -> pid in PIDS
   echo "replica on $1 did not start:" >&2; cat "$WORK/serve-$1.log" >&2; exit 1
 }
 # cpu PID... -> total user+system clock ticks of the processes
-cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+# (a process may end between listing and reading: PostgreSQL backends do)
+cpu() { local t=0 p v; for p in "$@"; do v=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) && [ -n "$v" ] && t=$((t + v)); done; echo "$t"; }
 pgpids() { pgrep -d' ' -x postgres || pgrep -d' ' postgres; }
 machine() { awk '/^cpu /{print $2+$3+$4+$6+$7+$8}' /proc/stat; } # busy ticks, all cores
 

@@ -302,14 +302,64 @@ func (d *DB) Close() error {
 
 // QueryBatch implements sqlstore.Batcher: the statements go in one round
 // trip and run in one implicit transaction (pgx's batch: one Sync).
-func (d *DB) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, dest ...any) error {
+func (d *DB) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
 	b := &pgx.Batch{}
 	for _, s := range stmts {
 		b.Queue(rebind(s.SQL), s.Args...)
 	}
-	res := d.pool.SendBatch(ctx, b)
-	err := res.QueryRow().Scan(dest...)
-	for range stmts[1:] {
+	return batchErr(execAll(d.pool.SendBatch(ctx, b), len(stmts)))
+}
+
+// LockedBatch implements sqlstore.Batcher on one connection: BEGIN and
+// first in one round trip, then's statements and COMMIT in another.
+func (d *DB) LockedBatch(ctx context.Context, first sqlstore.Stmt, dest []any, then func() []sqlstore.Stmt) error {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(rebind(first.SQL), first.Args...)
+	res := conn.SendBatch(ctx, b)
+	_, err = res.Exec()
+	if err == nil {
+		err = res.QueryRow().Scan(dest...)
+	}
+	if e := res.Close(); e != nil && err == nil {
+		err = e
+	}
+	if err != nil {
+		abort(ctx, conn)
+		return batchErr(err)
+	}
+	stmts := then()
+	b = &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(rebind(s.SQL), s.Args...)
+	}
+	b.Queue("COMMIT") // after an error in the batch, PostgreSQL rolls back instead
+	if err := execAll(conn.SendBatch(ctx, b), len(stmts)+1); err != nil {
+		abort(ctx, conn)
+		return batchErr(err)
+	}
+	return nil
+}
+
+// abort ends a transaction LockedBatch left open, or the connection.
+func abort(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
+	}
+}
+
+// execAll reads n results of a batch and closes it: the first error.
+func execAll(res pgx.BatchResults, n int) error {
+	var err error
+	for range n {
 		if _, e := res.Exec(); e != nil && err == nil {
 			err = e
 		}
@@ -317,6 +367,10 @@ func (d *DB) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, dest ...any)
 	if e := res.Close(); e != nil && err == nil {
 		err = e
 	}
+	return err
+}
+
+func batchErr(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero
 		return sqlstore.ErrBatchRefused

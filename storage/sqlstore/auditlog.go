@@ -30,47 +30,46 @@ const auditRowsPerInsert = 64
 // AppendAudit implements storage.AuditAppender in a transaction of its own.
 //
 // On a database that pipelines (Batcher: PostgreSQL) the append is one
-// round trip when this process knows the head: the statements lock and read
-// the head, move it from the one this process expects (refusing, rolling
-// everything back, when another appender moved it first), insert the events
-// and their references, and commit, all sent at once. A refused batch has
-// read where the head is now, and the next try starts from there (replicas
-// appending in turn pay two round trips). An append is the one thing every
-// read waits for, and on a busy machine each round trip costs a wake-up of
-// both processes.
+// round trip when this process knows the head: the statements move the
+// head from the one this process expects (refusing, rolling everything
+// back, when another appender moved it first), insert the events and their
+// references, and commit, all sent at once. Otherwise it is two: lock and
+// read the head, then store, move it and commit (see headCache for when
+// replicas appending at once stop trying the first). An append is the one
+// thing every read waits for, and on a busy machine each round trip costs
+// a wake-up of both processes.
 func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	if b, ok := s.db.(Batcher); ok {
-		seq, hash, known := s.auditHead.get()
-		if !known {
-			if err := s.db.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
-				return fmt.Errorf("audit append: head: %w", err)
-			}
-		}
-		for range 4 {
-			// the batch locks the head and reads it first: when another
-			// appender moved it, the refusal says where it is now
-			stmts := append([]Stmt{{`SELECT seq, hash FROM audit_head WHERE id = 1` + s.dialect.ForUpdate, nil}},
-				auditStatements(recs, seal, seq, hash, true)...)
-			var (
-				curSeq  int64
-				curHash []byte
-			)
-			err := b.QueryBatch(ctx, stmts, &curSeq, &curHash)
+		if seq, hash, ok := s.auditHead.fast(); ok {
+			// one round trip: move the head from where this process left it
+			err := b.QueryBatch(ctx, auditStatements(recs, seal, seq, hash, true))
 			if err == nil {
-				last := recs[len(recs)-1]
-				s.auditHead.set(last.Seq, last.Hash)
+				s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, true)
 				return nil
 			}
-			s.auditHead.forget()
+			s.auditHead.refused()
 			if !errors.Is(err, ErrBatchRefused) {
 				return fmt.Errorf("audit append: %w", err)
 			}
-			seq, hash = curSeq, curHash
+			// another replica (or a write) moved the head
 		}
-		// the head kept moving under us: wait for its lock
+		// two round trips holding the head's lock: lock and read it, then
+		// store, move it and commit
+		var (
+			seq  int64
+			hash []byte
+		)
+		err := b.LockedBatch(ctx, Stmt{`SELECT seq, hash FROM audit_head WHERE id = 1` + s.dialect.ForUpdate, nil}, []any{&seq, &hash},
+			func() []Stmt { return auditStatements(recs, seal, seq, hash, false) })
+		if err != nil {
+			s.auditHead.forget()
+			return fmt.Errorf("audit append: %w", err)
+		}
+		s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, false)
+		return nil
 	}
 	c, err := s.db.Begin(ctx)
 	if err != nil {
@@ -85,18 +84,20 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 		return fmt.Errorf("audit append: commit: %w", err)
 	}
 	last := recs[len(recs)-1]
-	s.auditHead.set(last.Seq, last.Hash)
+	s.auditHead.set(last.Seq, last.Hash, false)
 	return nil
 }
 
 // Batcher is a database that runs several statements in one round trip,
 // in order, as one transaction: all of them or none.
 type Batcher interface {
-	// QueryBatch runs stmts, the first a query of one row scanned into
-	// dest (also when a later statement refuses the batch); it reports
-	// ErrBatchRefused when a statement refused by dividing by zero (how a
-	// batch says "not this one").
-	QueryBatch(ctx context.Context, stmts []Stmt, dest ...any) error
+	// QueryBatch runs stmts; it reports ErrBatchRefused when a statement
+	// refused by dividing by zero (how a batch says "not this one").
+	QueryBatch(ctx context.Context, stmts []Stmt) error
+	// LockedBatch runs first (a query of one row, scanned into dest) in a
+	// transaction, then the statements then returns, and commits: two
+	// round trips, the transaction open between them.
+	LockedBatch(ctx context.Context, first Stmt, dest []any, then func() []Stmt) error
 }
 
 // Stmt is one statement of a batch ('?' placeholders).
@@ -108,25 +109,52 @@ type Stmt struct {
 // ErrBatchRefused: a batch's statement refused it; nothing was written.
 var ErrBatchRefused = errors.New("batch refused")
 
-// headCache is the audit head this process last wrote or read: what a
-// pipelined append expects to find.
+// headCache is the audit head this process last wrote: where a
+// one-round-trip append expects to find it. While other appenders keep
+// moving it (replicas appending at once), a one-round-trip attempt is
+// refused more often than not, so after each refusal the next appends go
+// the locked way: one, then two, four… up to 64 of them before trying
+// again, and back to none after an attempt that went through.
 type headCache struct {
-	mu    sync.Mutex
-	known bool
-	seq   int64
-	hash  []byte
+	mu      sync.Mutex
+	known   bool
+	seq     int64
+	hash    []byte
+	skip    int // locked appends before the next attempt
+	penalty int // what the next refusal sets skip to, doubled
 }
 
-func (h *headCache) get() (int64, []byte, bool) {
+// fast returns the head to try a one-round-trip append from, if any.
+func (h *headCache) fast() (int64, []byte, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.seq, h.hash, h.known
+	if !h.known {
+		return 0, nil, false
+	}
+	if h.skip > 0 {
+		h.skip--
+		return 0, nil, false
+	}
+	return h.seq, h.hash, true
 }
 
-func (h *headCache) set(seq int64, hash []byte) {
+// set records the head this process wrote (fast: by a one-round-trip append).
+func (h *headCache) set(seq int64, hash []byte, fast bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq, h.hash, h.known = seq, hash, true
+	if fast {
+		h.penalty = 0
+	}
+}
+
+// refused records that a one-round-trip append found the head moved.
+func (h *headCache) refused() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.known = false
+	h.penalty = min(max(1, 2*h.penalty), 64)
+	h.skip = h.penalty
 }
 
 func (h *headCache) forget() {
