@@ -11,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
 	"github.com/fhirgate/fhirgate/referral/knowledge"
+	relrule "github.com/fhirgate/fhirgate/release"
 	"github.com/google/uuid"
 )
 
@@ -312,7 +313,8 @@ func Summary(patient *fhir.Resource, resources []*fhir.Resource, opts Options) (
 	entries = append(entries, entry{FullURL: "urn:uuid:" + devID, Resource: mustJSON(device)}, entry{FullURL: "urn:uuid:" + provID, Resource: mustJSON(prov)})
 	b := bundle{
 		ResourceType: "Bundle", ID: docID,
-		Meta:       &meta{Security: labels(doc.Included, comp.Confidentiality)},
+		Meta: &meta{Security: labels(doc.Included, comp.Confidentiality),
+			Tag: []coding{{System: relrule.AssembledSystem, Code: relrule.AssembledCode, Display: "assembled by the gateway"}}},
 		Identifier: identifier{System: DocumentIdentifierSystem, Value: "urn:uuid:" + docID},
 		Type:       "document", Timestamp: fhir.FormatInstant(now),
 	}
@@ -439,6 +441,7 @@ type (
 	}
 	meta struct {
 		Security []coding `json:"security,omitempty"`
+		Tag      []coding `json:"tag,omitempty"`
 	}
 	section struct {
 		Title       string           `json:"title"`

@@ -287,8 +287,9 @@ func (s *Service) Open(ctx context.Context, p *auth.Principal, rec release.Recor
 		}
 	}
 	// the gateway files the request on the patient's behalf: what it
-	// writes about nobody is its own
-	ctx = release.Filing(ctx)
+	// writes about nobody is its own, and the packages are documents it
+	// assembled
+	ctx = release.Assembling(release.Filing(ctx))
 	err = s.cfg.Store.InTx(ctx, func(tx storage.Tx) error {
 		_, err := tx.CreateMany(ctx, writes)
 		return err

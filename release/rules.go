@@ -249,7 +249,10 @@ func (g *Guard) releaseDocument(ctx context.Context, r *fhir.Resource, pats []st
 		}
 	}
 	entries := items(r.Root().Get("entry"))
-	scaffold := documentScaffold(entries)
+	scaffold := map[int]bool{}
+	if assembled(r.Root()) {
+		scaffold = documentScaffold(entries)
+	}
 	urls := map[string]bool{}
 	for _, e := range entries {
 		if u := e.Get("fullUrl").String(); u != "" {
@@ -316,15 +319,15 @@ func documentSubject(r *fhir.Resource) string {
 	return res.Get("subject").Get("reference").String()
 }
 
-// documentScaffold marks the entries of a document that make the document
-// rather than carry data, when the document was assembled by a machine
-// (the gateway's packages, referral.Document): the Composition (first
-// entry) whose every author is a Device entry of the document and which a
+// documentScaffold marks the entries of a document the gateway assembled
+// (tagged AssembledSystem|AssembledCode, which clients cannot write) that
+// make the document rather than carry data: the Composition (first entry)
+// whose every author is a Device entry of the document and which a
 // Provenance entry names an assembler of, those Devices, and the
-// Provenance entries whose every target is the Composition. A document a
-// person wrote (a hospital's discharge summary, an opinion) has no
-// scaffolding: its Composition carries clinical narrative and is decided
-// like every other entry, by the Consents of the patients it is about.
+// Provenance entries whose every target is the Composition. Any other
+// document (a hospital's discharge summary, an opinion) has no scaffolding:
+// its Composition carries clinical narrative and is decided like every
+// other entry, by the Consents of the patients it is about.
 func documentScaffold(entries []*fjson.Value) map[int]bool {
 	out := map[int]bool{}
 	if len(entries) == 0 || entries[0].Get("resource").Get("resourceType").String() != "Composition" {
@@ -385,6 +388,42 @@ func documentScaffold(entries []*fjson.Value) map[int]bool {
 		}
 	}
 	return out
+}
+
+// AssembledSystem and AssembledCode tag (Bundle.meta.tag) a document the
+// gateway assembled itself (package referral's documents: the second-opinion
+// packages). Only such a document has scaffolding that the release rule
+// does not decide on its own, and no client may write the tag (CheckWrite).
+const (
+	AssembledSystem = "https://fhirgate.org/fhir/CodeSystem/document-origin"
+	AssembledCode   = "assembled"
+)
+
+// assembled reports whether a Bundle carries the gateway's assembled tag.
+func assembled(root *fjson.Value) bool {
+	for _, t := range items(root.Get("meta").Get("tag")) {
+		if t.Get("system").String() == AssembledSystem && t.Get("code").String() == AssembledCode {
+			return true
+		}
+	}
+	return false
+}
+
+// carriesAssembled reports whether a resource is, or holds at any depth, a
+// Bundle with the assembled tag.
+func carriesAssembled(root *fjson.Value, depth int) bool {
+	if root == nil || depth > maxDepth || root.Get("resourceType").String() != "Bundle" {
+		return false
+	}
+	if assembled(root) {
+		return true
+	}
+	for _, e := range items(root.Get("entry")) {
+		if carriesAssembled(e.Get("resource"), depth+1) {
+			return true
+		}
+	}
+	return false
 }
 
 // RequisitionSystem is the identifier system of a second-opinion request

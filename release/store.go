@@ -34,6 +34,17 @@ func Filing(ctx context.Context) context.Context { return context.WithValue(ctx,
 
 func filing(ctx context.Context) bool { v, _ := ctx.Value(filingKey{}).(bool); return v }
 
+// Assembling marks ctx as the gateway writing documents it assembled
+// itself (package referral's second-opinion packages): only there may a
+// Bundle carry the tag AssembledSystem|AssembledCode.
+func Assembling(ctx context.Context) context.Context {
+	return context.WithValue(ctx, assemblingKey{}, true)
+}
+
+type assemblingKey struct{}
+
+func assembling(ctx context.Context) bool { v, _ := ctx.Value(assemblingKey{}).(bool); return v }
+
 // Checked wraps a store so that every write made in a context carrying a
 // Guard (WithGuard) is decided by Guard.CheckWrite inside the write's own
 // transaction, once its references are final (a transaction's urn:uuid
@@ -199,7 +210,7 @@ func (t *checkedTx) checkAll(ctx context.Context) error {
 }
 
 func (t *checkedTx) checkOne(ctx context.Context, w Write) error {
-	w.Within, w.filing, w.quiet = t.Tx, filing(ctx), true
+	w.Within, w.filing, w.quiet, w.assembling = t.Tx, filing(ctx), true, assembling(ctx)
 	if err := t.g.CheckWrite(ctx, w); err != nil {
 		r := w.New
 		if r == nil {

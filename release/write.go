@@ -25,6 +25,8 @@ type Write struct {
 	Within storage.Reader
 
 	filing bool // see Filing
+	// assembling: the gateway writes documents it assembled (Assembling)
+	assembling bool
 	// quiet: the write's patients are not recorded (the request that
 	// makes it records what it touched itself)
 	quiet bool
@@ -37,7 +39,8 @@ var ErrAuditReadOnly = errors.New("release: the audit trail is read-only")
 // CheckWrite decides whether the caller may make the change (README "Who
 // may write what"):
 //
-//   - nobody writes an AuditEvent (405);
+//   - nobody writes an AuditEvent (405), and no client a Bundle carrying
+//     the tag of the documents the gateway assembles (422);
 //   - a Consent is written (created, changed or deleted) only by the
 //     patient it names, or by a system client configured as that
 //     patient's custodian, whose Consent must name its organization in
@@ -59,6 +62,10 @@ func (g *Guard) CheckWrite(ctx context.Context, w Write) error {
 	}
 	if g.p == nil {
 		return nil
+	}
+	if !w.assembling && w.New != nil && w.New.Type == "Bundle" && carriesAssembled(w.New.Root(), 0) {
+		return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Bundle.meta.tag"},
+			"the tag %s|%s marks documents the gateway assembles itself; a client cannot write it", AssembledSystem, AssembledCode)
 	}
 	for _, r := range []*fhir.Resource{w.New, w.Current} {
 		if r != nil && !w.quiet {

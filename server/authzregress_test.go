@@ -594,12 +594,14 @@ func eachStoreKind(t *testing.T, fn func(t *testing.T, k storeKind)) {
 
 // TestAttackDocumentComposition (class 3, found by a fresh seed of
 // TestAuthzProperty): a stored document's Composition is data — the
-// narrative a person wrote about the patient — and a provider whose
+// narrative someone wrote about the patient — and a provider whose
 // Consent withholds Compositions (here: it permits Observations only) gets
-// no document that carries one, however its other entries are decided.
-// Only a document a machine assembled (its Composition authored by a
-// Device of the document, with that Device's assembler Provenance: the
-// gateway's packages) has scaffolding that is not decided on its own.
+// no document that carries one, however its other entries are decided,
+// even one shaped like the gateway's packages. Only a document the gateway
+// assembled itself (tagged so; no client may write the tag: 422, also
+// inside another Bundle) has scaffolding that is not decided on its own:
+// the second-opinion tests show its packages released under narrow
+// Consents.
 func TestAttackDocumentComposition(t *testing.T) {
 	eachStoreKind(t, func(t *testing.T, k storeKind) {
 		g := newGateway(t, k)
@@ -633,16 +635,28 @@ func TestAttackDocumentComposition(t *testing.T) {
 					"who":  map[string]any{"reference": devURL}}}}})
 		machine.body["entry"] = entries
 		l.put(sys, machine)
+		// the gateway's own tag is the gateway's: no client writes it
+		tagged := deepCopy(machine.body).(map[string]any)
+		tagged["id"] = "doc-tagged"
+		tagged["meta"] = map[string]any{"tag": []any{map[string]any{"system": "https://fhirgate.org/fhir/CodeSystem/document-origin", "code": "assembled"}}}
+		body, _ := json.Marshal(tagged)
+		if r := g.do(sys, http.MethodPut, "/Bundle/doc-tagged", body, "Content-Type: application/fhir+json"); r.Code != http.StatusUnprocessableEntity {
+			t.Errorf("a client wrote the gateway's assembled tag: %d, want 422 (%.300s)", r.Code, r.Body.String())
+		}
+		inner, _ := json.Marshal(bundleOf("collection", map[string]any{"fullUrl": "urn:uuid:7d0c0a4e-0000-4000-8000-000000000003", "resource": tagged}))
+		if r := g.do(sys, http.MethodPost, "/Bundle", inner, "Content-Type: application/fhir+json"); r.Code != http.StatusUnprocessableEntity {
+			t.Errorf("a client wrote the gateway's assembled tag inside a collection: %d, want 422 (%.300s)", r.Code, r.Body.String())
+		}
 		l.post(c.writers[ptA], mkConsent("", ptA, "active", &prov{actors: []string{"Organization/orgA"}, classes: []coding{{sysResType, "Observation"}}}, "", ""))
 		clinic := by["clinicA"]
 		if r := g.do(clinic, http.MethodGet, "/Observation/obs-a", nil); r.Code != http.StatusOK {
 			t.Fatalf("the Consent should release the Observation: %d %.300s", r.Code, r.Body.String())
 		}
-		if r := g.do(clinic, http.MethodGet, "/Bundle/doc-person", nil); r.Code != http.StatusForbidden {
-			t.Errorf("a document with a withheld Composition: %d, want 403", r.Code)
-		}
-		if r := g.do(clinic, http.MethodGet, "/Bundle/doc-machine", nil); r.Code != http.StatusOK {
-			t.Errorf("a machine-assembled document of released entries: %d, want 200 (%.300s)", r.Code, r.Body.String())
+		for _, id := range []string{"doc-person", "doc-machine"} {
+			// without the gateway's tag, a machine's Composition is data too
+			if r := g.do(clinic, http.MethodGet, "/Bundle/"+id, nil); r.Code != http.StatusForbidden {
+				t.Errorf("%s, a document with a withheld Composition: %d, want 403", id, r.Code)
+			}
 		}
 		r := g.do(clinic, http.MethodGet, "/Bundle?type=document", nil)
 		if r.Code != http.StatusOK {
