@@ -60,12 +60,12 @@ func (g *Guard) CheckWrite(ctx context.Context, w Write) error {
 			return &outcomeError{fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", nil, "AuditEvents are written by the gateway alone: the audit trail cannot be created, changed or deleted through the API"), ErrAuditReadOnly}
 		}
 	}
-	if g.p == nil {
-		return nil
-	}
 	if !w.assembling && w.New != nil && w.New.Type == "Bundle" && carriesAssembled(w.New.Root(), 0) {
 		return fhir.Errorf(http.StatusUnprocessableEntity, "business-rule", []string{"Bundle.meta.tag"},
 			"the tag %s|%s marks documents the gateway assembles itself; a client cannot write it", AssembledSystem, AssembledCode)
+	}
+	if g.p == nil {
+		return nil
 	}
 	for _, r := range []*fhir.Resource{w.New, w.Current} {
 		if r != nil && !w.quiet {
