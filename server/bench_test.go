@@ -22,14 +22,22 @@ import (
 // does in production (with GOMAXPROCS clients every read commits alone).
 const benchClients = 16
 
-// benchStores runs b once per store kind (PostgreSQL only when configured).
+// benchStores runs b once per store kind on a harness.
 func benchStores(b *testing.B, fn func(b *testing.B, h *harness)) {
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		fn(b, newHarness(b, k, server.Config{}))
+	})
+}
+
+// eachBenchStore runs fn once per store kind (PostgreSQL only when
+// configured).
+func eachBenchStore(b *testing.B, fn func(b *testing.B, k storeKind)) {
 	for _, k := range storeKinds {
 		b.Run(k.name, func(b *testing.B) {
 			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
 				b.Skip("set FHIRGATE_TEST_POSTGRES")
 			}
-			fn(b, newHarness(b, k, server.Config{}))
+			fn(b, k)
 		})
 	}
 }
@@ -107,23 +115,18 @@ func runClients(b *testing.B, fn func()) {
 // baseline BenchmarkReadProviderNoAudit compares with (what access control
 // costs), and what the trail costs a read.
 func BenchmarkReadNoAudit(b *testing.B) {
-	for _, k := range storeKinds {
-		b.Run(k.name, func(b *testing.B) {
-			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
-				b.Skip("set FHIRGATE_TEST_POSTGRES")
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		h := newHarness(b, k, server.Config{})
+		id := h.create(patientBody)
+		srv := server.New(server.Config{Store: h.store, Search: testRegistry, BaseURL: "http://fhir.test"})
+		runClients(b, func() {
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/Patient/"+id, nil))
+			if w.Code != http.StatusOK {
+				b.Fatalf("%d", w.Code)
 			}
-			h := newHarness(b, k, server.Config{})
-			id := h.create(patientBody)
-			srv := server.New(server.Config{Store: h.store, Search: testRegistry, BaseURL: "http://fhir.test"})
-			runClients(b, func() {
-				w := httptest.NewRecorder()
-				srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/Patient/"+id, nil))
-				if w.Code != http.StatusOK {
-					b.Fatalf("%d", w.Code)
-				}
-			})
 		})
-	}
+	})
 }
 
 // BenchmarkVRead measures GET /Patient/{id}/_history/{vid}.
@@ -201,38 +204,28 @@ func BenchmarkEverything(b *testing.B) {
 // (token verification, scope check, consent decision, audit event) next to
 // BenchmarkRead's unauthenticated one.
 func BenchmarkReadProviderWithConsent(b *testing.B) {
-	for _, k := range storeKinds {
-		b.Run(k.name, func(b *testing.B) {
-			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
-				b.Skip("set FHIRGATE_TEST_POSTGRES")
-			}
-			s := newSecured(b, k)
-			benchProviderRead(b, s.srv, s.tokens["provider"], "/Observation/"+s.oa)
-		})
-	}
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		s := newSecured(b, k)
+		benchProviderRead(b, s.srv, s.tokens["provider"], "/Observation/"+s.oa)
+	})
 }
 
 // BenchmarkReadProviderNoAudit is BenchmarkReadProviderWithConsent without
 // the audit trail: what token verification, scopes and the Consent
 // decision (its change mark included) cost on their own.
 func BenchmarkReadProviderNoAudit(b *testing.B) {
-	for _, k := range storeKinds {
-		b.Run(k.name, func(b *testing.B) {
-			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
-				b.Skip("set FHIRGATE_TEST_POSTGRES")
-			}
-			s := newSecured(b, k)
-			v, err := auth.New(config.Auth{
-				Issuers: []config.Issuer{s.is.Config("fhirgate")},
-				Clients: []config.Client{{ClientID: "clinic", Role: "provider", Organization: "Organization/clinic"}},
-			}, auth.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := server.New(server.Config{Store: s.store, Search: testRegistry, Auth: v, BaseURL: "http://fhir.test"})
-			benchProviderRead(b, srv, s.tokens["provider"], "/Observation/"+s.oa)
-		})
-	}
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		s := newSecured(b, k)
+		v, err := auth.New(config.Auth{
+			Issuers: []config.Issuer{s.is.Config("fhirgate")},
+			Clients: []config.Client{{ClientID: "clinic", Role: "provider", Organization: "Organization/clinic"}},
+		}, auth.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := server.New(server.Config{Store: s.store, Search: testRegistry, Auth: v, BaseURL: "http://fhir.test"})
+		benchProviderRead(b, srv, s.tokens["provider"], "/Observation/"+s.oa)
+	})
 }
 
 // benchProviderRead reads path with a bearer token from parallel clients.
@@ -254,37 +247,32 @@ func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
 // releases the record to (the release rule decides every resource for the
 // provider, its own record's compartment in SQL for the patient).
 func BenchmarkEverythingSecured(b *testing.B) {
-	for _, k := range storeKinds {
-		b.Run(k.name, func(b *testing.B) {
-			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
-				b.Skip("set FHIRGATE_TEST_POSTGRES")
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		s := newSecured(b, k)
+		pid, most := "", 0
+		for _, f := range syntheaFiles(b) {
+			body, _ := os.ReadFile(f)
+			w := s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
+			if w.Code != http.StatusOK {
+				b.Fatalf("load %s: %d", f, w.Code)
 			}
-			s := newSecured(b, k)
-			pid, most := "", 0
-			for _, f := range syntheaFiles(b) {
-				body, _ := os.ReadFile(f)
-				w := s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
-				if w.Code != http.StatusOK {
-					b.Fatalf("load %s: %d", f, w.Code)
-				}
-				if n := strings.Count(string(body), `"request":`); n > most {
-					most = n
-					loc := w.Body.String()
-					i := strings.Index(loc, `"location":"Patient/`)
-					pid = loc[i+len(`"location":"Patient/`):]
-					pid = pid[:strings.Index(pid, "/")]
-				}
+			if n := strings.Count(string(body), `"request":`); n > most {
+				most = n
+				loc := w.Body.String()
+				i := strings.Index(loc, `"location":"Patient/`)
+				pid = loc[i+len(`"location":"Patient/`):]
+				pid = pid[:strings.Index(pid, "/")]
 			}
-			if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
-				b.Fatalf("consent: %d %s", w.Code, w.Body.String())
-			}
-			patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
-			path := "/Patient/" + pid + "/$everything"
-			for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
-				b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
-			}
-		})
-	}
+		}
+		if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
+			b.Fatalf("consent: %d %s", w.Code, w.Body.String())
+		}
+		patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
+		path := "/Patient/" + pid + "/$everything"
+		for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
+			b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
+		}
+	})
 }
 
 // BenchmarkReadSameResource puts issue 14's comparison on one footing: the
@@ -294,26 +282,21 @@ func BenchmarkEverythingSecured(b *testing.B) {
 // rule, and an audit event naming the client, its organisation and the
 // Consent).
 func BenchmarkReadSameResource(b *testing.B) {
-	for _, k := range storeKinds {
-		b.Run(k.name, func(b *testing.B) {
-			if k.name == "postgres" && os.Getenv("FHIRGATE_TEST_POSTGRES") == "" {
-				b.Skip("set FHIRGATE_TEST_POSTGRES")
-			}
-			s := newSecured(b, k)
-			anon := server.New(server.Config{Store: s.store, Search: testRegistry, Auditor: s.auditor, BaseURL: "http://fhir.test"})
-			path := "/Observation/" + s.oa
-			b.Run("anonymous", func(b *testing.B) {
-				runClients(b, func() {
-					w := httptest.NewRecorder()
-					anon.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
-					if w.Code != http.StatusOK {
-						b.Fatalf("%d", w.Code)
-					}
-				})
-			})
-			b.Run("provider", func(b *testing.B) {
-				benchProviderRead(b, s.srv, s.tokens["provider"], path)
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		s := newSecured(b, k)
+		anon := server.New(server.Config{Store: s.store, Search: testRegistry, Auditor: s.auditor, BaseURL: "http://fhir.test"})
+		path := "/Observation/" + s.oa
+		b.Run("anonymous", func(b *testing.B) {
+			runClients(b, func() {
+				w := httptest.NewRecorder()
+				anon.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+				if w.Code != http.StatusOK {
+					b.Fatalf("%d", w.Code)
+				}
 			})
 		})
-	}
+		b.Run("provider", func(b *testing.B) {
+			benchProviderRead(b, s.srv, s.tokens["provider"], path)
+		})
+	})
 }
