@@ -49,17 +49,22 @@ func TestFollowUp(t *testing.T) {
 			before := entryRefs(t, f.getAs(t, "so2", pkg))
 
 			clinicHook, patientHook := newHookSubscriber(t), newHookSubscriber(t)
-			mustStatus(t, f.as("so2", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicMessage, "Task?owner=Organization/clinic2", clinicHook.URL)), http.StatusCreated)
-			mustStatus(t, f.as("system", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicStatusChanged, "Task?patient=Patient/"+f.pid, patientHook.URL)), http.StatusCreated)
+			w := f.as("so2", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicMessage, "Task?owner=Organization/clinic2", clinicHook.URL))
+			mustStatus(t, w, http.StatusCreated)
+			clinicSub := jsonMap(t, w.Body.Bytes())["id"].(string)
+			w = f.as("system", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicStatusChanged, "Task?patient=Patient/"+f.pid, patientHook.URL))
+			mustStatus(t, w, http.StatusCreated)
+			patientSub := jsonMap(t, w.Body.Bytes())["id"].(string)
 			clinicHook.next(t) // handshakes
 			patientHook.next(t)
+			awaitActive(t, f, clinicSub, patientSub)
 
 			f.plainPatch(t, "so2", tk, "accepted", "")
 			if m := patientHook.next(t); m["focus"] != "http://fhir.test/"+tk {
 				t.Fatalf("status notification %v", m)
 			}
 			// the specialist asks: the Task goes on-hold, the patient hears of it
-			w := f.as("so2", http.MethodPost, "/Communication", message(tk, f.pid, "Organization/clinic2", "Patient/"+f.pid, "", "Please send your latest LDL and your PHQ-9 score."))
+			w = f.as("so2", http.MethodPost, "/Communication", message(tk, f.pid, "Organization/clinic2", "Patient/"+f.pid, "", "Please send your latest LDL and your PHQ-9 score."))
 			mustStatus(t, w, http.StatusCreated)
 			question := "Communication/" + jsonMap(t, w.Body.Bytes())["id"].(string)
 			if got := jsonMap(t, f.getAs(t, "patientP", tk)); got["status"] != "on-hold" || bserOf(got) != "3.0" {

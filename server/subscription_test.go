@@ -67,9 +67,26 @@ func (h *hookSubscriber) next(t *testing.T) map[string]string {
 		return m
 	case <-time.After(60 * time.Second):
 		// generous: a delivery that failed once under load is retried
-		// only after River's leader has moved it back to available
+		// only after River's leader has moved it back to available (tests
+		// that cause events first wait for their Subscriptions to be
+		// active: awaitActive)
 		t.Fatal("no notification arrived")
 		return nil
+	}
+}
+
+// awaitActive waits until the Subscriptions are active: the endpoint has
+// the handshake before the gateway has recorded its answer, and an event
+// that happens before that is, by the spec, not the Subscription's.
+func awaitActive(t *testing.T, f *soFixture, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		for i := 0; jsonMap(t, f.getAs(t, "system", "Subscription/"+id))["status"] != "active"; i++ {
+			if i > 1500 {
+				t.Fatalf("Subscription/%s not active", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }
 
@@ -124,14 +141,7 @@ func TestSubscriptionsSecondOpinion(t *testing.T) {
 			mustStatus(t, w, http.StatusCreated)
 			patientSub := jsonMap(t, w.Body.Bytes())["id"].(string)
 			patient.next(t)
-			for _, id := range []string{subID, patientSub} {
-				for i := 0; jsonMap(t, f.getAs(t, "system", "Subscription/"+id))["status"] != "active"; i++ {
-					if i > 500 {
-						t.Fatalf("Subscription/%s not active", id)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
+			awaitActive(t, f, subID, patientSub)
 			// a provider may not listen to another organization's requests,
 			// nor a patient to another patient's
 			w = f.as("so1", http.MethodPost, "/Subscription", subscriptionBody(notify.TopicNewRequest, "Task?owner=Organization/clinic2", clinic.URL))
