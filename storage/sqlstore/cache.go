@@ -26,9 +26,11 @@ import (
 // over the new one. An announcement of a version this process has not
 // read leaves a placeholder (no body) with that version, which a reader's
 // older version cannot replace either. Each shard has a generation that
-// clearing it, or evicting a placeholder, advances: a reader keeps what it
-// fetched only if its shard's generation is the one it saw before it
-// queried.
+// clearing it, or evicting a placeholder, advances: a reader keeps the body
+// it fetched only if its shard's generation is the one it saw before it
+// queried, and otherwise leaves its version as a placeholder; clearing keeps
+// the versions as placeholders. So a process never answers a version older
+// than one it has answered (TestSharedReadCacheRace).
 type readCache struct {
 	shards [32]cacheShard
 	budget int // bytes per shard
@@ -119,6 +121,10 @@ func (c *readCache) store(r *fhir.Resource, gone bool, gen uint64, written bool)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if !written && sh.gen != gen {
+		// the body may predate what the cache lost meanwhile, but the
+		// version was current when it was read: keep it as a floor, so
+		// that no older version is answered after this one was
+		sh.raise(key, v, c.budget)
 		return
 	}
 	e := cacheEntry{version: v, res: r, gone: gone}
@@ -157,6 +163,12 @@ func (c *readCache) announced(key string, v int64) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	sh.raise(key, v, c.budget)
+}
+
+// raise makes v the least version the shard will hold for key: anything
+// older held is dropped for a placeholder.
+func (sh *cacheShard) raise(key string, v int64, budget int) {
 	if old, ok := sh.m[key]; ok {
 		if old.version >= v {
 			return
@@ -164,17 +176,25 @@ func (c *readCache) announced(key string, v int64) {
 		sh.bytes -= old.size(key)
 		delete(sh.m, key)
 	}
-	sh.insert(key, cacheEntry{version: v}, c.budget)
+	sh.insert(key, cacheEntry{version: v}, budget)
 }
 
-// clear empties the cache (after a transaction removed resources
-// wholesale, or when announcements may have been missed).
+// clear drops every body the cache holds (after a transaction removed
+// resources wholesale, or when announcements may have been missed), and
+// keeps their versions as placeholders: versions only grow, so what was
+// answered stays a floor and no older version is answered after it.
 func (c *readCache) clear() {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		sh.m = make(map[string]cacheEntry)
-		sh.bytes = 0
+		m := make(map[string]cacheEntry, len(sh.m))
+		bytes := 0
+		for k, e := range sh.m {
+			p := cacheEntry{version: e.version}
+			m[k] = p
+			bytes += p.size(k)
+		}
+		sh.m, sh.bytes = m, bytes
 		sh.gen++
 		sh.mu.Unlock()
 	}
