@@ -112,3 +112,100 @@ func TestMigrate(t *testing.T) {
 		})
 	}
 }
+
+// TestPostingsMigration: a trail whose references were indexed a row per
+// event and reference (before migration 012) is indexed by postings after
+// it: the verifier finds the index whole and searches find the events.
+func TestPostingsMigration(t *testing.T) {
+	reg, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct {
+		name string
+		open func(t *testing.T) func() *sqlstore.Store
+	}{
+		{"sqlite", func(t *testing.T) func() *sqlstore.Store {
+			path := filepath.Join(t.TempDir(), "m.db")
+			return func() *sqlstore.Store {
+				s, err := sqlite.Open(context.Background(), path, sqlstore.Options{Registry: reg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+		}},
+		{"postgres", func(t *testing.T) func() *sqlstore.Store {
+			cfg := pgtest.Config(t)
+			return func() *sqlstore.Store {
+				s, err := postgres.Open(context.Background(), cfg, sqlstore.Options{Registry: reg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+		}},
+	} {
+		t.Run(k.name, func(t *testing.T) {
+			ctx := context.Background()
+			open := k.open(t)
+			st := open()
+			keys := testKeyring()
+			tr, err := Open(ctx, st, Options{Keys: keys, Logger: slog.New(slog.DiscardHandler), CheckpointInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var evs []Event
+			for i := range 40 {
+				e := readEvent(i)
+				e.Patient = fmt.Sprintf("Patient/p%d", i%3)
+				e.Resources = []string{fmt.Sprintf("Observation/o%d", i)}
+				evs = append(evs, e)
+			}
+			if err := tr.Record(ctx, evs[:25]...); err != nil { // one append: postings of many events
+				t.Fatal(err)
+			}
+			if err := tr.Record(ctx, evs[25:]...); err != nil {
+				t.Fatal(err)
+			}
+			tr.Close()
+			// the schema as it was: a row per event and reference
+			type row struct {
+				seq int64
+				ref storage.AuditRef
+			}
+			var rows []row
+			if err := st.ScanAuditRefs(ctx, func(seq int64, ref storage.AuditRef) error {
+				rows = append(rows, row{seq, ref})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{
+				`CREATE TABLE audit_refs (ref TEXT NOT NULL, seq BIGINT NOT NULL, role INTEGER NOT NULL, PRIMARY KEY (ref, seq))`,
+				`DROP TABLE audit_postings`,
+				`DELETE FROM schema_migrations WHERE name LIKE '012%'`,
+			} {
+				if _, err := st.DB().Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range rows {
+				if _, err := st.DB().Exec(ctx, `INSERT INTO audit_refs (ref, seq, role) VALUES (?, ?, ?)`, r.ref.Ref, r.seq, r.ref.Role); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Close()
+			st = open()
+			defer st.Close()
+			rep, err := VerifyLog(ctx, st, VerifyOptions{Keys: keys})
+			if err != nil || !rep.OK() || rep.Events != 40 {
+				t.Fatalf("after the migration: %+v %v", rep, err)
+			}
+			page, err := st.SearchAudit(ctx, storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/p1"}, Roles: storage.AuditPatientRole}}, Total: true})
+			if err != nil || len(page.Records) != 13 || page.Total != 13 {
+				t.Fatalf("events of Patient/p1: %+v %v", page, err)
+			}
+		})
+	}
+}

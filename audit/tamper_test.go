@@ -60,7 +60,7 @@ func TestTamperMatrix(t *testing.T) {
 	}
 	truncate := func(t *testing.T, st *sqlstore.Store, keep int64) {
 		exec(t, st, `DELETE FROM audit_events WHERE seq > ?`, keep)
-		exec(t, st, `DELETE FROM audit_refs WHERE seq > ?`, keep)
+		exec(t, st, `DELETE FROM audit_postings WHERE seq > ?`, keep)
 	}
 	rewind := func(t *testing.T, st *sqlstore.Store, keep int64) {
 		truncate(t, st, keep)
@@ -88,11 +88,11 @@ func TestTamperMatrix(t *testing.T) {
 		}, []want{{audit.IndexEdited, 7, 7}}},
 		{"deleted middle", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			exec(t, st, `DELETE FROM audit_events WHERE seq IN (10, 11)`)
-			exec(t, st, `DELETE FROM audit_refs WHERE seq IN (10, 11)`)
+			exec(t, st, `DELETE FROM audit_postings WHERE seq IN (10, 11)`)
 		}, []want{{audit.Missing, 10, 11}}},
 		{"deleted first", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			exec(t, st, `DELETE FROM audit_events WHERE seq = 1`)
-			exec(t, st, `DELETE FROM audit_refs WHERE seq = 1`)
+			exec(t, st, `DELETE FROM audit_postings WHERE seq = 1`)
 		}, []want{{audit.Missing, 1, 1}}},
 		{"deleted tail", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			truncate(t, st, 27)
@@ -104,11 +104,13 @@ func TestTamperMatrix(t *testing.T) {
 			rewind(t, st, 0)
 		}, []want{{audit.Truncated, 1, 30}}},
 		{"reordered", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
-			for _, tbl := range []string{"audit_events", "audit_refs"} {
-				exec(t, st, `UPDATE `+tbl+` SET seq = -1 WHERE seq = 4`)
-				exec(t, st, `UPDATE `+tbl+` SET seq = 4 WHERE seq = 5`)
-				exec(t, st, `UPDATE `+tbl+` SET seq = 5 WHERE seq = -1`)
-			}
+			// (each event was appended alone: its postings list it alone)
+			exec(t, st, `UPDATE audit_events SET seq = -1 WHERE seq = 4`)
+			exec(t, st, `UPDATE audit_events SET seq = 4 WHERE seq = 5`)
+			exec(t, st, `UPDATE audit_events SET seq = 5 WHERE seq = -1`)
+			exec(t, st, `UPDATE audit_postings SET seq = -1, last = -1 WHERE seq = 4`)
+			exec(t, st, `UPDATE audit_postings SET seq = 4, last = 4 WHERE seq = 5`)
+			exec(t, st, `UPDATE audit_postings SET seq = 5, last = 5 WHERE seq = -1`)
 		}, []want{{audit.Reordered, 4, 0}, {audit.Reordered, 5, 0}}},
 		{"re-sealed without the key", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			reseal(t, st, 12, audit.NewKeyring(audit.Key{ID: "k1", Secret: []byte("a key that is not the trail's key")}))
@@ -118,8 +120,8 @@ func TestTamperMatrix(t *testing.T) {
 		}, []want{{audit.UnknownKey, 12, 30}, {audit.CheckpointMismatch, 30, 0}}},
 		{"search index edited", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			// hide an event from its patient, show another to a stranger
-			exec(t, st, `DELETE FROM audit_refs WHERE seq = 8 AND ref = 'Patient/p1'`)
-			exec(t, st, `INSERT INTO audit_refs (ref, seq, role) VALUES ('Patient/stranger', 9, ?)`, storage.AuditEntity|storage.AuditPatientRole)
+			exec(t, st, `DELETE FROM audit_postings WHERE seq = 8 AND ref = 'Patient/p1'`)
+			exec(t, st, `INSERT INTO audit_postings (ref, seq, last, events) VALUES ('Patient/stranger', 9, 9, ?)`, []byte{0, storage.AuditEntity | storage.AuditPatientRole})
 		}, []want{{audit.IndexEdited, 8, 8}, {audit.IndexEdited, 9, 9}}},
 		{"head row edited", func(t *testing.T, st *sqlstore.Store, _ *audit.Trail) {
 			exec(t, st, `UPDATE audit_head SET hash = ? WHERE id = 1`, []byte{0})
@@ -147,7 +149,7 @@ func TestTamperMatrix(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
 					// a fresh trail on the same store
-					for _, tbl := range []string{"audit_events", "audit_refs", "audit_checkpoints"} {
+					for _, tbl := range []string{"audit_events", "audit_postings", "audit_checkpoints"} {
 						exec(t, st, `DELETE FROM `+tbl)
 					}
 					exec(t, st, `UPDATE audit_head SET seq = 0, hash = ? WHERE id = 1`, []byte{})

@@ -40,11 +40,14 @@ type Options struct {
 	CheckpointURL string
 	// Client posts to CheckpointURL; a client with a 10 s timeout when nil.
 	Client *http.Client
-	// GroupCommit is the longest an append waits, once the previous one
-	// committed, for the requests being answered (Begin) to join it;
-	// DefaultGroupCommit when 0; never when negative. It waits only while
-	// other requests are in flight or it carries fewer events than the
-	// last append did, so a lone client is not slowed down.
+	// GroupCommit is the longest the first event of an append waits,
+	// from when it was recorded, for the requests being answered (Begin)
+	// to join it; DefaultGroupCommit when 0; never when negative. Time it
+	// spent waiting for the previous append to commit counts, so a read
+	// waits for its event at most GroupCommit or the commit before (the
+	// longer), then its own commit. It waits only while other requests are
+	// in flight or it carries fewer events than the last append did, so a
+	// lone client is not slowed down.
 	GroupCommit time.Duration
 	// OnAppend, when set, is told of every append of reads' events (how
 	// many, how long it took, its error): the gateway's metrics. A write's
@@ -96,6 +99,9 @@ type batch struct {
 	recs []*storage.AuditRecord
 	done chan struct{}
 	err  error
+	// since is when its first event was recorded: how long group commit
+	// may still hold it is measured from there
+	since time.Time
 }
 
 // ErrClosed: the trail was closed; nothing more can be recorded.
@@ -179,7 +185,7 @@ func (t *Trail) Record(ctx context.Context, evs ...Event) error {
 	}
 	b := t.cur
 	if b == nil {
-		b = &batch{done: make(chan struct{})}
+		b = &batch{done: make(chan struct{}), since: time.Now()}
 		t.cur = b
 	}
 	b.recs = append(b.recs, recs...)
@@ -195,11 +201,7 @@ func (t *Trail) writer() {
 	defer close(t.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var (
-		waited   *batch // the batch the writer is waiting on, since when
-		deadline time.Time
-		last     int // the events of the last append
-	)
+	var last int // the events of the last append
 	for {
 		t.mu.Lock()
 		b := t.cur
@@ -208,12 +210,10 @@ func (t *Trail) writer() {
 			(t.inflight.Load() > 0 || len(b.recs) < last) {
 			// other requests are being answered, or the requests the last
 			// append released are about to ask again: let them join this
-			// append, for at most GroupCommit after the writer is free to
-			// append it (a lone client never waits)
-			if waited != b {
-				waited, deadline = b, time.Now().Add(t.opts.GroupCommit)
-			}
-			if wait := time.Until(deadline); wait > 0 {
+			// append, until GroupCommit after its first event was recorded
+			// (a lone client never waits; events recorded while the last
+			// append was committing have waited already)
+			if wait := time.Until(b.since.Add(t.opts.GroupCommit)); wait > 0 {
 				t.mu.Unlock()
 				timer.Reset(wait)
 				select {

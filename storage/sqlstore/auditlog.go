@@ -1,11 +1,10 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"math"
 	"strings"
 	"sync"
 
@@ -223,37 +222,9 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 		}
 		out = append(out, Stmt{b.String(), args})
 	}
-	// the references in key order: the inserts walk the index's pages
-	// in order instead of jumping between them
-	type refRow struct {
-		ref  string
-		seq  int64
-		role int
-	}
-	var refs []refRow
-	for _, r := range recs {
-		for _, ref := range r.Refs {
-			refs = append(refs, refRow{ref.Ref, r.Seq, ref.Role})
-		}
-	}
-	slices.SortFunc(refs, func(x, y refRow) int {
-		return cmp.Or(strings.Compare(x.ref, y.ref), cmp.Compare(x.seq, y.seq))
-	})
-	for start := 0; start < len(refs); {
-		chunk := refs[start : start+rowsPerInsert(len(refs)-start)]
-		start += len(chunk)
-		b.Reset()
-		args := make([]any, 0, 3*len(chunk))
-		b.WriteString(`INSERT INTO audit_refs (ref, seq, role) VALUES `)
-		for i, r := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?, ?, ?)")
-			args = append(args, r.ref, r.seq, r.role)
-		}
-		out = append(out, Stmt{b.String(), args})
-	}
+	// the references: a posting per reference, in key order (the inserts
+	// walk the index's pages in order instead of jumping between them)
+	out = append(out, postingStatements(recs)...)
 	if !cas {
 		out = append(out, Stmt{`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, []any{seq, hash}})
 	}
@@ -279,17 +250,46 @@ func scanAudit(rows Rows) (*storage.AuditRecord, error) {
 	return r, nil
 }
 
-// SearchAudit implements storage.AuditLog. The driving condition is the
-// reference filter with a single reference when there is one (a range of
-// audit_refs' primary key, already in sequence order), else the sequence
-// order of audit_events itself; the other conditions filter.
+// SearchAudit implements storage.AuditLog. Without reference conditions
+// it is one statement in sequence order; with them the postings of one of
+// them drive it (searchByRefs).
 func (s *Store) SearchAudit(ctx context.Context, q storage.AuditQuery) (*storage.AuditPage, error) {
-	where, args := auditWhere(q)
 	count := q.Count
 	if count <= 0 {
 		count = 50
 	}
 	page := &storage.AuditPage{Total: -1}
+	for _, f := range q.Refs {
+		if len(f.Refs) == 0 {
+			// a condition no event meets
+			if q.Total {
+				page.Total = 0
+			}
+			return page, nil
+		}
+	}
+	if len(q.Refs) > 0 {
+		if q.Total {
+			all := q
+			all.After = 0
+			_, n, err := s.searchByRefs(ctx, all, -1)
+			if err != nil {
+				return nil, err
+			}
+			page.Total = n
+		}
+		recs, _, err := s.searchByRefs(ctx, q, count+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > count {
+			page.Next = recs[count-1].Seq
+			recs = recs[:count]
+		}
+		page.Records = recs
+		return page, nil
+	}
+	where, args := auditWhere(q)
 	if q.Total {
 		if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM audit_events e WHERE `+strings.Join(where, " AND "), args...).Scan(&page.Total); err != nil {
 			return nil, fmt.Errorf("audit search count: %w", err)
@@ -303,26 +303,7 @@ func (s *Store) SearchAudit(ctx context.Context, q storage.AuditQuery) (*storage
 		where = append(where, "e.seq "+cmp+" ?")
 		args = append(args, q.After)
 	}
-	sql := `SELECT ` + auditCols + ` FROM audit_events e WHERE ` + strings.Join(where, " AND ") + ` ORDER BY e.seq ` + dir + ` LIMIT ?`
-	if i := drivingRef(q.Refs); i >= 0 {
-		// drive by the (ref, seq) key: in order, and stops at the page's end
-		f := q.Refs[i]
-		var dw []string
-		var dargs []any
-		dw = append(dw, "d.ref = ?", "(d.role & ?) <> 0")
-		dargs = append(dargs, f.Refs[0], f.Roles)
-		if q.After > 0 {
-			dw = append(dw, "d.seq "+cmp+" ?")
-			dargs = append(dargs, q.After)
-		}
-		rest := q
-		rest.Refs = append(append([]storage.AuditRefFilter(nil), q.Refs[:i]...), q.Refs[i+1:]...)
-		rw, rargs := auditWhere(rest)
-		sql = `SELECT ` + auditCols + ` FROM audit_refs d JOIN audit_events e ON e.seq = d.seq WHERE ` +
-			strings.Join(append(dw, rw...), " AND ") + ` ORDER BY d.seq ` + dir + ` LIMIT ?`
-		args = append(dargs, rargs...)
-	}
-	rows, err := s.db.Query(ctx, sql, append(args, count+1)...)
+	rows, err := s.db.Query(ctx, `SELECT `+auditCols+` FROM audit_events e WHERE `+strings.Join(where, " AND ")+` ORDER BY e.seq `+dir+` LIMIT ?`, append(args, count+1)...)
 	if err != nil {
 		return nil, fmt.Errorf("audit search: %w", err)
 	}
@@ -344,17 +325,8 @@ func (s *Store) SearchAudit(ctx context.Context, q storage.AuditQuery) (*storage
 	return page, nil
 }
 
-// drivingRef picks a reference filter with exactly one reference, or -1.
-func drivingRef(fs []storage.AuditRefFilter) int {
-	for i, f := range fs {
-		if len(f.Refs) == 1 {
-			return i
-		}
-	}
-	return -1
-}
-
-// auditWhere compiles the conditions of q (but its cursor) on audit_events e.
+// auditWhere compiles the conditions of q on the columns of audit_events e
+// (not its cursor, not its reference conditions: searchByRefs has those).
 func auditWhere(q storage.AuditQuery) ([]string, []any) {
 	where := []string{"1 = 1"}
 	var args []any
@@ -389,17 +361,6 @@ func auditWhere(q storage.AuditQuery) ([]string, []any) {
 	in("e.outcome", q.Outcome)
 	in("e.type", q.Type)
 	in("e.subtype", q.Subtype)
-	for _, f := range q.Refs {
-		if len(f.Refs) == 0 {
-			where = append(where, "1 = 0")
-			continue
-		}
-		where = append(where, "EXISTS (SELECT 1 FROM audit_refs x WHERE x.ref IN ("+placeholders(len(f.Refs))+") AND x.seq = e.seq AND (x.role & ?) <> 0)")
-		for _, r := range f.Refs {
-			args = append(args, r)
-		}
-		args = append(args, f.Roles)
-	}
 	return where, args
 }
 
@@ -441,44 +402,50 @@ func (s *Store) ScanAudit(ctx context.Context, from int64, fn func(*storage.Audi
 	}
 }
 
-// ScanAuditRefs implements storage.AuditLog, in key order, a page at a time.
+// ScanAuditRefs implements storage.AuditLog: the postings in key order, a
+// page at a time, each event they list.
 func (s *Store) ScanAuditRefs(ctx context.Context, fn func(seq int64, ref storage.AuditRef) error) error {
-	const page = 5000
+	const page = 1000
 	var (
-		lastRef string
-		lastSeq int64 = -1
+		lastRef   string
+		lastFirst int64 = math.MinInt64
 	)
 	for {
-		rows, err := s.db.Query(ctx, `SELECT ref, seq, role FROM audit_refs WHERE ref > ? OR (ref = ? AND seq > ?) ORDER BY ref, seq LIMIT ?`, lastRef, lastRef, lastSeq, page)
+		rows, err := s.db.Query(ctx, `SELECT ref, seq, events FROM audit_postings WHERE ref > ? OR (ref = ? AND seq > ?) ORDER BY ref, seq LIMIT ?`, lastRef, lastRef, lastFirst, page)
 		if err != nil {
 			return fmt.Errorf("audit scan refs: %w", err)
 		}
-		type row struct {
-			seq int64
-			ref storage.AuditRef
-		}
-		var got []row
+		var got []posting
 		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.ref.Ref, &r.seq, &r.ref.Role); err != nil {
+			var p posting
+			if err := rows.Scan(&p.ref, &p.first, &p.events); err != nil {
 				rows.Close()
 				return fmt.Errorf("audit scan refs: %w", err)
 			}
-			got = append(got, r)
+			got = append(got, p)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("audit scan refs: %w", err)
 		}
-		for _, r := range got {
-			if err := fn(r.seq, r.ref); err != nil {
-				return err
+		for _, p := range got {
+			var ferr error
+			if err := eachPosted(p.first, p.events, func(seq int64, role int) bool {
+				ferr = fn(seq, storage.AuditRef{Ref: p.ref, Role: role})
+				return ferr == nil
+			}); err != nil {
+				// an edited posting: what it lists up to the damage, then
+				// a reference the verifier cannot match to any event
+				ferr = fn(p.first, storage.AuditRef{Ref: p.ref, Role: -1})
+			}
+			if ferr != nil {
+				return ferr
 			}
 		}
 		if len(got) < page {
 			return nil
 		}
-		lastRef, lastSeq = got[len(got)-1].ref.Ref, got[len(got)-1].seq
+		lastRef, lastFirst = got[len(got)-1].ref, got[len(got)-1].first
 	}
 }
 

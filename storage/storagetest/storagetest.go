@@ -74,6 +74,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ChangeMarkLateCommit", testChangeMarkLateCommit},
 		{"AdapterState", testAdapterState},
 		{"Connections", testConnections},
+		{"AuditSearch", testAuditSearch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
