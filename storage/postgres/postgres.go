@@ -32,6 +32,13 @@ func init() {
 var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE", LockSQL: "SELECT pg_advisory_xact_lock(?)",
 	NextSeqsSQL: "SELECT nextval(pg_get_serial_sequence('resource_versions', 'seq')) FROM generate_series(1, ?)"}
 
+// MarkTTL is how long a replica keeps a change mark (the Consent mark a
+// consented provider's every request checks) before reading it again, and
+// how long a write of a Consent waits after its commit before it is
+// answered (sqlstore.SharedMarks): a revocation holds on every replica for
+// the next request, at the cost of this much latency on Consent writes.
+var MarkTTL = 25 * time.Millisecond
+
 // Config says where the store lives.
 type Config struct {
 	// URL is a postgres:// connection URL.
@@ -64,6 +71,7 @@ func Open(ctx context.Context, cfg Config, opts sqlstore.Options) (*sqlstore.Sto
 		opts.ReadCacheBytes = DefaultReadCacheBytes
 	}
 	st := sqlstore.New(db, Dialect, opts)
+	st.SharedMarks(MarkTTL)
 	db.shareCache(st, cfg.Schema)
 	st.SetMigrations(sqlstore.MigrationNames(migrations, "migrations"))
 	if err := st.AfterMigrate(ctx, applied); err != nil {

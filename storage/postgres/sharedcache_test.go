@@ -227,3 +227,59 @@ func TestSharedReadCacheListenerLost(t *testing.T) {
 		waitVersion(t, b, "p1", v, false)
 	}
 }
+
+// TestSharedMarksRevocation: a replica keeps the Consent mark (a consented
+// provider's every request reads it) yet, once a write of a Consent on
+// another replica has returned, its next read of the mark is the new one:
+// the revocation holds for the next request wherever it lands. The reader
+// replica is kept busy reading the mark throughout, so its kept mark is
+// always as fresh as the cache allows.
+func TestSharedMarksRevocation(t *testing.T) {
+	_, a, b := twoReplicas(t)
+	ctx := context.Background()
+	consent := func(status string) *fhir.Resource {
+		r, err := fhir.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"` + status + `","scope":{"coding":[{"code":"patient-privacy"}]},"category":[{"coding":[{"code":"INFA"}]}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if _, _, err := a.Update(ctx, consent("active"), storage.UpdateOptions{AllowCreate: true}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := b.ChangeMark(ctx, "Consent"); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 40 {
+		status := []string{"inactive", "active"}[i%2]
+		before, err := b.ChangeMark(ctx, "Consent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := a.Update(ctx, consent(status), storage.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		after, err := b.ChangeMark(ctx, "Consent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after == before {
+			t.Fatalf("round %d: the other replica still reads the Consent mark %d after the write returned", i, after)
+		}
+	}
+}

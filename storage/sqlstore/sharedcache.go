@@ -33,17 +33,30 @@ const AnnounceAll = "*"
 // processes write: announce is called inside every write transaction that
 // replaced or deleted versions, with the payloads to deliver to the other
 // processes after the commit; the cache serves only under a lease
-// (RenewCache). The mark cache is turned off (change marks are read from
-// the database on every use, so a revoked Consent is seen by the next
-// request on any process). Call before the store is used; without a read
-// cache it does nothing.
+// (RenewCache). Change marks are not kept as on an only writer: call
+// SharedMarks too. Call before the store is used; without a read cache it
+// does nothing.
 func (s *Store) ShareCache(announce func(ctx context.Context, c Conn, payload string) error) {
 	if s.cache == nil {
 		return
 	}
 	s.cache.leased = true
-	s.marks = nil
 	s.announce = announce
+}
+
+// SharedMarks keeps change marks on a database other processes write too:
+// each for ttl from when it was read, and a transaction that moved a
+// watched mark (a Consent written) returns ttl after its commit, so that a
+// request begun after it was answered sees it on every process (markCache).
+// With ttl <= 0 marks are read from the database on every use. Call before
+// the store is used.
+func (s *Store) SharedMarks(ttl time.Duration) {
+	if ttl <= 0 {
+		s.marks = nil
+		return
+	}
+	s.marks = newMarkCache()
+	s.marks.ttl = ttl
 }
 
 // CacheShared says whether the store keeps a read cache under ShareCache.

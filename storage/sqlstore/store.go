@@ -271,6 +271,11 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 			err = fmt.Errorf("commit: %w", cerr)
 			return
 		}
+		if s.marks != nil && s.marks.ttl > 0 && t.wroteWatched() {
+			// other processes may keep the mark this moved for ttl
+			// (SharedMarks): not answered before they have let it go
+			time.Sleep(s.marks.ttl)
+		}
 		if s.cache != nil {
 			if len(t.purged) > 0 {
 				s.cache.clear()
@@ -652,6 +657,16 @@ func (t *tx) insertVersions(ctx context.Context, out []*fhir.Resource, now time.
 // every write (callers cache on their marks: the Consent policy cache).
 var watchedTypes = map[string]bool{"Consent": true}
 
+// wroteWatched says whether the transaction wrote a watched type.
+func (t *tx) wroteWatched() bool {
+	for typ := range t.types {
+		if watchedTypes[typ] {
+			return true
+		}
+	}
+	return false
+}
+
 // afterWrite maintains the search index and runs the hooks.
 func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 	return t.afterWriteExtracted(ctx, ws, nil)
@@ -879,9 +894,10 @@ func (s *Store) ChangeMark(ctx context.Context, typ string) (int64, error) {
 	if v, ok, gen := s.marks.get(typ); ok {
 		return v, nil
 	} else {
+		at := time.Now()
 		v, err := s.queryMark(ctx, typ)
 		if err == nil {
-			s.marks.put(typ, v, gen)
+			s.marks.put(typ, v, gen, at)
 		}
 		return v, err
 	}
