@@ -88,7 +88,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		}
 	}
 	q := url.Values{}
-	for _, p := range []string{"page_size(16384)", "journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", walLimit), "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)"} {
+	for _, p := range []string{"page_size(16384)", "journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", walFileLimit), "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -123,7 +123,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	ck.SetMaxOpenConns(1)
-	db := &DB{w: w, r: r, ck: ck, wal: path + "-wal", stop: make(chan struct{}), done: make(chan struct{}), analyze: make(chan struct{}, 1)}
+	db := &DB{pageSize: 16384, w: w, r: r, ck: ck, stop: make(chan struct{}), done: make(chan struct{}), analyze: make(chan struct{}, 1)}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -131,6 +131,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	// statistics for the query planner: analyse what needs it now, again
 	// after bulk writes (Wrote) and periodically (PRAGMA optimize is cheap
 	// when nothing changed); analysis_limit bounds what one ANALYZE reads
+	_ = ck.QueryRowContext(ctx, "PRAGMA page_size").Scan(&db.pageSize)
 	_, _ = ck.ExecContext(ctx, "PRAGMA analysis_limit=2000")
 	_, _ = ck.ExecContext(ctx, "PRAGMA optimize=0x10002")
 	go db.checkpointer()
@@ -140,24 +141,32 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 // checkpointInterval is how often the WAL is copied back into the database;
 // optimizeInterval how often the planner's statistics are refreshed.
 const (
-	checkpointInterval = 500 * time.Millisecond
+	checkpointInterval = 250 * time.Millisecond
 	optimizeInterval   = 5 * time.Minute
 )
 
-// walLimit bounds the write-ahead log. A passive checkpoint copies pages
-// back but never rewinds the log while readers are reading from it, and
-// under a steady read load (each read also appends its audit event) some
-// reader always is: the log grew by gigabytes an hour. Past walLimit the
-// checkpointer runs a RESTART checkpoint, which waits (blocking writers,
-// for as long as the slowest read in flight) until readers have left the
-// log, so that the next commit starts it from the beginning, and
-// journal_size_limit truncates the file back to walLimit then. The wait is
-// bounded by restartWait (a long read, an export, makes it give up; the
-// wait holds up writers) and tried at most every restartEvery.
+// walLimit bounds the write-ahead log's content. A passive checkpoint
+// copies pages back but never rewinds the log while readers are reading
+// from it, and under a steady read load (each read also appends its audit
+// event) some reader always is: the log grew by gigabytes an hour. Once it
+// holds more than walLimit, the checkpointer follows its passive checkpoint
+// with a RESTART checkpoint, which holds up writers (for as long as it
+// copies what was appended since the passive one a moment before, syncs,
+// and waits for the readers still reading from the log, at most
+// restartWait: a long read, an export, makes it give up) so that the next
+// commit starts the log from its beginning; tried at most every
+// restartEvery. Small and often: a restart's pause grows with what the log
+// gained since the passive checkpoint and with the readers to wait for,
+// and under 8,000 reads a second a log allowed to reach 64 MiB between
+// restarts tried every 5 s paused writers for up to a third of a second.
+// walFileLimit bounds the file (journal_size_limit truncates it back to
+// that after a restart); a file that keeps its size is rewritten in place,
+// without growing it, which also costs the file system less.
 var (
-	walLimit     int64 = 64 << 20
-	restartWait        = 20 * time.Millisecond
-	restartEvery       = 5 * time.Second
+	walLimit     int64 = 4 << 20
+	walFileLimit int64 = 64 << 20
+	restartWait        = 2 * time.Millisecond
+	restartEvery       = 250 * time.Millisecond
 )
 
 // analyzeAfterRows is how many versions written since the last analysis
@@ -200,13 +209,18 @@ func (d *DB) checkpointer() {
 		case <-d.analyze:
 			optimize()
 		case <-t.C:
-			if fi, err := os.Stat(d.wal); err == nil && fi.Size() > walLimit && time.Since(lastRestart) > restartEvery {
+			// copy what the log holds back into the database, waiting
+			// for no one; log is how many frames the log holds since it
+			// last started from its beginning
+			var busy, log, done int64
+			if err := d.ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err == nil &&
+				log*d.pageSize > walLimit && time.Since(lastRestart) > restartEvery {
+				// nearly all of it was copied a moment ago: the restart
+				// copies, with writers held up, only what came since
 				lastRestart = time.Now()
 				_, _ = d.ck.Exec(fmt.Sprintf("PRAGMA busy_timeout=%d", restartWait.Milliseconds()))
 				_, _ = d.ck.Exec("PRAGMA wal_checkpoint(RESTART)")
 				_, _ = d.ck.Exec("PRAGMA busy_timeout=10000")
-			} else {
-				_, _ = d.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
 			}
 			if time.Since(lastOptimize) > optimizeInterval || d.pendingRows.Load() >= analyzeAfterRows {
 				optimize()
@@ -217,10 +231,11 @@ func (d *DB) checkpointer() {
 
 // DB adapts database/sql to sqlstore.DB with a writer and a reader pool.
 type DB struct {
-	w, r *sql.DB
+	// pageSize is the database's page size, a frame of the log
+	pageSize int64
+	w, r     *sql.DB
 	// ck checkpoints the WAL in the background until stop is closed.
 	ck         *sql.DB
-	wal        string // the write-ahead log's file
 	stop, done chan struct{}
 	// analyze wakes the checkpointer to refresh statistics; pendingRows
 	// counts versions written since the last refresh.
