@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/consent"
@@ -50,6 +51,18 @@ type Guard struct {
 	scopes  map[string]auth.Decision
 	memo    map[string]bool
 	sharing *sharingSet
+	// last is the last resource patientsOf answered for
+	last lastPatients
+}
+
+// lastPatients is what patientsOf last answered, and for what: the
+// resource (held, so its memory is not reused), its type, id and bytes.
+type lastPatients struct {
+	res      *fhir.Resource
+	typ, id  string
+	raw      *byte
+	size     int
+	patients []string
 }
 
 type sharingSet struct {
@@ -240,13 +253,34 @@ func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
 	}
 }
 
+// patientsOf is the Decider's patientsOf, remembering its last answer:
+// Released decides a resource, then records its patients, and computing
+// them twice (hashing the resource's bytes for the Decider's cache, or
+// extracting them) was a tenth of a consented provider's $everything.
+// The answer is reused only for the same resource, unchanged: the same
+// value, type, id and bytes (the same memory, held meanwhile).
+func (g *Guard) patientsOf(r *fhir.Resource) []string {
+	raw := unsafe.SliceData(r.Raw)
+	g.mu.Lock()
+	if l := g.last; l.res == r && l.typ == r.Type && l.id == r.ID && l.raw == raw && l.size == len(r.Raw) {
+		g.mu.Unlock()
+		return l.patients
+	}
+	g.mu.Unlock()
+	pats := g.d.patientsOf(r)
+	g.mu.Lock()
+	g.last = lastPatients{res: r, typ: r.Type, id: r.ID, raw: raw, size: len(r.Raw), patients: pats}
+	g.mu.Unlock()
+	return pats
+}
+
 // recordPatients tells the recorder every patient r is about, following
 // what a Binary, Provenance or Bundle stands for.
 func (g *Guard) recordPatients(ctx context.Context, r *fhir.Resource) {
 	if g.rec == nil {
 		return
 	}
-	pats := g.d.patientsOf(r)
+	pats := g.patientsOf(r)
 	if special(r.Type) {
 		if more, err := g.aboutPatients(ctx, nil, r, 0); err == nil {
 			pats = more
@@ -311,7 +345,7 @@ func (g *Guard) decide(ctx context.Context, r *fhir.Resource, depth int, scoped 
 			return g.releaseTo(ctx, r, g.d.reg.Patients(r))
 		}
 	}
-	return g.releaseTo(ctx, r, g.d.patientsOf(r))
+	return g.releaseTo(ctx, r, g.patientsOf(r))
 }
 
 // releaseTo decides for a patient or provider whether r, which is about
