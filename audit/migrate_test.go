@@ -26,28 +26,10 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []struct {
-		name string
-		open func(t *testing.T) *sqlstore.Store
-	}{
-		{"sqlite", func(t *testing.T) *sqlstore.Store {
-			s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "m.db"), sqlstore.Options{Registry: reg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}},
-		{"postgres", func(t *testing.T) *sqlstore.Store {
-			s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, k := range reopenable(reg) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx := context.Background()
-			st := k.open(t)
+			st := k.open(t)()
 			defer st.Close()
 			legacy, head := legacyTrail(t, 7)
 			// the stored trail had lost its fourth event
@@ -121,31 +103,7 @@ func TestPostingsMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []struct {
-		name string
-		open func(t *testing.T) func() *sqlstore.Store
-	}{
-		{"sqlite", func(t *testing.T) func() *sqlstore.Store {
-			path := filepath.Join(t.TempDir(), "m.db")
-			return func() *sqlstore.Store {
-				s, err := sqlite.Open(context.Background(), path, sqlstore.Options{Registry: reg})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			}
-		}},
-		{"postgres", func(t *testing.T) func() *sqlstore.Store {
-			cfg := pgtest.Config(t)
-			return func() *sqlstore.Store {
-				s, err := postgres.Open(context.Background(), cfg, sqlstore.Options{Registry: reg})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			}
-		}},
-	} {
+	for _, k := range reopenable(reg) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx := context.Background()
 			open := k.open(t)
@@ -207,5 +165,38 @@ func TestPostingsMigration(t *testing.T) {
 				t.Fatalf("events of Patient/p1: %+v %v", page, err)
 			}
 		})
+	}
+}
+
+// reopenable are the stores the migrations are tested on: open(t) sets up
+// an empty database and returns what opens a store on it (again and again).
+func reopenable(reg *search.Registry) []struct {
+	name string
+	open func(t *testing.T) func() *sqlstore.Store
+} {
+	return []struct {
+		name string
+		open func(t *testing.T) func() *sqlstore.Store
+	}{
+		{"sqlite", func(t *testing.T) func() *sqlstore.Store {
+			path := filepath.Join(t.TempDir(), "m.db")
+			return func() *sqlstore.Store {
+				s, err := sqlite.Open(context.Background(), path, sqlstore.Options{Registry: reg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+		}},
+		{"postgres", func(t *testing.T) func() *sqlstore.Store {
+			cfg := pgtest.Config(t)
+			return func() *sqlstore.Store {
+				s, err := postgres.Open(context.Background(), cfg, sqlstore.Options{Registry: reg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+		}},
 	}
 }

@@ -100,15 +100,23 @@ func runClients(b *testing.B, fn func()) {
 		mu.Unlock()
 	})
 	b.StopTimer()
-	if len(all) == 0 {
+	reportLatencies(b, all, false)
+}
+
+// reportLatencies reports the p50 and p99 of lat (and p99.9 with tail).
+func reportLatencies(b *testing.B, lat []time.Duration, tail bool) {
+	if len(lat) == 0 {
 		return
 	}
-	slices.Sort(all)
+	slices.Sort(lat)
 	at := func(q float64) float64 {
-		return float64(all[min(len(all)-1, int(q*float64(len(all))))].Microseconds())
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
 	}
 	b.ReportMetric(at(0.50), "p50-µs")
 	b.ReportMetric(at(0.99), "p99-µs")
+	if tail {
+		b.ReportMetric(at(0.999), "p999-µs")
+	}
 }
 
 // BenchmarkReadNoAudit is BenchmarkRead without the audit trail: the
@@ -192,13 +200,7 @@ func openLoop(b *testing.B, rate int, fn func()) {
 	}
 	wg.Wait()
 	b.StopTimer()
-	slices.Sort(lat)
-	at := func(q float64) float64 {
-		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
-	}
-	b.ReportMetric(at(0.50), "p50-µs")
-	b.ReportMetric(at(0.99), "p99-µs")
-	b.ReportMetric(at(0.999), "p999-µs")
+	reportLatencies(b, lat, true)
 }
 
 // BenchmarkVRead measures GET /Patient/{id}/_history/{vid}.
@@ -249,19 +251,7 @@ func bytesCount(b []byte, sub string) int { return strings.Count(string(b), sub)
 // patient (about 700 resources) with the whole Synthea set loaded.
 func BenchmarkEverything(b *testing.B) {
 	benchStores(b, func(b *testing.B, h *harness) {
-		var pid string
-		most := 0
-		for _, f := range syntheaFiles(b) {
-			body, _ := os.ReadFile(f)
-			w := h.do(http.MethodPost, "/", body, "Prefer: return=minimal")
-			if n := strings.Count(string(body), `"request":`); n > most {
-				most = n
-				loc := w.Body.String()
-				i := strings.Index(loc, `"location":"Patient/`)
-				pid = loc[i+len(`"location":"Patient/`):]
-				pid = pid[:strings.Index(pid, "/")]
-			}
-		}
+		pid := loadLargestSynthea(b, h)
 		b.SetParallelism(benchClients)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -321,21 +311,9 @@ func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
 func BenchmarkEverythingSecured(b *testing.B) {
 	eachBenchStore(b, func(b *testing.B, k storeKind) {
 		s := newSecured(b, k)
-		pid, most := "", 0
-		for _, f := range syntheaFiles(b) {
-			body, _ := os.ReadFile(f)
-			w := s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
-			if w.Code != http.StatusOK {
-				b.Fatalf("load %s: %d", f, w.Code)
-			}
-			if n := strings.Count(string(body), `"request":`); n > most {
-				most = n
-				loc := w.Body.String()
-				i := strings.Index(loc, `"location":"Patient/`)
-				pid = loc[i+len(`"location":"Patient/`):]
-				pid = pid[:strings.Index(pid, "/")]
-			}
-		}
+		pid := largestSynthea(b, func(body []byte) *httptest.ResponseRecorder {
+			return s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
+		})
 		if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
 			b.Fatalf("consent: %d %s", w.Code, w.Body.String())
 		}

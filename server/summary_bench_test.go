@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,11 +19,26 @@ import (
 // loadLargestSynthea posts every Synthea bundle and returns the id of the
 // largest patient.
 func loadLargestSynthea(b *testing.B, h *harness) string {
+	return largestSynthea(b, func(body []byte) *httptest.ResponseRecorder {
+		return h.do(http.MethodPost, "/", body, "Prefer: return=minimal")
+	})
+}
+
+// largestSynthea posts every Synthea bundle with post, fails on an answer
+// other than 200, and returns the id of the largest patient.
+func largestSynthea(b *testing.B, post func(body []byte) *httptest.ResponseRecorder) string {
+	b.Helper()
 	var pid string
 	most := 0
 	for _, f := range syntheaFiles(b) {
-		body, _ := os.ReadFile(f)
-		w := h.do(http.MethodPost, "/", body, "Prefer: return=minimal")
+		body, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := post(body)
+		if w.Code != http.StatusOK {
+			b.Fatalf("load %s: %d", f, w.Code)
+		}
 		if n := strings.Count(string(body), `"request":`); n > most {
 			most = n
 			loc := w.Body.String()

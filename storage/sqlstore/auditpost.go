@@ -171,14 +171,14 @@ func (rs *refStream) fill(ctx context.Context, c *refCursor) error {
 			sql  string
 			args []any
 		)
-		switch {
-		case !rs.desc && !c.read:
+		if !rs.desc {
+			lower := c.key
+			if !c.read {
+				lower = max(rs.after, 0) - postingSpan // may list events after rs.after
+			}
 			sql = `SELECT seq, events FROM audit_postings WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?`
-			args = []any{c.ref, max(rs.after, 0) - postingSpan, postingPage}
-		case !rs.desc:
-			sql = `SELECT seq, events FROM audit_postings WHERE ref = ? AND seq > ? ORDER BY seq LIMIT ?`
-			args = []any{c.ref, c.key, postingPage}
-		default:
+			args = []any{c.ref, lower, postingPage}
+		} else {
 			upper := int64(math.MaxInt64)
 			switch {
 			case c.read:
@@ -191,20 +191,8 @@ func (rs *refStream) fill(ctx context.Context, c *refCursor) error {
 			sql = `SELECT seq, events FROM audit_postings WHERE ref = ? AND seq < ? ORDER BY seq DESC LIMIT ?`
 			args = []any{c.ref, upper, postingPage}
 		}
-		rows, err := rs.s.db.Query(ctx, sql, args...)
-		if err != nil {
-			return fmt.Errorf("audit search: %w", err)
-		}
 		n := 0
-		for rows.Next() {
-			var (
-				first int64
-				ev    []byte
-			)
-			if err := rows.Scan(&first, &ev); err != nil {
-				rows.Close()
-				return fmt.Errorf("audit search: %w", err)
-			}
+		err := eachPosting(ctx, rs.s.db, sql, args, func(first int64, ev []byte) (bool, error) {
 			n++
 			c.key = first
 			var got []int64
@@ -214,8 +202,7 @@ func (rs *refStream) fill(ctx context.Context, c *refCursor) error {
 				}
 				return true
 			}); err != nil {
-				rows.Close()
-				return err
+				return false, err
 			}
 			if rs.desc {
 				slices.Reverse(got)
@@ -223,17 +210,43 @@ func (rs *refStream) fill(ctx context.Context, c *refCursor) error {
 			c.buf = append(c.buf, got...)
 			if !rs.desc && rs.until > 0 && first > rs.until {
 				n = 0 // past the end
-				break
+				return false, nil
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit search: %w", err)
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 		c.read = true
 		if n < postingPage {
 			c.done = true
 		}
+	}
+	return nil
+}
+
+// eachPosting runs a query of postings (first event, events) and calls fn
+// for each row until fn says stop or fails.
+func eachPosting(ctx context.Context, db Conn, sql string, args []any, fn func(first int64, events []byte) (bool, error)) error {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("audit search: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			first int64
+			ev    []byte
+		)
+		if err := rows.Scan(&first, &ev); err != nil {
+			return fmt.Errorf("audit search: %w", err)
+		}
+		if more, err := fn(first, ev); err != nil || !more {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit search: %w", err)
 	}
 	return nil
 }
@@ -285,33 +298,18 @@ func (s *Store) holding(ctx context.Context, f storage.AuditRefFilter, seqs []in
 		for _, q := range seqs {
 			args = append(args, q)
 		}
-		rows, err := s.db.Query(ctx, `SELECT p.seq, p.events FROM audit_postings p WHERE p.ref = ? AND p.seq IN (
-  SELECT (SELECT MAX(q.seq) FROM audit_postings q WHERE q.ref = ? AND q.seq <= v.column1 AND q.seq > v.column1 - ?) FROM (VALUES `+vals+`) v)`, args...)
+		err := eachPosting(ctx, s.db, `SELECT p.seq, p.events FROM audit_postings p WHERE p.ref = ? AND p.seq IN (
+  SELECT (SELECT MAX(q.seq) FROM audit_postings q WHERE q.ref = ? AND q.seq <= v.column1 AND q.seq > v.column1 - ?) FROM (VALUES `+vals+`) v)`, args,
+			func(first int64, ev []byte) (bool, error) {
+				return true, eachPosted(first, ev, func(seq int64, role int) bool {
+					if want[seq] && role&f.Roles != 0 {
+						out[seq] = true
+					}
+					return true
+				})
+			})
 		if err != nil {
-			return nil, fmt.Errorf("audit search: %w", err)
-		}
-		for rows.Next() {
-			var (
-				first int64
-				ev    []byte
-			)
-			if err := rows.Scan(&first, &ev); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("audit search: %w", err)
-			}
-			if err := eachPosted(first, ev, func(seq int64, role int) bool {
-				if want[seq] && role&f.Roles != 0 {
-					out[seq] = true
-				}
-				return true
-			}); err != nil {
-				rows.Close()
-				return nil, err
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("audit search: %w", err)
+			return nil, err
 		}
 	}
 	return out, nil
@@ -353,9 +351,9 @@ func (s *Store) searchByRefs(ctx context.Context, q storage.AuditQuery, limit in
 	if drive >= 0 {
 		others = slices.Delete(others, drive, drive+1)
 	}
-	cols := q
-	cols.Refs, cols.Seqs, cols.After, cols.Until = nil, nil, 0, 0
-	where, wargs := auditWhere(cols)
+	onCols := q // the conditions on audit_events' columns
+	onCols.Refs, onCols.Seqs, onCols.After, onCols.Until = nil, nil, 0, 0
+	where, wargs := auditWhere(onCols)
 	onlyRefs := len(where) == 1 // "1 = 1": no condition on the columns
 	chunk := 64
 	if limit > 0 {
@@ -412,11 +410,11 @@ func (s *Store) searchByRefs(ctx context.Context, q storage.AuditQuery, limit in
 		if q.Desc {
 			dir = "DESC"
 		}
-		cols := auditCols
+		sel := auditCols
 		if limit < 0 {
-			cols = "e.seq"
+			sel = "e.seq"
 		}
-		rows, err := s.db.Query(ctx, `SELECT `+cols+` FROM audit_events e WHERE e.seq IN (`+placeholders(len(cand))+`) AND `+strings.Join(where, " AND ")+` ORDER BY e.seq `+dir, args...)
+		rows, err := s.db.Query(ctx, `SELECT `+sel+` FROM audit_events e WHERE e.seq IN (`+placeholders(len(cand))+`) AND `+strings.Join(where, " AND ")+` ORDER BY e.seq `+dir, args...)
 		if err != nil {
 			return nil, 0, fmt.Errorf("audit search: %w", err)
 		}
