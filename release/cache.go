@@ -97,9 +97,10 @@ func requestKey(req consent.Request) string {
 	return b.String()
 }
 
-// decideResource is pol.DecideResource(req, r), kept while it holds.
-func (d *Decider) decideResource(pol *consent.Policy, req consent.Request, r *fhir.Resource) consent.Decision {
-	k := decisionKey{pol: pol, request: requestKey(req), res: keyOf(r)}
+// decideResource is pol.DecideResource(req, r), kept while it holds;
+// reqKey is requestKey(req) and rk keyOf(r) (the caller has them).
+func (d *Decider) decideResource(pol *consent.Policy, req consent.Request, reqKey string, r *fhir.Resource, rk contentKey) consent.Decision {
+	k := decisionKey{pol: pol, request: reqKey, res: rk}
 	c := &d.decisions
 	c.mu.Lock()
 	v, ok := c.m[k]

@@ -49,10 +49,15 @@ type Guard struct {
 
 	mu      sync.Mutex
 	scopes  map[string]auth.Decision
-	memo    map[string]bool
+	memo    map[versionKey]bool
 	sharing *sharingSet
 	// last is the last resource patientsOf answered for
 	last lastPatients
+	// req is the caller's consent request without its time, and reqKey
+	// its key in the Decider's decision cache: the same for every
+	// resource a request decides (built once, not per resource)
+	req    *consent.Request
+	reqKey string
 }
 
 // lastPatients is what patientsOf last answered, and for what: the
@@ -63,7 +68,20 @@ type lastPatients struct {
 	raw      *byte
 	size     int
 	patients []string
+	// key is the resource's content key, when computing its patients
+	// needed it (hasKey)
+	key    contentKey
+	hasKey bool
 }
+
+// is reports whether l was computed for r as it is now.
+func (l *lastPatients) is(r *fhir.Resource) bool {
+	return l.res == r && l.typ == r.Type && l.id == r.ID && l.raw == unsafe.SliceData(r.Raw) && l.size == len(r.Raw)
+}
+
+// versionKey names a version of a resource (Guard.memo): a struct, not a
+// joined string, so that remembering a decision allocates nothing.
+type versionKey struct{ typ, id, version string }
 
 type sharingSet struct {
 	ids []string
@@ -217,7 +235,7 @@ func (g *Guard) Released(ctx context.Context, r *fhir.Resource) (bool, error) {
 		g.recordPatients(ctx, r)
 		return true, nil
 	}
-	key := r.Type + "/" + r.ID + "/" + r.VersionID
+	key := versionKey{r.Type, r.ID, r.VersionID}
 	g.mu.Lock()
 	ok, known := g.memo[key]
 	g.mu.Unlock()
@@ -235,10 +253,10 @@ func (g *Guard) Released(ctx context.Context, r *fhir.Resource) (bool, error) {
 	return ok, nil
 }
 
-func (g *Guard) remember(key string, ok bool) {
+func (g *Guard) remember(key versionKey, ok bool) {
 	g.mu.Lock()
 	if g.memo == nil {
-		g.memo = map[string]bool{}
+		g.memo = map[versionKey]bool{}
 	}
 	g.memo[key] = ok
 	g.mu.Unlock()
@@ -260,18 +278,30 @@ func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
 // The answer is reused only for the same resource, unchanged: the same
 // value, type, id and bytes (the same memory, held meanwhile).
 func (g *Guard) patientsOf(r *fhir.Resource) []string {
-	raw := unsafe.SliceData(r.Raw)
 	g.mu.Lock()
-	if l := g.last; l.res == r && l.typ == r.Type && l.id == r.ID && l.raw == raw && l.size == len(r.Raw) {
+	if g.last.is(r) {
+		pats := g.last.patients
 		g.mu.Unlock()
-		return l.patients
+		return pats
 	}
 	g.mu.Unlock()
-	pats := g.d.patientsOf(r)
+	pats, k, hasKey := g.d.patientsAndKey(r)
 	g.mu.Lock()
-	g.last = lastPatients{res: r, typ: r.Type, id: r.ID, raw: raw, size: len(r.Raw), patients: pats}
+	g.last = lastPatients{res: r, typ: r.Type, id: r.ID, raw: unsafe.SliceData(r.Raw), size: len(r.Raw), patients: pats, key: k, hasKey: hasKey}
 	g.mu.Unlock()
 	return pats
+}
+
+// contentKey is keyOf(r), reusing the one patientsOf computed for r.
+func (g *Guard) contentKey(r *fhir.Resource) contentKey {
+	g.mu.Lock()
+	if g.last.is(r) && g.last.hasKey {
+		k := g.last.key
+		g.mu.Unlock()
+		return k
+	}
+	g.mu.Unlock()
+	return keyOf(r)
 }
 
 // recordPatients tells the recorder every patient r is about, following
@@ -389,11 +419,15 @@ func (g *Guard) permittedByAll(ctx context.Context, req consent.Request, r *fhir
 		if err != nil {
 			return nil, false, err
 		}
-		d := g.d.decideResource(pol, req, r)
+		d := g.d.decideResource(pol, req, g.requestKey(), r, g.contentKey(r))
 		if !d.Permitted() {
 			return nil, false, nil
 		}
-		used = append(used, d.Consents...)
+		if used == nil {
+			used = d.Consents // only read (recordConsents); appending copies
+		} else {
+			used = append(slices.Clip(used), d.Consents...)
+		}
 	}
 	return used, true, nil
 }
@@ -409,7 +443,29 @@ func (g *Guard) recordConsents(refs []consent.Ref) {
 
 // request is the consent request of the provider.
 func (g *Guard) request() consent.Request {
-	return consent.Request{Actors: g.p.Actors(), Action: consent.ActionAccess, Purpose: purposeOf(g.p), Time: g.d.now()}
+	g.mu.Lock()
+	g.buildRequest()
+	req := *g.req
+	g.mu.Unlock()
+	req.Time = g.d.now()
+	return req
+}
+
+// requestKey is requestKey(g.request()).
+func (g *Guard) requestKey() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.buildRequest()
+	return g.reqKey
+}
+
+// buildRequest builds the time-less request once; g.mu is held. Its
+// slices are shared by every copy: consent never modifies a request.
+func (g *Guard) buildRequest() {
+	if g.req == nil {
+		req := consent.Request{Actors: slices.Clip(g.p.Actors()), Action: consent.ActionAccess, Purpose: slices.Clip(purposeOf(g.p))}
+		g.req, g.reqKey = &req, requestKey(req)
+	}
 }
 
 func purposeOf(p *auth.Principal) []consent.Coding {

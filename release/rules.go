@@ -22,26 +22,33 @@ import (
 func (d *Decider) PatientsOf(r *fhir.Resource) []string { return d.patientsOf(r) }
 
 func (d *Decider) patientsOf(r *fhir.Resource) []string {
+	pats, _, _ := d.patientsAndKey(r)
+	return pats
+}
+
+// patientsAndKey is patientsOf, with the content key it computed for its
+// cache (ok false: none, the type's patients are not cached).
+func (d *Decider) patientsAndKey(r *fhir.Resource) (_ []string, _ contentKey, ok bool) {
 	switch r.Type {
 	case "Patient":
 		// a Patient is its own patient's data, whatever Patients it links
 		// (a consolidated record links its sources' copies)
 		if r.ID == "" {
-			return nil
+			return nil, contentKey{}, false
 		}
-		return []string{r.ID}
+		return []string{r.ID}, contentKey{}, false
 	case "Bundle":
 		if ref := documentSubject(r); ref != "" {
 			if id, ok := strings.CutPrefix(d.local(ref), "Patient/"); ok {
-				return []string{id}
+				return []string{id}, contentKey{}, false
 			}
 		}
-		return nil
+		return nil, contentKey{}, false
 	case "Binary":
 		if id, ok := strings.CutPrefix(d.binaryContext(r), "Patient/"); ok {
-			return []string{id}
+			return []string{id}, contentKey{}, false
 		}
-		return nil
+		return nil, contentKey{}, false
 	case "Subscription":
 		var out []string
 		for _, ref := range d.subscriptionFilters(r)["patient"] {
@@ -49,11 +56,11 @@ func (d *Decider) patientsOf(r *fhir.Resource) []string {
 				out = append(out, id)
 			}
 		}
-		return out
+		return out, contentKey{}, false
 	}
 	k := keyOf(r)
 	if pats, ok := d.patients.get(k); ok {
-		return pats
+		return pats, k, true
 	}
 	var pats []string
 	if params, ok := d.pointing[r.Type]; ok {
@@ -62,7 +69,7 @@ func (d *Decider) patientsOf(r *fhir.Resource) []string {
 		pats = d.reg.Patients(r)
 	}
 	d.patients.put(k, pats)
-	return pats
+	return pats, k, true
 }
 
 // binaryContext returns a Binary's securityContext as a local "Type/id";
@@ -171,7 +178,7 @@ func (d *Decider) holdsPatientData(typ string) bool {
 
 // decideMemo is decide (with scopes) through the request's memory.
 func (g *Guard) decideMemo(ctx context.Context, r *fhir.Resource, depth int) (bool, error) {
-	key := r.Type + "/" + r.ID + "/" + r.VersionID
+	key := versionKey{r.Type, r.ID, r.VersionID}
 	g.mu.Lock()
 	ok, known := g.memo[key]
 	g.mu.Unlock()
@@ -244,7 +251,7 @@ func (g *Guard) releaseDocument(ctx context.Context, r *fhir.Resource, pats []st
 		if err != nil {
 			return false, err
 		}
-		if g.d.decideResource(pol, req, r).Effect == consent.Deny {
+		if g.d.decideResource(pol, req, g.requestKey(), r, keyOf(r)).Effect == consent.Deny {
 			return false, nil
 		}
 	}
