@@ -49,7 +49,7 @@ type Guard struct {
 
 	mu      sync.Mutex
 	scopes  map[string]auth.Decision
-	memo    map[versionKey]bool
+	memo    map[versionKey]memoEntry
 	sharing *sharingSet
 	// last is the last resource patientsOf answered for
 	last lastPatients
@@ -82,6 +82,10 @@ func (l *lastPatients) is(r *fhir.Resource) bool {
 // versionKey names a version of a resource (Guard.memo): a struct, not a
 // joined string, so that remembering a decision allocates nothing.
 type versionKey struct{ typ, id, version string }
+
+// memoEntry is a remembered decision, and whether the resource's patients
+// were given to the recorder with it (Released does; Saw need not again).
+type memoEntry struct{ ok, recorded bool }
 
 type sharingSet struct {
 	ids []string
@@ -237,37 +241,50 @@ func (g *Guard) Released(ctx context.Context, r *fhir.Resource) (bool, error) {
 	}
 	key := versionKey{r.Type, r.ID, r.VersionID}
 	g.mu.Lock()
-	ok, known := g.memo[key]
+	m, known := g.memo[key]
 	g.mu.Unlock()
-	if known {
-		return ok, nil
+	if known && (m.recorded || !m.ok) {
+		return m.ok, nil
 	}
-	ok, err := g.decide(ctx, r, 0, true, nil)
-	if err != nil {
-		return false, err
+	ok := m.ok
+	if !known {
+		var err error
+		if ok, err = g.decide(ctx, r, 0, true, nil); err != nil {
+			return false, err
+		}
 	}
-	g.remember(key, ok)
 	if ok {
 		g.recordPatients(ctx, r)
 	}
+	g.remember(key, memoEntry{ok: ok, recorded: ok})
 	return ok, nil
 }
 
-func (g *Guard) remember(key versionKey, ok bool) {
+func (g *Guard) remember(key versionKey, m memoEntry) {
 	g.mu.Lock()
 	if g.memo == nil {
-		g.memo = map[versionKey]bool{}
+		g.memo = map[versionKey]memoEntry{}
 	}
-	g.memo[key] = ok
+	g.memo[key] = m
 	g.mu.Unlock()
+}
+
+// recorded reports whether Released gave r's patients to the recorder.
+func (g *Guard) recorded(r *fhir.Resource) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.memo[versionKey{r.Type, r.ID, r.VersionID}].recorded
 }
 
 // Saw records, for the audit trail, the patients of resources the request
 // is given (a store skips Released for what a bound decides, and an
-// unrestricted caller has no release at all).
+// unrestricted caller has no release at all); those Released recorded
+// already are not computed again.
 func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
 	for _, r := range rs {
-		g.recordPatients(ctx, r)
+		if !g.recorded(r) {
+			g.recordPatients(ctx, r)
+		}
 	}
 }
 

@@ -180,16 +180,16 @@ func (d *Decider) holdsPatientData(typ string) bool {
 func (g *Guard) decideMemo(ctx context.Context, r *fhir.Resource, depth int) (bool, error) {
 	key := versionKey{r.Type, r.ID, r.VersionID}
 	g.mu.Lock()
-	ok, known := g.memo[key]
+	m, known := g.memo[key]
 	g.mu.Unlock()
 	if known {
-		return ok, nil
+		return m.ok, nil
 	}
 	ok, err := g.decide(ctx, r, depth, true, nil)
 	if err != nil {
 		return false, err
 	}
-	g.remember(key, ok)
+	g.remember(key, memoEntry{ok: ok})
 	return ok, nil
 }
 

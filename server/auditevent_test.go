@@ -308,3 +308,38 @@ func TestAccessLog(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditNamesProviderReads: a consented provider's searches (plain,
+// with _include and _revinclude, compartment) and $everything each leave
+// an event of the provider naming the patient whose data they returned.
+func TestAuditNamesProviderReads(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			s := newSecured(t, k)
+			for _, path := range []string{
+				"/Observation?patient=" + s.pa,
+				"/Observation",
+				"/Observation?_id=" + s.oa + "&_include=Observation:subject",
+				"/Patient?_id=" + s.pa + "&_revinclude=Observation:subject",
+				"/Patient/" + s.pa + "/$everything",
+				"/Patient/" + s.pa + "/Observation",
+			} {
+				before := len(auditEvents(t, s.auditor))
+				w := s.as("provider", http.MethodGet, path, nil)
+				mustStatus(t, w, http.StatusOK)
+				if !strings.Contains(w.Body.String(), `"id":"`+s.oa+`"`) {
+					t.Fatalf("%s: the Observation is not returned: %s", path, w.Body.String())
+				}
+				named := false
+				for _, e := range auditEvents(t, s.auditor)[before:] {
+					if e.ClientID == "clinic" && e.Patient == "Patient/"+s.pa {
+						named = true
+					}
+				}
+				if !named {
+					t.Errorf("%s: no event of the provider names Patient/%s", path, s.pa)
+				}
+			}
+		})
+	}
+}
