@@ -281,8 +281,11 @@ func (g *Guard) recorded(r *fhir.Resource) bool {
 // unrestricted caller has no release at all); those Released recorded
 // already are not computed again.
 func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
+	g.mu.Lock()
+	decided := len(g.memo) > 0 // none for a patient's own $everything
+	g.mu.Unlock()
 	for _, r := range rs {
-		if !g.recorded(r) {
+		if !decided || !g.recorded(r) {
 			g.recordPatients(ctx, r)
 		}
 	}
