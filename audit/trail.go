@@ -84,6 +84,12 @@ type Trail struct {
 	wake   chan struct{}
 	done   chan struct{}
 
+	// appending is held by whoever appends a batch: the writer, or a
+	// request appending its own events (Record)
+	appending sync.Mutex
+	// last is the number of events of the last append
+	last atomic.Int64
+
 	// inflight counts the requests begun (Begin) that have not yet
 	// recorded their events or ended
 	inflight atomic.Int64
@@ -189,10 +195,47 @@ func (t *Trail) Record(ctx context.Context, evs ...Event) error {
 		t.cur = b
 	}
 	b.recs = append(b.recs, recs...)
+	// A request that group commit would not hold, with no append under
+	// way, appends its events itself: handed to the writer they waited,
+	// on two cores, for the writer goroutine to be scheduled (a tenth of
+	// a millisecond at the median, most of the trail's p99 in an open-loop
+	// benchmark). Appends still happen one at a time.
+	if !t.holds(b) && t.appending.TryLock() {
+		t.cur = nil
+		t.mu.Unlock()
+		t.append(b)
+		t.appending.Unlock()
+		t.signal() // events recorded meanwhile are the writer's
+		return b.err
+	}
 	t.mu.Unlock()
 	t.signal()
 	<-b.done
 	return b.err
+}
+
+// holds reports whether group commit holds batch b for others to join:
+// other requests are being answered, or the requests the last append
+// released are about to ask again (until GroupCommit after its first
+// event was recorded; a lone client never waits). t.mu is held.
+func (t *Trail) holds(b *batch) bool {
+	return !t.closed && t.opts.GroupCommit > 0 && len(b.recs) < maxGroup &&
+		(t.inflight.Load() > 0 || int64(len(b.recs)) < t.last.Load())
+}
+
+// append appends batch b and releases its requests; t.appending is held.
+func (t *Trail) append(b *batch) {
+	t.last.Store(int64(len(b.recs)))
+	start := time.Now()
+	b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
+	if t.opts.OnAppend != nil {
+		t.opts.OnAppend(len(b.recs), time.Since(start), b.err)
+	}
+	if b.err != nil {
+		t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
+		b.err = fmt.Errorf("audit trail: %w", b.err)
+	}
+	close(b.done)
 }
 
 // writer appends the queued events, one transaction at a time: what was
@@ -201,17 +244,13 @@ func (t *Trail) writer() {
 	defer close(t.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var last int // the events of the last append
 	for {
 		t.mu.Lock()
 		b := t.cur
 		closed := t.closed
-		if b != nil && !closed && t.opts.GroupCommit > 0 && len(b.recs) < maxGroup &&
-			(t.inflight.Load() > 0 || len(b.recs) < last) {
-			// other requests are being answered, or the requests the last
-			// append released are about to ask again: let them join this
-			// append, until GroupCommit after its first event was recorded
-			// (a lone client never waits; events recorded while the last
+		if b != nil && t.holds(b) {
+			// let them join this append, until GroupCommit after its
+			// first event was recorded (events recorded while the last
 			// append was committing have waited already)
 			if wait := time.Until(b.since.Add(t.opts.GroupCommit)); wait > 0 {
 				t.mu.Unlock()
@@ -226,20 +265,15 @@ func (t *Trail) writer() {
 		t.cur = nil
 		t.mu.Unlock()
 		if b != nil {
-			last = len(b.recs)
-			start := time.Now()
-			b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
-			if t.opts.OnAppend != nil {
-				t.opts.OnAppend(len(b.recs), time.Since(start), b.err)
-			}
-			if b.err != nil {
-				t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
-				b.err = fmt.Errorf("audit trail: %w", b.err)
-			}
-			close(b.done)
+			t.appending.Lock()
+			t.append(b)
+			t.appending.Unlock()
 			continue
 		}
 		if closed {
+			// a request may still be appending its own events
+			t.appending.Lock()
+			t.appending.Unlock()
 			return
 		}
 		<-t.wake

@@ -345,3 +345,41 @@ func TestGroupCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordRace: requests that append their own events (nobody else in
+// flight) and requests whose events the writer groups, all at once: every
+// event is appended once, the chain verifies, and nothing is recorded
+// after Close.
+func TestRecordRace(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		tr := open(t, st, audit.Options{GroupCommit: time.Millisecond})
+		ctx := context.Background()
+		const workers, per = 16, 40
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					end := tr.Begin()
+					if i%3 == 0 {
+						time.Sleep(time.Duration(w%4) * 100 * time.Microsecond)
+					}
+					end()
+					if err := tr.Record(ctx, read(w*per+i, fmt.Sprintf("Patient/p%d", w))); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if rep := mustVerify(t, tr.Log(), nil); !rep.OK() || rep.Events != workers*per {
+			t.Fatalf("%d events (want %d), problems %v", rep.Events, workers*per, rep.Problems)
+		}
+		tr.Close()
+		if err := tr.Record(ctx, read(0, "Patient/p0")); !errors.Is(err, audit.ErrClosed) {
+			t.Fatalf("Record after Close: %v", err)
+		}
+	})
+}
