@@ -655,9 +655,7 @@ func (g *Guard) recordGiven(ctx context.Context, rs []*fhir.Resource) {
 	if g.rec == nil {
 		return
 	}
-	for _, r := range rs {
-		g.recordPatients(ctx, r)
-	}
+	g.Saw(ctx, rs...)
 }
 
 // Everything implements storage.Reader: the Patient itself must be

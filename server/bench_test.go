@@ -325,6 +325,26 @@ func BenchmarkEverythingSecured(b *testing.B) {
 	})
 }
 
+// BenchmarkSearchSecured measures a page of the largest Synthea patient's
+// Observations (Observation?patient=…&_count=50) as the patient and as a
+// provider its Consent releases the record to.
+func BenchmarkSearchSecured(b *testing.B) {
+	eachBenchStore(b, func(b *testing.B, k storeKind) {
+		s := newSecured(b, k)
+		pid := largestSynthea(b, func(body []byte) *httptest.ResponseRecorder {
+			return s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
+		})
+		if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
+			b.Fatalf("consent: %d %s", w.Code, w.Body.String())
+		}
+		patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
+		path := "/Observation?patient=" + pid + "&_count=50"
+		for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
+			b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
+		}
+	})
+}
+
 // BenchmarkReadSameResource puts issue 14's comparison on one footing: the
 // same Observation in the same store, read with the same audit trail by an
 // unauthenticated client (a server without Auth) and by a provider whose

@@ -133,13 +133,12 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, compar
 	// the guard hands the store the caller's release rule: pages, links,
 	// includes, _has and chains, and counts see only what it releases
 	g := s.guard(c)
+	// (the guard's Search records the patients of what it returns)
 	res, err := g.Search(c.Request.Context(), req)
 	if err != nil {
 		s.fail(c, searchError(err))
 		return
 	}
-	g.Saw(c.Request.Context(), res.Matches...)
-	g.Saw(c.Request.Context(), res.Included...)
 	base := s.baseURL(c.Request)
 	path := base + c.Request.URL.Path
 	if strings.HasSuffix(path, "/_search") {
