@@ -203,8 +203,12 @@ func (t *Trail) Record(ctx context.Context, evs ...Event) error {
 	if !t.holds(b) && t.appending.TryLock() {
 		t.cur = nil
 		t.mu.Unlock()
-		t.append(b)
-		t.appending.Unlock()
+		func() {
+			// a panic (recovered by the server, for this request) must
+			// not leave the trail locked
+			defer t.appending.Unlock()
+			t.append(b)
+		}()
 		t.signal() // events recorded meanwhile are the writer's
 		return b.err
 	}
@@ -223,8 +227,16 @@ func (t *Trail) holds(b *batch) bool {
 		(t.inflight.Load() > 0 || int64(len(b.recs)) < t.last.Load())
 }
 
-// append appends batch b and releases its requests; t.appending is held.
+// append appends batch b and releases its requests, with an error if the
+// append panicked (the panic goes on); t.appending is held.
 func (t *Trail) append(b *batch) {
+	done := false
+	defer func() {
+		if !done {
+			b.err = errors.New("audit trail: the append failed")
+			close(b.done)
+		}
+	}()
 	t.last.Store(int64(len(b.recs)))
 	start := time.Now()
 	b.err = t.log.AppendAudit(context.Background(), b.recs, t.keys.Seal)
@@ -235,6 +247,7 @@ func (t *Trail) append(b *batch) {
 		t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
 		b.err = fmt.Errorf("audit trail: %w", b.err)
 	}
+	done = true
 	close(b.done)
 }
 

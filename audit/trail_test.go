@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,6 +381,52 @@ func TestRecordRace(t *testing.T) {
 		tr.Close()
 		if err := tr.Record(ctx, read(0, "Patient/p0")); !errors.Is(err, audit.ErrClosed) {
 			t.Fatalf("Record after Close: %v", err)
+		}
+	})
+}
+
+// panicky is a store whose next audit append panics.
+type panicky struct {
+	*sqlstore.Store
+	panicNext atomic.Bool
+}
+
+func (p *panicky) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+	if p.panicNext.CompareAndSwap(true, false) {
+		panic("append blew up")
+	}
+	return p.Store.AppendAudit(ctx, recs, seal)
+}
+
+// TestRecordPanic: a request whose own append panics (the server recovers
+// the panic for that request) leaves the trail working: the next events
+// are appended and the chain verifies.
+func TestRecordPanic(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		p := &panicky{Store: st}
+		tr := open(t, p, audit.Options{})
+		ctx := context.Background()
+		p.panicNext.Store(true)
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("the append's panic did not reach the request")
+				}
+			}()
+			_ = tr.Record(ctx, read(1, "Patient/p1")) // alone: appended by the request itself
+		}()
+		done := make(chan error, 1)
+		go func() { done <- tr.Record(ctx, read(2, "Patient/p1")) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the trail is stuck after a panicked append")
+		}
+		if rep := mustVerify(t, tr.Log(), nil); !rep.OK() || rep.Events != 1 {
+			t.Fatalf("%d events, problems %v", rep.Events, rep.Problems)
 		}
 	})
 }
