@@ -22,11 +22,7 @@ import (
 // naming the old chain's head; the resource store and its index no longer
 // hold them; a second start moves nothing.
 func TestMigrate(t *testing.T) {
-	reg, err := search.New(search.Options{Reserved: []string{"_cursor"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range reopenable(reg) {
+	for _, k := range reopenable(testRegistry(t)) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx := context.Background()
 			st := k.open(t)()
@@ -99,11 +95,7 @@ func TestMigrate(t *testing.T) {
 // event and reference (before migration 012) is indexed by postings after
 // it: the verifier finds the index whole and searches find the events.
 func TestPostingsMigration(t *testing.T) {
-	reg, err := search.New(search.Options{Reserved: []string{"_cursor"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range reopenable(reg) {
+	for _, k := range reopenable(testRegistry(t)) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx := context.Background()
 			open := k.open(t)
@@ -199,4 +191,14 @@ func reopenable(reg *search.Registry) []struct {
 			}
 		}},
 	}
+}
+
+// testRegistry is the search registry the migration tests' stores index with.
+func testRegistry(t *testing.T) *search.Registry {
+	t.Helper()
+	reg, err := search.New(search.Options{Reserved: []string{"_cursor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

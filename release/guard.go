@@ -281,6 +281,9 @@ func (g *Guard) recorded(r *fhir.Resource) bool {
 // unrestricted caller has no release at all); those Released recorded
 // already are not computed again.
 func (g *Guard) Saw(ctx context.Context, rs ...*fhir.Resource) {
+	if g.rec == nil {
+		return
+	}
 	g.mu.Lock()
 	decided := len(g.memo) > 0 // none for a patient's own $everything
 	g.mu.Unlock()
@@ -642,20 +645,12 @@ func (g *Guard) Search(ctx context.Context, req storage.SearchRequest) (*storage
 	req.Release = g.Release()
 	res, err := g.d.store.Search(withPolicyMemo(ctx), req)
 	if err == nil {
-		g.recordGiven(ctx, res.Matches)
-		g.recordGiven(ctx, res.Included)
+		// the patients of what the store did not ask Released about (no
+		// restriction, or an exact bound): every access is on the trail
+		g.Saw(ctx, res.Matches...)
+		g.Saw(ctx, res.Included...)
 	}
 	return res, err
-}
-
-// recordGiven tells the recorder the patients of resources the caller is
-// given that the store did not ask Released about (no restriction, or an
-// exact bound): every access is on the audit trail.
-func (g *Guard) recordGiven(ctx context.Context, rs []*fhir.Resource) {
-	if g.rec == nil {
-		return
-	}
-	g.Saw(ctx, rs...)
 }
 
 // Everything implements storage.Reader: the Patient itself must be

@@ -309,26 +309,20 @@ func benchProviderRead(b *testing.B, srv http.Handler, token, path string) {
 // releases the record to (the release rule decides every resource for the
 // provider, its own record's compartment in SQL for the patient).
 func BenchmarkEverythingSecured(b *testing.B) {
-	eachBenchStore(b, func(b *testing.B, k storeKind) {
-		s := newSecured(b, k)
-		pid := largestSynthea(b, func(body []byte) *httptest.ResponseRecorder {
-			return s.as("system", http.MethodPost, "/", body, "Prefer: return=minimal")
-		})
-		if w := s.as("system", http.MethodPost, "/Consent", []byte(fmt.Sprintf(consentBody, pid))); w.Code != http.StatusCreated {
-			b.Fatalf("consent: %d %s", w.Code, w.Body.String())
-		}
-		patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
-		path := "/Patient/" + pid + "/$everything"
-		for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
-			b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
-		}
-	})
+	benchPatientAndProvider(b, func(pid string) string { return "/Patient/" + pid + "/$everything" })
 }
 
 // BenchmarkSearchSecured measures a page of the largest Synthea patient's
 // Observations (Observation?patient=…&_count=50) as the patient and as a
 // provider its Consent releases the record to.
 func BenchmarkSearchSecured(b *testing.B) {
+	benchPatientAndProvider(b, func(pid string) string { return "/Observation?patient=" + pid + "&_count=50" })
+}
+
+// benchPatientAndProvider loads the Synthea set, gives a provider the
+// largest patient's Consent, and reads pathOf(patient id) from parallel
+// clients as the patient and as the provider.
+func benchPatientAndProvider(b *testing.B, pathOf func(pid string) string) {
 	eachBenchStore(b, func(b *testing.B, k storeKind) {
 		s := newSecured(b, k)
 		pid := largestSynthea(b, func(body []byte) *httptest.ResponseRecorder {
@@ -338,7 +332,7 @@ func BenchmarkSearchSecured(b *testing.B) {
 			b.Fatalf("consent: %d %s", w.Code, w.Body.String())
 		}
 		patient := s.is.PatientToken(b, "Patient/"+pid, "openid", "fhirUser", "patient/*.rs")
-		path := "/Observation?patient=" + pid + "&_count=50"
+		path := pathOf(pid)
 		for _, who := range []struct{ name, token string }{{"patient", patient}, {"provider", s.tokens["provider"]}} {
 			b.Run(who.name, func(b *testing.B) { benchProviderRead(b, s.srv, who.token, path) })
 		}
