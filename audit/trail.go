@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,6 +95,16 @@ type Trail struct {
 	// recorded their events or ended
 	inflight atomic.Int64
 
+	// pend is the log's pending events, when it keeps them (replicas on
+	// PostgreSQL): an appender that finds the head held stores its events
+	// there, and the sealer moves them into the trail
+	pend     storage.AuditPendingLog
+	sealWake chan struct{}
+	stopSeal chan struct{}
+	sealDone chan struct{}
+	// sealMu makes one sealing pass of this process at a time
+	sealMu sync.Mutex
+
 	stopCP   chan struct{}
 	cpDone   chan struct{}
 	cpMu     sync.Mutex
@@ -141,8 +152,14 @@ func Open(ctx context.Context, st storage.Store, opts Options) (*Trail, error) {
 		opts.GroupCommit = DefaultGroupCommit
 	}
 	t := &Trail{log: lg, keys: opts.Keys, opts: opts, log_: opts.Logger, now: opts.Now,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), stopCP: make(chan struct{}), cpDone: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{}), stopCP: make(chan struct{}), cpDone: make(chan struct{}),
+		sealWake: make(chan struct{}, 1), stopSeal: make(chan struct{}), sealDone: make(chan struct{})}
+	t.pend, _ = lg.(storage.AuditPendingLog)
 	if _, err := Migrate(ctx, st, opts.Keys, opts.Logger, opts.Now); err != nil {
+		return nil, err
+	}
+	// events a process stored pending before it stopped (or crashed)
+	if err := t.Settle(ctx); err != nil {
 		return nil, err
 	}
 	if h, ok := st.(storage.CommitHooker); ok {
@@ -161,6 +178,7 @@ func Open(ctx context.Context, st storage.Store, opts Options) (*Trail, error) {
 		}
 	}
 	go t.writer()
+	go t.sealer()
 	go t.checkpointer()
 	return t, nil
 }
@@ -246,6 +264,8 @@ func (t *Trail) append(b *batch) {
 	if b.err != nil {
 		t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
 		b.err = fmt.Errorf("audit trail: %w", b.err)
+	} else if b.recs[0].Seq == 0 {
+		t.sealSoon() // stored pending: another appender held the head
 	}
 	done = true
 	close(b.done)
@@ -337,11 +357,18 @@ func (t *Trail) hook(ctx context.Context, tx storage.Tx, ws []storage.Written) (
 	if err := app.AppendAudit(ctx, recs, t.keys.Seal); err != nil {
 		return nil, err
 	}
-	if act == nil {
+	pending := recs[0].Seq == 0 // another appender held the head
+	if act == nil && !pending {
 		return nil, nil
 	}
 	return func(committed bool) {
-		if committed {
+		if !committed {
+			return
+		}
+		if pending {
+			t.sealSoon()
+		}
+		if act != nil {
 			act.Committed(patients)
 		}
 	}, nil
@@ -520,6 +547,88 @@ func (t *Trail) post(ctx context.Context, url, line string) error {
 	return nil
 }
 
+// sealPass bounds the events one sealing transaction moves.
+const sealPass = 4096
+
+// sealSweep is how often the sealer looks for pending events nobody told
+// it of (another replica's, left when it stopped).
+const sealSweep = time.Second
+
+// sealSoon wakes the sealer.
+func (t *Trail) sealSoon() {
+	select {
+	case t.sealWake <- struct{}{}:
+	default:
+	}
+}
+
+// sealer moves pending events into the trail when told some were stored,
+// every sealSweep, and once more when the trail closes.
+func (t *Trail) sealer() {
+	defer close(t.sealDone)
+	if t.pend == nil {
+		<-t.stopSeal
+		return
+	}
+	tick := time.NewTicker(sealSweep)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stopSeal:
+			if err := t.Settle(context.Background()); err != nil {
+				t.log_.Error("audit: pending events not sealed", "err", err)
+			}
+			return
+		case <-t.sealWake:
+		case <-tick.C:
+		}
+		if err := t.Settle(context.Background()); err != nil {
+			t.log_.Error("audit: pending events not sealed", "err", err)
+		}
+	}
+}
+
+// Settle seals every event stored pending so far (by any process) into
+// the trail: a reader of the trail calls it first, to see what was
+// recorded before it asked. It returns at once when nothing is pending.
+func (t *Trail) Settle(ctx context.Context) error {
+	if t.pend == nil {
+		return nil
+	}
+	t.sealMu.Lock()
+	defer t.sealMu.Unlock()
+	for {
+		n, bad, err := t.pend.SealPending(ctx, sealPass, t.openPending, t.keys.Seal)
+		if err != nil {
+			return err
+		}
+		if bad > 0 {
+			t.log_.Error("audit: pending events whose MAC does not hold were refused (not sealed); audit verify names them", "events", bad)
+		}
+		if n+bad < sealPass {
+			return nil
+		}
+	}
+}
+
+// openPending checks a pending event's MAC (sequence number 0, no
+// previous seal) and returns its record.
+func (t *Trail) openPending(p storage.PendingAudit) (*storage.AuditRecord, error) {
+	sum, ok := t.keys.sealOf(nil, 0, p.KeyID, p.Body)
+	if !ok {
+		return nil, fmt.Errorf("audit: pending event %d names an unknown key", p.ID)
+	}
+	if !hmac.Equal(sum, p.MAC) {
+		return nil, fmt.Errorf("audit: pending event %d: its MAC does not hold", p.ID)
+	}
+	r, err := derived(p.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body = p.Body
+	return r, nil
+}
+
 func (t *Trail) checkpointer() {
 	defer close(t.cpDone)
 	if t.opts.CheckpointInterval < 0 {
@@ -552,6 +661,8 @@ func (t *Trail) Close() {
 		default:
 		}
 		<-t.done
+		close(t.stopSeal)
+		<-t.sealDone
 		close(t.stopCP)
 		<-t.cpDone
 		if _, err := t.Checkpoint(context.Background()); err != nil {

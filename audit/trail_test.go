@@ -272,8 +272,15 @@ func TestReplicas(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	// what replicas stored pending while another held the head is sealed
+	// by whichever settles first
+	for _, tr := range trails {
+		if err := tr.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rep := mustVerify(t, stores[0], nil)
-	if !rep.OK() || rep.Events != replicas*perReplica || rep.Head.Seq != replicas*perReplica {
+	if !rep.OK() || rep.Pending != 0 || rep.Events != replicas*perReplica || rep.Head.Seq != replicas*perReplica {
 		t.Fatalf("trail of %d replicas: %d events, head %d, problems %v", replicas, rep.Events, rep.Head.Seq, rep.Problems)
 	}
 	// each event once: every read's Observation appears exactly once
@@ -429,4 +436,124 @@ func TestRecordPanic(t *testing.T) {
 			t.Fatalf("%d events, problems %v", rep.Events, rep.Problems)
 		}
 	})
+}
+
+// TestPendingSealed: while another transaction holds the trail's head (a
+// replica committing its append), a read's events are stored pending and
+// Record answers without waiting; verify counts them, and names a pending
+// event forged without the key or a genuine one blocked from sealing.
+// Once the head is free the trail's sealer moves them into the trail on
+// its own, and the trail verifies.
+func TestPendingSealed(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.Config(t)
+	st, err := postgres.Open(ctx, cfg, sqlstore.Options{Registry: registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tr := open(t, st, audit.Options{})
+	for i := range 3 {
+		if err := tr.Record(ctx, read(i, "Patient/p1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := st.DB()
+	holder, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq int64
+	if err := holder.QueryRow(ctx, `SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&seq); err != nil || seq != 3 {
+		t.Fatalf("head %d %v", seq, err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			holder.Rollback(ctx)
+		}
+	}()
+	done := make(chan error)
+	go func() {
+		for i := 3; i < 8; i++ {
+			if err := tr.Record(ctx, read(i, "Patient/p2")); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Record waited for the head another transaction holds")
+	}
+	if rep := mustVerify(t, st, nil); !rep.OK() || rep.Events != 3 || rep.Pending != 5 {
+		t.Fatalf("while held: %d events, %d pending, problems %v; want 3, 5, none", rep.Events, rep.Pending, rep.Problems)
+	}
+	// a forged pending event (no key), and a genuine one marked refused
+	if _, err := db.Exec(ctx, `INSERT INTO audit_pending (key_id, mac, body) SELECT key_id, mac, body || '\x00'::bytea FROM audit_pending ORDER BY id LIMIT 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE audit_pending SET refused = true WHERE id = (SELECT min(id) FROM audit_pending)`); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustVerify(t, st, nil)
+	if rep.Pending != 4 || len(rep.Problems) != 2 || rep.Problems[0].Kind != audit.PendingEdited || rep.Problems[1].Kind != audit.PendingEdited ||
+		!strings.Contains(rep.Problems[0].String(), "marked refused") || !strings.Contains(rep.Problems[1].String(), "MAC does not verify") {
+		t.Fatalf("tampered pending: %d pending, problems %v", rep.Pending, rep.Problems)
+	}
+	if _, err := db.Exec(ctx, `UPDATE audit_pending SET refused = false WHERE id = (SELECT min(id) FROM audit_pending)`); err != nil {
+		t.Fatal(err)
+	}
+	// the head free again: the sealer, told of the pending events, seals
+	// them without being asked
+	released = true
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		h, err := st.AuditHead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Seq == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("head %d, want 8: the pending events were not sealed", h.Seq)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep = mustVerify(t, st, nil)
+	if rep.Events != 8 || rep.Pending != 0 || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].String(), "MAC does not verify") {
+		t.Fatalf("after sealing: %d events, %d pending, problems %v; want 8, 0, the forged one", rep.Events, rep.Pending, rep.Problems)
+	}
+	// the sealed events are the ones recorded, each once
+	seen := map[string]int{}
+	if err := st.ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
+		e, err := audit.EventOf(r)
+		if err != nil {
+			return err
+		}
+		seen[e.Resource]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if seen[fmt.Sprintf("Observation/o%d", i)] != 1 {
+			t.Fatalf("events by resource: %v", seen)
+		}
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM audit_pending`); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustVerify(t, st, nil); !rep.OK() {
+		t.Fatal(rep.Problems)
+	}
 }

@@ -53,6 +53,10 @@ const (
 	// a chain extension.
 	Duplicate ProblemKind = "duplicate"
 	Unchained ProblemKind = "unchained"
+	// PendingEdited: an event waiting to be sealed (storage.AuditPendingLog)
+	// whose MAC does not verify (inserted or edited without the key), or a
+	// genuine one marked refused so that it would never be sealed.
+	PendingEdited ProblemKind = "pending-edited"
 )
 
 // Problem is one finding. Its text names sequence numbers, ids and keys
@@ -112,6 +116,8 @@ func (p Problem) String() string {
 		s = p.where() + " appears more than once"
 	case Unchained:
 		s = "AuditEvent/" + p.ID + " is not chained (inserted, or its chain extension was changed)"
+	case PendingEdited:
+		s = "pending event " + p.ID + " (waiting to be sealed)"
 	default:
 		s = p.where() + ": " + string(p.Kind)
 	}
@@ -135,6 +141,10 @@ type Report struct {
 	// Checkpoints is how many checkpoints were checked (the one given and
 	// those the log kept).
 	Checkpoints int
+	// Pending is the number of genuine events stored pending, not yet
+	// sealed into the trail (a running gateway seals them within
+	// moments; one that starts seals what a stopped one left).
+	Pending int
 }
 
 // OK reports whether no problem was found.
@@ -315,7 +325,16 @@ func VerifyLog(ctx context.Context, log storage.AuditLog, opts VerifyOptions) (R
 		lastSeq, lastHash = last.Seq, last.Hash
 		rep.Head = storage.AuditHead{Seq: last.Seq, Hash: last.Hash}
 	}
+	live := false
+	if head.Seq < lastSeq {
+		// appended (or sealed) while the events were read: compare with
+		// the head now, if it is still the last event read
+		if h, err := log.AuditHead(ctx); err == nil && h.Seq >= lastSeq {
+			head, live = h, h.Seq > lastSeq
+		}
+	}
 	switch {
+	case live: // a gateway is appending: the head is past what was read
 	case head.Seq > lastSeq:
 		rep.Problems = append(rep.Problems, Problem{Kind: Truncated, Seq: lastSeq + 1, Until: head.Seq, Detail: fmt.Sprintf("the log's head names event %d", head.Seq)})
 	case head.Seq != lastSeq || !bytes.Equal(head.Hash, lastHash):
@@ -336,6 +355,24 @@ func VerifyLog(ctx context.Context, log storage.AuditLog, opts VerifyOptions) (R
 		case hashHex(h) != c.Hash:
 			rep.Problems = append(rep.Problems, Problem{Kind: CheckpointMismatch, Seq: c.Seq,
 				Detail: fmt.Sprintf("checkpoint of %s", c.Time.Format("2006-01-02T15:04:05Z07:00"))})
+		}
+	}
+	if pl, ok := log.(storage.AuditPendingLog); ok {
+		if err := pl.ScanPendingAudit(ctx, func(p storage.PendingAudit) error {
+			id := strconv.FormatInt(p.ID, 10)
+			switch sum, ok := opts.Keys.sealOf(nil, 0, p.KeyID, p.Body); {
+			case !ok:
+				rep.Problems = append(rep.Problems, Problem{Kind: PendingEdited, ID: id, Detail: "it names a key that was not given (key " + strconv.Quote(p.KeyID) + ")"})
+			case !hmac.Equal(sum, p.MAC):
+				rep.Problems = append(rep.Problems, Problem{Kind: PendingEdited, ID: id, Detail: "its MAC does not verify: inserted or edited without the key"})
+			case p.Refused:
+				rep.Problems = append(rep.Problems, Problem{Kind: PendingEdited, ID: id, Detail: "it verifies but was marked refused, so it would never be sealed"})
+			default:
+				rep.Pending++
+			}
+			return nil
+		}); err != nil {
+			return rep, err
 		}
 	}
 	sortProblems(rep.Problems)

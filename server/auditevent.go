@@ -287,6 +287,11 @@ func auditCursor(next int64, q storage.AuditQuery) string {
 func (s *Server) auditPage(c *gin.Context, q storage.AuditQuery) (*storage.AuditPage, storage.AuditQuery, error) {
 	lg := s.cfg.Auditor.Log()
 	if q.Until == 0 {
+		// events stored pending (another replica held the head) are sealed
+		// first: a listing shows what was recorded before it was asked for
+		if err := s.cfg.Auditor.Settle(c.Request.Context()); err != nil {
+			return nil, q, err
+		}
 		head, err := lg.AuditHead(c.Request.Context())
 		if err != nil {
 			return nil, q, err

@@ -71,7 +71,40 @@ type AuditAppender interface {
 	// AppendAudit assigns the records the next sequence numbers, seals each
 	// with seal, stores them and their refs, and advances the head, all in
 	// the caller's transaction (a Tx) or in one of its own (a store).
+	//
+	// A log that keeps pending events (AuditPendingLog) may instead, when
+	// another appender holds the head, store them pending: durable, each
+	// MACed by seal(nil, r) with r.Seq 0, and not yet in the trail. The
+	// records are then left with Seq 0; the caller has them sealed soon
+	// after (SealPending).
 	AppendAudit(ctx context.Context, recs []*AuditRecord, seal AuditSealer) error
+}
+
+// PendingAudit is an event stored pending: the sealing key's id, the MAC
+// of its body (seal(nil, r) with Seq 0) and the body.
+type PendingAudit struct {
+	ID      int64
+	KeyID   string
+	MAC     []byte
+	Body    []byte
+	Refused bool
+}
+
+// AuditPendingLog is implemented by logs whose appenders do not wait for
+// a head another appender holds (replicas on one PostgreSQL): they store
+// their events pending, and whoever seals next moves them into the trail.
+// The trail's order is then the order in which the sealer found them: the
+// database's, not a process's.
+type AuditPendingLog interface {
+	// SealPending waits for the head, then moves up to max pending events
+	// into the trail, oldest first: open checks each (its MAC) and returns
+	// its record (sequence number unset); an event open refuses is marked
+	// refused and stays where verify finds it. It returns how many events
+	// it sealed and how many it refused; when nothing is pending it returns
+	// at once without taking the head.
+	SealPending(ctx context.Context, max int, open func(PendingAudit) (*AuditRecord, error), seal AuditSealer) (sealed, refused int, err error)
+	// ScanPendingAudit calls fn for every pending event (refused ones too).
+	ScanPendingAudit(ctx context.Context, fn func(PendingAudit) error) error
 }
 
 // AuditHead is the last event of the trail (Seq 0 for an empty trail).

@@ -161,6 +161,9 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "%d audit events checked under key(s) %s; last event %d, seal %x; %d checkpoint(s) checked\n",
 		rep.Events, strings.Join(keys.IDs(), ", "), rep.Head.Seq, rep.Head.Hash, rep.Checkpoints)
+	if rep.Pending > 0 {
+		fmt.Fprintf(stdout, "note: %d event(s) are stored pending, MACed but not yet sealed into the trail (replicas appended while another held its head); a running gateway seals them within moments, and one that starts seals what a stopped one left\n", rep.Pending)
+	}
 	if checkpoint == nil {
 		fmt.Fprintln(stdout, "note: no --checkpoint given: events deleted from the end of the trail together with the log's head and its kept checkpoints would go unnoticed")
 	}

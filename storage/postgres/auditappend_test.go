@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fhirgate/fhirgate/storage"
+	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 	"github.com/jackc/pgx/v5"
 )
@@ -65,6 +67,31 @@ func TestAuditAppendReplicas(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// what was stored pending while the other held the head
+	if _, bad, err := a.SealPending(ctx, 1<<20, openTest, testSeal); err != nil || bad != 0 {
+		t.Fatalf("sealing the pending events: %d refused, %v", bad, err)
+	}
+	checkChain(t, cfg, 6*3+2*(1+2+3+4+5)*4)
+}
+
+// openTest is the SealPending open of testSeal's records: it checks the
+// pending MAC (testSeal with no previous seal, sequence number 0).
+func openTest(p storage.PendingAudit) (*storage.AuditRecord, error) {
+	r := &storage.AuditRecord{Body: p.Body}
+	testSeal(nil, r)
+	if string(r.Hash) != string(p.MAC) {
+		return nil, fmt.Errorf("pending event %d: MAC does not hold", p.ID)
+	}
+	tag, _, _ := strings.Cut(string(p.Body), "-")
+	return &storage.AuditRecord{Recorded: time.Now(), Action: "R", Outcome: "0", Type: "rest", Body: p.Body,
+		Refs: []storage.AuditRef{{Ref: "Patient/" + tag, Role: storage.AuditEntity}}}, nil
+}
+
+// checkChain checks that the trail holds n events, dense, each chained to
+// the one before, and that the head names the last.
+func checkChain(t *testing.T, cfg postgres.Config, n int64) {
+	t.Helper()
+	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, cfg.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -94,11 +121,106 @@ func TestAuditAppendReplicas(t *testing.T) {
 		}
 		prev, want = h, want+1
 	}
-	if n := want - 1; n != 6*3+2*(1+2+3+4+5)*4 {
-		t.Fatalf("%d events, want %d", n, 6*3+2*(1+2+3+4+5)*4)
+	if got := want - 1; got != n {
+		t.Fatalf("%d events, want %d", got, n)
 	}
 	var head int64
 	if err := conn.QueryRow(ctx, `SELECT seq FROM `+cfg.Schema+`.audit_head WHERE id = 1`).Scan(&head); err != nil || head != want-1 {
 		t.Fatalf("head %d (%v), want %d", head, err, want-1)
 	}
+}
+
+// An appender that finds the head held by another transaction (a replica
+// committing its append, a write) does not wait for it: it stores its
+// events pending, MACed, and answers; so does a write's transaction.
+// SealPending, once the head is free, moves them into the trail in the
+// order it finds them; a pending event whose MAC does not hold is marked
+// refused and never sealed.
+func TestAuditAppendPending(t *testing.T) {
+	ctx := context.Background()
+	cfg, a, b := twoReplicas(t)
+	if err := a.AppendAudit(ctx, records("first", 2), testSeal); err != nil {
+		t.Fatal(err)
+	}
+	// another appender holds the head
+	holder, err := pgx.Connect(ctx, cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	htx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := htx.Exec(ctx, `SELECT seq FROM `+cfg.Schema+`.audit_head WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 3)
+	recsA, recsB, recsTx := records("a", 3), records("b", 2), records("tx", 2)
+	go func() { done <- a.AppendAudit(ctx, recsA, testSeal) }() // a knows the head: its one-round-trip batch
+	go func() { done <- b.AppendAudit(ctx, recsB, testSeal) }() // b does not: the locked way
+	go func() {
+		done <- b.InTx(ctx, func(tx storage.Tx) error {
+			return tx.(storage.AuditAppender).AppendAudit(ctx, recsTx, testSeal)
+		})
+	}()
+	for range 3 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("an append waited for the head another transaction holds")
+		}
+	}
+	for _, r := range append(append(recsA, recsB...), recsTx...) {
+		if r.Seq != 0 {
+			t.Fatalf("%s: Seq %d, want 0 (stored pending)", r.Body, r.Seq)
+		}
+	}
+	// a forged pending event, and the head still held: nothing is sealed yet
+	forger, err := pgx.Connect(ctx, cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close(ctx)
+	if _, err := forger.Exec(ctx, `INSERT INTO `+cfg.Schema+`.audit_pending (key_id, mac, body) VALUES ('k', '\x00', 'forged-0')`); err != nil {
+		t.Fatal(err)
+	}
+	sealed := make(chan error, 1)
+	var n, bad int
+	go func() {
+		var err error
+		n, bad, err = b.SealPending(ctx, 100, openTest, testSeal)
+		sealed <- err
+	}()
+	select {
+	case err := <-sealed:
+		t.Fatalf("SealPending did not wait for the head (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := htx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sealed; err != nil || n != 7 || bad != 1 {
+		t.Fatalf("sealed %d, refused %d (%v); want 7 and 1", n, bad, err)
+	}
+	checkChain(t, cfg, 2+7)
+	var pending []storage.PendingAudit
+	if err := a.ScanPendingAudit(ctx, func(p storage.PendingAudit) error { pending = append(pending, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || !pending[0].Refused || string(pending[0].Body) != "forged-0" {
+		t.Fatalf("left pending: %+v, want the forged event, refused", pending)
+	}
+	// nothing genuine pending: SealPending answers at once, and the next
+	// appends go straight into the trail
+	if n, _, err := a.SealPending(ctx, 100, openTest, testSeal); err != nil || n != 0 {
+		t.Fatalf("sealed %d (%v)", n, err)
+	}
+	if err := a.AppendAudit(ctx, records("last", 1), testSeal); err != nil {
+		t.Fatal(err)
+	}
+	checkChain(t, cfg, 2+7+1)
 }

@@ -29,7 +29,7 @@ func init() {
 }
 
 // Dialect is PostgreSQL's.
-var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE", LockSQL: "SELECT pg_advisory_xact_lock(?)",
+var Dialect = sqlstore.Dialect{Name: "postgres", ForUpdate: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED", LockSQL: "SELECT pg_advisory_xact_lock(?)",
 	NextSeqsSQL: "SELECT nextval(pg_get_serial_sequence('resource_versions', 'seq')) FROM generate_series(1, ?)"}
 
 // MarkTTL is how long a replica keeps a change mark (the Consent mark a
@@ -320,7 +320,7 @@ func (d *DB) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
 
 // LockedBatch implements sqlstore.Batcher on one connection: BEGIN and
 // first in one round trip, then's statements and COMMIT in another.
-func (d *DB) LockedBatch(ctx context.Context, first sqlstore.Stmt, dest []any, then func() []sqlstore.Stmt) error {
+func (d *DB) LockedBatch(ctx context.Context, first sqlstore.Stmt, dest []any, then func(found bool) []sqlstore.Stmt) error {
 	conn, err := d.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -330,9 +330,13 @@ func (d *DB) LockedBatch(ctx context.Context, first sqlstore.Stmt, dest []any, t
 	b.Queue("BEGIN")
 	b.Queue(rebind(first.SQL), first.Args...)
 	res := conn.SendBatch(ctx, b)
+	found := true
 	_, err = res.Exec()
 	if err == nil {
 		err = res.QueryRow().Scan(dest...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found, err = false, nil
+		}
 	}
 	if e := res.Close(); e != nil && err == nil {
 		err = e
@@ -341,7 +345,7 @@ func (d *DB) LockedBatch(ctx context.Context, first sqlstore.Stmt, dest []any, t
 		abort(ctx, conn)
 		return batchErr(err)
 	}
-	stmts := then()
+	stmts := then(found)
 	b = &pgx.Batch{}
 	for _, s := range stmts {
 		b.Queue(rebind(s.SQL), s.Args...)

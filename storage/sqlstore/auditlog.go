@@ -18,9 +18,10 @@ import (
 // trail's order is the order in which appenders commit, across replicas.
 
 var (
-	_ storage.AuditLog      = (*Store)(nil)
-	_ storage.AuditAppender = (*tx)(nil)
-	_ storage.CommitHooker  = (*Store)(nil)
+	_ storage.AuditLog        = (*Store)(nil)
+	_ storage.AuditAppender   = (*tx)(nil)
+	_ storage.CommitHooker    = (*Store)(nil)
+	_ storage.AuditPendingLog = (*Store)(nil)
 )
 
 // auditRowsPerInsert bounds the rows of one multi-row INSERT.
@@ -53,19 +54,35 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 			if !errors.Is(err, ErrBatchRefused) {
 				return fmt.Errorf("audit append: %w", err)
 			}
-			// another replica (or a write) moved the head
+			// another replica (or a write) moved the head or holds it
 		}
 		// two round trips holding the head's lock: lock and read it, then
-		// store, move it and commit
+		// store, move it and commit; or, when another appender holds it,
+		// store the events pending
 		var (
-			seq  int64
-			hash []byte
+			seq     int64
+			hash    []byte
+			pending bool
 		)
-		err := b.LockedBatch(ctx, Stmt{`SELECT seq, hash FROM audit_head WHERE id = 1` + s.dialect.ForUpdate, nil}, []any{&seq, &hash},
-			func() []Stmt { return auditStatements(recs, seal, seq, hash, false) })
+		lock := s.dialect.ForUpdate
+		if s.dialect.SkipLocked != "" {
+			lock = s.dialect.SkipLocked
+		}
+		err := b.LockedBatch(ctx, Stmt{`SELECT seq, hash FROM audit_head WHERE id = 1` + lock, nil}, []any{&seq, &hash},
+			func(found bool) []Stmt {
+				if !found {
+					pending = true
+					return pendingStatements(recs, seal)
+				}
+				return auditStatements(recs, seal, seq, hash, false)
+			})
 		if err != nil {
 			s.auditHead.forget()
 			return fmt.Errorf("audit append: %w", err)
+		}
+		if pending {
+			s.auditHead.forget()
+			return nil
 		}
 		s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, false)
 		return nil
@@ -93,10 +110,11 @@ type Batcher interface {
 	// QueryBatch runs stmts; it reports ErrBatchRefused when a statement
 	// refused by dividing by zero (how a batch says "not this one").
 	QueryBatch(ctx context.Context, stmts []Stmt) error
-	// LockedBatch runs first (a query of one row, scanned into dest) in a
-	// transaction, then the statements then returns, and commits: two
-	// round trips, the transaction open between them.
-	LockedBatch(ctx context.Context, first Stmt, dest []any, then func() []Stmt) error
+	// LockedBatch runs first (a query of at most one row, scanned into
+	// dest) in a transaction, then the statements then returns (told
+	// whether first found its row), and commits: two round trips, the
+	// transaction open between them.
+	LockedBatch(ctx context.Context, first Stmt, dest []any, then func(found bool) []Stmt) error
 }
 
 // Stmt is one statement of a batch ('?' placeholders).
@@ -177,10 +195,22 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 		seq  int64
 		hash []byte
 	)
-	if err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+d.ForUpdate).Scan(&seq, &hash); err != nil {
+	lock := d.ForUpdate
+	if d.SkipLocked != "" {
+		lock = d.SkipLocked
+	}
+	stmts := []Stmt(nil)
+	switch err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&seq, &hash); {
+	case err == nil:
+		stmts = auditStatements(recs, seal, seq, hash, false)
+	case errors.Is(err, ErrNoRows) && d.SkipLocked != "":
+		// another appender holds the head: the events wait sealed by their
+		// MAC, and the write does not wait for the head
+		stmts = pendingStatements(recs, seal)
+	default:
 		return fmt.Errorf("audit append: head: %w", err)
 	}
-	for _, st := range auditStatements(recs, seal, seq, hash, false) {
+	for _, st := range stmts {
 		if _, err := c.Exec(ctx, st.SQL, st.Args...); err != nil {
 			return fmt.Errorf("audit append: %w", err)
 		}
@@ -203,7 +233,9 @@ func auditStatements(recs []*storage.AuditRecord, seal storage.AuditSealer, seq 
 	}
 	var out []Stmt
 	if cas {
-		out = append(out, Stmt{`WITH moved AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING 1)
+		// (the head is locked only if no other appender holds it: a held
+		// head refuses at once, without waiting for its holder's commit)
+		out = append(out, Stmt{`WITH moved AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = (SELECT id FROM audit_head WHERE id = 1 AND seq = ? AND hash = ? FOR UPDATE SKIP LOCKED) RETURNING 1)
 SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevHash)}})
 	}
 	var b strings.Builder
@@ -229,6 +261,141 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 		out = append(out, Stmt{`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, []any{seq, hash}})
 	}
 	return out
+}
+
+// pendingStatements store recs pending: each MACed by seal with no
+// previous seal and sequence number 0 (which no sealed event has), and
+// left with Seq 0.
+func pendingStatements(recs []*storage.AuditRecord, seal storage.AuditSealer) []Stmt {
+	var (
+		out []Stmt
+		b   strings.Builder
+	)
+	for _, r := range recs {
+		r.Seq = 0
+		seal(nil, r)
+	}
+	for start := 0; start < len(recs); {
+		chunk := recs[start : start+rowsPerInsert(len(recs)-start)]
+		start += len(chunk)
+		b.Reset()
+		args := make([]any, 0, 3*len(chunk))
+		b.WriteString(`INSERT INTO audit_pending (key_id, mac, body) VALUES `)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, r.KeyID, r.Hash, r.Body)
+		}
+		out = append(out, Stmt{b.String(), args})
+	}
+	return out
+}
+
+// SealPending implements storage.AuditPendingLog.
+func (s *Store) SealPending(ctx context.Context, max int, open func(storage.PendingAudit) (*storage.AuditRecord, error), seal storage.AuditSealer) (sealed, refused int, err error) {
+	if s.dialect.SkipLocked == "" || max <= 0 {
+		return 0, 0, nil
+	}
+	var waiting bool
+	if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_pending WHERE NOT refused)`).Scan(&waiting); err != nil {
+		return 0, 0, fmt.Errorf("audit seal: %w", err)
+	}
+	if !waiting {
+		return 0, 0, nil
+	}
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit seal: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = c.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	// the head, waiting for whoever holds it: the sealer is not a request
+	var (
+		seq  int64
+		hash []byte
+	)
+	if err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+s.dialect.ForUpdate).Scan(&seq, &hash); err != nil {
+		return 0, 0, fmt.Errorf("audit seal: head: %w", err)
+	}
+	// (read after the head is held: another sealer's moves are visible)
+	rows, err := c.Query(ctx, `SELECT id, key_id, mac, body FROM audit_pending WHERE NOT refused ORDER BY id LIMIT ?`, max)
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit seal: %w", err)
+	}
+	var (
+		recs      []*storage.AuditRecord
+		ids, bads []any
+	)
+	for rows.Next() {
+		var p storage.PendingAudit
+		if err := rows.Scan(&p.ID, &p.KeyID, &p.MAC, &p.Body); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("audit seal: %w", err)
+		}
+		r, err := open(p)
+		if err != nil {
+			bads = append(bads, p.ID)
+			continue
+		}
+		recs = append(recs, r)
+		ids = append(ids, p.ID)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("audit seal: %w", err)
+	}
+	stmts := []Stmt(nil)
+	if len(recs) > 0 {
+		stmts = auditStatements(recs, seal, seq, hash, false)
+	}
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		stmts = append(stmts, Stmt{`DELETE FROM audit_pending WHERE id IN (` + placeholders(len(chunk)) + `)`, chunk})
+	}
+	for start := 0; start < len(bads); start += 1000 {
+		chunk := bads[start:min(start+1000, len(bads))]
+		stmts = append(stmts, Stmt{`UPDATE audit_pending SET refused = true WHERE id IN (` + placeholders(len(chunk)) + `)`, chunk})
+	}
+	for _, st := range stmts {
+		if _, err := c.Exec(ctx, st.SQL, st.Args...); err != nil {
+			return 0, 0, fmt.Errorf("audit seal: %w", err)
+		}
+	}
+	done = true
+	if err := c.Commit(ctx); err != nil {
+		s.auditHead.forget()
+		return 0, 0, fmt.Errorf("audit seal: commit: %w", err)
+	}
+	s.auditHead.forget() // the head moved
+	return len(recs), len(bads), nil
+}
+
+// ScanPendingAudit implements storage.AuditPendingLog.
+func (s *Store) ScanPendingAudit(ctx context.Context, fn func(storage.PendingAudit) error) error {
+	if s.dialect.SkipLocked == "" {
+		return nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, key_id, mac, body, refused FROM audit_pending ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("audit pending: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p storage.PendingAudit
+		if err := rows.Scan(&p.ID, &p.KeyID, &p.MAC, &p.Body, &p.Refused); err != nil {
+			return fmt.Errorf("audit pending: %w", err)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 func nonNil(b []byte) []byte {

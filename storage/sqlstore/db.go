@@ -58,6 +58,12 @@ type Dialect struct {
 	// changed (" FOR UPDATE" on PostgreSQL, "" on SQLite whose write lock
 	// is already exclusive).
 	ForUpdate string
+	// SkipLocked is appended to a SELECT that locks a row unless another
+	// transaction holds it (" FOR UPDATE SKIP LOCKED" on PostgreSQL): the
+	// audit log's appenders then store their events pending instead of
+	// waiting for the head (audit_pending). Empty where there is one
+	// writer anyway (SQLite): there is no pending table.
+	SkipLocked string
 	// LockSQL takes a transaction-scoped exclusive lock on one int64 key
 	// ("SELECT pg_advisory_xact_lock(?)" on PostgreSQL); empty where
 	// transactions are already serialised (SQLite's single writer).
