@@ -485,6 +485,10 @@ func interactionOf(ws []storage.Written) string {
 func (t *Trail) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	t.cpMu.Lock()
 	defer t.cpMu.Unlock()
+	// a checkpoint covers what was recorded before it, pending or not
+	if err := t.Settle(ctx); err != nil {
+		t.log_.Error("audit: pending events not sealed", "err", err)
+	}
 	head, err := t.log.AuditHead(ctx)
 	if err != nil {
 		return Checkpoint{}, err

@@ -214,13 +214,28 @@ func TestAuditAppendPending(t *testing.T) {
 	if len(pending) != 1 || !pending[0].Refused || string(pending[0].Body) != "forged-0" {
 		t.Fatalf("left pending: %+v, want the forged event, refused", pending)
 	}
-	// nothing genuine pending: SealPending answers at once, and the next
-	// appends go straight into the trail
+	// nothing genuine pending: SealPending answers at once
 	if n, _, err := a.SealPending(ctx, 100, openTest, testSeal); err != nil || n != 0 {
 		t.Fatalf("sealed %d (%v)", n, err)
 	}
-	if err := a.AppendAudit(ctx, records("last", 1), testSeal); err != nil {
-		t.Fatal(err)
+	// b sealed, so b's next append goes straight into the trail; a expects
+	// the head where it was before: its next append is stored pending (one
+	// round trip either way) and tells it where the head is, so the one
+	// after goes into the trail
+	for _, step := range []struct {
+		s       *sqlstore.Store
+		pending bool
+	}{{b, false}, {a, true}, {a, false}} {
+		recs := records("after", 1)
+		if err := step.s.AppendAudit(ctx, recs, testSeal); err != nil {
+			t.Fatal(err)
+		}
+		if (recs[0].Seq == 0) != step.pending {
+			t.Fatalf("append stored pending: %v, want %v", recs[0].Seq == 0, step.pending)
+		}
 	}
-	checkChain(t, cfg, 2+7+1)
+	if n, _, err := a.SealPending(ctx, 100, openTest, testSeal); err != nil || n != 1 {
+		t.Fatalf("sealed %d (%v)", n, err)
+	}
+	checkChain(t, cfg, 2+7+3)
 }

@@ -42,6 +42,25 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 	if len(recs) == 0 {
 		return nil
 	}
+	if _, ok := s.db.(Batcher); ok && s.dialect.SkipLocked != "" {
+		if seq, hash, ok := s.auditHead.fast(); ok && len(recs) <= maxOneStatement {
+			// one round trip whatever happens: sealed after the head this
+			// process knows, or pending when it moved or is held
+			moved, hseq, hhash, err := s.appendOrPend(ctx, recs, seal, seq, hash)
+			if err != nil {
+				s.auditHead.forget()
+				return fmt.Errorf("audit append: %w", err)
+			}
+			if moved {
+				s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, true)
+			} else {
+				// where the head was when the events went pending: the
+				// next append tries from there
+				s.auditHead.set(hseq, hhash, true)
+			}
+			return nil
+		}
+	}
 	if b, ok := s.db.(Batcher); ok {
 		if seq, hash, ok := s.auditHead.fast(); ok {
 			// one round trip: move the head from where this process left it
@@ -182,9 +201,16 @@ func (h *headCache) forget() {
 
 // AppendAudit implements storage.AuditAppender in the transaction.
 func (t *tx) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
-	// the head moves; a pipelined append learns where by being refused
+	// the head moves: this process expects it where this transaction
+	// leaves it once it commits
 	t.s.auditHead.forget()
-	return appendAudit(ctx, t.c, t.s.dialect, recs, seal)
+	if err := appendAudit(ctx, t.c, t.s.dialect, recs, seal); err != nil {
+		return err
+	}
+	if last := recs[len(recs)-1]; last.Seq > 0 {
+		t.sealed = &storage.AuditHead{Seq: last.Seq, Hash: last.Hash}
+	}
+	return nil
 }
 
 func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
@@ -261,6 +287,77 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 		out = append(out, Stmt{`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, []any{seq, hash}})
 	}
 	return out
+}
+
+// maxOneStatement bounds the events appendOrPend takes (PostgreSQL takes
+// at most 65,535 parameters in a statement: 13 per event, 4 per posting).
+const maxOneStatement = 1024
+
+// appendOrPend is an append in one statement, run on its own (so one
+// round trip with its commit): when the head is where this process last
+// saw it (seq, hash) and nobody holds it, recs are sealed after it and
+// stored and the head moved (moved); otherwise they are stored pending
+// (Seq 0, MACed) and the head as committed is returned. Nobody waits.
+func (s *Store) appendOrPend(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte) (moved bool, hseq int64, hhash []byte, err error) {
+	// the pending forms first (MACed with no previous seal, sequence 0)
+	macs := make([]storage.AuditRecord, len(recs))
+	for i, r := range recs {
+		macs[i] = storage.AuditRecord{Body: r.Body}
+		seal(nil, &macs[i])
+	}
+	prevSeq, prevHash := seq, hash
+	for _, r := range recs {
+		seq++
+		r.Seq = seq
+		seal(hash, r)
+		hash = r.Hash
+	}
+	var b strings.Builder
+	args := make([]any, 0, 4+13*len(recs))
+	b.WriteString(`WITH h AS (SELECT id FROM audit_head WHERE id = 1 AND seq = ? AND hash = ?` + s.dialect.SkipLocked + `),
+m AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id IN (SELECT id FROM h) RETURNING 1),
+e AS (INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) SELECT * FROM (VALUES `)
+	args = append(args, prevSeq, nonNil(prevHash), seq, hash)
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::bytea, ?::bytea, ?::bytea)")
+		args = append(args, r.Seq, micros(r.Recorded), r.Action, r.Outcome, r.Type, r.Subtype, r.KeyID, nonNil(r.Prev), r.Hash, r.Body)
+	}
+	b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m))`)
+	if ps := postingsOf(recs); len(ps) > 0 {
+		b.WriteString(`,
+p AS (INSERT INTO audit_postings (ref, seq, last, events) SELECT * FROM (VALUES `)
+		for i, p := range ps {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(?::text, ?::bigint, ?::bigint, ?::bytea)")
+			args = append(args, p.ref, p.first, p.last, p.events)
+		}
+		b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m))`)
+	}
+	b.WriteString(`,
+q AS (INSERT INTO audit_pending (key_id, mac, body) SELECT * FROM (VALUES `)
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?::text, ?::bytea, ?::bytea)")
+		args = append(args, macs[i].KeyID, macs[i].Hash, r.Body)
+	}
+	b.WriteString(`) v WHERE NOT EXISTS (SELECT 1 FROM m))
+SELECT EXISTS (SELECT 1 FROM m), seq, hash FROM audit_head WHERE id = 1`)
+	if err := s.db.QueryRow(ctx, b.String(), args...).Scan(&moved, &hseq, &hhash); err != nil {
+		return false, 0, nil, err
+	}
+	if !moved {
+		for i, r := range recs {
+			r.Seq, r.KeyID, r.Prev, r.Hash = 0, macs[i].KeyID, nil, macs[i].Hash
+		}
+	}
+	return moved, hseq, hhash, nil
 }
 
 // pendingStatements store recs pending: each MACed by seal with no
@@ -372,7 +469,9 @@ func (s *Store) SealPending(ctx context.Context, max int, open func(storage.Pend
 		s.auditHead.forget()
 		return 0, 0, fmt.Errorf("audit seal: commit: %w", err)
 	}
-	s.auditHead.forget() // the head moved
+	if len(recs) > 0 { // the head moved: appends try from there
+		s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, false)
+	}
 	return len(recs), len(bads), nil
 }
 

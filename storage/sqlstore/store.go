@@ -271,6 +271,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 			err = fmt.Errorf("commit: %w", cerr)
 			return
 		}
+		if t.sealed != nil {
+			s.auditHead.set(t.sealed.Seq, t.sealed.Hash, false)
+		}
 		if s.marks != nil && s.marks.ttl > 0 && t.wroteWatched() {
 			// other processes may keep the mark this moved for ttl
 			// (SharedMarks): not answered before they have let it go
@@ -352,6 +355,10 @@ type tx struct {
 	log []storage.Written
 	// purged are the types PurgeType removed.
 	purged []string
+	// sealed is the audit head this transaction's events moved to (the
+	// process's expected head once it commits); nil when it appended none
+	// or stored them pending.
+	sealed *storage.AuditHead
 }
 
 // Conn exposes the transaction's connection to the search layer.
