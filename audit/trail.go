@@ -54,6 +54,10 @@ type Options struct {
 	// many, how long it took, its error): the gateway's metrics. A write's
 	// events commit in the write's own transaction and are not reported.
 	OnAppend func(events int, d time.Duration, err error)
+	// OnPending, when set, is told of events this process stored pending
+	// (another appender held the trail's head: stored > 0) and of those
+	// its sealer moved into the trail or refused (their MAC did not hold).
+	OnPending func(stored, sealed, refused int)
 }
 
 // DefaultGroupCommit is how long an append waits, at most, for the other
@@ -265,7 +269,7 @@ func (t *Trail) append(b *batch) {
 		t.log_.Error("audit trail append failed", "events", len(b.recs), "err", b.err)
 		b.err = fmt.Errorf("audit trail: %w", b.err)
 	} else if b.recs[0].Seq == 0 {
-		t.sealSoon() // stored pending: another appender held the head
+		t.pended(len(b.recs)) // another appender held the head
 	}
 	done = true
 	close(b.done)
@@ -366,7 +370,7 @@ func (t *Trail) hook(ctx context.Context, tx storage.Tx, ws []storage.Written) (
 			return
 		}
 		if pending {
-			t.sealSoon()
+			t.pended(len(recs))
 		}
 		if act != nil {
 			act.Committed(patients)
@@ -558,6 +562,14 @@ const sealPass = 4096
 // it of (another replica's, left when it stopped).
 const sealSweep = time.Second
 
+// pended notes n events stored pending and wakes the sealer.
+func (t *Trail) pended(n int) {
+	if t.opts.OnPending != nil {
+		t.opts.OnPending(n, 0, 0)
+	}
+	t.sealSoon()
+}
+
 // sealSoon wakes the sealer.
 func (t *Trail) sealSoon() {
 	select {
@@ -605,6 +617,9 @@ func (t *Trail) Settle(ctx context.Context) error {
 		n, bad, err := t.pend.SealPending(ctx, sealPass, t.openPending, t.keys.Seal)
 		if err != nil {
 			return err
+		}
+		if t.opts.OnPending != nil && n+bad > 0 {
+			t.opts.OnPending(0, n, bad)
 		}
 		if bad > 0 {
 			t.log_.Error("audit: pending events whose MAC does not hold were refused (not sealed); audit verify names them", "events", bad)

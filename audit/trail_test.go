@@ -452,7 +452,12 @@ func TestPendingSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	tr := open(t, st, audit.Options{})
+	var stored, sealed, refused atomic.Int64
+	tr := open(t, st, audit.Options{OnPending: func(st, se, re int) {
+		stored.Add(int64(st))
+		sealed.Add(int64(se))
+		refused.Add(int64(re))
+	}})
 	for i := range 3 {
 		if err := tr.Record(ctx, read(i, "Patient/p1")); err != nil {
 			t.Fatal(err)
@@ -528,6 +533,9 @@ func TestPendingSealed(t *testing.T) {
 			t.Fatalf("head %d, want 8: the pending events were not sealed", h.Seq)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if stored.Load() != 5 || sealed.Load() != 5 || refused.Load() != 1 {
+		t.Errorf("OnPending: %d stored, %d sealed, %d refused; want 5, 5, 1", stored.Load(), sealed.Load(), refused.Load())
 	}
 	rep = mustVerify(t, st, nil)
 	if rep.Events != 8 || rep.Pending != 0 || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].String(), "MAC does not verify") {

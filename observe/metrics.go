@@ -35,6 +35,7 @@ type Metrics struct {
 	storeSeconds   *prometheus.HistogramVec
 	auditFlushes   *prometheus.CounterVec
 	auditEvents    prometheus.Counter
+	auditPending   *prometheus.CounterVec
 	auditSeconds   prometheus.Histogram
 	jobs           *prometheus.CounterVec
 	jobSeconds     *prometheus.HistogramVec
@@ -79,6 +80,8 @@ func NewMetrics(version, commit string) *Metrics {
 	m.auditFlushes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fhirgate_audit_flushes_total",
 		Help: "Writes of the audit trail, by outcome (ok, error)."}, []string{"outcome"})
 	m.auditEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "fhirgate_audit_events_total", Help: "Audit events written."})
+	m.auditPending = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fhirgate_audit_pending_events_total",
+		Help: "Audit events this process stored pending because another appender held the trail's head (stored), and pending events its sealer moved into the trail (sealed) or refused because their MAC did not hold (refused: someone wrote to the database without the key)."}, []string{"what"})
 	m.auditSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fhirgate_audit_flush_duration_seconds", Help: "Time of one write of the audit trail.", Buckets: buckets})
 	m.jobs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fhirgate_jobs_total",
 		Help: "River jobs this process finished, by kind, queue and outcome (completed, retryable, discarded, cancelled, snoozed)."}, []string{"kind", "queue", "outcome"})
@@ -92,7 +95,7 @@ func NewMetrics(version, commit string) *Metrics {
 		Help: "Subscription notification attempts, by type (handshake, heartbeat, event-notification) and outcome (delivered, failed)."}, []string{"type", "outcome"})
 	m.notifySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fhirgate_notification_duration_seconds",
 		Help: "Time to post one notification, by type.", Buckets: buckets}, []string{"type"})
-	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.inFlight, m.storeSeconds, m.auditFlushes, m.auditEvents,
+	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.inFlight, m.storeSeconds, m.auditFlushes, m.auditEvents, m.auditPending,
 		m.auditSeconds, m.jobs, m.jobSeconds, m.mllpMessages, m.mllpSeconds, m.mllpConns, m.notifications, m.notifySeconds} {
 		f(c)
 	}
@@ -147,6 +150,19 @@ func (m *Metrics) AuditFlush(events int, d time.Duration, err error) {
 	m.auditSeconds.Observe(d.Seconds())
 	if err == nil {
 		m.auditEvents.Add(float64(events))
+	}
+}
+
+// AuditPending records events stored pending, sealed or refused (the
+// audit trail's OnPending).
+func (m *Metrics) AuditPending(stored, sealed, refused int) {
+	if m == nil {
+		return
+	}
+	for what, n := range map[string]int{"stored": stored, "sealed": sealed, "refused": refused} {
+		if n > 0 {
+			m.auditPending.WithLabelValues(what).Add(float64(n))
+		}
 	}
 }
 
