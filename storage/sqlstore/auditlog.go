@@ -136,6 +136,13 @@ type Batcher interface {
 	LockedBatch(ctx context.Context, first Stmt, dest []any, then func(found bool) []Stmt) error
 }
 
+// OnceQuerier is a database that can run a statement whose text seldom
+// recurs (generated, of many shapes) without preparing it or keeping it:
+// one round trip, nothing cached per connection.
+type OnceQuerier interface {
+	QueryRowOnce(ctx context.Context, sql string, args ...any) Row
+}
+
 // Stmt is one statement of a batch ('?' placeholders).
 type Stmt struct {
 	SQL  string
@@ -349,7 +356,16 @@ q AS (INSERT INTO audit_pending (key_id, mac, body) SELECT * FROM (VALUES `)
 	}
 	b.WriteString(`) v WHERE NOT EXISTS (SELECT 1 FROM m))
 SELECT EXISTS (SELECT 1 FROM m), seq, hash FROM audit_head WHERE id = 1`)
-	if err := s.db.QueryRow(ctx, b.String(), args...).Scan(&moved, &hseq, &hhash); err != nil {
+	// (its text has as many shapes as there are group sizes and reference
+	// counts: not prepared and kept per connection where the database can
+	// help it)
+	var row Row
+	if o, ok := s.db.(OnceQuerier); ok {
+		row = o.QueryRowOnce(ctx, b.String(), args...)
+	} else {
+		row = s.db.QueryRow(ctx, b.String(), args...)
+	}
+	if err := row.Scan(&moved, &hseq, &hhash); err != nil {
 		return false, 0, nil, err
 	}
 	if !moved {
