@@ -239,3 +239,26 @@ func TestAuditAppendPending(t *testing.T) {
 	}
 	checkChain(t, cfg, 2+7+3)
 }
+
+// An append whose references would take more parameters than one
+// statement may carry goes the batched way, sealed all the same.
+func TestAuditAppendLarge(t *testing.T) {
+	ctx := context.Background()
+	cfg, a, _ := twoReplicas(t)
+	if err := a.AppendAudit(ctx, records("first", 1), testSeal); err != nil { // the head known
+		t.Fatal(err)
+	}
+	recs := records("big", 200)
+	for i, r := range recs {
+		for k := range 80 {
+			r.Refs = append(r.Refs, storage.AuditRef{Ref: fmt.Sprintf("Observation/o%d-%d", i, k), Role: storage.AuditEntity})
+		}
+	}
+	if err := a.AppendAudit(ctx, recs, testSeal); err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].Seq != 2 || recs[199].Seq != 201 {
+		t.Fatalf("sealed at %d..%d, want 2..201", recs[0].Seq, recs[199].Seq)
+	}
+	checkChain(t, cfg, 201)
+}

@@ -227,13 +227,6 @@ func rebind(q string) string {
 	if v, ok := rebound.Load(q); ok {
 		return v.(string)
 	}
-	out := rebindOnce(q)
-	rebound.Store(q, out)
-	return out
-}
-
-// rebindOnce is rebind without keeping the result.
-func rebindOnce(q string) string {
 	var b strings.Builder
 	n := 0
 	for i := 0; i < len(q); i++ {
@@ -245,7 +238,9 @@ func rebindOnce(q string) string {
 		}
 		b.WriteByte(q[i])
 	}
-	return b.String()
+	out := b.String()
+	rebound.Store(q, out)
+	return out
 }
 
 type querier interface {
@@ -278,13 +273,6 @@ func (c conn) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row 
 
 func (d *DB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return conn{d.pool}.Exec(ctx, q, args...)
-}
-
-// QueryRowOnce implements sqlstore.OnceQuerier: the statement is sent
-// unprepared (parse, bind and execute in one round trip) and neither its
-// rebound text nor a prepared statement is kept.
-func (d *DB) QueryRowOnce(ctx context.Context, q string, args ...any) sqlstore.Row {
-	return pgRow{d.pool.QueryRow(ctx, rebindOnce(q), append([]any{pgx.QueryExecModeExec}, args...)...)}
 }
 
 func (d *DB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {

@@ -47,18 +47,20 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 			// one round trip whatever happens: sealed after the head this
 			// process knows, or pending when it moved or is held
 			moved, hseq, hhash, err := s.appendOrPend(ctx, recs, seal, seq, hash)
-			if err != nil {
+			switch {
+			case errors.Is(err, errTooLarge): // the batched way, below
+			case err != nil:
 				s.auditHead.forget()
 				return fmt.Errorf("audit append: %w", err)
-			}
-			if moved {
+			case moved:
 				s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, true)
-			} else {
+				return nil
+			default:
 				// where the head was when the events went pending: the
 				// next append tries from there
 				s.auditHead.set(hseq, hhash, true)
+				return nil
 			}
-			return nil
 		}
 	}
 	if b, ok := s.db.(Batcher); ok {
@@ -134,13 +136,6 @@ type Batcher interface {
 	// whether first found its row), and commits: two round trips, the
 	// transaction open between them.
 	LockedBatch(ctx context.Context, first Stmt, dest []any, then func(found bool) []Stmt) error
-}
-
-// OnceQuerier is a database that can run a statement whose text seldom
-// recurs (generated, of many shapes) without preparing it or keeping it:
-// one round trip, nothing cached per connection.
-type OnceQuerier interface {
-	QueryRowOnce(ctx context.Context, sql string, args ...any) Row
 }
 
 // Stmt is one statement of a batch ('?' placeholders).
@@ -296,9 +291,13 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 	return out
 }
 
-// maxOneStatement bounds the events appendOrPend takes (PostgreSQL takes
-// at most 65,535 parameters in a statement: 13 per event, 4 per posting).
+// maxOneStatement bounds the events appendOrPend takes; with their
+// references it also keeps to PostgreSQL's parameter bound (13 per event and 4
+// per posting, padded: maxPGParams) or leaves the append to the batched way.
 const maxOneStatement = 1024
+
+// maxPGParams bounds a statement's parameters (PostgreSQL: 65,535).
+const maxPGParams = 65535
 
 // appendOrPend is an append in one statement, run on its own (so one
 // round trip with its commit): when the head is where this process last
@@ -319,53 +318,66 @@ func (s *Store) appendOrPend(ctx context.Context, recs []*storage.AuditRecord, s
 		seal(hash, r)
 		hash = r.Hash
 	}
+	ps := postingsOf(recs)
+	if 4+13*padded(len(recs))+4*padded(len(ps)) > maxPGParams {
+		return false, 0, nil, errTooLarge
+	}
 	var b strings.Builder
-	args := make([]any, 0, 4+13*len(recs))
+	args := make([]any, 0, 4+13*padded(len(recs))+4*padded(len(ps)))
 	b.WriteString(`WITH h AS (SELECT id FROM audit_head WHERE id = 1 AND seq = ? AND hash = ?` + s.dialect.SkipLocked + `),
 m AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id IN (SELECT id FROM h) RETURNING 1),
 e AS (INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) SELECT * FROM (VALUES `)
 	args = append(args, prevSeq, nonNil(prevHash), seq, hash)
-	for i, r := range recs {
+	// (the lists are padded with rows of NULLs to a power of two, so that
+	// the statement has a few dozen shapes a connection prepares once,
+	// not one per group size and reference count)
+	n := padded(len(recs))
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString("(?::bigint, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::bytea, ?::bytea, ?::bytea)")
-		args = append(args, r.Seq, micros(r.Recorded), r.Action, r.Outcome, r.Type, r.Subtype, r.KeyID, nonNil(r.Prev), r.Hash, r.Body)
+		if i < len(recs) {
+			r := recs[i]
+			args = append(args, r.Seq, micros(r.Recorded), r.Action, r.Outcome, r.Type, r.Subtype, r.KeyID, nonNil(r.Prev), r.Hash, r.Body)
+		} else {
+			args = append(args, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil)
+		}
 	}
-	b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m))`)
-	if ps := postingsOf(recs); len(ps) > 0 {
+	b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m) AND v.column1 IS NOT NULL)`)
+	if len(ps) > 0 {
 		b.WriteString(`,
 p AS (INSERT INTO audit_postings (ref, seq, last, events) SELECT * FROM (VALUES `)
-		for i, p := range ps {
+		for i := range padded(len(ps)) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
 			b.WriteString("(?::text, ?::bigint, ?::bigint, ?::bytea)")
-			args = append(args, p.ref, p.first, p.last, p.events)
+			if i < len(ps) {
+				p := ps[i]
+				args = append(args, p.ref, p.first, p.last, p.events)
+			} else {
+				args = append(args, nil, nil, nil, nil)
+			}
 		}
-		b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m))`)
+		b.WriteString(`) v WHERE EXISTS (SELECT 1 FROM m) AND v.column1 IS NOT NULL)`)
 	}
 	b.WriteString(`,
 q AS (INSERT INTO audit_pending (key_id, mac, body) SELECT * FROM (VALUES `)
-	for i, r := range recs {
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString("(?::text, ?::bytea, ?::bytea)")
-		args = append(args, macs[i].KeyID, macs[i].Hash, r.Body)
+		if i < len(recs) {
+			args = append(args, macs[i].KeyID, macs[i].Hash, recs[i].Body)
+		} else {
+			args = append(args, nil, nil, nil)
+		}
 	}
-	b.WriteString(`) v WHERE NOT EXISTS (SELECT 1 FROM m))
+	b.WriteString(`) v WHERE NOT EXISTS (SELECT 1 FROM m) AND v.column1 IS NOT NULL)
 SELECT EXISTS (SELECT 1 FROM m), seq, hash FROM audit_head WHERE id = 1`)
-	// (its text has as many shapes as there are group sizes and reference
-	// counts: not prepared and kept per connection where the database can
-	// help it)
-	var row Row
-	if o, ok := s.db.(OnceQuerier); ok {
-		row = o.QueryRowOnce(ctx, b.String(), args...)
-	} else {
-		row = s.db.QueryRow(ctx, b.String(), args...)
-	}
-	if err := row.Scan(&moved, &hseq, &hhash); err != nil {
+	if err := s.db.QueryRow(ctx, b.String(), args...).Scan(&moved, &hseq, &hhash); err != nil {
 		return false, 0, nil, err
 	}
 	if !moved {
@@ -374,6 +386,17 @@ SELECT EXISTS (SELECT 1 FROM m), seq, hash FROM audit_head WHERE id = 1`)
 		}
 	}
 	return moved, hseq, hhash, nil
+}
+
+var errTooLarge = errors.New("too many parameters for one statement")
+
+// padded is n rounded up to a power of two.
+func padded(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return p
 }
 
 // pendingStatements store recs pending: each MACed by seal with no
