@@ -218,14 +218,17 @@ func startReplicas(t *testing.T) *replicaEnv {
 	}
 
 	// the load balancer (its URL is the gateways' base URL and ABDM's
-	// callback base) spreads requests over the replicas in turn
-	var next atomic.Int64
+	// callback base) spreads requests over the replicas in turn; ABDM's
+	// data pushes take turns of their own, so that consecutive pages reach
+	// different replicas whatever other traffic comes between them
+	var next, nextPush atomic.Int64
 	e.lb = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := int(next.Add(1)-1) % len(e.replicas)
-		e.lbServed[i].Add(1)
 		if strings.HasSuffix(r.URL.Path, "/health-information/transfer") {
+			i = int(nextPush.Add(1)-1) % len(e.replicas)
 			e.pushes[i].Add(1)
 		}
+		e.lbServed[i].Add(1)
 		u, _ := url.Parse(e.replicas[i])
 		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
 	}))
