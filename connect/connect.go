@@ -3,9 +3,12 @@
 // gateway is the SMART client (standalone launch, authorization code with
 // PKCE S256). The app asks Patient/[id]/$connect for the source's
 // authorize URL; the browser logs in at the source, which sends it back to
-// the gateway's fixed callback; the gateway trades the code for tokens,
-// keeps them sealed under the state key, and pulls with them (refreshing
-// when they expire).
+// the gateway's fixed callback; the callback keeps the code (sealed) and
+// sends the browser back to the app with a one-time completion reference;
+// the app, signed in as the patient, completes the connection with it
+// (Finish); only then does the gateway trade the code for tokens, keep
+// them sealed under the state key, and pull with them (refreshing when
+// they expire).
 //
 // Security properties:
 //   - only sources in the operator's config can be connected: the gateway
@@ -15,6 +18,12 @@
 //     expires after StateTTL and is used at most once, on any replica;
 //   - the app's return URL must be one the operator allows (no open
 //     redirect);
+//   - a login at the source connects only the record of the patient who
+//     completes it: someone who starts a connection for their own record
+//     and gets another person to sign in at the source through its link
+//     (cross-site request forgery of the login) ends with a completion
+//     that person's app, signed in as that person, cannot use for
+//     another record, and the code is never exchanged;
 //   - tokens are stored only sealed (AES-256-GCM under FHIRGATE_STATE_KEY,
 //     bound to the patient and source); without the key, connecting is
 //     disabled;
@@ -51,6 +60,10 @@ const CallbackPath = "/connect/callback"
 // StateTTL is how long a started connection waits for its callback.
 const StateTTL = 10 * time.Minute
 
+// CompleteTTL is how long a callback's completion waits for the app (a
+// source's authorization code lives for minutes at most).
+const CompleteTTL = 5 * time.Minute
+
 // Errors.
 var (
 	// ErrUnknownSource: no connectable source has that id.
@@ -64,6 +77,9 @@ var (
 	ErrDisabled = errors.New("connecting sources is disabled: set " + seal.KeyEnv + " (32 random bytes, base64) so that tokens can be stored sealed")
 	// ErrSource: the source's login failed (discovery, token exchange).
 	ErrSource = errors.New("the source's login failed")
+	// ErrOtherPatient: a completion of a login started for another
+	// patient's record (nothing is stored; the completion is used up).
+	ErrOtherPatient = errors.New("this sign-in was started for another record; start again from the app")
 )
 
 // Source is a connectable source.
@@ -192,11 +208,17 @@ func (s *Service) States(ctx context.Context, patient string) ([]State, error) {
 	return out, nil
 }
 
-// pending is what a state keeps sealed.
+// pending is what a state keeps sealed; a completion keeps it with the
+// source's code.
 type pending struct {
 	Verifier  string `json:"verifier"`
 	ReturnURL string `json:"returnURL"`
+	Code      string `json:"code,omitempty"`
 }
+
+// completionName is what a completion's sealed part is bound to (a state
+// cannot be used as a completion, nor a completion as a state).
+func completionName(hash string) string { return "connect-complete/" + hash }
 
 func hashState(state string) string {
 	sum := sha256.Sum256([]byte(state))
@@ -316,12 +338,19 @@ type Outcome struct {
 	// Denied is set when the patient cancelled at the source (or the
 	// source refused): nothing was stored.
 	Denied string
+	// Complete is the one-time reference the app completes the
+	// connection with (Finish), signed in as the patient; set by a
+	// callback that brought a code.
+	Complete string
 }
 
-// Complete finishes a connection from the source's redirect (its query:
-// state, and code or error). The state is used up whatever happens next.
-// A callback whose state is unknown, used, expired or forged fails with
-// ErrBadState and stores nothing.
+// Complete takes the source's redirect (its query: state, and code or
+// error). The state is used up whatever happens next. A callback whose
+// state is unknown, used, expired or forged fails with ErrBadState and
+// stores nothing. One that brought a code keeps it, sealed, under a new
+// one-time reference (Outcome.Complete) for the app to finish with: the
+// code is exchanged only for the patient the state was started for,
+// signed in to the app (Finish).
 func (s *Service) Complete(ctx context.Context, q url.Values) (*Outcome, error) {
 	if !s.Enabled() {
 		return nil, ErrDisabled
@@ -330,30 +359,9 @@ func (s *Service) Complete(ctx context.Context, q url.Values) (*Outcome, error) 
 	if state == "" || len(state) > 200 {
 		return nil, ErrBadState
 	}
-	hash := hashState(state)
-	st, err := s.cfg.Store.TakeConnectState(ctx, hash)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrBadState
-	}
+	st, p, err := s.take(ctx, state, stateName)
 	if err != nil {
 		return nil, err
-	}
-	if !s.cfg.Now().Before(st.Expires) {
-		return nil, ErrBadState
-	}
-	src, ok := s.sources[st.Source]
-	if !ok {
-		return nil, ErrBadState
-	}
-	plain, err := s.cfg.Sealer.Open(stateName(hash), st.Sealed)
-	if err != nil {
-		return nil, ErrBadState
-	}
-	var p pending
-	err = json.Unmarshal(plain, &p)
-	clear(plain)
-	if err != nil {
-		return nil, ErrBadState
 	}
 	out := &Outcome{Patient: st.Patient, Source: st.Source, ReturnURL: p.ReturnURL}
 	if e := q.Get("error"); e != "" || q.Get("code") == "" {
@@ -363,11 +371,90 @@ func (s *Service) Complete(ctx context.Context, q url.Values) (*Outcome, error) 
 		}
 		return out, nil
 	}
+	if len(q.Get("code")) > 4096 {
+		return out, fmt.Errorf("%w: source %s: the code is too long", ErrSource, st.Source)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return out, err
+	}
+	ref := base64.RawURLEncoding.EncodeToString(b[:])
+	p.Code = q.Get("code")
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return out, err
+	}
+	hash := hashState(ref)
+	sealed, err := s.cfg.Sealer.Seal(completionName(hash), plain)
+	clear(plain)
+	if err != nil {
+		return out, err
+	}
+	if err := s.cfg.Store.PutConnectState(ctx, storage.ConnectState{Hash: hash, Patient: st.Patient, Source: st.Source, Sealed: sealed, Expires: s.cfg.Now().Add(CompleteTTL)}); err != nil {
+		return out, err
+	}
+	out.Complete = ref
+	return out, nil
+}
+
+// take uses up the state or completion named ref (its hash is the key;
+// name binds its sealed part) and returns it, or ErrBadState.
+func (s *Service) take(ctx context.Context, ref string, name func(string) string) (*storage.ConnectState, *pending, error) {
+	hash := hashState(ref)
+	st, err := s.cfg.Store.TakeConnectState(ctx, hash)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil, ErrBadState
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.cfg.Now().Before(st.Expires) {
+		return nil, nil, ErrBadState
+	}
+	if _, ok := s.sources[st.Source]; !ok {
+		return nil, nil, ErrBadState
+	}
+	plain, err := s.cfg.Sealer.Open(name(hash), st.Sealed)
+	if err != nil {
+		return nil, nil, ErrBadState
+	}
+	var p pending
+	err = json.Unmarshal(plain, &p)
+	clear(plain)
+	if err != nil {
+		return nil, nil, ErrBadState
+	}
+	return st, &p, nil
+}
+
+// Finish completes a connection: the app, signed in as patient, brings
+// the reference a callback sent it back with. The reference is used up
+// whatever happens; one started for another patient's record fails with
+// ErrOtherPatient (the source's code is never exchanged), an unknown,
+// used or expired one with ErrBadState. Otherwise the code is traded for
+// tokens, kept sealed.
+func (s *Service) Finish(ctx context.Context, patient, ref string) (*Outcome, error) {
+	if !s.Enabled() {
+		return nil, ErrDisabled
+	}
+	if ref == "" || len(ref) > 200 {
+		return nil, ErrBadState
+	}
+	st, p, err := s.take(ctx, ref, completionName)
+	if err != nil {
+		return nil, err
+	}
+	out := &Outcome{Patient: st.Patient, Source: st.Source, ReturnURL: p.ReturnURL}
+	if st.Patient != patient || p.Code == "" {
+		s.log.Warn("a source login was completed for another patient's record: refused, nothing stored", "source", st.Source)
+		return out, ErrOtherPatient
+	}
+	src := s.sources[st.Source]
 	conf, err := s.discover(ctx, src)
 	if err != nil {
 		return out, err
 	}
-	toks, err := s.client(src).Exchange(ctx, conf.TokenEndpoint, q.Get("code"), p.Verifier)
+	toks, err := s.client(src).Exchange(ctx, conf.TokenEndpoint, p.Code, p.Verifier)
 	if err != nil {
 		return out, fmt.Errorf("%w: source %s: %w", ErrSource, src.ID, err)
 	}

@@ -21,6 +21,7 @@ type ConnectService interface {
 	States(ctx context.Context, patient string) ([]connect.State, error)
 	Begin(ctx context.Context, patient, source, returnURL string) (string, error)
 	Complete(ctx context.Context, q url.Values) (*connect.Outcome, error)
+	Finish(ctx context.Context, patient, ref string) (*connect.Outcome, error)
 	Disconnect(ctx context.Context, patient, source string) (bool, error)
 }
 
@@ -35,19 +36,21 @@ func (s *Server) RegisterConnect(svc ConnectService) {
 		Name: "connect", Instance: true, Types: []string{"Patient"}, Idempotent: true,
 		Def: OpDef{ID: "Patient-connect", Title: "Connect the patient's own login at a source",
 			Description: "Some sources are read only with the patient's own login there (SMART standalone launch; the operator lists them). GET lists them with the patient's state at each (not-connected, connected since, reconnect when its tokens stopped working). " +
-				"POST with source and returnUrl starts a connection: the answer's authorizeUrl is where the patient's browser goes to log in at the source, which then sends it to the gateway's callback and back to returnUrl (an allowed app address) with connect=<source>&result=connected|denied|failed. " +
+				"POST with source and returnUrl starts a connection: the answer's authorizeUrl is where the patient's browser goes to log in at the source, which then sends it to the gateway's callback and back to returnUrl (an allowed app address) with connect=<source>&complete=<reference> after a login, or connect=<source>&result=denied|failed. " +
+				"POST with source and complete (that reference) finishes the connection; only the patient the connection was started for can finish it (a login at the source never connects another record), within five minutes, once. " +
 				"POST with source and disconnect=true forgets the patient's tokens at the source (revoking them there when the source offers revocation). Only the patient itself uses it. Tokens never appear in an answer.",
 			Parameters: []OpParam{
 				param("source", "in", 0, "1", "string", "The source's id (POST)."),
 				param("returnUrl", "in", 0, "1", "uri", "Where the browser returns after the login (POST, to connect): an address of the patient app."),
 				param("disconnect", "in", 0, "1", "boolean", "true to disconnect the source (POST)."),
+				param("complete", "in", 0, "1", "string", "The reference the callback sent the browser back with, to finish the connection (POST)."),
 				{Name: "source", Use: "out", Min: 0, Max: "*", Documentation: "GET: one per connectable source.", Parts: []OpParam{
 					param("id", "out", 1, "1", "string", ""), param("title", "out", 1, "1", "string", ""),
 					param("status", "out", 1, "1", "code", "not-connected | connected | reconnect"),
 					param("since", "out", 0, "1", "dateTime", "When the patient connected."),
 				}},
 				param("authorizeUrl", "out", 0, "1", "uri", "POST to connect: where to send the patient's browser."),
-				param("status", "out", 0, "1", "code", "POST to disconnect: not-connected."),
+				param("status", "out", 0, "1", "code", "POST to disconnect: not-connected; POST to complete: connected."),
 			}},
 		Handler: s.connectOp,
 	})
@@ -118,6 +121,33 @@ func (s *Server) connectOp(c *gin.Context, _, id string) {
 		s.writeParameters(c, []map[string]any{{"name": "status", "valueCode": "not-connected"}})
 		return
 	}
+	if ref := in.Get("complete"); ref != "" {
+		out, err := s.connect.Finish(ctx, id, ref)
+		switch {
+		case errors.Is(err, connect.ErrBadState):
+			a.refused = "completing a source connection: unknown, used or expired reference"
+			s.fail(c, badParam("complete", "%s", err.Error()))
+			return
+		case errors.Is(err, connect.ErrOtherPatient):
+			// a login at the source started for another record (the
+			// forged-login attack): nothing stored, the reference used up
+			a.refused = "completing a source connection started for another patient's record"
+			s.fail(c, fhir.Errorf(http.StatusForbidden, "forbidden", []string{"Parameters.parameter.where(name='complete')"}, "%s", err.Error()))
+			return
+		case err != nil:
+			a.refused = "connecting source " + source + " failed"
+			s.failConnect(c, err)
+			return
+		}
+		if out.Source != source {
+			// (the reference names its source; the parameter only says
+			// which the app meant)
+			source = out.Source
+		}
+		a.Note("connected source " + source + " (the patient's login there)")
+		s.writeParameters(c, []map[string]any{{"name": "status", "valueCode": "connected"}})
+		return
+	}
 	u, err := s.connect.Begin(ctx, id, source, in.Get("returnUrl"))
 	if err != nil {
 		s.failConnect(c, err)
@@ -176,7 +206,7 @@ func (s *Server) connectCallback(c *gin.Context) {
 	}
 	a.resource = "Patient/" + out.Patient
 	a.patients["Patient/"+out.Patient] = true
-	result := "connected"
+	result := ""
 	switch {
 	case err != nil:
 		// the source's login failed after the state checked out: the
@@ -188,7 +218,7 @@ func (s *Server) connectCallback(c *gin.Context) {
 		result = "denied"
 		a.Note("connecting source " + out.Source + " was cancelled at the source")
 	default:
-		a.Note("connected source " + out.Source + " (the patient's login there)")
+		a.Note("signed in at source " + out.Source + "; the app completes the connection")
 	}
 	back, perr := url.Parse(out.ReturnURL)
 	if perr != nil {
@@ -197,7 +227,11 @@ func (s *Server) connectCallback(c *gin.Context) {
 	}
 	q := back.Query()
 	q.Set("connect", out.Source)
-	q.Set("result", result)
+	if result != "" {
+		q.Set("result", result)
+	} else {
+		q.Set("complete", out.Complete)
+	}
 	back.RawQuery = q.Encode()
 	c.Header("Cache-Control", "no-store")
 	c.Header("Referrer-Policy", "no-referrer")

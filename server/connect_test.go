@@ -222,6 +222,24 @@ func (g *connectGateway) begin(t *testing.T) string {
 	return p["authorizeUrl"]
 }
 
+// complete is what the app does when the callback sends the browser back
+// with a completion: it finishes the connection as who (a patient id).
+func (g *connectGateway) complete(t *testing.T, w *httptest.ResponseRecorder, who string) *httptest.ResponseRecorder {
+	t.Helper()
+	back, err := url.Parse(w.Header().Get("Location"))
+	if w.Code != http.StatusSeeOther || err != nil || back.Query().Get("complete") == "" || back.Query().Get("result") != "" {
+		t.Fatalf("callback: %d %q, want a redirect to the app with a completion", w.Code, w.Header().Get("Location"))
+	}
+	return g.as(who, "POST", "/Patient/"+who+"/$connect", []byte(`{"resourceType":"Parameters","parameter":[{"name":"source","valueString":"`+back.Query().Get("connect")+`"},{"name":"complete","valueString":"`+back.Query().Get("complete")+`"}]}`))
+}
+
+// connectAs signs in at the source as person and has the app finish as
+// Amy: the whole connection.
+func (g *connectGateway) connectAs(t *testing.T, person string) {
+	t.Helper()
+	mustStatus(t, g.complete(t, g.callback(browserLogin(t, g.begin(t), person)), "amy"), http.StatusOK)
+}
+
 // callback sends the browser's callback request and returns the answer.
 func (g *connectGateway) callback(path string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -337,6 +355,25 @@ func TestConnect(t *testing.T) {
 				t.Fatalf("after forged, expired, denied: %v", s)
 			}
 
+			// a forged login: a connection started for Amy's record, the
+			// link followed by Bob, who signs in at the source as himself;
+			// his app (signed in as Bob) gets the completion and cannot
+			// use it, nothing is stored for anyone, and it is used up
+			forged := g.callback(browserLogin(t, g.begin(t), "cp-bob"))
+			if w := g.complete(t, forged, "bob"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "another record") {
+				t.Errorf("Bob completes a login started for Amy: %d %s", w.Code, w.Body)
+			}
+			if w := g.complete(t, forged, "amy"); w.Code != http.StatusBadRequest {
+				t.Errorf("the refused completion used again: %d", w.Code)
+			}
+			if s := g.state(t); s["status"] != "not-connected" || len(rawRows(t, st, `SELECT sealed FROM source_connections`)) != 0 {
+				t.Fatalf("after a forged login: %v", s)
+			}
+			if !strings.Contains(g.as("amy", "GET", "/AuditEvent?_count=500", nil).Body.String(), "started for another patient") &&
+				!strings.Contains(g.as("bob", "GET", "/AuditEvent?_count=500", nil).Body.String(), "started for another patient") {
+				t.Errorf("the refused completion is not in the trail")
+			}
+
 			// connect
 			cb := browserLogin(t, g.begin(t), "cp-9")
 			w = g.callback(cb)
@@ -344,11 +381,25 @@ func TestConnect(t *testing.T) {
 				t.Fatalf("callback: %d %s", w.Code, w.Body)
 			}
 			back, _ := url.Parse(w.Header().Get("Location"))
-			if back.Host != "fhir.test" || back.Path != "/app/patient/" || back.Query().Get("result") != "connected" || back.Query().Get("connect") != portalID || back.Fragment != "/sources" {
+			if back.Host != "fhir.test" || back.Path != "/app/patient/" || back.Query().Get("complete") == "" || back.Query().Get("connect") != portalID || back.Fragment != "/sources" {
 				t.Errorf("back to the app: %q", w.Header().Get("Location"))
+			}
+			// signed in at the source, not connected until the app
+			// (signed in as Amy) completes it
+			if s := g.state(t); s["status"] != "not-connected" {
+				t.Fatalf("before the app completes: %v", s)
+			}
+			done := g.complete(t, w, "amy")
+			mustStatus(t, done, http.StatusOK)
+			if p, _ := connectParams(t, done); p["status"] != "connected" {
+				t.Errorf("completion answered %v", p)
 			}
 			if s := g.state(t); s["status"] != "connected" || s["since"] == "" {
 				t.Fatalf("after connecting: %v", s)
+			}
+			// the completion is used up
+			if w := g.complete(t, w, "amy"); w.Code != http.StatusBadRequest {
+				t.Errorf("completion used twice: %d", w.Code)
 			}
 			// the same callback again: used up
 			if w := g.callback(cb); w.Code != http.StatusBadRequest {
@@ -412,7 +463,7 @@ func TestConnect(t *testing.T) {
 
 			// reconnect, then disconnect: the tokens are forgotten here
 			// and revoked there
-			mustStatus(t, g.callback(browserLogin(t, g.begin(t), "cp-9")), http.StatusSeeOther)
+			g.connectAs(t, "cp-9")
 			if s := g.state(t); s["status"] != "connected" {
 				t.Fatalf("after reconnecting: %v", s)
 			}
@@ -429,7 +480,7 @@ func TestConnect(t *testing.T) {
 			// Amy's state, but Bob logs in at the source: the login
 			// connects, but the pull files nothing of Bob's into Amy's
 			// record
-			mustStatus(t, g.callback(browserLogin(t, g.begin(t), "cp-bob")), http.StatusSeeOther)
+			g.connectAs(t, "cp-bob")
 			rep = g.pull(t, "amy")
 			if rep.State != "failed" || !strings.Contains(rep.Error, "contradicts") {
 				t.Fatalf("pull of another patient's record: %+v", rep)
@@ -477,12 +528,12 @@ func TestConnectAcrossReplicas(t *testing.T) {
 	b := newConnectGateway(t, open(), is, base, clock, &syncBuffer{}, true)
 	mustStatus(t, a.as("system", "PUT", "/Patient/amy", []byte(amyLocal)), http.StatusCreated)
 	cb := browserLogin(t, a.begin(t), "cp-9")
-	if w := b.callback(cb); w.Code != http.StatusSeeOther || !strings.Contains(w.Header().Get("Location"), "result=connected") {
-		t.Fatalf("callback on the other replica: %d %q %s", w.Code, w.Header().Get("Location"), w.Body)
-	}
+	w := b.callback(cb)
 	if w := a.callback(cb); w.Code != http.StatusBadRequest {
 		t.Errorf("the state was used on the other replica, then again here: %d", w.Code)
 	}
+	// the app finishes through the first replica
+	mustStatus(t, a.complete(t, w, "amy"), http.StatusOK)
 	if s := a.state(t); s["status"] != "connected" {
 		t.Errorf("the first replica does not see the connection: %v", s)
 	}

@@ -149,11 +149,18 @@ async function connections(client, box, note) {
   const srcs = ((await r.json()).parameter || []).filter((p) => p.name === 'source').map(partsOf);
   const titles = Object.fromEntries(srcs.map((s) => [s.id, s.title]));
   const back = new URLSearchParams(location.search);
+  if (!note && back.get('connect') && back.get('complete')) {
+    // back from signing in at the source: this app, signed in as the
+    // patient, finishes the connection (the gateway connects only the
+    // record the connection was started for)
+    history.replaceState(null, '', location.pathname + location.hash);
+    const params = { resourceType: 'Parameters', parameter: [{ name: 'source', valueString: back.get('connect') }, { name: 'complete', valueString: back.get('complete') }] };
+    const done = await client.request('POST', `Patient/${pid()}/$connect`, { body: params, raw: true });
+    back.set('result', done.ok ? 'connected' : 'failed');
+    if (done.ok) return connections(client, box, resultNote(titles, back));
+  }
   if (!note && back.get('connect') && back.get('result')) {
-    const title = titles[back.get('connect')] || back.get('connect');
-    const result = ['connected', 'denied'].includes(back.get('result')) ? back.get('result') : 'failed';
-    note = h('p', { role: result === 'connected' ? 'status' : 'alert', class: result === 'connected' ? 'success' : 'error', id: 'connect-result' },
-      t(result === 'connected' ? 'connect.done' : 'connect.' + result, { title }));
+    note = resultNote(titles, back);
     history.replaceState(null, '', location.pathname + location.hash);
   }
   const kind = { connected: 'ok', reconnect: 'warn', 'not-connected': '' };
@@ -164,6 +171,14 @@ async function connections(client, box, note) {
       s.status !== 'connected' ? h('button', { type: 'button', class: 'connect', onclick: (e) => begin(client, box, s, e.currentTarget) }, t(s.status === 'reconnect' ? 'connect.reconnect' : 'connect.button', { title: s.title })) : null,
       s.status !== 'not-connected' ? h('button', { type: 'button', class: 'secondary disconnect', onclick: (e) => disconnect(client, box, s, e.currentTarget) }, t('connect.disconnect', { title: s.title })) : null))));
   box.replaceChildren(...(note ? [note] : []), srcs.length ? list : h('p', { class: 'muted' }, t('connect.none')));
+}
+
+// resultNote says how connecting a source ended (?connect=&result=).
+function resultNote(titles, back) {
+  const title = titles[back.get('connect')] || back.get('connect');
+  const result = ['connected', 'denied'].includes(back.get('result')) ? back.get('result') : 'failed';
+  return h('p', { role: result === 'connected' ? 'status' : 'alert', class: result === 'connected' ? 'success' : 'error', id: 'connect-result' },
+    t(result === 'connected' ? 'connect.done' : 'connect.' + result, { title }));
 }
 
 async function begin(client, box, s, btn) {
