@@ -284,17 +284,7 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("trail of %d replicas: %d events, head %d, problems %v", replicas, rep.Events, rep.Head.Seq, rep.Problems)
 	}
 	// each event once: every read's Observation appears exactly once
-	seen := map[string]int{}
-	if err := stores[1].ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
-		e, err := audit.EventOf(r)
-		if err != nil {
-			return err
-		}
-		seen[e.Resource+e.Patient]++
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seen := countEvents(t, stores[1], func(e *audit.Event) string { return e.Resource + e.Patient })
 	for k, n := range seen {
 		if n != 1 && k != "" {
 			t.Errorf("%s recorded %d times", k, n)
@@ -424,14 +414,7 @@ func TestRecordPanic(t *testing.T) {
 		}()
 		done := make(chan error, 1)
 		go func() { done <- tr.Record(ctx, read(2, "Patient/p1")) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the trail is stuck after a panicked append")
-		}
+		waitDone(t, done, 10*time.Second, "the trail is stuck after a panicked append")
 		if rep := mustVerify(t, tr.Log(), nil); !rep.OK() || rep.Events != 1 {
 			t.Fatalf("%d events, problems %v", rep.Events, rep.Problems)
 		}
@@ -488,14 +471,7 @@ func TestPendingSealed(t *testing.T) {
 		}
 		done <- nil
 	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Record waited for the head another transaction holds")
-	}
+	waitDone(t, done, 20*time.Second, "Record waited for the head another transaction holds")
 	if rep := mustVerify(t, st, nil); !rep.OK() || rep.Events != 3 || rep.Pending != 5 {
 		t.Fatalf("while held: %d events, %d pending, problems %v; want 3, 5, none", rep.Events, rep.Pending, rep.Problems)
 	}
@@ -542,17 +518,7 @@ func TestPendingSealed(t *testing.T) {
 		t.Fatalf("after sealing: %d events, %d pending, problems %v; want 8, 0, the forged one", rep.Events, rep.Pending, rep.Problems)
 	}
 	// the sealed events are the ones recorded, each once
-	seen := map[string]int{}
-	if err := st.ScanAudit(ctx, 1, func(r *storage.AuditRecord) error {
-		e, err := audit.EventOf(r)
-		if err != nil {
-			return err
-		}
-		seen[e.Resource]++
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	seen := countEvents(t, st, func(e *audit.Event) string { return e.Resource })
 	for i := range 8 {
 		if seen[fmt.Sprintf("Observation/o%d", i)] != 1 {
 			t.Fatalf("events by resource: %v", seen)
@@ -564,4 +530,34 @@ func TestPendingSealed(t *testing.T) {
 	if rep := mustVerify(t, st, nil); !rep.OK() {
 		t.Fatal(rep.Problems)
 	}
+}
+
+// waitDone waits for one result on done, failing with msg after d.
+func waitDone(t *testing.T, done <-chan error, d time.Duration, msg string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(d):
+		t.Fatal(msg)
+	}
+}
+
+// countEvents counts the trail's events by key.
+func countEvents(t *testing.T, lg storage.AuditLog, key func(*audit.Event) string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	if err := lg.ScanAudit(context.Background(), 1, func(r *storage.AuditRecord) error {
+		e, err := audit.EventOf(r)
+		if err != nil {
+			return err
+		}
+		seen[key(e)]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return seen
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fhirgate/fhirgate/storage"
 	"github.com/fhirgate/fhirgate/storage/postgres"
 	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
@@ -147,5 +146,3 @@ func delayCopy(dst, src net.Conn, d time.Duration) {
 		}
 	}
 }
-
-var _ = storage.AuditAppender(nil)

@@ -253,12 +253,7 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 // the head's lock and the last statement moves it.
 func auditStatements(recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte, cas bool) []Stmt {
 	prevSeq, prevHash := seq, hash
-	for _, r := range recs {
-		seq++
-		r.Seq = seq
-		seal(hash, r)
-		hash = r.Hash
-	}
+	seq, hash = sealAfter(recs, seal, seq, hash)
 	var out []Stmt
 	if cas {
 		// (the head is locked only if no other appender holds it: a held
@@ -291,6 +286,18 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 	return out
 }
 
+// sealAfter numbers and seals recs after the head (seq, hash) and returns
+// the head they make.
+func sealAfter(recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte) (int64, []byte) {
+	for _, r := range recs {
+		seq++
+		r.Seq = seq
+		seal(hash, r)
+		hash = r.Hash
+	}
+	return seq, hash
+}
+
 // maxOneStatement bounds the events appendOrPend takes; with their
 // references it also keeps to PostgreSQL's parameter bound (13 per event and 4
 // per posting, padded: maxPGParams) or leaves the append to the batched way.
@@ -312,12 +319,7 @@ func (s *Store) appendOrPend(ctx context.Context, recs []*storage.AuditRecord, s
 		seal(nil, &macs[i])
 	}
 	prevSeq, prevHash := seq, hash
-	for _, r := range recs {
-		seq++
-		r.Seq = seq
-		seal(hash, r)
-		hash = r.Hash
-	}
+	seq, hash = sealAfter(recs, seal, seq, hash)
 	ps := postingsOf(recs)
 	if 4+13*padded(len(recs))+4*padded(len(ps)) > maxPGParams {
 		return false, 0, nil, errTooLarge
