@@ -520,10 +520,6 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 	return out, nil
 }
 
-// createBatchRows bounds the rows of one multi-row INSERT (SQLite allows
-// 32766 parameters; PostgreSQL 65535).
-const createBatchRows = 200
-
 // CreateMany stores each resource as version 1 in few statements: the fast
 // path for loading transaction Bundles and pull batches. Any id already
 // taken fails the whole call with ErrAlreadyExists. The search values are
@@ -608,15 +604,17 @@ func createBatchErr(err error) error {
 	return fmt.Errorf("create batch: %w", err)
 }
 
-// insertVersions writes version 1 of each resource in multi-row INSERTs.
+// insertVersions writes version 1 of each resource in multi-row INSERTs
+// of a few recurring shapes (chunkRows).
 func (t *tx) insertVersions(ctx context.Context, out []*fhir.Resource, now time.Time) error {
-	for start := 0; start < len(out); start += createBatchRows {
-		chunk := out[start:min(start+createBatchRows, len(out))]
+	for start := 0; start < len(out); {
+		chunk := out[start : start+chunkRows(len(out)-start)]
+		start += len(chunk)
 		var (
 			b    strings.Builder
 			args = make([]any, 0, len(chunk)*6)
 		)
-		b.WriteString(`INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method, body) VALUES `)
+		b.WriteString(t.s.dialect.batchInsert() + ` resource_versions (res_type, res_id, version, last_updated, deleted, method, body) VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteByte(',')
@@ -645,7 +643,7 @@ func (t *tx) insertVersions(ctx context.Context, out []*fhir.Resource, now time.
 		}
 		b.Reset()
 		args = args[:0]
-		b.WriteString(`INSERT INTO resources (res_type, res_id, version, last_updated, deleted, body, seq) VALUES `)
+		b.WriteString(t.s.dialect.batchInsert() + ` resources (res_type, res_id, version, last_updated, deleted, body, seq) VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteByte(',')
