@@ -110,6 +110,41 @@ type Index struct {
 	Patients []string
 }
 
+// derive adds the values of a derived parameter: its sources' values
+// (only those referencing d.Target when set), renamed to code (derive.go).
+func (ix *Index) derive(code string, d *Derivation) {
+	ix.Strings = deriveValues(ix.Strings, func(v *StringValue) *At { return &v.At }, code, d.From)
+	ix.Tokens = deriveValues(ix.Tokens, func(v *TokenValue) *At { return &v.At }, code, d.From)
+	if d.Target == "" {
+		ix.Refs = deriveValues(ix.Refs, func(v *RefValue) *At { return &v.At }, code, d.From)
+	} else {
+		ix.Refs = deriveValues(ix.Refs, func(v *RefValue) *At {
+			if v.TargetType != d.Target {
+				return nil
+			}
+			return &v.At
+		}, code, d.From)
+	}
+	ix.Dates = deriveValues(ix.Dates, func(v *DateValue) *At { return &v.At }, code, d.From)
+	ix.Numbers = deriveValues(ix.Numbers, func(v *NumberValue) *At { return &v.At }, code, d.From)
+	ix.Quantities = deriveValues(ix.Quantities, func(v *QuantityValue) *At { return &v.At }, code, d.From)
+	ix.URIs = deriveValues(ix.URIs, func(v *URIValue) *At { return &v.At }, code, d.From)
+}
+
+// deriveValues appends a copy, renamed to code, of each value whose
+// parameter is one of from (at answers nil for a value to leave out).
+func deriveValues[T any](vs []T, at func(*T) *At, code string, from []string) []T {
+	n := len(vs)
+	for i := 0; i < n; i++ {
+		if a := at(&vs[i]); a != nil && slices.Contains(from, a.Param) {
+			v := vs[i]
+			at(&v).Param = code
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
 func (ix *Index) append(o *Index) {
 	ix.Strings = append(ix.Strings, o.Strings...)
 	ix.Tokens = append(ix.Tokens, o.Tokens...)
@@ -134,45 +169,20 @@ func (r *Registry) Extract(res *fhir.Resource) (*Index, error) {
 	root := res.Root()
 	env := &fhirpath.Env{Resource: root, RootResource: root}
 	x := &extractor{ix: &Index{}, base: r.opts.BaseURL}
+	var derived []*Param
 	for _, p := range r.Params(res.Type) {
-		if p.expr == nil || !p.mayHaveValues(root) {
+		if p.derived != nil {
+			derived = append(derived, p)
 			continue
 		}
-		items, err := p.expr.Eval(root, res.Type, env)
-		if err != nil {
-			return nil, fmt.Errorf("search: index %s.%s: %w", res.Type, p.Code, err)
-		}
-		if p.Type != TypeComposite {
-			x.add(p.Type, At{Param: p.Code}, items)
-			continue
-		}
-		for _, it := range items {
-			if it.Node == nil {
-				continue
-			}
-			// A group is indexed only when every component has a value:
-			// a composite cannot match an element that lacks one.
-			part := &extractor{ix: &Index{}, base: x.base}
-			complete := true
-			for ci, c := range p.Components {
-				vals, err := c.expr.Eval(it.Node, it.Type, env)
-				if err != nil {
-					return nil, fmt.Errorf("search: index %s.%s component %s: %w", res.Type, p.Code, c.Code, err)
-				}
-				before := part.ix.Len()
-				part.add(c.Type, At{Param: p.Code, Group: x.group + 1, Component: ci}, vals)
-				if part.ix.Len() == before {
-					complete = false
-					break
-				}
-			}
-			if complete {
-				x.group++
-				x.ix.append(part.ix)
-			}
+		if err := x.param(p, root, res.Type, env); err != nil {
+			return nil, err
 		}
 	}
 	ix := x.ix
+	for _, p := range derived {
+		ix.derive(p.Code, p.derived)
+	}
 	ix.Strings = dedupe(ix.Strings)
 	ix.Tokens = dedupe(ix.Tokens)
 	ix.Refs = dedupe(ix.Refs)
@@ -182,6 +192,47 @@ func (r *Registry) Extract(res *fhir.Resource) (*Index, error) {
 	ix.URIs = dedupe(ix.URIs)
 	ix.Patients = r.patients(res, ix)
 	return ix, nil
+}
+
+// param adds the values of one parameter, evaluating its expression.
+func (x *extractor) param(p *Param, root *fjson.Value, typ string, env *fhirpath.Env) error {
+	if p.expr == nil || !p.mayHaveValues(root) {
+		return nil
+	}
+	items, err := p.expr.Eval(root, typ, env)
+	if err != nil {
+		return fmt.Errorf("search: index %s.%s: %w", typ, p.Code, err)
+	}
+	if p.Type != TypeComposite {
+		x.add(p.Type, At{Param: p.Code}, items)
+		return nil
+	}
+	for _, it := range items {
+		if it.Node == nil {
+			continue
+		}
+		// A group is indexed only when every component has a value:
+		// a composite cannot match an element that lacks one.
+		part := &extractor{ix: &Index{}, base: x.base}
+		complete := true
+		for ci, c := range p.Components {
+			vals, err := c.expr.Eval(it.Node, it.Type, env)
+			if err != nil {
+				return fmt.Errorf("search: index %s.%s component %s: %w", typ, p.Code, c.Code, err)
+			}
+			before := part.ix.Len()
+			part.add(c.Type, At{Param: p.Code, Group: x.group + 1, Component: ci}, vals)
+			if part.ix.Len() == before {
+				complete = false
+				break
+			}
+		}
+		if complete {
+			x.group++
+			x.ix.append(part.ix)
+		}
+	}
+	return nil
 }
 
 func (r *Registry) patients(res *fhir.Resource, ix *Index) []string {

@@ -76,6 +76,8 @@ type Param struct {
 	Components []Component
 
 	expr *fhirpath.Expr
+	// derived, when set, says whose values this parameter's are (derive.go)
+	derived *Derivation
 	// touch lists the top-level members the expression starts from; when
 	// the resource has none of them, the parameter has no values and
 	// extraction skips the evaluation. nil means "always evaluate".
@@ -313,6 +315,9 @@ func loadDefinitions() (*definitions, error) {
 		}
 		sort.Slice(ps, func(i, j int) bool { return ps[i].Code < ps[j].Code })
 		defs.sorted[rt] = ps
+		if rt != "" {
+			derive(ps)
+		}
 	}
 	if defs.compartment, err = loadCompartment(defs); err != nil {
 		return nil, err

@@ -43,3 +43,13 @@ func TestRelease(t *testing.T) {
 		return s
 	})
 }
+
+func TestDerived(t *testing.T) {
+	storagetest.RunDerived(t, func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -47,6 +47,16 @@ func TestRelease(t *testing.T) {
 	})
 }
 
+func TestDerived(t *testing.T) {
+	storagetest.RunDerived(t, func(t *testing.T, reg *search.Registry) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // TestWALBounded: under a read load that never stops (every request reads,
 // and its audit event is written), the write-ahead log still returns to its
 // bound; passive checkpoints alone let it grow without end.
@@ -107,5 +117,52 @@ func TestWALBounded(t *testing.T) {
 		}
 		write() // writes go on, as audit events do
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDerivedRowsDropped: rows an earlier version wrote for derived
+// parameters are deleted by the migration that stopped writing them.
+func TestDerivedRowsDropped(t *testing.T) {
+	ctx := context.Background()
+	reg, err := search.New(search.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := sqlite.Open(ctx, path, sqlstore.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sqlite.OpenDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO idx_token (res_type, res_id, param, grp, comp, system, code, text, type_system, type_code) VALUES ('Observation', 'o1', 'combo-code', 0, 0, 's', 'c', '', '', ''), ('Observation', 'o1', 'code', 0, 0, 's', 'c', '', '', '')`,
+		`INSERT INTO idx_ref (res_type, res_id, param, grp, comp, target_type, target_id, url, version, ident_system, ident_value) VALUES ('Observation', 'o1', 'patient', 0, 0, 'Patient', 'p1', '', '', '', '')`,
+		`DELETE FROM schema_migrations WHERE name = '014_derived_params.sql'`,
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err = sqlite.Open(ctx, path, sqlstore.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err = sqlite.OpenDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var derived, kept int
+	if err := db.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM idx_token WHERE param = 'combo-code') + (SELECT COUNT(*) FROM idx_ref WHERE param = 'patient'), (SELECT COUNT(*) FROM idx_token WHERE param = 'code')`).Scan(&derived, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if derived != 0 || kept != 1 {
+		t.Fatalf("after the migration: %d rows of derived parameters (want 0), %d of code (want 1)", derived, kept)
 	}
 }

@@ -135,12 +135,16 @@ func (b *rowBatch) add(ctx context.Context, c Conn, vals ...any) error {
 }
 
 // indexWriter writes index rows for many resources with few statements.
+// It writes no rows for derived parameters (search.Derivation: their
+// values are their sources' rows, which the search compiler reads for
+// them).
 type indexWriter struct {
 	batches [8]rowBatch
+	reg     *search.Registry
 }
 
-func newIndexWriter(d Dialect) *indexWriter {
-	w := &indexWriter{}
+func newIndexWriter(d Dialect, reg *search.Registry) *indexWriter {
+	w := &indexWriter{reg: reg}
 	cols := []string{
 		"res_type, res_id, param, grp, comp, norm, norm_full, exact",
 		"res_type, res_id, param, grp, comp, system, code, text, type_system, type_code",
@@ -159,14 +163,21 @@ func newIndexWriter(d Dialect) *indexWriter {
 
 func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *search.Index) error {
 	b := &w.batches
+	stored := func(a search.At) bool { return w.reg == nil || w.reg.Stored(typ, a.Param) }
 	// text goes in encoded (textkey.go): NUL-free, key columns bounded
 	for _, v := range ix.Strings {
+		if !stored(v.At) {
+			continue
+		}
 		norm, full := fullVal(v.Norm)
 		if err := b[0].add(ctx, c, typ, id, v.Param, v.Group, v.Component, norm, full, textVal(v.Exact)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Tokens {
+		if !stored(v.At) {
+			continue
+		}
 		if v.Param == "_id" {
 			continue // searched and sorted on resources.res_id (search.go)
 		}
@@ -175,11 +186,17 @@ func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *searc
 		}
 	}
 	for _, v := range ix.Refs {
+		if !stored(v.At) {
+			continue
+		}
 		if err := b[2].add(ctx, c, typ, id, v.Param, v.Group, v.Component, keyVal(v.TargetType), keyVal(v.TargetID), textVal(v.URL), textVal(v.Version), textVal(v.IdentifierSystem), textVal(v.IdentifierValue)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Dates {
+		if !stored(v.At) {
+			continue
+		}
 		if v.Param == "_lastUpdated" {
 			continue // searched and sorted on resources.last_updated (search.go)
 		}
@@ -188,16 +205,25 @@ func (w *indexWriter) add(ctx context.Context, c Conn, typ, id string, ix *searc
 		}
 	}
 	for _, v := range ix.Numbers {
+		if !stored(v.At) {
+			continue
+		}
 		if err := b[4].add(ctx, c, typ, id, v.Param, v.Group, v.Component, numKey(v.Lo), numKey(v.Hi), textVal(v.Value)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.Quantities {
+		if !stored(v.At) {
+			continue
+		}
 		if err := b[5].add(ctx, c, typ, id, v.Param, v.Group, v.Component, textVal(v.System), textVal(v.Code), textVal(v.Unit), numKey(v.Lo), numKey(v.Hi), textVal(v.Value)); err != nil {
 			return err
 		}
 	}
 	for _, v := range ix.URIs {
+		if !stored(v.At) {
+			continue
+		}
 		val, full := fullVal(v.Value)
 		if err := b[6].add(ctx, c, typ, id, v.Param, v.Group, v.Component, val, full); err != nil {
 			return err
@@ -274,7 +300,7 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patie
 	if err != nil {
 		return nil, err
 	}
-	iw := newIndexWriter(s.dialect)
+	iw := newIndexWriter(s.dialect, s.registry)
 	for i, wr := range writes {
 		if idx[i] == nil {
 			continue

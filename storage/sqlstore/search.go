@@ -31,6 +31,37 @@ type compiler struct {
 	rel storage.Release
 	ctx context.Context
 	db  Conn
+	// reg knows the derived parameters (paramIs); nil treats every
+	// parameter as stored under its own code
+	reg *search.Registry
+}
+
+// paramIs is the condition that index rows aliased a ("" for none) hold
+// values of parameter code of typ: the rows under its own code or, for a
+// derived parameter (search.Derivation), its sources' rows, only those
+// referencing its target type when it has one.
+func (c *compiler) paramIs(a, typ, code string) string {
+	col := func(n string) string {
+		if a == "" {
+			return n
+		}
+		return a + "." + n
+	}
+	if c.reg != nil {
+		if p, ok := c.reg.Param(typ, code); ok {
+			if d := p.Derived(); d != nil {
+				cond := col("param") + " = " + c.arg(d.From[0])
+				if len(d.From) > 1 {
+					cond = col("param") + " IN (" + c.inList(d.From) + ")"
+				}
+				if d.Target != "" {
+					cond += " AND " + col("target_type") + " = " + c.arg(keyVal(d.Target))
+				}
+				return cond
+			}
+		}
+	}
+	return col("param") + " = " + c.arg(code)
 }
 
 const (
@@ -110,11 +141,11 @@ func (c *compiler) matchIDs(typ string, cl *search.Clause) (string, error) {
 		if inner, err = c.releasedIDs(cl.Has.Type, inner); err != nil {
 			return "", err
 		}
-		return "SELECT h.target_id FROM idx_ref h WHERE h.res_type = " + c.arg(cl.Has.Type) + " AND h.param = " + c.arg(cl.Has.Param) +
+		return "SELECT h.target_id FROM idx_ref h WHERE h.res_type = " + c.arg(cl.Has.Type) + " AND " + c.paramIs("h", cl.Has.Type, cl.Has.Param) +
 			" AND h.target_type = " + c.arg(typ) + " AND h.res_id IN (" + inner + ")", nil
 	case cl.Chain != nil:
 		var parts []string
-		head := "SELECT ch.res_id FROM idx_ref ch WHERE ch.res_type = " + c.arg(typ) + " AND ch.param = " + c.arg(cl.Param) + " AND ("
+		head := "SELECT ch.res_id FROM idx_ref ch WHERE ch.res_type = " + c.arg(typ) + " AND " + c.paramIs("ch", typ, cl.Param) + " AND ("
 		for _, t := range cl.Chain.Types {
 			inner, err := c.matchIDs(t, cl.Chain.Clause)
 			if err != nil {
@@ -158,7 +189,7 @@ func (c *compiler) matchIDs(typ string, cl *search.Clause) (string, error) {
 		}
 		ors = append(ors, cond)
 	}
-	q := "SELECT i.res_id FROM " + table + " i WHERE i.res_type = " + c.arg(typ) + " AND i.param = " + c.arg(cl.Param) +
+	q := "SELECT i.res_id FROM " + table + " i WHERE i.res_type = " + c.arg(typ) + " AND " + c.paramIs("i", typ, cl.Param) +
 		" AND (" + strings.Join(ors, " OR ") + ")"
 	if cl.Modifier == search.ModNot {
 		// :not matches resources with no matching value, including those
@@ -178,7 +209,7 @@ func (c *compiler) presentIDs(typ string, cl *search.Clause) string {
 	if table == "" {
 		table = "idx_token"
 	}
-	return "SELECT res_id FROM " + table + " WHERE res_type = " + c.arg(typ) + " AND param = " + c.arg(cl.Param)
+	return "SELECT res_id FROM " + table + " WHERE res_type = " + c.arg(typ) + " AND " + c.paramIs("", typ, cl.Param)
 }
 
 func (c *compiler) idClause(typ string, cl *search.Clause) (string, error) {
@@ -361,7 +392,7 @@ func (c *compiler) compositeClause(typ string, cl *search.Clause) (string, error
 			b.WriteString(" JOIN " + tableFor(comps[i].Type) + " " + k + " ON " + k + ".res_type = k0.res_type AND " + k + ".res_id = k0.res_id AND " +
 				k + ".param = k0.param AND " + k + ".grp = k0.grp AND " + k + ".comp = " + strconv.Itoa(i))
 		}
-		b.WriteString(" WHERE k0.res_type = " + c.arg(typ) + " AND k0.param = " + c.arg(cl.Param) + " AND k0.comp = 0")
+		b.WriteString(" WHERE k0.res_type = " + c.arg(typ) + " AND " + c.paramIs("k0", typ, cl.Param) + " AND k0.comp = 0")
 		for i := range comps {
 			cond, err := c.valueCond("k"+strconv.Itoa(i), comps[i].Type, search.ModNone, &v.Parts[i])
 			if err != nil {
@@ -376,7 +407,7 @@ func (c *compiler) compositeClause(typ string, cl *search.Clause) (string, error
 
 // sortExpr is the SQL value a resource sorts by for one key; missing
 // values sort last in either direction.
-func (c *compiler) sortExpr(k search.SortKey) (string, error) {
+func (c *compiler) sortExpr(typ string, k search.SortKey) (string, error) {
 	switch k.Param {
 	case "_id":
 		return "r.res_id", nil
@@ -413,8 +444,8 @@ func (c *compiler) sortExpr(k search.SortKey) (string, error) {
 	if k.Desc {
 		missing = missingDesc
 	}
-	return "COALESCE((SELECT " + agg + "(s." + col + ") FROM " + tableFor(k.Type) + " s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = " +
-		c.arg(k.Param) + "), " + c.arg(missing) + ")", nil
+	return "COALESCE((SELECT " + agg + "(s." + col + ") FROM " + tableFor(k.Type) + " s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND " +
+		c.paramIs("s", typ, k.Param) + "), " + c.arg(missing) + ")", nil
 }
 
 // cursor is the keyset position of the last row of a page.
@@ -469,7 +500,7 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 		return s.systemSearch(ctx, db, req)
 	}
 	typ := q.ResourceType
-	c := &compiler{rel: req.Release, ctx: ctx, db: db}
+	c := &compiler{rel: req.Release, ctx: ctx, db: db, reg: s.registry}
 	b := c.bound(typ)
 	where := "r.res_type = " + c.arg(typ) + " AND r.deleted = 0" + c.boundCond(typ, "r.res_id", b)
 	if req.PatientCompartment != "" {
@@ -540,7 +571,7 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 		sel := "r.res_id"
 		var order []string
 		for i, k := range q.Sort {
-			e, err := c.sortExpr(k)
+			e, err := c.sortExpr(typ, k)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", errUnsearchable, err)
 			}
@@ -684,10 +715,10 @@ func (s *Store) includeTargets(ctx context.Context, db Conn, in search.Include, 
 		if in.Source != "" && in.Source != typ {
 			continue
 		}
-		c := &compiler{}
+		c := &compiler{reg: s.registry}
 		q := "SELECT DISTINCT target_type, target_id FROM idx_ref WHERE res_type = " + c.arg(typ) + " AND res_id IN (" + c.inList(ids) + ") AND target_id <> ''"
 		if !in.Wildcard {
-			q += " AND param = " + c.arg(in.Param)
+			q += " AND " + c.paramIs("", typ, in.Param)
 		}
 		if in.Target != "" {
 			q += " AND target_type = " + c.arg(in.Target)
@@ -705,13 +736,13 @@ func (s *Store) revIncludes(ctx context.Context, db Conn, in search.Include, fro
 		if in.Target != "" && in.Target != typ {
 			continue
 		}
-		c := &compiler{}
+		c := &compiler{reg: s.registry}
 		q := "SELECT DISTINCT res_type, res_id FROM idx_ref WHERE target_type = " + c.arg(typ) + " AND target_id IN (" + c.inList(ids) + ")"
 		if in.Source != "" {
 			q += " AND res_type = " + c.arg(in.Source)
 		}
 		if !in.Wildcard {
-			q += " AND param = " + c.arg(in.Param)
+			q += " AND " + c.paramIs("", in.Source, in.Param)
 		}
 		if err := collectRefs(ctx, db, "_revinclude", c, q, seen, &refs); err != nil {
 			return nil, err
@@ -806,7 +837,7 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 	if len(types) == 0 {
 		types = fhir.ResourceTypes
 	}
-	c := &compiler{rel: req.Release, ctx: ctx, db: db}
+	c := &compiler{rel: req.Release, ctx: ctx, db: db, reg: s.registry}
 	var (
 		parts []string
 		exact = true

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/fhirgate/fhirgate/fhir"
 )
 
 // Index values are text the gateway did not choose: a NUL character (which
@@ -90,13 +92,28 @@ func cutAt(s string, n int) int {
 // rows written before it hold values raw.
 const encodingMigration = "006_long_index_values.sql"
 
+// derivedMigration is the migration after which the index keeps no rows
+// of derived parameters (search.Derivation).
+const derivedMigration = "014_derived_params.sql"
+
 // AfterMigrate brings index rows up to date after the migrations in
 // applied ran: when the index encoding was introduced, the resources whose
 // rows hold a value it changes (a control character, or a value long
-// enough to be shortened) are indexed again. Other rows are unchanged by
-// it. Backends call this once after migrating, before serving.
+// enough to be shortened) are indexed again (other rows are unchanged by
+// it); when derived parameters came, their rows, which no search reads any
+// more, are deleted. Backends call this once after migrating, before
+// serving. (A process stopped between the migration and this leaves dead
+// rows behind; fhirgate reindex removes them.)
 func (s *Store) AfterMigrate(ctx context.Context, applied []string) error {
-	if s.registry == nil || !slices.Contains(applied, encodingMigration) {
+	if s.registry == nil {
+		return nil
+	}
+	if slices.Contains(applied, derivedMigration) {
+		if err := s.dropDerivedRows(ctx); err != nil {
+			return err
+		}
+	}
+	if !slices.Contains(applied, encodingMigration) {
 		return nil
 	}
 	cols := map[string][]string{
@@ -162,6 +179,31 @@ func (s *Store) AfterMigrate(ctx context.Context, applied []string) error {
 			return err
 		}); err != nil {
 			return fmt.Errorf("re-encode index: %w", err)
+		}
+	}
+	return nil
+}
+
+// dropDerivedRows deletes the index rows of derived parameters, which
+// stores before derivedMigration wrote.
+func (s *Store) dropDerivedRows(ctx context.Context) error {
+	for _, rt := range fhir.ResourceTypes {
+		for _, p := range s.registry.Params(rt) {
+			if p.Derived() == nil {
+				continue
+			}
+			tables := []string{tableFor(p.Type)}
+			for _, c := range p.Components {
+				tables = append(tables, tableFor(c.Type))
+			}
+			for _, t := range tables {
+				if t == "" {
+					continue
+				}
+				if _, err := s.db.Exec(ctx, "DELETE FROM "+t+" WHERE res_type = ? AND param = ?", rt, p.Code); err != nil {
+					return fmt.Errorf("derived parameters: %s: %w", t, err)
+				}
+			}
 		}
 	}
 	return nil
