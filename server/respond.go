@@ -164,7 +164,7 @@ func (s *Server) readBodyAllowEmpty(c *gin.Context) ([]byte, error) {
 			return nil, err
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	body, err := readAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1), c.Request.ContentLength)
 	if err != nil {
 		if errors.Is(err, errSlowBody) {
 			return nil, fhir.Errorf(http.StatusRequestTimeout, "timeout", nil, "the request body arrived too slowly")
@@ -178,6 +178,33 @@ func (s *Server) readBodyAllowEmpty(c *gin.Context) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll into a buffer of the declared length (plus one
+// byte to see the end) instead of one grown from 512 bytes (a 2.6 MB
+// Bundle: 13 allocations, twice its size copied, and a buffer up to twice
+// its size held for the whole request).
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	if declared <= 0 || declared > 1<<30 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, 0, declared+1)
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			// more than declared: let ReadAll take the rest (the limit
+			// reader above bounds it)
+			rest, err := io.ReadAll(r)
+			return append(buf, rest...), err
+		}
+	}
 }
 
 // readBodyJSON reads a body that must be FHIR JSON.

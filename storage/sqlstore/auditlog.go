@@ -820,14 +820,6 @@ func (t *tx) PurgeType(ctx context.Context, typ string) (int64, error) {
 	return n, nil
 }
 
-// rowsPerInsert is how many of n rows the next multi-row INSERT carries:
-// 64, 16, 4 or 1, so that a few statement texts serve every batch and
-// stay prepared.
-func rowsPerInsert(n int) int {
-	for _, k := range []int{auditRowsPerInsert, 16, 4} {
-		if n >= k {
-			return k
-		}
-	}
-	return 1
-}
+// rowsPerInsert is how many of n rows the next multi-row INSERT of the
+// audit log carries: 64, 16, 4 or 1 (see chunkOf).
+func rowsPerInsert(n int) int { return chunkOf(n, auditRowsPerInsert, 16, 4, 1) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/bits"
 	"runtime"
 	"slices"
 	"sort"
@@ -56,16 +55,22 @@ type rowBatch struct {
 	sql   map[int]string // the INSERT of n rows, by n
 }
 
-// chunkRows is how many of n rows the next multi-row INSERT carries: at
-// most insertChunk, else the largest power of two that fits. Statements
-// thus come in a few shapes per table, each recurring often enough for the
-// SQLite backend to run it prepared: statements of whatever size a batch
-// happened to have were compiled anew each time (7% of a bulk load's CPU).
-func chunkRows(n int) int {
-	if n >= insertChunk {
-		return insertChunk
+// chunkRows is how many of n rows the next multi-row INSERT of index rows
+// or new versions carries: 128, 64, 32, ..., 1 (see chunkOf).
+func chunkRows(n int) int { return chunkOf(n, insertChunk, 64, 32, 16, 8, 4, 2, 1) }
+
+// chunkOf is the largest of sizes (descending, ending in 1) that n
+// reaches. Multi-row INSERTs thus come in a few shapes, each recurring
+// often enough for the SQLite backend to keep it prepared: statements of
+// whatever size a batch happened to have were compiled anew each time
+// (7% of a bulk load's CPU).
+func chunkOf(n int, sizes ...int) int {
+	for _, k := range sizes {
+		if n >= k {
+			return k
+		}
 	}
-	return 1 << (bits.Len(uint(n)) - 1)
+	return 1
 }
 
 // insertChunk bounds the rows of one multi-row INSERT (and keeps it far

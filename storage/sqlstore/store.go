@@ -204,8 +204,8 @@ func (s *Store) vread(ctx context.Context, c Conn, typ, id, vid string) (*fhir.R
 		deleted int
 		body    []byte
 	)
-	err = c.QueryRow(ctx, `SELECT last_updated, deleted, body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version = ?`,
-		typ, id, v).Scan(&lu, &deleted, &body)
+	err = c.QueryRow(ctx, `SELECT v.last_updated, v.deleted, `+versionBody+` FROM resource_versions v `+currentJoin+`
+		WHERE v.res_type = ? AND v.res_id = ? AND v.version = ?`, typ, id, v).Scan(&lu, &deleted, &body)
 	if errors.Is(err, ErrNoRows) {
 		return nil, fmt.Errorf("%s/%s version %d: %w", typ, id, v, storage.ErrNotFound)
 	}
@@ -451,8 +451,11 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 	}
 	v, _ := strconv.ParseInt(cur.VersionID, 10, 64)
 	now := t.s.clock()
-	seq, err := t.insertVersion(ctx, typ, id, v+1, now, true, "DELETE", nil)
+	seq, err := t.insertVersion(ctx, typ, id, v+1, now, true, "DELETE")
 	if err != nil {
+		return "", err
+	}
+	if err := t.keepPrevious(ctx, typ, id); err != nil {
 		return "", err
 	}
 	if _, err := t.c.Exec(ctx, `UPDATE resources SET version = ?, last_updated = ?, deleted = 1, body = NULL, seq = ? WHERE res_type = ? AND res_id = ?`,
@@ -468,14 +471,37 @@ func (t *tx) Delete(ctx context.Context, typ, id string, opts storage.DeleteOpti
 	return strconv.FormatInt(v+1, 10), nil
 }
 
-func (t *tx) insertVersion(ctx context.Context, typ, id string, v int64, now time.Time, deleted bool, method string, body []byte) (int64, error) {
+// Each body is stored once. The current version's is in its resources row
+// only (its resource_versions row has none); when a write supersedes it,
+// keepPrevious moves it into the version's row, in the same transaction.
+// Reads of versions take the body from the current row when the version's
+// own is absent (versionBody, currentJoin). Versions written before this
+// have both, which reads the same. A load of new resources thus writes
+// each body once instead of twice.
+const (
+	versionBody = "COALESCE(v.body, cur.body)"
+	currentJoin = "LEFT JOIN resources cur ON cur.res_type = v.res_type AND cur.res_id = v.res_id AND cur.seq = v.seq"
+)
+
+// keepPrevious moves the body of the current version of typ/id from its
+// resources row into its resource_versions row, before a write replaces it.
+func (t *tx) keepPrevious(ctx context.Context, typ, id string) error {
+	if _, err := t.c.Exec(ctx, `UPDATE resource_versions SET body = (SELECT cur.body FROM resources cur WHERE cur.res_type = ? AND cur.res_id = ?)
+		WHERE seq = (SELECT cur.seq FROM resources cur WHERE cur.res_type = ? AND cur.res_id = ?) AND body IS NULL`, typ, id, typ, id); err != nil {
+		return fmt.Errorf("keep %s version: %w", typ, err)
+	}
+	return nil
+}
+
+// insertVersion writes a version's row, without its body (keepPrevious).
+func (t *tx) insertVersion(ctx context.Context, typ, id string, v int64, now time.Time, deleted bool, method string) (int64, error) {
 	del := 0
 	if deleted {
 		del = 1
 	}
 	var seq int64
-	err := t.c.QueryRow(ctx, `INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-		typ, id, v, micros(now), del, method, body).Scan(&seq)
+	err := t.c.QueryRow(ctx, `INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+		typ, id, v, micros(now), del, method).Scan(&seq)
 	if err != nil {
 		if isUniqueViolation(err) {
 			// a concurrent writer took this version first
@@ -494,11 +520,15 @@ func (t *tx) insertVersion(ctx context.Context, typ, id string, v int64, now tim
 func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method string, exists bool) (*fhir.Resource, error) {
 	now := t.s.clock()
 	out := res.WithMeta(res.ID, strconv.FormatInt(v, 10), now)
-	seq, err := t.insertVersion(ctx, out.Type, out.ID, v, now, false, method, out.Raw)
+	// the body is kept once, in the current row (keepPrevious)
+	seq, err := t.insertVersion(ctx, out.Type, out.ID, v, now, false, method)
 	if err != nil {
 		return nil, err
 	}
 	if exists {
+		if err := t.keepPrevious(ctx, out.Type, out.ID); err != nil {
+			return nil, err
+		}
 		_, err = t.c.Exec(ctx, `UPDATE resources SET version = ?, last_updated = ?, deleted = 0, body = ?, seq = ? WHERE res_type = ? AND res_id = ?`,
 			v, micros(now), out.Raw, seq, out.Type, out.ID)
 	} else {
@@ -585,7 +615,7 @@ func (t *tx) copyVersions(ctx context.Context, cp Copier, out []*fhir.Resource, 
 	vrows := make([][]any, len(out))
 	crows := make([][]any, len(out))
 	for i, r := range out {
-		vrows[i] = []any{seqs[i], r.Type, r.ID, int64(1), lu, int32(0), "POST", r.Raw}
+		vrows[i] = []any{seqs[i], r.Type, r.ID, int64(1), lu, int32(0), "POST", nil} // the body: in resources (keepPrevious)
 		crows[i] = []any{r.Type, r.ID, int64(1), lu, int32(0), r.Raw, seqs[i]}
 	}
 	if err := cp.CopyRows(ctx, "resource_versions", []string{"seq", "res_type", "res_id", "version", "last_updated", "deleted", "method", "body"}, vrows); err != nil {
@@ -619,8 +649,8 @@ func (t *tx) insertVersions(ctx context.Context, out []*fhir.Resource, now time.
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString("(?, ?, 1, ?, 0, 'POST', ?)")
-			args = append(args, r.Type, r.ID, micros(now), r.Raw)
+			b.WriteString("(?, ?, 1, ?, 0, 'POST', NULL)") // the body: in resources (keepPrevious)
+			args = append(args, r.Type, r.ID, micros(now))
 		}
 		b.WriteString(" RETURNING res_type, res_id, seq")
 		rows, err := t.c.Query(ctx, b.String(), args...)
@@ -818,8 +848,8 @@ func (s *Store) history(ctx context.Context, c Conn, q storage.HistoryQuery) (*s
 
 // historyRows reads up to n versions, newest first, with their sequence.
 func (s *Store) historyRows(ctx context.Context, c Conn, where string, args []any, n int) ([]storage.HistoryEntry, []int64, error) {
-	rows, err := c.Query(ctx, `SELECT v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.method, v.body
-		FROM resource_versions v WHERE `+where+` ORDER BY v.seq DESC LIMIT ?`, append(slices.Clone(args), n)...)
+	rows, err := c.Query(ctx, `SELECT v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.method, `+versionBody+`
+		FROM resource_versions v `+currentJoin+` WHERE `+where+` ORDER BY v.seq DESC LIMIT ?`, append(slices.Clone(args), n)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("history: %w", err)
 	}
@@ -862,8 +892,9 @@ func (s *Store) historyReleased(ctx context.Context, c Conn, rel storage.Release
 			ver, lu int64
 			body    []byte
 		)
-		err := c.QueryRow(ctx, `SELECT version, last_updated, body FROM resource_versions WHERE res_type = ? AND res_id = ? AND version < ? AND deleted = 0
-			ORDER BY version DESC LIMIT 1`, e.Type, e.ID, v).Scan(&ver, &lu, &body)
+		err := c.QueryRow(ctx, `SELECT v.version, v.last_updated, `+versionBody+` FROM resource_versions v `+currentJoin+`
+			WHERE v.res_type = ? AND v.res_id = ? AND v.version < ? AND v.deleted = 0
+			ORDER BY v.version DESC LIMIT 1`, e.Type, e.ID, v).Scan(&ver, &lu, &body)
 		if errors.Is(err, ErrNoRows) {
 			return false, nil
 		}

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"TxRollback", testTxRollback},
 		{"TxReadsOwnWrites", testTxReadsOwnWrites},
 		{"History", testHistory},
+		{"VersionBodies", testVersionBodies},
 		{"HistorySinceAt", testHistorySinceAt},
 		{"HistoryBadCursor", testHistoryBadCursor},
 		{"CreateMany", testCreateMany},
@@ -423,6 +424,71 @@ func testTxReadsOwnWrites(t *testing.T, s storage.Store, _ *Clock) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testVersionBodies: every version answers its own body, by vread and in
+// the history, whether it was written alone or in a batch, is current or
+// not, or came after a deletion (bodies are kept once: the current one in
+// the resource's row).
+func testVersionBodies(t *testing.T, s storage.Store, _ *Clock) {
+	ctx := context.Background()
+	wrote := map[string]string{}
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("p%d", i)
+		if _, err := s.Create(ctx, patient(t, id, "v1")); err != nil {
+			t.Fatal(err)
+		}
+		for v := 1; v <= 3; v++ {
+			if v > 1 {
+				if _, _, err := s.Update(ctx, patient(t, id, fmt.Sprintf("v%d", v)), storage.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wrote[fmt.Sprintf("Patient/p%d/%d", i, v)] = fmt.Sprintf(`"family":"v%d"`, v)
+		}
+	}
+	_, err := s.CreateMany(ctx, []*fhir.Resource{patient(t, "m0", "b1"), patient(t, "m1", "b1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Update(ctx, patient(t, "m1", "b2"), storage.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, "Patient", "m1", storage.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Update(ctx, patient(t, "m1", "b4"), storage.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wrote["Patient/m0/1"], wrote["Patient/m1/1"], wrote["Patient/m1/2"], wrote["Patient/m1/4"] = `"family":"b1"`, `"family":"b1"`, `"family":"b2"`, `"family":"b4"`
+	for key, want := range wrote {
+		parts := strings.Split(key, "/")
+		r, err := s.VRead(ctx, parts[0], parts[1], parts[2])
+		if err != nil {
+			t.Fatalf("vread %s: %v", key, err)
+		}
+		if !strings.Contains(string(r.Raw), want) {
+			t.Fatalf("vread %s: %s, want %s", key, r.Raw, want)
+		}
+	}
+	if _, err := s.VRead(ctx, "Patient", "m1", "3"); !errors.Is(err, storage.ErrGone) {
+		t.Fatalf("vread of the deletion: %v", err)
+	}
+	seen := 0
+	for _, e := range collect(t, s, storage.HistoryQuery{Type: "Patient", Count: 3}) {
+		key := e.Type + "/" + e.ID + "/" + e.VersionID
+		want, ok := wrote[key]
+		if !ok {
+			continue
+		}
+		seen++
+		if e.Resource == nil || !strings.Contains(string(e.Resource.Raw), want) {
+			t.Fatalf("history %s: %+v, want %s", key, e.Resource, want)
+		}
+	}
+	if seen != len(wrote) {
+		t.Fatalf("history listed %d of the %d versions with content", seen, len(wrote))
 	}
 }
 
