@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"sync"
@@ -165,4 +166,49 @@ func TestDerivedRowsDropped(t *testing.T) {
 	if derived != 0 || kept != 1 {
 		t.Fatalf("after the migration: %d rows of derived parameters (want 0), %d of code (want 1)", derived, kept)
 	}
+}
+
+// TestPageSize: a new database file gets the store's page size (a
+// page_size pragma among the driver's DSN pragmas never took effect); an
+// existing file keeps its own.
+func TestPageSize(t *testing.T) {
+	ctx := context.Background()
+	pageSize := func(path string) int {
+		db, err := sqlite.OpenDB(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(ctx, "PRAGMA page_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	fresh := filepath.Join(t.TempDir(), "new.db")
+	if n := pageSize(fresh); n != 8192 {
+		t.Fatalf("new database: page size %d, want 8192", n)
+	}
+	if n := pageSize(fresh); n != 8192 {
+		t.Fatalf("reopened: page size %d", n)
+	}
+	old := filepath.Join(t.TempDir(), "old.db")
+	raw, err := sql.Open("sqlite", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"PRAGMA page_size=4096", "PRAGMA journal_mode=WAL", "CREATE TABLE t (x)"} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	if n := pageSize(old); n != 4096 {
+		t.Fatalf("existing database: page size %d, want its own 4096", n)
+	}
+	s, err := sqlite.Open(ctx, old, sqlstore.Options{})
+	if err != nil {
+		t.Fatalf("existing database: %v", err)
+	}
+	s.Close()
 }
