@@ -99,7 +99,7 @@ func derive(ps []*Param) {
 				chosen = append(chosen, c)
 			}
 		}
-		if len(chosen) > 0 && subset(branches[q], keys(covered)) {
+		if len(chosen) > 0 && all(branches[q], func(b string) bool { return covered[b] }) {
 			union[q] = chosen
 		}
 	}
@@ -204,17 +204,13 @@ func sameComponents(a, b *Param) bool {
 	return true
 }
 
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+func subset(a, b []string) bool {
+	return all(a, func(x string) bool { return slices.Contains(b, x) })
 }
 
-func subset(a, b []string) bool {
-	for _, x := range a {
-		if !slices.Contains(b, x) {
+func all(xs []string, ok func(string) bool) bool {
+	for _, x := range xs {
+		if !ok(x) {
 			return false
 		}
 	}

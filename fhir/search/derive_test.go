@@ -128,35 +128,22 @@ func valuesOf(ix *Index, code string) []string {
 		if a.Param != code {
 			return
 		}
-		a.Group, a.Param = 0, ""
-		s := fmt.Sprintf("%d %+v", a.Component, v)
-		if g := atGroup(v); g > 0 {
-			groups[g] = append(groups[g], s)
+		// the value's own fields: what follows its At{...} in %+v
+		s := fmt.Sprintf("%+v", v)
+		s = fmt.Sprintf("%d %T%s", a.Component, v, s[strings.IndexByte(s, '}')+1:])
+		if a.Group > 0 {
+			groups[a.Group] = append(groups[a.Group], s)
 		} else {
 			plain = append(plain, s)
 		}
 	}
-	for _, v := range ix.Strings {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.Tokens {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.Refs {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.Dates {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.Numbers {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.Quantities {
-		add(v.At, withoutAt(v))
-	}
-	for _, v := range ix.URIs {
-		add(v.At, withoutAt(v))
-	}
+	eachValue(ix.Strings, add)
+	eachValue(ix.Tokens, add)
+	eachValue(ix.Refs, add)
+	eachValue(ix.Dates, add)
+	eachValue(ix.Numbers, add)
+	eachValue(ix.Quantities, add)
+	eachValue(ix.URIs, add)
 	for _, g := range groups {
 		sort.Strings(g)
 		plain = append(plain, "group "+strings.Join(g, " & "))
@@ -165,45 +152,8 @@ func valuesOf(ix *Index, code string) []string {
 	return slices.Compact(plain)
 }
 
-// grouped carries a value's group next to the value without its At.
-type grouped struct {
-	group int
-	v     any
-}
-
-func (g grouped) String() string { return fmt.Sprintf("%+v", g.v) }
-
-func atGroup(v any) int {
-	if g, ok := v.(grouped); ok {
-		return g.group
+func eachValue[T atter](vs []T, add func(At, any)) {
+	for _, v := range vs {
+		add(v.at(), v)
 	}
-	return 0
-}
-
-func withoutAt[T interface{ at() At }](v T) any {
-	g := v.at().Group
-	switch x := any(v).(type) {
-	case StringValue:
-		x.At = At{}
-		return grouped{g, x}
-	case TokenValue:
-		x.At = At{}
-		return grouped{g, x}
-	case RefValue:
-		x.At = At{}
-		return grouped{g, x}
-	case DateValue:
-		x.At = At{}
-		return grouped{g, x}
-	case NumberValue:
-		x.At = At{}
-		return grouped{g, x}
-	case QuantityValue:
-		x.At = At{}
-		return grouped{g, x}
-	case URIValue:
-		x.At = At{}
-		return grouped{g, x}
-	}
-	return v
 }

@@ -34,22 +34,19 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 }
 
+// searchStore is a new empty store that keeps a search index with reg.
+func searchStore(t *testing.T, reg *search.Registry) storage.Store {
+	s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestRelease(t *testing.T) {
-	storagetest.RunRelease(t, func(t *testing.T, reg *search.Registry) storage.Store {
-		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	storagetest.RunRelease(t, searchStore)
 }
 
 func TestDerived(t *testing.T) {
-	storagetest.RunDerived(t, func(t *testing.T, reg *search.Registry) storage.Store {
-		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	storagetest.RunDerived(t, searchStore)
 }

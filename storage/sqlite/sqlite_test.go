@@ -38,24 +38,21 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 }
 
+// searchStore is a new empty store that keeps a search index with reg.
+func searchStore(t *testing.T, reg *search.Registry) storage.Store {
+	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestRelease(t *testing.T) {
-	storagetest.RunRelease(t, func(t *testing.T, reg *search.Registry) storage.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	storagetest.RunRelease(t, searchStore)
 }
 
 func TestDerived(t *testing.T) {
-	storagetest.RunDerived(t, func(t *testing.T, reg *search.Registry) storage.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	storagetest.RunDerived(t, searchStore)
 }
 
 // TestWALBounded: under a read load that never stops (every request reads,

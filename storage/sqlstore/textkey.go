@@ -196,7 +196,8 @@ func (s *Store) dropDerivedRows(ctx context.Context) error {
 			for _, c := range p.Components {
 				tables = append(tables, tableFor(c.Type))
 			}
-			for _, t := range tables {
+			slices.Sort(tables)
+			for _, t := range slices.Compact(tables) {
 				if t == "" {
 					continue
 				}
