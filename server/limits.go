@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -152,7 +153,9 @@ func (s *Server) ioDeadlines() gin.HandlerFunc {
 		start := time.Now()
 		if c.Request.Body != nil && c.Request.Body != http.NoBody {
 			_ = rc.SetReadDeadline(start.Add(idle))
-			c.Request.Body = &progressBody{ReadCloser: c.Request.Body, rc: rc, idle: idle, rate: rate}
+			pb := &progressBody{ReadCloser: c.Request.Body, rc: rc, idle: idle, rate: rate}
+			c.Request.Body = pb
+			c.Set(ctxBody, pb)
 		}
 		c.Writer = &progressWriter{ResponseWriter: c.Writer, rc: rc, idle: idle}
 		c.Next()
@@ -177,6 +180,19 @@ type progressBody struct {
 	rate   int64
 	read   int64
 	waited time.Duration
+	// failed is set when a read failed other than at the body's end: the
+	// server then also cancels the request's context, and the handler may
+	// see either first (fail answers the body's failure)
+	failed atomic.Bool
+}
+
+// ctxBody keys the request's progressBody in the gin context.
+const ctxBody = "fhirgate.body"
+
+// bodyFailed reports whether reading the request's body failed.
+func bodyFailed(c *gin.Context) bool {
+	pb, ok := c.Get(ctxBody)
+	return ok && pb.(*progressBody).failed.Load()
 }
 
 func (b *progressBody) Read(p []byte) (int, error) {
@@ -194,6 +210,9 @@ func (b *progressBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.waited += time.Since(start)
 	b.read += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.failed.Store(true)
+	}
 	var ne interface{ Timeout() bool }
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
 		return n, fmt.Errorf("%w: %w", errSlowBody, err)

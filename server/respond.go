@@ -242,6 +242,12 @@ func errorStatus(err error) (int, []fhir.Issue) {
 
 // fail answers err as an OperationOutcome.
 func (s *Server) fail(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) && bodyFailed(c) {
+		// the body broke off (a client that stalled or went away): the
+		// server cancelled the request because of it, and the handler saw
+		// the cancellation before the read error
+		err = fhir.BadRequest("could not read the request body")
+	}
 	status, issues := errorStatus(err)
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		// Store and driver errors carry no resource bodies; they are safe to log.
