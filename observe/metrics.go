@@ -8,7 +8,10 @@
 // packages it observes call a few typed methods and never see them.
 //
 // Labels never carry patient data: routes are the server's patterns
-// ("/:type/:id"), never request paths, queries or ids.
+// ("/:type/:id"), never request paths, queries or ids. Nor does a label
+// take any value a client chooses: an HTTP method outside the standard
+// ones is "_OTHER" (MethodLabel), or any caller could mint a new series,
+// each a histogram kept for the life of the process, with every request.
 package observe
 
 import (
@@ -47,6 +50,41 @@ type Metrics struct {
 
 	mu     sync.Mutex
 	queues func(ctx context.Context) ([]QueueCount, error)
+
+	// served caches the request series by method, route and status
+	// (bounded: methods by MethodLabel, routes by the router, statuses
+	// by net/http), so that a request does not hash its labels twice.
+	served sync.Map // requestKey -> *requestSeries
+}
+
+type requestKey struct {
+	method, route string
+	status        int
+}
+
+type requestSeries struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// methods are the HTTP methods that label requests as themselves.
+var methods = map[string]string{}
+
+func init() {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace} {
+		methods[m] = m
+	}
+}
+
+// MethodLabel is how a request's method appears in metrics and span
+// names: itself when it is a standard HTTP method, else "_OTHER" (the
+// OpenTelemetry convention), so that no caller can add series or names.
+func MethodLabel(method string) string {
+	if m, ok := methods[method]; ok {
+		return m
+	}
+	return "_OTHER"
 }
 
 // QueueCount is the number of River jobs of one queue in one state.
@@ -124,9 +162,25 @@ func (m *Metrics) RequestStarted() (done func(method, route string, status int))
 		if route == "" {
 			route = "unmatched" // no route: a 404 or 405 of the router itself
 		}
-		m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
-		m.requestSeconds.WithLabelValues(method, route, strconv.Itoa(status/100)+"xx").Observe(time.Since(start).Seconds())
+		m.series(MethodLabel(method), route, status).observe(time.Since(start))
 	}
+}
+
+func (m *Metrics) series(method, route string, status int) *requestSeries {
+	k := requestKey{method, route, status}
+	if s, ok := m.served.Load(k); ok {
+		return s.(*requestSeries)
+	}
+	s, _ := m.served.LoadOrStore(k, &requestSeries{
+		count:   m.requests.WithLabelValues(method, route, strconv.Itoa(status)),
+		latency: m.requestSeconds.WithLabelValues(method, route, strconv.Itoa(status/100)+"xx"),
+	})
+	return s.(*requestSeries)
+}
+
+func (s *requestSeries) observe(d time.Duration) {
+	s.count.Inc()
+	s.latency.Observe(d.Seconds())
 }
 
 // StoreOp times a store operation; the returned function records its end.

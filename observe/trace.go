@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -13,7 +14,17 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
+
+// tracing is set once StartTracing has installed an exporting provider:
+// until then the gateway makes no spans at all (a no-op span still cost
+// every request an allocation and a context).
+var tracing atomic.Bool
+
+// Tracing reports whether spans are exported (StartTracing installed a
+// provider).
+func Tracing() bool { return tracing.Load() }
 
 // TracerName is the instrumentation scope of the gateway's spans.
 const TracerName = "github.com/fhirgate/fhirgate"
@@ -55,7 +66,11 @@ func StartTracing(ctx context.Context, version string) (shutdown func(context.Co
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
-	return tp.Shutdown, nil
+	tracing.Store(true)
+	return func(ctx context.Context) error {
+		tracing.Store(false)
+		return tp.Shutdown(ctx)
+	}, nil
 }
 
 // Tracer is the gateway's tracer (a no-op until StartTracing installs a
@@ -65,9 +80,15 @@ func Tracer() trace.Tracer { return otel.Tracer(TracerName) }
 // Span starts a span for an internal operation (a store call, a
 // consolidation batch); end it with End(err).
 func Span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, *SpanEnd) {
+	if !Tracing() {
+		return ctx, noSpan
+	}
 	ctx, sp := Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
 	return ctx, &SpanEnd{sp}
 }
+
+// noSpan is the span of every operation while tracing is off.
+var noSpan = &SpanEnd{noop.Span{}}
 
 // SpanEnd ends a span, recording an error.
 type SpanEnd struct{ sp trace.Span }

@@ -32,24 +32,34 @@ func (s *Server) observeRequests() gin.HandlerFunc {
 		id := observe.AcceptRequestID(c.GetHeader(observe.RequestIDHeader))
 		c.Header(observe.RequestIDHeader, id)
 		ctx := observe.WithRequestID(c.Request.Context(), id)
-		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
-		route := c.FullPath()
-		name := c.Request.Method + " " + route
-		if route == "" {
-			name = c.Request.Method
+		if carrier := propagation.HeaderCarrier(c.Request.Header); carrier.Get("traceparent") != "" || carrier.Get("baggage") != "" {
+			// the caller's trace id reaches the log lines even while
+			// the gateway exports no spans of its own
+			ctx = otel.GetTextMapPropagator().Extract(ctx, carrier)
 		}
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", route),
-				attribute.String("fhirgate.request_id", id)))
+		route := c.FullPath()
+		method := observe.MethodLabel(c.Request.Method)
+		var span trace.Span
+		if observe.Tracing() {
+			name := method + " " + route
+			if route == "" {
+				name = method
+			}
+			ctx, span = tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route),
+					attribute.String("fhirgate.request_id", id)))
+		}
 		c.Request = c.Request.WithContext(ctx)
 		done := s.cfg.Metrics.RequestStarted()
 		defer func() {
 			status := c.Writer.Status()
-			span.SetAttributes(attribute.Int("http.response.status_code", status))
-			if status >= 500 {
-				span.SetStatus(codes.Error, strconv.Itoa(status))
+			if span != nil {
+				span.SetAttributes(attribute.Int("http.response.status_code", status))
+				if status >= 500 {
+					span.SetStatus(codes.Error, strconv.Itoa(status))
+				}
+				span.End()
 			}
-			span.End()
 			done(c.Request.Method, route, status)
 		}()
 		c.Next()

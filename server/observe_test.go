@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -105,7 +106,8 @@ func TestReadyz(t *testing.T) {
 }
 
 // TestRequestMetrics: requests are counted by method, route pattern and
-// status; the route label never holds an id.
+// status; the route label never holds an id, and no caller can add series:
+// methods other than HTTP's own are counted together as "_OTHER".
 func TestRequestMetrics(t *testing.T) {
 	m := observe.NewMetrics("test", "")
 	h := newHarness(t, storeKinds[0], server.Config{Metrics: m})
@@ -114,15 +116,22 @@ func TestRequestMetrics(t *testing.T) {
 	h.do(http.MethodGet, "/Patient/"+id, nil)
 	h.do(http.MethodGet, "/Patient/nope", nil)
 	h.do(http.MethodGet, "/no/such/route/at/all", nil)
+	for i := range 50 {
+		h.do(fmt.Sprintf("X%dY", i), "/Patient/"+id, nil)
+	}
 	c := func(method, route, status string) float64 {
 		return testutil.ToFloat64(m.RequestCounter().WithLabelValues(method, route, status))
 	}
-	if c("GET", "/:type/:id", "200") != 2 || c("GET", "/:type/:id", "404") != 1 || c("POST", "/:type", "201") != 1 || c("GET", "unmatched", "404") != 1 {
-		t.Fatalf("counts: read 200 %v, read 404 %v, create %v, unmatched %v", c("GET", "/:type/:id", "200"), c("GET", "/:type/:id", "404"), c("POST", "/:type", "201"), c("GET", "unmatched", "404"))
+	if c("GET", "/:type/:id", "200") != 2 || c("GET", "/:type/:id", "404") != 1 || c("POST", "/:type", "201") != 1 || c("GET", "unmatched", "404") != 1 || c("_OTHER", "unmatched", "405") != 50 {
+		t.Fatalf("counts: read 200 %v, read 404 %v, create %v, unmatched %v, other methods %v", c("GET", "/:type/:id", "200"), c("GET", "/:type/:id", "404"), c("POST", "/:type", "201"), c("GET", "unmatched", "404"), c("_OTHER", "unmatched", "405"))
 	}
-	n, err := testutil.GatherAndCount(m.Registry(), "fhirgate_http_requests_total")
-	if err != nil || n != 4 {
-		t.Fatalf("%d series (%v)", n, err)
+	for name, want := range map[string]int{"fhirgate_http_requests_total": 5, "fhirgate_http_request_duration_seconds": 5} {
+		if n, err := testutil.GatherAndCount(m.Registry(), name); err != nil || n != want {
+			t.Fatalf("%s: %d series, want %d (%v)", name, n, want, err)
+		}
+	}
+	if strings.Contains(dump(t, m), "X1Y") {
+		t.Fatal("a method the caller made up in the metrics")
 	}
 	if strings.Contains(dump(t, m), id) {
 		t.Fatal("a resource id in the metrics")

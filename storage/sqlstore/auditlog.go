@@ -66,7 +66,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 	if b, ok := s.db.(Batcher); ok {
 		if seq, hash, ok := s.auditHead.fast(); ok {
 			// one round trip: move the head from where this process left it
-			err := b.QueryBatch(ctx, auditStatements(recs, seal, seq, hash, true))
+			err := b.QueryBatch(ctx, auditStatements(recs, seal, seq, hash, true, s.dialect.batchInsert()))
 			if err == nil {
 				s.auditHead.set(recs[len(recs)-1].Seq, recs[len(recs)-1].Hash, true)
 				return nil
@@ -95,7 +95,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 					pending = true
 					return pendingStatements(recs, seal)
 				}
-				return auditStatements(recs, seal, seq, hash, false)
+				return auditStatements(recs, seal, seq, hash, false, s.dialect.batchInsert())
 			})
 		if err != nil {
 			s.auditHead.forget()
@@ -230,7 +230,7 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 	stmts := []Stmt(nil)
 	switch err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&seq, &hash); {
 	case err == nil:
-		stmts = auditStatements(recs, seal, seq, hash, false)
+		stmts = auditStatements(recs, seal, seq, hash, false, d.batchInsert())
 	case errors.Is(err, ErrNoRows) && d.SkipLocked != "":
 		// another appender holds the head: the events wait sealed by their
 		// MAC, and the write does not wait for the head
@@ -250,8 +250,10 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 // statements that store them and move the head. With cas, the first
 // statement moves the head only from (seq, hash) and divides by zero when
 // it is not there (the batch is then refused); without, the caller holds
-// the head's lock and the last statement moves it.
-func auditStatements(recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte, cas bool) []Stmt {
+// the head's lock and the last statement moves it. insert is the dialect's
+// batchInsert: every caller fails the whole transaction on any error, so on
+// SQLite the rows need no statement journal.
+func auditStatements(recs []*storage.AuditRecord, seal storage.AuditSealer, seq int64, hash []byte, cas bool, insert string) []Stmt {
 	prevSeq, prevHash := seq, hash
 	seq, hash = sealAfter(recs, seal, seq, hash)
 	var out []Stmt
@@ -267,7 +269,7 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 		start += len(chunk)
 		b.Reset()
 		args := make([]any, 0, 10*len(chunk))
-		b.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) VALUES `)
+		b.WriteString(insert + ` audit_events (seq, recorded, action, outcome, type, subtype, key_id, prev, hash, body) VALUES `)
 		for i, r := range chunk {
 			if i > 0 {
 				b.WriteByte(',')
@@ -279,7 +281,7 @@ SELECT 1 / (SELECT count(*) FROM moved)`, []any{seq, hash, prevSeq, nonNil(prevH
 	}
 	// the references: a posting per reference, in key order (the inserts
 	// walk the index's pages in order instead of jumping between them)
-	out = append(out, postingStatements(recs)...)
+	out = append(out, postingStatements(recs, insert)...)
 	if !cas {
 		out = append(out, Stmt{`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, []any{seq, hash}})
 	}
@@ -490,7 +492,7 @@ func (s *Store) SealPending(ctx context.Context, max int, open func(storage.Pend
 	}
 	stmts := []Stmt(nil)
 	if len(recs) > 0 {
-		stmts = auditStatements(recs, seal, seq, hash, false)
+		stmts = auditStatements(recs, seal, seq, hash, false, s.dialect.batchInsert())
 	}
 	for start := 0; start < len(ids); start += 1000 {
 		chunk := ids[start:min(start+1000, len(ids))]

@@ -94,7 +94,7 @@ func eachPosted(first int64, b []byte, fn func(seq int64, role int) bool) error 
 }
 
 // postingStatements are the INSERTs of the postings of recs.
-func postingStatements(recs []*storage.AuditRecord) []Stmt {
+func postingStatements(recs []*storage.AuditRecord, insert string) []Stmt {
 	ps := postingsOf(recs)
 	var (
 		out []Stmt
@@ -105,7 +105,7 @@ func postingStatements(recs []*storage.AuditRecord) []Stmt {
 		start += len(chunk)
 		b.Reset()
 		args := make([]any, 0, 4*len(chunk))
-		b.WriteString(`INSERT INTO audit_postings (ref, seq, last, events) VALUES `)
+		b.WriteString(insert + ` audit_postings (ref, seq, last, events) VALUES `)
 		for i, p := range chunk {
 			if i > 0 {
 				b.WriteByte(',')
