@@ -187,14 +187,22 @@ func (s *Server) auditCapabilities(cs *CapabilityStatement) {
 		"A patient reads the events about itself, a provider those of its own accesses, a system client the whole trail only with a scope that names AuditEvent (system/AuditEvent.rs)."
 }
 
+// maxCachedBases bounds the CapabilityStatements kept: a gateway answers
+// under one base URL, or a few names of itself; the statement of any
+// other Host is built for its request.
+const maxCachedBases = 8
+
 func (s *Server) capabilities(c *gin.Context) {
 	if mode := c.Query("mode"); mode != "" && mode != "full" {
 		s.fail(c, fhir.Errorf(http.StatusBadRequest, "not-supported", []string{"mode"}, "only mode=full is supported"))
 		return
 	}
 	base := s.baseURL(c.Request)
-	if b, ok := s.capsCache.Load(base); ok {
-		s.writeJSON(c, http.StatusOK, b.([]byte))
+	s.capsMu.Lock()
+	b, ok := s.capsCache[base]
+	s.capsMu.Unlock()
+	if ok {
+		s.writeJSON(c, http.StatusOK, b)
 		return
 	}
 	cs := s.capabilityStatement(base)
@@ -206,7 +214,14 @@ func (s *Server) capabilities(c *gin.Context) {
 		return
 	}
 	if complete {
-		s.capsCache.Store(base, b)
+		s.capsMu.Lock()
+		if s.capsCache == nil {
+			s.capsCache = map[string][]byte{}
+		}
+		if len(s.capsCache) < maxCachedBases {
+			s.capsCache[base] = b
+		}
+		s.capsMu.Unlock()
 	}
 	s.writeJSON(c, http.StatusOK, b)
 }

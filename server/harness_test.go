@@ -97,6 +97,10 @@ type noValidation struct{}
 
 func (noValidation) Validate(*fhir.Resource) []fhir.Issue { return nil }
 
+// baseFromHost as a harness's BaseURL leaves the server without one: it
+// takes its base from each request's Host.
+const baseFromHost = "(from the Host header)"
+
 func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
 	st := k.open(t)
 	t.Cleanup(func() { st.Close() })
@@ -104,8 +108,11 @@ func newHarness(t testing.TB, k storeKind, cfg server.Config) *harness {
 	if cfg.Validator == nil {
 		cfg.Validator = validate.Default()
 	}
-	if cfg.BaseURL == "" {
+	switch cfg.BaseURL {
+	case "":
 		cfg.BaseURL = "http://fhir.test"
+	case baseFromHost:
+		cfg.BaseURL = ""
 	}
 	cfg.Search = testRegistry
 	if cfg.Auditor == nil {

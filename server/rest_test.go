@@ -454,3 +454,25 @@ func TestAbsentArraysNoPanic(t *testing.T) {
 		}
 	})
 }
+
+// TestCapabilityStatementHosts: without a configured base URL each Host
+// gets the statement of its own base, and the gateway keeps only a few of
+// them: a caller making up Host headers cannot grow its memory (each
+// statement is about 400 KB).
+func TestCapabilityStatementHosts(t *testing.T) {
+	h := newHarness(t, storeKinds[0], server.Config{BaseURL: baseFromHost})
+	for i := range 40 {
+		req := httptest.NewRequest(http.MethodGet, "/metadata", nil)
+		req.Host = fmt.Sprintf("h%d.example", i%20)
+		w := httptest.NewRecorder()
+		h.srv.ServeHTTP(w, req)
+		mustStatus(t, w, http.StatusOK)
+		impl, _ := jsonMap(t, w.Body.Bytes())["implementation"].(map[string]any)
+		if want := fmt.Sprintf("http://h%d.example", i%20); impl["url"] != want {
+			t.Fatalf("Host %s: implementation.url %v", req.Host, impl["url"])
+		}
+	}
+	if n := server.CachedCapabilities(h.srv); n == 0 || n > 8 {
+		t.Fatalf("%d statements kept for 20 hosts", n)
+	}
+}

@@ -160,7 +160,11 @@ type Server struct {
 	pages        *lru.Cache[*pageEntry] // $everything pages answered without a release rule
 	referral     *referral.Service
 	conformance  map[string]*fhir.Resource // "Type/id" -> the published StructureDefinitions and CodeSystems
-	capsCache    sync.Map                  // base URL -> CapabilityStatement JSON
+	// the CapabilityStatement's JSON by base URL, for a few bases only:
+	// without a configured base URL the base comes from the request's Host
+	// header, which any caller sets (each entry is about 400 KB)
+	capsMu    sync.Mutex
+	capsCache map[string][]byte
 	subs         SubscriptionService
 	shl          *shlink.Service
 	connect      ConnectService
