@@ -220,7 +220,16 @@ var _ sqlstore.DB = (*DB)(nil)
 // Pool returns the pgx pool (River uses it).
 func (d *DB) Pool() *pgxpool.Pool { return d.pool }
 
-var rebound sync.Map // '?' SQL -> '$n' SQL
+// rebound keeps the rebinding of the statements the gateway runs again and
+// again. Searches build their SQL from the request (parameters, their
+// order, modifiers, how many values): only the first maxRebound texts are
+// kept, so that callers varying their searches cannot grow it without end.
+var (
+	rebound  sync.Map // '?' SQL -> '$n' SQL
+	nRebound atomic.Int64
+)
+
+const maxRebound = 4096
 
 // rebind turns '?' placeholders into PostgreSQL's $1, $2, ...
 func rebind(q string) string {
@@ -239,7 +248,11 @@ func rebind(q string) string {
 		b.WriteByte(q[i])
 	}
 	out := b.String()
-	rebound.Store(q, out)
+	if nRebound.Load() < maxRebound {
+		if _, loaded := rebound.LoadOrStore(q, out); !loaded {
+			nRebound.Add(1)
+		}
+	}
 	return out
 }
 
