@@ -165,12 +165,12 @@ type Server struct {
 	// header, which any caller sets (each entry is about 400 KB)
 	capsMu    sync.Mutex
 	capsCache map[string][]byte
-	subs         SubscriptionService
-	shl          *shlink.Service
-	connect      ConnectService
-	budget       *bodyBudget
-	draining     atomic.Bool
-	ready        Readiness // the store's readiness check; nil: Ping
+	subs      SubscriptionService
+	shl       *shlink.Service
+	connect   ConnectService
+	budget    *bodyBudget
+	draining  atomic.Bool
+	ready     Readiness // the store's readiness check; nil: Ping
 }
 
 // New builds a Server.
