@@ -188,8 +188,8 @@ func (s *Server) auditCapabilities(cs *CapabilityStatement) {
 }
 
 // maxCachedBases bounds the CapabilityStatements kept: a gateway answers
-// under one base URL, or a few names of itself; the statement of any
-// other Host is built for its request.
+// under one base URL, or a few names of itself; beyond that, a new base
+// takes the place of one kept before.
 const maxCachedBases = 8
 
 func (s *Server) capabilities(c *gin.Context) {
@@ -218,9 +218,16 @@ func (s *Server) capabilities(c *gin.Context) {
 		if s.capsCache == nil {
 			s.capsCache = map[string][]byte{}
 		}
-		if len(s.capsCache) < maxCachedBases {
-			s.capsCache[base] = b
+		if len(s.capsCache) >= maxCachedBases {
+			// make room: a full cache that refused new bases would keep
+			// whatever hosts a caller sent first, and the gateway's own
+			// would be built for every request from then on
+			for k := range s.capsCache {
+				delete(s.capsCache, k)
+				break
+			}
 		}
+		s.capsCache[base] = b
 		s.capsMu.Unlock()
 	}
 	s.writeJSON(c, http.StatusOK, b)

@@ -475,4 +475,8 @@ func TestCapabilityStatementHosts(t *testing.T) {
 	if n := server.CachedCapabilities(h.srv); n == 0 || n > 8 {
 		t.Fatalf("%d statements kept for 20 hosts", n)
 	}
+	// a full cache takes new hosts: the first ones sent do not hold it
+	if !server.CapabilitiesKept(h.srv, "http://h19.example") {
+		t.Fatal("the last host's statement was not kept")
+	}
 }
