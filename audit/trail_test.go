@@ -561,3 +561,107 @@ func countEvents(t *testing.T, lg storage.AuditLog, key func(*audit.Event) strin
 	}
 	return seen
 }
+
+// touching is an Activity that touched patients (a request's) and keeps
+// what the store's transactions committed for it.
+type touching struct {
+	audit.Job
+	patients  []string
+	mu        sync.Mutex
+	committed []string
+}
+
+func (a *touching) Touched() []string { return a.patients }
+func (a *touching) Committed(ps []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.committed = append(a.committed, ps...)
+}
+
+// TestConnectionWriteAudited: a patient's source connection (its tokens
+// at a source) is stored or deleted in a transaction that carries the
+// request's events, so an answered request never lacks them; a refused
+// change (fn's error) leaves neither the connection nor an event.
+func TestConnectionWriteAudited(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx := context.Background()
+		tr := open(t, st, audit.Options{Server: "http://gw.test"})
+		lg := tr.Log()
+		if _, err := st.Create(ctx, patient("amy")); err != nil {
+			t.Fatal(err)
+		}
+		var n0 int // the Patient's creation's events
+		events := func() []*audit.Event {
+			t.Helper()
+			page, err := lg.SearchAudit(ctx, storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/amy"}, Roles: storage.AuditPatientRole}}, Count: 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []*audit.Event
+			for _, r := range page.Records {
+				e, err := audit.EventOf(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, e)
+			}
+			return out[n0:]
+		}
+		n0 = len(events())
+		act := &touching{Job: audit.Job{Event: audit.Event{Interaction: "operation", Operation: "connect", Who: "Patient/amy", ClientID: "patient-app"}}, patients: []string{"Patient/amy"}}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		put := func(fn func()) error {
+			return st.UpdateSourceConnection(audit.WithActivity(ctx, act), "amy", "portal", func(*storage.SourceConnection) (*storage.SourceConnection, error) {
+				fn()
+				return &storage.SourceConnection{Patient: "amy", Source: "portal", Sealed: []byte{1}, Connected: now, Updated: now}, nil
+			})
+		}
+		if err := put(func() { act.Event.OutcomeDesc = "connected source portal" }); err != nil {
+			t.Fatal(err)
+		}
+		evs := events()
+		if len(evs) != 1 || evs[0].Operation != "connect" || evs[0].OutcomeDesc != "connected source portal" {
+			t.Fatalf("events after connecting: %+v", evs)
+		}
+		if !slices.Equal(act.committed, []string{"Patient/amy"}) {
+			t.Errorf("the request was told its events for %v committed, want Patient/amy", act.committed)
+		}
+		// a refused change: nothing stored, no event
+		boom := errors.New("boom")
+		if err := st.UpdateSourceConnection(audit.WithActivity(ctx, act), "amy", "other", func(*storage.SourceConnection) (*storage.SourceConnection, error) {
+			return nil, boom
+		}); !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if n := len(events()); n != 1 {
+			t.Errorf("a refused change added events: %d", n)
+		}
+		// deleting the connection is recorded with it too
+		act.Event.OutcomeDesc = ""
+		if err := st.UpdateSourceConnection(audit.WithActivity(ctx, act), "amy", "portal", func(*storage.SourceConnection) (*storage.SourceConnection, error) {
+			act.Event.OutcomeDesc = "disconnected source portal"
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if evs := events(); len(evs) != 2 || evs[1].OutcomeDesc != "disconnected source portal" {
+			t.Errorf("events after disconnecting: %+v", evs)
+		}
+		if cs, err := st.SourceConnections(ctx, "amy"); err != nil || len(cs) != 0 {
+			t.Errorf("connections %v, %v", cs, err)
+		}
+		// a job's refresh of a connection (no activity) records nothing
+		if err := put(func() {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.UpdateSourceConnection(ctx, "amy", "portal", func(c *storage.SourceConnection) (*storage.SourceConnection, error) { return c, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(events()); n != 3 {
+			t.Errorf("events after a refresh without a request: %d, want 3", n)
+		}
+		if rep := mustVerify(t, lg, nil); !rep.OK() {
+			t.Errorf("verify: %+v", rep)
+		}
+	})
+}

@@ -432,8 +432,11 @@ func (s *Service) take(ctx context.Context, ref string, name func(string) string
 // whatever happens; one started for another patient's record fails with
 // ErrOtherPatient (the source's code is never exchanged), an unknown,
 // used or expired one with ErrBadState. Otherwise the code is traded for
-// tokens, kept sealed.
-func (s *Service) Finish(ctx context.Context, patient, ref string) (*Outcome, error) {
+// tokens, kept sealed. connecting, when not nil, is called with the
+// source once the tokens are in hand, just before they are stored in a
+// transaction that carries the audit events of the request in ctx: what
+// it notes for the trail commits with the tokens.
+func (s *Service) Finish(ctx context.Context, patient, ref string, connecting func(source string)) (*Outcome, error) {
 	if !s.Enabled() {
 		return nil, ErrDisabled
 	}
@@ -463,6 +466,9 @@ func (s *Service) Finish(ctx context.Context, patient, ref string) (*Outcome, er
 		sealed, err := s.sealTokens(st.Patient, st.Source, toks)
 		if err != nil {
 			return nil, err
+		}
+		if connecting != nil {
+			connecting(st.Source)
 		}
 		return &storage.SourceConnection{Patient: st.Patient, Source: st.Source, SourcePatient: toks.Patient, Sealed: sealed, Connected: now, Updated: now}, nil
 	})
@@ -494,8 +500,10 @@ func (s *Service) openTokens(c *storage.SourceConnection) (*smart.Tokens, error)
 
 // Disconnect forgets the patient's tokens at the source and asks the
 // source to revoke them when it offers revocation. It reports whether
-// there was a connection.
-func (s *Service) Disconnect(ctx context.Context, patient, source string) (bool, error) {
+// there was a connection. disconnecting, when not nil, is called when
+// there is one, just before it is deleted in a transaction that carries
+// the audit events of the request in ctx.
+func (s *Service) Disconnect(ctx context.Context, patient, source string, disconnecting func()) (bool, error) {
 	src, ok := s.sources[source]
 	if !ok {
 		return false, fmt.Errorf("%w: %q", ErrUnknownSource, source)
@@ -503,6 +511,9 @@ func (s *Service) Disconnect(ctx context.Context, patient, source string) (bool,
 	var old *storage.SourceConnection
 	err := s.cfg.Store.UpdateSourceConnection(ctx, patient, source, func(c *storage.SourceConnection) (*storage.SourceConnection, error) {
 		old = c
+		if c != nil && disconnecting != nil {
+			disconnecting()
+		}
 		return nil, nil
 	})
 	if err != nil || old == nil {

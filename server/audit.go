@@ -32,6 +32,7 @@ type requestActivity struct {
 
 	mu      sync.Mutex
 	covered map[string]bool // patients whose events a write transaction committed
+	noted   string          // the request's note when they committed
 }
 
 // Describe implements audit.Activity.
@@ -57,6 +58,7 @@ func (r *requestActivity) Committed(patients []string) {
 	for _, p := range patients {
 		r.covered[p] = true
 	}
+	r.noted = r.a.note
 }
 
 // auditMiddleware puts the request's activity in its context and holds
@@ -95,12 +97,13 @@ func (s *Server) requestEvents(c *gin.Context, act *requestActivity, status int)
 			pats = append(pats, p)
 		}
 	}
+	noted := act.noted
 	act.mu.Unlock()
 	if len(pats) == 0 && a.refused == "" && status < 400 {
 		if a.resourceType == "AuditEvent" {
 			return []audit.Event{s.trailRead(c, a)} // a read of the trail
 		}
-		if a.note == "" {
+		if a.note == "" || a.note == noted {
 			return nil
 		}
 		// a note learnt after the writes committed (an accepted

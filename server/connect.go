@@ -21,8 +21,12 @@ type ConnectService interface {
 	States(ctx context.Context, patient string) ([]connect.State, error)
 	Begin(ctx context.Context, patient, source, returnURL string) (string, error)
 	Complete(ctx context.Context, q url.Values) (*connect.Outcome, error)
-	Finish(ctx context.Context, patient, ref string) (*connect.Outcome, error)
-	Disconnect(ctx context.Context, patient, source string) (bool, error)
+	// Finish and Disconnect store the patient's tokens (or delete them)
+	// in a transaction that carries the request's audit events; the
+	// function each is given is called just before, to note what the
+	// events say.
+	Finish(ctx context.Context, patient, ref string, connecting func(source string)) (*connect.Outcome, error)
+	Disconnect(ctx context.Context, patient, source string, disconnecting func()) (bool, error)
 }
 
 // RegisterConnect serves Patient/[id]/$connect (list the sources the
@@ -110,19 +114,19 @@ func (s *Server) connectOp(c *gin.Context, _, id string) {
 		return
 	}
 	if d := in.Get("disconnect"); d != "" && d != "false" {
-		had, err := s.connect.Disconnect(ctx, id, source)
+		_, err := s.connect.Disconnect(ctx, id, source, func() { a.Note("disconnected source " + source) })
 		if err != nil {
+			a.refused = "disconnecting source " + source + " failed"
 			s.failConnect(c, err)
 			return
-		}
-		if had {
-			a.Note("disconnected source " + source)
 		}
 		s.writeParameters(c, []map[string]any{{"name": "status", "valueCode": "not-connected"}})
 		return
 	}
 	if ref := in.Get("complete"); ref != "" {
-		out, err := s.connect.Finish(ctx, id, ref)
+		// the note is made inside Finish, before the tokens are stored:
+		// the event committed with them says what happened
+		_, err := s.connect.Finish(ctx, id, ref, func(src string) { a.Note("connected source " + src + " (the patient's login there)") })
 		switch {
 		case errors.Is(err, connect.ErrBadState):
 			a.refused = "completing a source connection: unknown, used or expired reference"
@@ -139,12 +143,6 @@ func (s *Server) connectOp(c *gin.Context, _, id string) {
 			s.failConnect(c, err)
 			return
 		}
-		if out.Source != source {
-			// (the reference names its source; the parameter only says
-			// which the app meant)
-			source = out.Source
-		}
-		a.Note("connected source " + source + " (the patient's login there)")
 		s.writeParameters(c, []map[string]any{{"name": "status", "valueCode": "connected"}})
 		return
 	}

@@ -448,6 +448,11 @@ func TestConnect(t *testing.T) {
 					t.Errorf("audit trail lacks %q", want)
 				}
 			}
+			// one event for the connection, committed with the tokens
+			// (not a second one when the answer is sent)
+			if n := strings.Count(trail, "connected source "+portalID+" (the patient"); n != 1 {
+				t.Errorf("the connection has %d events", n)
+			}
 
 			// the source stops accepting the login: the pull says to
 			// reconnect (no 500), and so does the list
@@ -473,8 +478,8 @@ func TestConnect(t *testing.T) {
 			if s := g.state(t); s["status"] != "not-connected" || login.Revocations <= revs || len(rawRows(t, st, `SELECT sealed FROM source_connections`)) != 0 {
 				t.Errorf("after disconnecting: %v, revocations %d→%d", s, revs, login.Revocations)
 			}
-			if !strings.Contains(g.as("amy", "GET", "/AuditEvent?_count=500", nil).Body.String(), "disconnected source "+portalID) {
-				t.Errorf("audit trail lacks the disconnection")
+			if n := strings.Count(g.as("amy", "GET", "/AuditEvent?_count=500", nil).Body.String(), "disconnected source "+portalID); n != 1 {
+				t.Errorf("the disconnection has %d events", n)
 			}
 
 			// Amy's state, but Bob logs in at the source: the login

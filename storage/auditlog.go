@@ -186,7 +186,9 @@ type Written struct {
 	Patients []string
 }
 
-// CommitHook runs inside every transaction that wrote something, after
+// CommitHook runs inside every transaction that wrote something (or that
+// changed a patient's state for the request in its context without
+// writing a resource: a source connection, with written empty), after
 // its writes and just before it commits; an error rolls the transaction
 // back. after, when not nil, is called once the transaction ended, with
 // whether it committed.

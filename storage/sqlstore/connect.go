@@ -80,7 +80,7 @@ func (s *Store) SourceConnections(ctx context.Context, patient string) ([]storag
 
 // UpdateSourceConnection implements storage.Connections.
 func (s *Store) UpdateSourceConnection(ctx context.Context, patient, source string, fn func(old *storage.SourceConnection) (*storage.SourceConnection, error)) error {
-	return s.underKeyLock(ctx, "source-connection:"+patient+"\x00"+source, func(c Conn) (func(Conn) error, error) {
+	return s.underKeyLock(ctx, "source-connection:"+patient+"\x00"+source, true, func(c Conn) (func(Conn) error, error) {
 		old, err := scanConnection(c.QueryRow(ctx, `SELECT `+connectionColumns+` FROM source_connections WHERE patient = ? AND source = ?`, patient, source))
 		if errors.Is(err, ErrNoRows) {
 			old, err = nil, nil

@@ -79,7 +79,7 @@ func (a *AdapterState) Keys(ctx context.Context, prefix string) ([]string, error
 // lock of this process, the database's only one, and the value is written
 // in a short transaction after fn. An error from fn keeps the value.
 func (a *AdapterState) Update(ctx context.Context, key string, fn func(old []byte) ([]byte, error)) error {
-	return a.s.underKeyLock(ctx, "adapter-state:"+key, func(c Conn) (func(Conn) error, error) {
+	return a.s.underKeyLock(ctx, "adapter-state:"+key, false, func(c Conn) (func(Conn) error, error) {
 		old, err := getState(ctx, c, key)
 		if err != nil {
 			return nil, err
@@ -98,7 +98,10 @@ func (a *AdapterState) Update(ctx context.Context, key string, fn func(old []byt
 // nothing else read's work may need); on SQLite, whose single writer
 // read's work may need, the lock is one of this process (the database's
 // only one), read runs outside a transaction and write in a short one.
-func (s *Store) underKeyLock(ctx context.Context, key string, read func(c Conn) (write func(c Conn) error, err error)) error {
+// audited: the write changes a patient's state on behalf of the request
+// in ctx (a source connection), so the transaction it commits in carries
+// the request's audit events (the commit hook runs with nothing written).
+func (s *Store) underKeyLock(ctx context.Context, key string, audited bool, read func(c Conn) (write func(c Conn) error, err error)) error {
 	if s.dialect.LockSQL == "" {
 		unlock := s.stateLocks.lock(key)
 		defer unlock()
@@ -106,10 +109,18 @@ func (s *Store) underKeyLock(ctx context.Context, key string, read func(c Conn) 
 		if err != nil {
 			return err
 		}
-		return s.inTx(ctx, write)
+		if !audited {
+			return s.inTx(ctx, write)
+		}
+		return s.InTx(ctx, func(t storage.Tx) error {
+			tx := t.(*tx)
+			tx.audited = true
+			return write(tx.c)
+		})
 	}
 	return s.InTx(ctx, func(t storage.Tx) error {
 		tx := t.(*tx)
+		tx.audited = audited
 		if err := tx.Lock(ctx, key); err != nil {
 			return err
 		}

@@ -246,7 +246,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx storage.Tx) error) (err err
 			}
 			panic(p)
 		}
-		if err == nil && s.commitHook != nil && len(t.log) > 0 {
+		if err == nil && s.commitHook != nil && (len(t.log) > 0 || t.audited) {
 			after, err = s.commitHook(ctx, t, t.log)
 		}
 		if err == nil && s.announce != nil {
@@ -359,6 +359,11 @@ type tx struct {
 	// process's expected head once it commits); nil when it appended none
 	// or stored them pending.
 	sealed *storage.AuditHead
+	// audited: the transaction changes a patient's state for the request
+	// in its context without writing a resource (underKeyLock): the
+	// commit hook runs though log is empty, so the request's events
+	// commit with the change.
+	audited bool
 }
 
 // Conn exposes the transaction's connection to the search layer.
