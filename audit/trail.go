@@ -442,6 +442,12 @@ func (t *Trail) writeEvents(ctx context.Context, tx storage.Tx, act Activity, ws
 		}
 		slices.Sort(extra)
 	}
+	if len(ws) == 0 && len(extra) == 0 {
+		// a change of state that is no resource (a source connection's
+		// tokens, refreshed by a pull job) touched no patient the
+		// activity names: nothing to record
+		return nil, nil, nil
+	}
 	var evs []Event
 	for _, p := range patients {
 		e := base

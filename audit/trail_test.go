@@ -657,6 +657,14 @@ func TestConnectionWriteAudited(t *testing.T) {
 		if err := st.UpdateSourceConnection(ctx, "amy", "portal", func(c *storage.SourceConnection) (*storage.SourceConnection, error) { return c, nil }); err != nil {
 			t.Fatal(err)
 		}
+		// nor does a pull job's (a Job activity, which touches no patient)
+		pull := audit.WithActivity(ctx, &audit.Job{Event: audit.Event{Interaction: "operation", Operation: "pull", Origin: "portal"}})
+		if err := st.UpdateSourceConnection(pull, "amy", "portal", func(c *storage.SourceConnection) (*storage.SourceConnection, error) { return c, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if head, err := lg.AuditHead(ctx); err != nil || head.Seq != int64(n0+3) {
+			t.Errorf("trail head %+v, %v: want %d events in all", head, err, n0+3)
+		}
 		if n := len(events()); n != 3 {
 			t.Errorf("events after a refresh without a request: %d, want 3", n)
 		}
