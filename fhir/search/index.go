@@ -416,9 +416,21 @@ func (x *extractor) addToken(at At, it fhirpath.Item) {
 	case "Coding":
 		x.coding(at, n)
 	case "CodeableConcept":
+		first := len(x.ix.Tokens)
 		each(n, "coding", func(c *fjson.Value) { x.coding(at, c) })
 		if t := str(n, "text"); t != "" {
-			x.token(at, "", "", Normalize(t))
+			// the text gets a value of its own unless a coding's display
+			// says the same (usually: Synthea's concepts, most EHRs'):
+			// :text matches a value's text, so the display's value matches
+			// everything the text's would, and a load writes a quarter
+			// fewer token rows
+			nt := Normalize(t)
+			for _, v := range x.ix.Tokens[first:] {
+				if v.Text == nt && v.At == at {
+					return
+				}
+			}
+			x.token(at, "", "", nt)
 		}
 	case "Identifier":
 		v := TokenValue{At: at, System: str(n, "system"), Code: str(n, "value")}

@@ -282,3 +282,76 @@ func TestClauseMatchModifiers(t *testing.T) {
 		}
 	}
 }
+
+// TestConceptText: a CodeableConcept's text is a value of its own only
+// when no coding's display says the same; :text finds the concept by
+// either way, and a code search never by the text.
+func TestConceptText(t *testing.T) {
+	r := testRegistry(t)
+	extract := func(code string) *Index {
+		t.Helper()
+		res, err := fhir.Parse([]byte(`{"resourceType":"Observation","id":"o","status":"final","code":` + code + `,
+			"valueQuantity":{"value":180,"system":"http://unitsofmeasure.org","code":"cm"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix, err := r.Extract(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	count := func(ix *Index, param string) int {
+		n := 0
+		for _, v := range ix.Tokens {
+			if v.Param == param {
+				n++
+			}
+		}
+		return n
+	}
+	matches := func(ix *Index, query string) bool {
+		t.Helper()
+		vals, _ := url.ParseQuery(query)
+		q, err := r.ParseQuery("Observation", vals, true)
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return q.Clauses[0].Match(ix)
+	}
+	same := extract(`{"coding":[{"system":"http://loinc.org","code":"8302-2","display":"Body Height"}],"text":"Body  height"}`)
+	other := extract(`{"coding":[{"system":"http://loinc.org","code":"8302-2","display":"Body Height"}],"text":"Stature"}`)
+	textOnly := extract(`{"text":"Stature"}`)
+	for _, tc := range []struct {
+		name          string
+		ix            *Index
+		code, compose int
+	}{{"text as the display", same, 1, 1}, {"another text", other, 2, 2}, {"text only", textOnly, 1, 1}} {
+		if n := count(tc.ix, "code"); n != tc.code {
+			t.Errorf("%s: %d values of code, want %d", tc.name, n, tc.code)
+		}
+		if n := count(tc.ix, "code-value-quantity"); n != tc.compose {
+			t.Errorf("%s: %d token values of code-value-quantity, want %d", tc.name, n, tc.compose)
+		}
+	}
+	for _, tc := range []struct {
+		ix    *Index
+		query string
+		want  bool
+	}{
+		{same, "code:text=body h", true},
+		{same, "code:text=stat", false},
+		{same, "code=http://loinc.org|8302-2", true},
+		{other, "code:text=body h", true},
+		{other, "code:text=stat", true},
+		{textOnly, "code:text=stat", true},
+		{textOnly, "code=stature", false},
+		{textOnly, "code:missing=false", true},
+		{same, "code-value-quantity=http://loinc.org|8302-2$180", true},
+		{other, "code-value-quantity=http://loinc.org|8302-2$180", true},
+	} {
+		if got := matches(tc.ix, tc.query); got != tc.want {
+			t.Errorf("%s on %v: matched %v, want %v", tc.query, tc.ix.Tokens, got, tc.want)
+		}
+	}
+}
