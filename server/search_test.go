@@ -526,3 +526,28 @@ func TestReindex(t *testing.T) {
 		}
 	})
 }
+
+// TestTokenTextSearchAndSort: a concept's text is found with :text
+// whether or not a coding's display says the same, and a token sorts by
+// its codes (a text is no code): by the smallest ascending, the largest
+// descending, concepts with text only last either way.
+func TestTokenTextSearchAndSort(t *testing.T) {
+	eachStore(t, func(t *testing.T, h *harness) {
+		put := func(id, code string) {
+			t.Helper()
+			w := h.do(http.MethodPut, "/Observation/"+id, []byte(`{"resourceType":"Observation","id":"`+id+`","status":"final","code":`+code+`}`))
+			if w.Code != http.StatusCreated {
+				t.Fatalf("status %d: %.500s", w.Code, w.Body.String())
+			}
+		}
+		put("same", `{"coding":[{"system":"http://loinc.org","code":"8302-2","display":"Body height"}],"text":"Body height"}`)
+		put("other", `{"coding":[{"system":"http://loinc.org","code":"29463-7","display":"Body weight"}],"text":"Weight"}`)
+		put("two", `{"coding":[{"system":"http://loinc.org","code":"39156-5","display":"BMI"},{"system":"http://snomed.info/sct","code":"60621009"}],"text":"Body mass index"}`)
+		put("text", `{"text":"Another measurement"}`)
+		expectIDs(t, h, "/Observation?code:text=body&_sort=_id", "other", "same", "two")
+		expectIDs(t, h, "/Observation?code:text=weight&_sort=_id", "other")
+		expectIDs(t, h, "/Observation?code:text=another", "text")
+		expectIDs(t, h, "/Observation?_sort=code,_id", "other", "two", "same", "text")
+		expectIDs(t, h, "/Observation?_sort=-code,_id", "same", "two", "other", "text")
+	})
+}

@@ -444,8 +444,14 @@ func (c *compiler) sortExpr(typ string, k search.SortKey) (string, error) {
 	if k.Desc {
 		missing = missingDesc
 	}
+	only := ""
+	if k.Type == search.TypeToken {
+		// a token sorts by its codes: a concept's text (a value with no
+		// code, kept for :text) is not one
+		only = " AND s.code <> ''"
+	}
 	return "COALESCE((SELECT " + agg + "(s." + col + ") FROM " + tableFor(k.Type) + " s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND " +
-		c.paramIs("s", typ, k.Param) + "), " + c.arg(missing) + ")", nil
+		c.paramIs("s", typ, k.Param) + only + "), " + c.arg(missing) + ")", nil
 }
 
 // cursor is the keyset position of the last row of a page.
