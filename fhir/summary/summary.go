@@ -70,14 +70,12 @@ func Apply(r *fhir.Resource, mode Mode, elements []string) *fhir.Resource {
 	case mode == Data:
 		want = func(key string) bool { return key != "text" }
 	}
-	members := make([]fjson.Member, 0, len(root.Members))
 	removed := false
 	for _, m := range root.Members {
-		if keep[m.Key] || want(m.Key) {
-			members = append(members, m)
-			continue
+		if !keep[m.Key] && !want(m.Key) {
+			removed = true
+			break
 		}
-		removed = true
 	}
 	if !removed && mode != True {
 		return r
