@@ -551,3 +551,54 @@ func TestTokenTextSearchAndSort(t *testing.T) {
 		expectIDs(t, h, "/Observation?_sort=-code,_id", "same", "two", "other", "text")
 	})
 }
+
+// TestSearchTotalPages: a search counts its matches on the first page
+// when nothing asks otherwise (later pages leave total out: a count reads
+// every match, and counting on each page made paging quadratic), on every
+// page with _total=accurate or estimate, and never with _total=none.
+func TestSearchTotalPages(t *testing.T) {
+	eachStore(t, func(t *testing.T, h *harness) {
+		pid := h.create(patientBody)
+		for i := 0; i < 12; i++ {
+			h.create(fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"x%d"},"subject":{"reference":"Patient/%s"},"effectiveDateTime":"2020-01-%02d"}`, i, pid, i+1))
+		}
+		totals := func(path string) string {
+			t.Helper()
+			var out []string
+			for pages := 0; path != ""; pages++ {
+				if pages > 10 {
+					t.Fatalf("paging does not end at %s", path)
+				}
+				w := h.do(http.MethodGet, path, nil)
+				mustStatus(t, w, http.StatusOK)
+				b := jsonMap(t, w.Body.Bytes())
+				if n, ok := b["total"].(json.Number); ok {
+					out = append(out, n.String())
+				} else {
+					out = append(out, "-")
+				}
+				path = ""
+				for _, l := range b["link"].([]any) {
+					if l := l.(map[string]any); l["relation"] == "next" {
+						path = strings.TrimPrefix(l["url"].(string), "http://fhir.test")
+					}
+				}
+			}
+			return strings.Join(out, ",")
+		}
+		for q, want := range map[string]string{
+			"/Observation?patient=" + pid + "&_count=5":                             "12,-,-",
+			"/Observation?patient=" + pid + "&_count=5&_sort=date":                  "12,-,-",
+			"/Observation?patient=" + pid + "&_count=5&_total=accurate":             "12,12,12",
+			"/Observation?patient=" + pid + "&_count=5&_total=estimate":             "12,12,12",
+			"/Observation?patient=" + pid + "&_count=5&_total=none":                 "-,-,-",
+			"/Patient/" + pid + "/Observation?_count=5":                             "12,-,-",
+			"/Observation?patient=" + pid + "&_count=5&_summary=count":              "12",
+			"/Observation?patient=" + pid + "&_count=5&_sort=-date&_total=accurate": "12,12,12",
+		} {
+			if got := totals(q); got != want {
+				t.Errorf("%s: totals %s, want %s", q, got, want)
+			}
+		}
+	})
+}

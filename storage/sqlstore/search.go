@@ -500,6 +500,22 @@ func (s *Store) Everything(ctx context.Context, req storage.EverythingRequest) (
 	return s.everything(ctx, s.db, req)
 }
 
+// countAll says whether a search that releases everything it matches
+// counts its matches: when _total or _summary=count asks, and, with
+// neither, on the first page only. A count reads every match, so counting
+// on each page made paging through n matches cost n²/pageSize reads;
+// later pages leave Bundle.total out (it is optional, and the first page
+// gave it).
+func countAll(q *search.Query, cursor string) bool {
+	switch {
+	case q.Summary == search.SummaryCount:
+		return true
+	case q.Total == search.TotalDefault:
+		return cursor == ""
+	}
+	return q.Total != search.TotalNone
+}
+
 func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) (*storage.SearchResult, error) {
 	q := req.Query
 	if q.ResourceType == "" {
@@ -548,7 +564,7 @@ func (s *Store) search(ctx context.Context, db Conn, req storage.SearchRequest) 
 	}
 	res := &storage.SearchResult{Total: -1}
 	switch {
-	case rel == nil && (q.Total != search.TotalNone || q.Summary == search.SummaryCount):
+	case rel == nil && countAll(q, req.Cursor):
 		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
 		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
@@ -888,7 +904,7 @@ func (s *Store) systemSearch(ctx context.Context, db Conn, req storage.SearchReq
 		return scanTypedRows(ctx, db, 0, fq, fargs)
 	}
 	switch {
-	case rel == nil && (q.Total != search.TotalNone || q.Summary == search.SummaryCount):
+	case rel == nil && countAll(q, req.Cursor):
 		cq, cargs := c.finish("SELECT COUNT(*) FROM resources r WHERE " + where)
 		if err := db.QueryRow(ctx, cq, cargs...).Scan(&res.Total); err != nil {
 			return nil, fmt.Errorf("search count: %w", err)
