@@ -382,8 +382,9 @@ func TestHistoryPaging(t *testing.T) {
 		for next != "" {
 			pages++
 			b := jsonMap(t, h.do(http.MethodGet, next, nil).Body.Bytes())
-			if b["total"].(json.Number) != "7" {
-				t.Fatalf("total %v", b["total"])
+			// counted on the first page only (a count reads the whole history)
+			if pages == 1 && b["total"] != json.Number("7") || pages > 1 && b["total"] != nil {
+				t.Fatalf("page %d: total %v", pages, b["total"])
 			}
 			next = ""
 			for _, l := range b["link"].([]any) {

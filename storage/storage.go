@@ -175,7 +175,8 @@ type HistoryQuery struct {
 	Cursor string
 	// Release, when set, is the caller's release rule: each version is
 	// decided on its own content, a deletion on the version it deleted.
-	// Total is then -1 (not counted).
+	// Total is then -1 (not counted); without one it is counted on the
+	// first page (no Cursor) only.
 	Release Release
 }
 

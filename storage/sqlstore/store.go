@@ -793,7 +793,9 @@ func (s *Store) history(ctx context.Context, c Conn, q storage.HistoryQuery) (*s
 		args = append(args, micros(q.At), micros(q.At))
 	}
 	total := -1
-	if q.Release == nil {
+	if q.Release == nil && q.Cursor == "" {
+		// counted on the first page only: a count reads every version, and
+		// counting on each page made paging through a long history quadratic
 		if err := c.QueryRow(ctx, "SELECT COUNT(*) FROM resource_versions v WHERE "+where, args...).Scan(&total); err != nil {
 			return nil, fmt.Errorf("history count: %w", err)
 		}
