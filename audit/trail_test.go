@@ -162,22 +162,7 @@ func TestTrail(t *testing.T) {
 			t.Errorf("head %d, want 44 events", after.Seq)
 		}
 
-		search := func(q storage.AuditQuery) []*audit.Event {
-			t.Helper()
-			page, err := lg.SearchAudit(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out []*audit.Event
-			for _, r := range page.Records {
-				e, err := audit.EventOf(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, e)
-			}
-			return out
-		}
+		search := func(q storage.AuditQuery) []*audit.Event { t.Helper(); return searchEvents(t, lg, q) }
 		pa := search(storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/pa"}, Roles: storage.AuditPatientRole}}, Count: 10})
 		if len(pa) != 2 {
 			t.Fatalf("events of Patient/pa: %d", len(pa))
@@ -546,6 +531,24 @@ func waitDone(t *testing.T, done <-chan error, d time.Duration, msg string) {
 }
 
 // countEvents counts the trail's events by key.
+// searchEvents returns the events of one page of an audit search.
+func searchEvents(t *testing.T, lg storage.AuditLog, q storage.AuditQuery) []*audit.Event {
+	t.Helper()
+	page, err := lg.SearchAudit(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*audit.Event
+	for _, r := range page.Records {
+		e, err := audit.EventOf(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 func countEvents(t *testing.T, lg storage.AuditLog, key func(*audit.Event) string) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
@@ -593,19 +596,7 @@ func TestConnectionWriteAudited(t *testing.T) {
 		var n0 int // the Patient's creation's events
 		events := func() []*audit.Event {
 			t.Helper()
-			page, err := lg.SearchAudit(ctx, storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/amy"}, Roles: storage.AuditPatientRole}}, Count: 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out []*audit.Event
-			for _, r := range page.Records {
-				e, err := audit.EventOf(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, e)
-			}
-			return out[n0:]
+			return searchEvents(t, lg, storage.AuditQuery{Refs: []storage.AuditRefFilter{{Refs: []string{"Patient/amy"}, Roles: storage.AuditPatientRole}}, Count: 20})[n0:]
 		}
 		n0 = len(events())
 		act := &touching{Job: audit.Job{Event: audit.Event{Interaction: "operation", Operation: "connect", Who: "Patient/amy", ClientID: "patient-app"}}, patients: []string{"Patient/amy"}}

@@ -386,13 +386,7 @@ func TestHistoryPaging(t *testing.T) {
 			if pages == 1 && b["total"] != json.Number("7") || pages > 1 && b["total"] != nil {
 				t.Fatalf("page %d: total %v", pages, b["total"])
 			}
-			next = ""
-			for _, l := range b["link"].([]any) {
-				l := l.(map[string]any)
-				if l["relation"] == "next" {
-					next = strings.TrimPrefix(l["url"].(string), "http://fhir.test")
-				}
-			}
+			next = nextPath(b)
 			for _, e := range b["entry"].([]any) {
 				u := e.(map[string]any)["fullUrl"].(string)
 				id := u[strings.LastIndex(u, "/")+1:]

@@ -94,6 +94,17 @@ func mapRefs(v any, ids map[string]string) any {
 }
 
 // searchAllPages follows next links and returns the match and include entries.
+// nextPath is the path of a Bundle's next link, "" on the last page.
+func nextPath(b map[string]any) string {
+	links, _ := b["link"].([]any)
+	for _, l := range links {
+		if l := l.(map[string]any); l["relation"] == "next" {
+			return strings.TrimPrefix(l["url"].(string), "http://fhir.test")
+		}
+	}
+	return ""
+}
+
 func searchAllPages(t *testing.T, h *harness, path string) (matches, includes []map[string]any, total int) {
 	t.Helper()
 	total = -1
@@ -112,12 +123,7 @@ func searchAllPages(t *testing.T, h *harness, path string) (matches, includes []
 			v, _ := n.Int64()
 			total = int(v)
 		}
-		path = ""
-		for _, l := range b["link"].([]any) {
-			if l := l.(map[string]any); l["relation"] == "next" {
-				path = strings.TrimPrefix(l["url"].(string), "http://fhir.test")
-			}
-		}
+		path = nextPath(b)
 		entries, _ := b["entry"].([]any)
 		for _, e := range entries {
 			e := e.(map[string]any)
@@ -302,12 +308,7 @@ func checkEverything(t *testing.T, h *harness, p *loadedPatient) {
 		next := "/Patient/" + p.patientID + "/$everything" + count
 		for next != "" {
 			b := jsonMap(t, h.do(http.MethodGet, next, nil).Body.Bytes())
-			next = ""
-			for _, l := range b["link"].([]any) {
-				if l := l.(map[string]any); l["relation"] == "next" {
-					next = strings.TrimPrefix(l["url"].(string), "http://fhir.test")
-				}
-			}
+			next = nextPath(b)
 			for _, e := range b["entry"].([]any) {
 				r := e.(map[string]any)["resource"].(map[string]any)
 				k := r["resourceType"].(string) + "/" + r["id"].(string)
@@ -577,12 +578,7 @@ func TestSearchTotalPages(t *testing.T) {
 				} else {
 					out = append(out, "-")
 				}
-				path = ""
-				for _, l := range b["link"].([]any) {
-					if l := l.(map[string]any); l["relation"] == "next" {
-						path = strings.TrimPrefix(l["url"].(string), "http://fhir.test")
-					}
-				}
+				path = nextPath(b)
 			}
 			return strings.Join(out, ",")
 		}

@@ -426,7 +426,7 @@ func (x *extractor) addToken(at At, it fhirpath.Item) {
 			// fewer token rows
 			nt := Normalize(t)
 			for _, v := range x.ix.Tokens[first:] {
-				if v.Text == nt && v.At == at {
+				if v.Text == nt { // (each value since first is this concept's)
 					return
 				}
 			}

@@ -171,20 +171,23 @@ func TestExtractExamples(t *testing.T) {
 	}(), []string{"_profile=http://hl7.org/fhir/StructureDefinition/vitalsigns"})
 }
 
+// extractDoc parses a resource and extracts its search values.
+func extractDoc(t testing.TB, r *Registry, doc string) *Index {
+	t.Helper()
+	res, err := fhir.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := r.Extract(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
 func TestExtractInline(t *testing.T) {
 	r := testRegistry(t)
-	extract := func(doc string) *Index {
-		t.Helper()
-		res, err := fhir.Parse([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix, err := r.Extract(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ix
-	}
+	extract := func(doc string) *Index { t.Helper(); return extractDoc(t, r, doc) }
 	enc := extract(`{"resourceType":"Encounter","id":"e","status":"finished","class":{"code":"AMB"},
 		"subject":{"reference":"https://fhirgate.example.org/fhir/Patient/p1"},
 		"participant":[{"individual":{"reference":"http://other.org/fhir/Practitioner/d1/_history/3"}}],

@@ -290,16 +290,8 @@ func TestConceptText(t *testing.T) {
 	r := testRegistry(t)
 	extract := func(code string) *Index {
 		t.Helper()
-		res, err := fhir.Parse([]byte(`{"resourceType":"Observation","id":"o","status":"final","code":` + code + `,
-			"valueQuantity":{"value":180,"system":"http://unitsofmeasure.org","code":"cm"}}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix, err := r.Extract(res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ix
+		return extractDoc(t, r, `{"resourceType":"Observation","id":"o","status":"final","code":`+code+`,
+			"valueQuantity":{"value":180,"system":"http://unitsofmeasure.org","code":"cm"}}`)
 	}
 	count := func(ix *Index, param string) int {
 		n := 0
