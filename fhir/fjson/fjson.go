@@ -10,6 +10,7 @@
 package fjson
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -132,8 +133,12 @@ type parser struct {
 // Parse parses one JSON document. The returned tree aliases data.
 func Parse(data []byte) (*Value, error) {
 	p := parser{data: data}
-	// A rough guess of the node count keeps slab growth to a few steps.
-	p.slab = make([]Value, 0, min(len(data)/12+8, 1<<16))
+	// A guess of the node count keeps slab growth to a few steps: compact
+	// FHIR JSON has a value per 23-24 bytes, indented JSON one per 60 (the
+	// Synthea bundles); a guess too low costs another slab (nothing is
+	// copied), one too high costs zeroing what is never used (at one per
+	// 12 bytes, a third of parsing an indented Bundle).
+	p.slab = make([]Value, 0, min(len(data)/24+8, 1<<16))
 	p.skipWS()
 	v, err := p.value(0)
 	if err != nil {
@@ -178,6 +183,10 @@ func (p *parser) skipWS() {
 		switch p.data[p.pos] {
 		case ' ', '\t', '\n', '\r':
 			p.pos++
+			// indentation comes in runs: eight spaces at a time
+			for p.pos+8 <= len(p.data) && binary.LittleEndian.Uint64(p.data[p.pos:]) == eightSpaces {
+				p.pos += 8
+			}
 		default:
 			return
 		}
@@ -286,6 +295,10 @@ func (p *parser) str() (string, error) {
 	p.pos++ // opening quote
 	start := p.pos
 	i := start
+	// eight bytes at a time while none of them needs a look of its own
+	for i+8 <= len(d) && !mayBeSpecial(binary.LittleEndian.Uint64(d[i:])) {
+		i += 8
+	}
 	for i < len(d) {
 		c := d[i]
 		if c == '"' {
@@ -313,7 +326,28 @@ func (p *parser) str() (string, error) {
 	return "", p.errf("unterminated string")
 }
 
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// mayBeSpecial reports whether any of the eight bytes in w may be a
+// quote, a backslash or a control character, which str must look at one
+// at a time. It never misses one; it can also report a byte of 0x80 or
+// above, or a byte after a special one (a borrow), never otherwise. (UTF-8
+// is checked for the whole string at its end; strings are most of a FHIR
+// body's bytes.)
+func mayBeSpecial(w uint64) bool {
+	return ((w-0x20*ones)|((w^'"'*ones)-ones)|((w^'\\'*ones)-ones))&highs != 0
+}
+
 func isASCII(s []byte) bool {
+	for len(s) >= 8 {
+		if binary.LittleEndian.Uint64(s)&highs != 0 {
+			return false
+		}
+		s = s[8:]
+	}
 	for _, c := range s {
 		if c >= 0x80 {
 			return false

@@ -112,3 +112,50 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestStringSpecialAtEveryOffset puts each byte a string must look at on
+// its own (quote, escape, control character, multi-byte and invalid
+// UTF-8) at every offset of a string long enough for str's eight-byte
+// steps, and checks acceptance and the decoded text against
+// encoding/json (which accepts invalid UTF-8; Parse refuses it).
+func TestStringSpecialAtEveryOffset(t *testing.T) {
+	specials := []struct {
+		text  string
+		valid bool
+	}{
+		{`\"`, true}, {`\\`, true}, {`\n`, true}, {`\u00e9`, true}, {`\ud83d\ude00`, true},
+		{"é", true}, {"€", true}, {"😀", true}, {"~", true}, {" ", true},
+		{"\x01", false}, {"\x1f", false}, {"\t", false}, {"\xff", false}, {"\xc3", false}, {`\x`, false},
+	}
+	for _, sp := range specials {
+		for off := 0; off <= 24; off++ {
+			for _, tail := range []int{0, 1, 7, 8, 9, 23} {
+				doc := `"` + strings.Repeat("a", off) + sp.text + strings.Repeat("b", tail) + `"`
+				v, err := Parse([]byte(doc))
+				if (err == nil) != sp.valid {
+					t.Fatalf("%q: Parse error %v, want valid %v", doc, err, sp.valid)
+				}
+				if err != nil {
+					continue
+				}
+				var want string
+				if err := json.Unmarshal([]byte(doc), &want); err != nil {
+					t.Fatalf("%q: encoding/json: %v", doc, err)
+				}
+				if v.Str != want {
+					t.Fatalf("%q: %q, want %q", doc, v.Str, want)
+				}
+			}
+		}
+		// unterminated after the special
+		if _, err := Parse([]byte(`"` + strings.Repeat("a", 17) + sp.text + strings.Repeat("b", 9))); err == nil {
+			t.Fatalf("unterminated string with %q accepted", sp.text)
+		}
+	}
+	// an object whose keys and values sit after runs of indentation
+	doc := "{\n" + strings.Repeat(" ", 17) + `"k"` + strings.Repeat(" ", 8) + ":" + strings.Repeat(" ", 9) + `"v"` + strings.Repeat(" ", 16) + "}"
+	v, err := Parse([]byte(doc))
+	if err != nil || v.Get("k").String() != "v" {
+		t.Fatalf("indented object: %v", err)
+	}
+}

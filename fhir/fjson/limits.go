@@ -1,6 +1,10 @@
 package fjson
 
-import "fmt"
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
 
 // LimitError says which bound of Limits a document exceeded.
 type LimitError struct {
@@ -47,13 +51,20 @@ func CheckLimits(data []byte, maxValues, maxDepth int) (int, error) {
 			}
 		case '}', ']':
 			depth--
-		case '"':
-			// skip the string, then tell a key (followed by ':') from a value
-			for i++; i < len(data) && data[i] != '"'; i++ {
-				if data[i] == '\\' {
-					i++
-				}
+		case ' ', '\n', '\r', '\t':
+			// indentation comes in runs: eight spaces at a time, then
+			// whatever whitespace is left
+			for i+9 <= len(data) && binary.LittleEndian.Uint64(data[i+1:]) == eightSpaces {
+				i += 8
 			}
+			for i+1 < len(data) && (data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r' || data[i+1] == '\t') {
+				i++
+			}
+		case '"':
+			// skip the string (to the first quote not escaped: one after
+			// an even run of backslashes), then tell a key (followed by
+			// ':') from a value
+			i = stringEnd(data, i)
 			j := i + 1
 			for j < len(data) && (data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r') {
 				j++
@@ -87,4 +98,27 @@ func CheckLimits(data []byte, maxValues, maxDepth int) (int, error) {
 
 func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+const eightSpaces = 0x20 * ones
+
+// stringEnd returns the index of the quote that closes the string opened
+// at data[open], or len(data) if none does. It looks for quotes with
+// bytes.IndexByte (a body is mostly strings, and this is the scan's
+// hot loop) and counts the backslashes before each.
+func stringEnd(data []byte, open int) int {
+	for i := open + 1; ; i++ {
+		k := bytes.IndexByte(data[i:], '"')
+		if k < 0 {
+			return len(data)
+		}
+		i += k
+		esc := 0
+		for j := i - 1; j > open && data[j] == '\\'; j-- {
+			esc++
+		}
+		if esc%2 == 0 {
+			return i
+		}
+	}
 }

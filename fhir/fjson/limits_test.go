@@ -30,6 +30,11 @@ func TestCheckLimitsAgreesWithParse(t *testing.T) {
 		`{"resourceType":"Patient","active":true,"name":[{"family":"O\"Brien","given":["a","b"]}],"x":-1.5e+3,"y":null}`,
 		`{"a":{"b":{"c":[[[1,2],[3]],{"d":"\\"}]}}, "e" : "f" , "g":false}`,
 		`[ "k" : ]`, // malformed: counted, not rejected
+		// indentation in runs (skipped eight bytes at a time), keys
+		// before runs of whitespace, escaped quotes after runs of
+		// backslashes
+		"{\n        \"a\"         \t\r\n   :  \"x\\\\\\\"y\\\\\",\n                \"b\":[ 1 ,           2, \"\\\\\\\\\"]    }",
+		`["\"",                         "\\","\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"]`,
 	}
 	for _, d := range docs {
 		v, err := Parse([]byte(d))

@@ -1,0 +1,56 @@
+package fjson
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// syntheaBundles reads the Synthea transaction Bundles of the shared test
+// data (what a bulk load parses), or skips.
+func syntheaBundles(b *testing.B) ([][]byte, int64) {
+	files, _ := filepath.Glob("../../../shared/testdata/synthea-r4/*.json")
+	if len(files) == 0 {
+		b.Skip("../shared/testdata/synthea-r4 is absent")
+	}
+	var (
+		docs [][]byte
+		n    int64
+	)
+	for _, f := range files {
+		d, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		docs = append(docs, d)
+		n += int64(len(d))
+	}
+	return docs, n
+}
+
+// BenchmarkSynthea checks and parses every Synthea Bundle, as a
+// transaction's body is (CheckLimits, then Parse).
+func BenchmarkSynthea(b *testing.B) {
+	docs, n := syntheaBundles(b)
+	b.Run("CheckLimits", func(b *testing.B) {
+		b.SetBytes(n)
+		for b.Loop() {
+			for _, d := range docs {
+				if _, err := CheckLimits(d, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("Parse", func(b *testing.B) {
+		b.SetBytes(n)
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, d := range docs {
+				if _, err := Parse(d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
