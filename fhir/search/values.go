@@ -155,6 +155,9 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // exactNumberRange's big.Rat arithmetic gives (about a tenth of a bulk
 // load's CPU went there). Anything else is not ok, for exactNumberRange.
 func plainNumberRange(s string) (v, lo, hi float64, ok bool) {
+	if len(s) > 64 { // exactNumberRange's bound (leading zeros are not digits here)
+		return 0, 0, 0, false
+	}
 	i, neg := 0, false
 	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
 		neg, i = s[0] == '-', 1

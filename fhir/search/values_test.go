@@ -39,7 +39,8 @@ func TestPlainNumberRangeExact(t *testing.T) {
 		taken(s, true)
 	}
 	for _, s := range []string{"", "-", ".5", "1.", "1e2", "1E-3", "1.5e+3", "0x10", "1..2", "1-2", "++1",
-		"900000000000000", "123456789012345678", "1.0000000000000000000000", "NaN", "Inf", " 1"} {
+		"900000000000000", "123456789012345678", "1.0000000000000000000000", "NaN", "Inf", " 1",
+		strings.Repeat("0", 70) + "5"} {
 		taken(s, false)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
