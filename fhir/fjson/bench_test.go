@@ -42,15 +42,33 @@ func BenchmarkSynthea(b *testing.B) {
 			}
 		}
 	})
-	b.Run("Parse", func(b *testing.B) {
-		b.SetBytes(n)
-		b.ReportAllocs()
-		for b.Loop() {
-			for _, d := range docs {
-				if _, err := Parse(d); err != nil {
-					b.Fatal(err)
+	parse := func(docs [][]byte, n int64) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.SetBytes(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, d := range docs {
+					if _, err := Parse(d); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		}
-	})
+	}
+	b.Run("Parse", parse(docs, n))
+	// the same Bundles as a client that does not indent sends them
+	var (
+		compact [][]byte
+		cn      int64
+	)
+	for _, d := range docs {
+		v, err := Parse(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := AppendCompact(nil, v)
+		compact = append(compact, c)
+		cn += int64(len(c))
+	}
+	b.Run("ParseCompact", parse(compact, cn))
 }

@@ -127,33 +127,46 @@ type parser struct {
 	data []byte
 	pos  int
 	slab []Value
+	used int      // values in the slabs before this one
 	path []string // path segments of the value being parsed, for errors
 }
 
 // Parse parses one JSON document. The returned tree aliases data.
 func Parse(data []byte) (*Value, error) {
-	p := parser{data: data}
-	// A guess of the node count keeps slab growth to a few steps: compact
-	// FHIR JSON has a value per 23-24 bytes, indented JSON one per 60 (the
-	// Synthea bundles); a guess too low costs another slab (nothing is
-	// copied), one too high costs zeroing what is never used (at one per
-	// 12 bytes, a third of parsing an indented Bundle).
-	p.slab = make([]Value, 0, min(len(data)/24+8, 1<<16))
+	v, _, err := parse(data)
+	return v, err
+}
+
+// parse is Parse, also returning its parser (for the tests of its slabs).
+func parse(data []byte) (*Value, *parser, error) {
+	p := &parser{data: data}
+	// Values come from slabs: the first sized for a value per 64 bytes
+	// (indented JSON, as the Synthea bundles, has one per 60; compact FHIR
+	// JSON one per 24), each next one for the rest of the input at the
+	// density seen so far. A slab too large costs zeroing values never
+	// used, one too small another slab (nothing is copied).
+	p.slab = make([]Value, 0, min(len(data)/64+8, maxSlab))
 	p.skipWS()
 	v, err := p.value(0)
 	if err != nil {
-		return nil, err
+		return nil, p, err
 	}
 	p.skipWS()
 	if p.pos != len(p.data) {
-		return nil, p.errf("unexpected data after the top-level value")
+		return nil, p, p.errf("unexpected data after the top-level value")
 	}
-	return v, nil
+	return v, p, nil
 }
+
+// maxSlab bounds a slab (a value is 96 bytes).
+const maxSlab = 1 << 16
 
 func (p *parser) newValue() *Value {
 	if len(p.slab) == cap(p.slab) {
-		p.slab = make([]Value, 0, min(cap(p.slab)*2+16, 1<<16))
+		p.used += len(p.slab)
+		// the rest of the input at the density so far, and an eighth
+		rest := (len(p.data) - p.pos) * p.used / max(p.pos, 1)
+		p.slab = make([]Value, 0, min(rest+rest/8+16, maxSlab))
 	}
 	p.slab = p.slab[:len(p.slab)+1]
 	return &p.slab[len(p.slab)-1]
