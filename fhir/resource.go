@@ -5,9 +5,11 @@ package fhir
 //go:generate go run ./internal/typesgen ../../shared/testdata/fhir-r4-definitions/profiles-resources.assembled.json
 
 import (
+	"bytes"
 	"net/http"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir/fjson"
@@ -100,8 +102,25 @@ func FromValue(root *fjson.Value) (*Resource, error) {
 			}
 		}
 	}
-	r.Raw = fjson.AppendCompact(make([]byte, 0, len(root.Raw)), root)
+	r.Raw = compact(root)
 	return r, nil
+}
+
+// scratch holds buffers compact writes a resource into before copying it
+// out at its exact size.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+// compact returns root's compact JSON in a slice of its own length. (Sized
+// from root's source span, the buffer of an indented document's resource
+// was two and a half times what it kept, held for the resource's life.)
+func compact(root *fjson.Value) []byte {
+	buf := scratch.Get().(*[]byte)
+	*buf = fjson.AppendCompact((*buf)[:0], root)
+	out := bytes.Clone(*buf)
+	if cap(*buf) <= 1<<20 { // keep no huge buffer
+		scratch.Put(buf)
+	}
+	return out
 }
 
 // Root returns the parsed JSON tree of the resource.
