@@ -4,14 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/sharedtest"
 )
 
 // syntheaBundles reads the Synthea transaction Bundles of the shared test
 // data (what a bulk load parses), or skips.
 func syntheaBundles(b *testing.B) ([][]byte, int64) {
-	files, _ := filepath.Glob("../../../shared/testdata/synthea-r4/*.json")
+	files, _ := filepath.Glob(sharedtest.Path(b, "synthea-r4", "*.json"))
 	if len(files) == 0 {
-		b.Skip("../shared/testdata/synthea-r4 is absent")
+		b.Skip("no Synthea bundles in the shared test data")
 	}
 	var (
 		docs [][]byte

@@ -143,10 +143,6 @@ func numberRange(s string) (v, lo, hi float64, ok bool) {
 	return exactNumberRange(s)
 }
 
-// pow10 holds the powers of ten a float64 represents exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
-
 // plainNumberRange is numberRange for the common decimal: an optional
 // sign, digits, an optional fraction, no exponent, at most 15
 // significant digits (below 9e14) and 21 decimals (a lab value, a dose). Such a value
@@ -181,13 +177,13 @@ func plainNumberRange(s string) (v, lo, hi float64, ok bool) {
 			return 0, 0, 0, false
 		}
 	}
-	if digits == 0 || (dot && decimals == 0) || decimals+1 >= len(pow10) {
+	if digits == 0 || (dot && decimals == 0) || decimals+1 > 22 { // 10^22: the last exact float64 power of ten
 		return 0, 0, 0, false
 	}
 	if neg {
 		m = -m
 	}
-	scale := pow10[decimals]
+	scale := math.Pow10(decimals) // exact for 0..22
 	v = float64(m) / scale
 	lo = float64(10*m-5) / (scale * 10)
 	hi = float64(10*m+5) / (scale * 10)
