@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/fjson"
+	"github.com/fhirgate/fhirgate/internal/par"
 	"github.com/fhirgate/fhirgate/release"
 	"github.com/fhirgate/fhirgate/storage"
 	"github.com/gin-gonic/gin"
@@ -39,6 +37,10 @@ type bundleEntryReq struct {
 	err error
 	// validated is set when the resource passed validation up front.
 	validated bool
+	// prepared is set when the entry was prepared up front
+	// (prepareInParallel), with prepErr its error.
+	prepared bool
+	prepErr  error
 	// release checks that the principal may receive a resource a GET
 	// entry reads; nil when anyone may.
 	release func(*fhir.Resource) error
@@ -354,8 +356,13 @@ func (s *Server) runTransaction(ctx context.Context, entries []*bundleEntryReq) 
 			pending = pending[:0]
 			return nil
 		}
+		s.prepareInParallel(ctx, tx, entries, ids)
 		for _, be := range order {
-			if err := s.prepareEntry(ctx, tx, be, ids); err != nil {
+			if be.prepared {
+				if be.prepErr != nil {
+					return be.prepErr
+				}
+			} else if err := s.prepareEntry(ctx, tx, be, ids); err != nil {
 				return err
 			}
 			if be.method == http.MethodPost && be.ifNoneExist == "" && be.res != nil {
@@ -484,39 +491,48 @@ func (s *Server) prepareEntry(ctx context.Context, tx storage.Tx, be *bundleEntr
 // parallel; the first failing entry (in Bundle order) is the error.
 func (s *Server) validateEntries(entries []*bundleEntryReq) error {
 	errs := make([]error, len(entries))
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for w := 0; w < min(runtime.GOMAXPROCS(0), 8); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(entries) {
-					return
-				}
-				be := entries[i]
-				if be.res == nil || be.err != nil {
-					continue
-				}
-				var conds []string
-				if collectConditionalRefs(be.body, &conds); len(conds) > 0 {
-					continue // validated once its conditional references are resolved
-				}
-				errs[i] = s.validateWrite(be.res, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
-				be.validated = errs[i] == nil
-			}
-		}()
-	}
-	wg.Wait()
+	par.For(len(entries), func(i int) {
+		be := entries[i]
+		if be.res == nil || be.err != nil || be.hasConditionalRefs() {
+			return // (validated once its conditional references are resolved)
+		}
+		errs[i] = s.validateWrite(be.res, fmt.Sprintf("Bundle.entry[%d].resource", be.index))
+		be.validated = errs[i] == nil
+	})
 	for _, err := range errs {
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// prepareInParallel prepares (prepareEntry) the entries that have no
+// conditional references on all cores: rewriting their references and
+// writing them out again is CPU and needs nothing of the transaction. Their
+// errors wait in the entries for the transaction's order; entries with
+// conditional references are prepared in that order, as they may match
+// what the transaction's earlier entries wrote.
+func (s *Server) prepareInParallel(ctx context.Context, tx storage.Tx, entries []*bundleEntryReq, ids map[string]string) {
+	if len(entries) < 16 {
+		return
+	}
+	par.For(len(entries), func(i int) {
+		be := entries[i]
+		if be.res == nil || be.out != nil || be.hasConditionalRefs() {
+			return
+		}
+		be.prepErr = s.prepareEntry(ctx, tx, be, ids)
+		be.prepared = true
+	})
+}
+
+// hasConditionalRefs says whether the entry's resource has references of
+// the form Type?search.
+func (be *bundleEntryReq) hasConditionalRefs() bool {
+	var conds []string
+	collectConditionalRefs(be.body, &conds)
+	return len(conds) > 0
 }
 
 // resolveConditionalRefs finds references of the form Type?search in the

@@ -433,4 +433,22 @@ func (t pgTx) CopyRows(ctx context.Context, table string, cols []string, rows []
 	return err
 }
 
-var _ sqlstore.Copier = pgTx{}
+// CopyRowsFrom copies the rows next produces, inside the transaction.
+func (t pgTx) CopyRowsFrom(ctx context.Context, table string, cols []string, next func() ([]any, error)) error {
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(next))
+	return err
+}
+
+var _ sqlstore.StreamCopier = pgTx{}
+
+// ExecBatch implements sqlstore.TxBatcher: the statements in one round
+// trip, inside the transaction.
+func (t pgTx) ExecBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
+	b := &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(rebind(s.SQL), s.Args...)
+	}
+	return execAll(t.tx.SendBatch(ctx, b), len(stmts))
+}
+
+var _ sqlstore.TxBatcher = pgTx{}

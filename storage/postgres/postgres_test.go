@@ -50,3 +50,13 @@ func TestRelease(t *testing.T) {
 func TestDerived(t *testing.T) {
 	storagetest.RunDerived(t, searchStore)
 }
+
+func TestIndexing(t *testing.T) {
+	storagetest.RunIndexing(t, func(t *testing.T, reg *search.Registry) *sqlstore.Store {
+		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, `ALTER TABLE idx_token ADD CONSTRAINT no_poison CHECK (code <> 'poison')`)
+}

@@ -209,3 +209,13 @@ func TestPageSize(t *testing.T) {
 	}
 	s.Close()
 }
+
+func TestIndexing(t *testing.T) {
+	storagetest.RunIndexing(t, func(t *testing.T, reg *search.Registry) *sqlstore.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), sqlstore.Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, `CREATE TRIGGER no_poison BEFORE INSERT ON idx_token WHEN NEW.code = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END`)
+}

@@ -138,6 +138,13 @@ type Batcher interface {
 	LockedBatch(ctx context.Context, first Stmt, dest []any, then func(found bool) []Stmt) error
 }
 
+// TxBatcher is a transaction's connection that sends several statements
+// in one round trip, in order (PostgreSQL's pipeline); the first error is
+// returned, and the transaction must then be rolled back.
+type TxBatcher interface {
+	ExecBatch(ctx context.Context, stmts []Stmt) error
+}
+
 // Stmt is one statement of a batch ('?' placeholders).
 type Stmt struct {
 	SQL  string
@@ -237,6 +244,15 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 		stmts = pendingStatements(recs, seal)
 	default:
 		return fmt.Errorf("audit append: head: %w", err)
+	}
+	if b, ok := c.(TxBatcher); ok && len(stmts) > 1 {
+		// the events, their postings and the head's move: one round trip
+		// (a Bundle's event names every resource it wrote: a dozen
+		// statements of postings)
+		if err := b.ExecBatch(ctx, stmts); err != nil {
+			return fmt.Errorf("audit append: %w", err)
+		}
+		return nil
 	}
 	for _, st := range stmts {
 		if _, err := c.Exec(ctx, st.SQL, st.Args...); err != nil {

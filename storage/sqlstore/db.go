@@ -96,3 +96,12 @@ func (d Dialect) batchInsert() string {
 type Copier interface {
 	CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error
 }
+
+// StreamCopier is a Copier that can also copy rows as a function produces
+// them: next returns the next row, or nil at the end (the row may be
+// reused once next is called again). An error from next aborts the copy
+// and is returned.
+type StreamCopier interface {
+	Copier
+	CopyRowsFrom(ctx context.Context, table string, cols []string, next func() ([]any, error)) error
+}

@@ -19,6 +19,9 @@ import (
 // indexTables are the search index tables, in the order rows are written.
 var indexTables = []string{"idx_string", "idx_token", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_patient"}
 
+// tokenBatch is idx_token's place in indexTables (and indexWriter.batches).
+const tokenBatch = 1
+
 // Instants are indexed as microseconds; the open ends of periods map to
 // the extremes of int64 so that range comparisons need no NULL handling.
 func timeKey(t time.Time) int64 {
@@ -256,15 +259,15 @@ func (w *indexWriter) flush(ctx context.Context, c Conn) error {
 // write, the Patients whose compartment held the resource before the
 // write or holds it after (for the audit trail's events of the write).
 //
-// extracted, when not nil, delivers the writes' index values (extractAsync);
-// reindexWrites always receives from it before returning.
-func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patients bool, extracted <-chan extraction) (_ [][]string, err error) {
+// extracted, when not nil, delivers the writes' index values
+// (extractAsync); reindexWrites waits for its workers before returning.
+// On a connection that copies (PostgreSQL), the largest table's rows are
+// copied while the values are still being extracted: each resource's rows
+// go out as soon as its values are there, so the database inserts the
+// first rows while the gateway extracts the last.
+func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patients bool, extracted *extraction) (_ [][]string, err error) {
 	if extracted != nil {
-		defer func() {
-			if extracted != nil {
-				<-extracted
-			}
-		}()
+		defer extracted.wait()
 	}
 	if s.registry == nil {
 		return make([][]string, len(writes)), nil
@@ -294,31 +297,58 @@ func (s *Store) reindexWrites(ctx context.Context, c Conn, writes []Write, patie
 			return nil, err
 		}
 	}
-	var idx []*search.Index
-	if extracted != nil {
-		x := <-extracted
-		extracted = nil
-		idx, err = x.idx, x.err
-	} else {
-		idx, err = s.extractAll(writes)
-	}
-	if err != nil {
-		return nil, err
+	if extracted == nil {
+		extracted = s.extractAsync(writes)
+		defer extracted.wait()
 	}
 	iw := newIndexWriter(s.dialect, s.registry)
-	for i, wr := range writes {
-		if idx[i] == nil {
-			continue
+	// add indexes write i once its values are extracted
+	add := func(i int) error {
+		ix, err := extracted.get(i)
+		if err != nil {
+			return fmt.Errorf("index %s/%s: %w", writes[i].Type, writes[i].ID, err)
 		}
+		if ix == nil {
+			return nil
+		}
+		wr := writes[i]
 		if wr.Type != "AuditEvent" {
-			for _, p := range idx[i].Patients {
+			for _, p := range ix.Patients {
 				touched[p] = true
 				if patients && !slices.Contains(pats[i], p) {
 					pats[i] = append(pats[i], p)
 				}
 			}
 		}
-		if err := iw.add(ctx, c, wr.Type, wr.ID, idx[i]); err != nil {
+		return iw.add(ctx, c, wr.Type, wr.ID, ix)
+	}
+	next := 0
+	if cp, ok := c.(StreamCopier); ok && len(writes) > 1 {
+		// the token rows (the most numerous) stream as the values come
+		b := &iw.batches[tokenBatch]
+		cols := strings.Split(b.cols, ", ")
+		row := 0
+		err := cp.CopyRowsFrom(ctx, b.table, cols, func() ([]any, error) {
+			for row*b.width >= len(b.args) {
+				if next == len(writes) {
+					return nil, nil
+				}
+				b.args, row = b.args[:0], 0 // the copy has encoded them
+				if err := add(next); err != nil {
+					return nil, err
+				}
+				next++
+			}
+			row++
+			return b.args[(row-1)*b.width : row*b.width], nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("index %s: %w", b.table, err)
+		}
+		b.args = nil
+	}
+	for ; next < len(writes); next++ {
+		if err := add(next); err != nil {
 			return nil, err
 		}
 	}
@@ -365,62 +395,83 @@ func bumpRecordMarks(ctx context.Context, c Conn, patients map[string]bool) erro
 	return nil
 }
 
-// extraction is what extractAsync delivers.
+// extraction is the search values of a batch of writes, extracted in the
+// background (extractAsync) in the writes' order: get(i) waits for write
+// i's values only.
 type extraction struct {
-	idx []*search.Index
-	err error
+	idx  []*search.Index
+	errs []error
+	done []chan struct{} // done[i] is closed once idx[i] and errs[i] are set
+	all  sync.WaitGroup  // the workers
+	stop atomic.Bool     // set by wait: the rest need not be extracted
 }
 
-// extractAsync starts extractAll; the channel delivers its result once.
-// Without a registry there is nothing to extract (and nil is delivered).
-func (s *Store) extractAsync(writes []Write) <-chan extraction {
-	ch := make(chan extraction, 1)
-	if s.registry == nil {
-		ch <- extraction{}
-		return ch
-	}
-	go func() {
-		idx, err := s.extractAll(writes)
-		ch <- extraction{idx, err}
-	}()
-	return ch
+// get waits for write i's values.
+func (x *extraction) get(i int) (*search.Index, error) {
+	<-x.done[i]
+	return x.idx[i], x.errs[i]
 }
 
-// extractAll computes the index values of many writes on all cores (the
-// FHIRPath evaluation is the CPU-heavy part of indexing a batch).
-func (s *Store) extractAll(writes []Write) ([]*search.Index, error) {
-	out := make([]*search.Index, len(writes))
-	errs := make([]error, len(writes))
-	workers := min(runtime.GOMAXPROCS(0), 8)
-	if len(writes) < 16 {
-		workers = 1
+// wait returns once every worker has ended; writes not yet taken by a
+// worker are left unextracted (their caller has stopped needing them).
+func (x *extraction) wait() {
+	x.stop.Store(true)
+	x.all.Wait()
+}
+
+// extractionWorkers is how many goroutines extract a batch's values: all
+// cores but one, which the database and the copy's encoding keep busy
+// meanwhile (at least one; at most eight).
+func extractionWorkers(n int) int {
+	if n < 16 {
+		return 1
 	}
-	var (
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
+	return max(1, min(runtime.GOMAXPROCS(0)-1, 8))
+}
+
+// extractAsync starts extracting the values of writes, in order, on
+// extractionWorkers goroutines (a single write's values are extracted
+// before it returns). Without a registry there is nothing to extract
+// (every write's values are nil).
+func (s *Store) extractAsync(writes []Write) *extraction {
+	x := &extraction{
+		idx:  make([]*search.Index, len(writes)),
+		errs: make([]error, len(writes)),
+		done: make([]chan struct{}, len(writes)),
+	}
+	for i := range x.done {
+		x.done[i] = make(chan struct{})
+	}
+	if s.registry == nil || len(writes) < 2 {
+		// nothing to extract, or one write: no goroutine for it
+		for i, d := range x.done {
+			if r := writes[i].Resource; r != nil && s.registry != nil {
+				x.idx[i], x.errs[i] = s.registry.Extract(r)
+			}
+			close(d)
+		}
+		return x
+	}
+	var next atomic.Int64
+	for range extractionWorkers(len(writes)) {
+		x.all.Add(1)
 		go func() {
-			defer wg.Done()
+			defer x.all.Done()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(writes) {
 					return
 				}
-				if r := writes[i].Resource; r != nil {
-					out[i], errs[i] = s.registry.Extract(r)
+				if !x.stop.Load() {
+					if r := writes[i].Resource; r != nil {
+						x.idx[i], x.errs[i] = s.registry.Extract(r)
+					}
 				}
+				close(x.done[i])
 			}
 		}()
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("index %s/%s: %w", writes[i].Type, writes[i].ID, err)
-		}
-	}
-	return out, nil
+	return x
 }
 
 func deleteIndex(ctx context.Context, c Conn, typ, id string) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/fhirgate/fhirgate/fhir"
 	"github.com/fhirgate/fhirgate/fhir/search"
 	"github.com/fhirgate/fhirgate/internal/lru"
+	"github.com/fhirgate/fhirgate/internal/par"
 	"github.com/fhirgate/fhirgate/storage"
 )
 
@@ -563,11 +564,19 @@ func (t *tx) write(ctx context.Context, res *fhir.Resource, v int64, method stri
 func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Resource, error) {
 	now := t.s.clock()
 	out := make([]*fhir.Resource, len(res))
-	for i, r := range res {
+	for _, r := range res {
 		if r.ID == "" || !fhir.ValidID(r.ID) {
 			return nil, fmt.Errorf("create %s: invalid id", r.Type)
 		}
-		out[i] = r.WithMeta(r.ID, "1", now)
+	}
+	// each body is written out again with its meta: CPU, on all cores
+	withMeta := func(i int) { out[i] = res[i].WithMeta(res[i].ID, "1", now) }
+	if len(res) < 64 {
+		for i := range res {
+			withMeta(i)
+		}
+	} else {
+		par.For(len(res), withMeta)
 	}
 	ws := make([]Write, len(out))
 	for i, r := range out {
@@ -581,7 +590,7 @@ func (t *tx) CreateMany(ctx context.Context, res []*fhir.Resource) ([]*fhir.Reso
 		err = t.insertVersions(ctx, out, now)
 	}
 	if err != nil {
-		<-extracted // the extraction's goroutines end before the call does
+		extracted.wait() // the extraction's goroutines end before the call does
 		return nil, err
 	}
 	if err := t.afterWriteExtracted(ctx, ws, extracted); err != nil {
@@ -714,7 +723,7 @@ func (t *tx) afterWrite(ctx context.Context, ws []Write) error {
 
 // afterWriteExtracted is afterWrite with the search values already being
 // extracted (extractAsync), or extracted here when extracted is nil.
-func (t *tx) afterWriteExtracted(ctx context.Context, ws []Write, extracted <-chan extraction) error {
+func (t *tx) afterWriteExtracted(ctx context.Context, ws []Write, extracted *extraction) error {
 	t.rows += len(ws)
 	if t.s.marks != nil {
 		if t.types == nil {
@@ -731,7 +740,7 @@ func (t *tx) afterWriteExtracted(ctx context.Context, ws []Write, extracted <-ch
 			if _, err := t.c.Exec(ctx, `INSERT INTO change_marks (res_type, n) VALUES (?, 1)
 				ON CONFLICT (res_type) DO UPDATE SET n = change_marks.n + 1`, w.Type); err != nil {
 				if extracted != nil {
-					<-extracted
+					extracted.wait()
 				}
 				return fmt.Errorf("change mark %s: %w", w.Type, err)
 			}
