@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -406,6 +407,10 @@ type extraction struct {
 	stop atomic.Bool     // set by wait: the rest need not be extracted
 }
 
+// errNotExtracted is what get answers for a write whose values were not
+// extracted because wait had been called (no caller asks for them then).
+var errNotExtracted = errors.New("search values not extracted: the extraction was stopped")
+
 // get waits for write i's values.
 func (x *extraction) get(i int) (*search.Index, error) {
 	<-x.done[i]
@@ -462,10 +467,10 @@ func (s *Store) extractAsync(writes []Write) *extraction {
 				if i >= len(writes) {
 					return
 				}
-				if !x.stop.Load() {
-					if r := writes[i].Resource; r != nil {
-						x.idx[i], x.errs[i] = s.registry.Extract(r)
-					}
+				if x.stop.Load() {
+					x.errs[i] = errNotExtracted
+				} else if r := writes[i].Resource; r != nil {
+					x.idx[i], x.errs[i] = s.registry.Extract(r)
 				}
 				close(x.done[i])
 			}
