@@ -125,11 +125,15 @@ func (s *Server) transaction(c *gin.Context) {
 	}
 	// the audit trail names every patient the Bundle wrote about, under the
 	// ids things were stored with
-	for _, be := range entries {
-		if be.out != nil {
-			for _, pt := range s.decider.PatientsOf(be.out) {
-				a.Patient("Patient/" + pt)
-			}
+	pats := make([][]string, len(entries))
+	par.For(len(entries), func(i int) {
+		if out := entries[i].out; out != nil {
+			pats[i] = s.decider.PatientsOf(out)
+		}
+	})
+	for _, ps := range pats {
+		for _, pt := range ps {
+			a.Patient("Patient/" + pt)
 		}
 	}
 	s.writeJSON(c, http.StatusOK, s.bundleResponse(c, btype+"-response", entries))
