@@ -21,7 +21,7 @@ import (
 var indexTables = []string{"idx_string", "idx_token", "idx_ref", "idx_date", "idx_number", "idx_quantity", "idx_uri", "idx_patient"}
 
 // tokenBatch is idx_token's place in indexTables (and indexWriter.batches).
-const tokenBatch = 1
+var tokenBatch = slices.Index(indexTables, "idx_token")
 
 // Instants are indexed as microseconds; the open ends of periods map to
 // the extremes of int64 so that range comparisons need no NULL handling.
