@@ -102,7 +102,12 @@ type Trail struct {
 	// pend is the log's pending events, when it keeps them (replicas on
 	// PostgreSQL): an appender that finds the head held stores its events
 	// there, and the sealer moves them into the trail
-	pend     storage.AuditPendingLog
+	pend storage.AuditPendingLog
+	// role, when the log is shared by several processes that take turns
+	// at the appender's role (storage.AuditAppenderRole); appender
+	// reports whether this process holds it (always, without a role)
+	role     storage.AuditAppenderRole
+	appender atomic.Bool
 	sealWake chan struct{}
 	stopSeal chan struct{}
 	sealDone chan struct{}
@@ -159,6 +164,11 @@ func Open(ctx context.Context, st storage.Store, opts Options) (*Trail, error) {
 		wake: make(chan struct{}, 1), done: make(chan struct{}), stopCP: make(chan struct{}), cpDone: make(chan struct{}),
 		sealWake: make(chan struct{}, 1), stopSeal: make(chan struct{}), sealDone: make(chan struct{})}
 	t.pend, _ = lg.(storage.AuditPendingLog)
+	t.appender.Store(true)
+	if r, ok := lg.(storage.AuditAppenderRole); ok && t.pend != nil {
+		t.role = r
+		t.claim(ctx)
+	}
 	if _, err := Migrate(ctx, st, opts.Keys, opts.Logger, opts.Now); err != nil {
 		return nil, err
 	}
@@ -584,16 +594,46 @@ func (t *Trail) sealSoon() {
 	}
 }
 
+// roleSweep is how often the process that holds the appender's role
+// seals what the other replicas stored pending (their events are durable
+// already; a listing of the trail seals what is pending first), and how
+// often the others try to take the role. Sealing in batches of this
+// length, rather than as soon as each replica's events arrive, keeps the
+// chain's head out of the replicas' way (BENCHMARKS.md, issue 15).
+const roleSweep = 200 * time.Millisecond
+
+// claim takes the appender's role, or checks this process still holds it.
+func (t *Trail) claim(ctx context.Context) {
+	held, err := t.role.ClaimAppender(ctx)
+	if err != nil {
+		t.log_.Warn("audit: the appender's role could not be checked; appending to the chain meanwhile", "err", err)
+		held = true // the store appends to the chain when the role is unknown
+	}
+	if held != t.appender.Load() {
+		t.log_.Info("audit: appender's role", "held", held)
+	}
+	t.appender.Store(held)
+}
+
 // sealer moves pending events into the trail when told some were stored,
-// every sealSweep, and once more when the trail closes.
+// every sealSweep, and once more when the trail closes. In a log shared
+// by several processes (t.role) the one that holds the appender's role
+// seals every roleSweep, whoever stored them; the others, whose every
+// event goes pending, leave it to it (and still seal every sealSweep, in
+// case it is stuck).
 func (t *Trail) sealer() {
 	defer close(t.sealDone)
 	if t.pend == nil {
 		<-t.stopSeal
 		return
 	}
-	tick := time.NewTicker(sealSweep)
+	every := sealSweep
+	if t.role != nil {
+		every = roleSweep
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-t.stopSeal:
@@ -602,8 +642,21 @@ func (t *Trail) sealer() {
 			}
 			return
 		case <-t.sealWake:
+			if t.role != nil {
+				// sealed at the next sweep, with whatever else is pending
+				// then: sealing at once takes the head from this process's
+				// own appends, which then go pending too
+				continue
+			}
 		case <-tick.C:
+			if t.role != nil {
+				t.claim(context.Background())
+				if !t.appender.Load() && time.Since(last) < sealSweep {
+					continue
+				}
+			}
 		}
+		last = time.Now()
 		if err := t.Settle(context.Background()); err != nil {
 			t.log_.Error("audit: pending events not sealed", "err", err)
 		}

@@ -664,3 +664,87 @@ func TestConnectionWriteAudited(t *testing.T) {
 		}
 	})
 }
+
+// TestAppenderRole: of the trails on one PostgreSQL database, the first
+// to open holds the appender's role: the others' events go pending
+// (durable, MACed) and the holder seals them within moments without being
+// asked; when the holder stops, another takes the role and appends to the
+// chain itself. The trail verifies throughout.
+func TestAppenderRole(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.Config(t)
+	openStore := func() *sqlstore.Store {
+		st, err := postgres.Open(ctx, cfg, sqlstore.Options{Registry: registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	pending := func(st *sqlstore.Store) int {
+		n := 0
+		if err := st.ScanPendingAudit(ctx, func(storage.PendingAudit) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitSealed := func(st *sqlstore.Store) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); pending(st) > 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d events still pending after 10 s", pending(st))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	stA, stB := openStore(), openStore()
+	a := open(t, stA, audit.Options{})
+	b := open(t, stB, audit.Options{})
+	if err := a.Record(ctx, read(1, "Patient/p1")); err != nil {
+		t.Fatal(err)
+	}
+	if n := pending(stA); n != 0 {
+		t.Fatalf("the holder's event went pending (%d)", n)
+	}
+	for i := range 5 {
+		if err := b.Record(ctx, read(10+i, "Patient/p2")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b's events are durable before Record returns, pending; nobody calls
+	// Settle: the holder's sweep seals them
+	if n := pending(stB); n == 0 {
+		t.Fatal("a trail without the role appended to the chain")
+	}
+	waitSealed(stB)
+	if rep := mustVerify(t, stB, nil); !rep.OK() || rep.Events != 6 {
+		t.Fatalf("verify: %d events, %v", rep.Events, rep.Problems)
+	}
+
+	// the holder stops (its session, and the lock with it, goes)
+	a.Close()
+	stA.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := b.Record(ctx, read(20, "Patient/p3")); err != nil {
+			t.Fatal(err)
+		}
+		if pending(stB) == 0 {
+			break // appended to the chain: b holds the role now
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no other trail took the appender's role after its holder stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 3 { // and goes on appending to it
+		if err := b.Record(ctx, read(30+i, "Patient/p3")); err != nil {
+			t.Fatal(err)
+		}
+		if n := pending(stB); n != 0 {
+			t.Fatalf("the new holder's event went pending (%d)", n)
+		}
+	}
+	if rep := mustVerify(t, stB, nil); !rep.OK() || rep.Pending != 0 || rep.Events < 10 {
+		t.Fatalf("verify after the takeover: %d events, %d pending, %v", rep.Events, rep.Pending, rep.Problems)
+	}
+}

@@ -107,6 +107,22 @@ type AuditPendingLog interface {
 	ScanPendingAudit(ctx context.Context, fn func(PendingAudit) error) error
 }
 
+// AuditAppenderRole is an AuditPendingLog that several processes share
+// (replicas on one PostgreSQL database), in which one process at a time
+// holds the appender's role: it appends its events to the chain and seals
+// into it what the others stored pending, while the others store their
+// events pending (one insert, durable before the answer, that never waits
+// for the chain's head). Without the role, every replica's appends
+// contend for the one head: each is refused or waits whenever another
+// holds it. Correctness does not depend on the role: an append moves the
+// head only from where it is, whoever appends.
+type AuditAppenderRole interface {
+	// ClaimAppender takes the role when no process holds it, or checks
+	// that this one still does, and reports whether this process holds
+	// it. Until it is first called, a process appends to the chain.
+	ClaimAppender(ctx context.Context) (bool, error)
+}
+
 // AuditHead is the last event of the trail (Seq 0 for an empty trail).
 type AuditHead struct {
 	Seq  int64

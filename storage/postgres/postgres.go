@@ -174,6 +174,12 @@ type DB struct {
 	// stopListen ends the read cache's listener (listen.go).
 	stopListen func()
 	listening  sync.WaitGroup
+
+	// lease is the session that holds the audit log's appender role, if
+	// this process does (lease.go); closed is set by Close.
+	leaseMu sync.Mutex
+	lease   leaseConn
+	closed  bool
 }
 
 // analyzeAfterRows is how many versions written since the last ANALYZE
@@ -312,6 +318,7 @@ func (d *DB) Ping(ctx context.Context) error {
 }
 
 func (d *DB) Close() error {
+	d.closeLease()
 	if d.stopListen != nil {
 		d.stopListen()
 	}

@@ -18,10 +18,11 @@ import (
 // trail's order is the order in which appenders commit, across replicas.
 
 var (
-	_ storage.AuditLog        = (*Store)(nil)
-	_ storage.AuditAppender   = (*tx)(nil)
-	_ storage.CommitHooker    = (*Store)(nil)
-	_ storage.AuditPendingLog = (*Store)(nil)
+	_ storage.AuditLog          = (*Store)(nil)
+	_ storage.AuditAppenderRole = (*Store)(nil)
+	_ storage.AuditAppender     = (*tx)(nil)
+	_ storage.CommitHooker      = (*Store)(nil)
+	_ storage.AuditPendingLog   = (*Store)(nil)
 )
 
 // auditRowsPerInsert bounds the rows of one multi-row INSERT.
@@ -40,6 +41,14 @@ const auditRowsPerInsert = 64
 // a wake-up of both processes.
 func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
 	if len(recs) == 0 {
+		return nil
+	}
+	if b, ok := s.db.(Batcher); ok && s.storesPending() {
+		// another replica holds the appender's role: the events wait
+		// pending, sealed by their MAC, for it to seal them into the chain
+		if err := b.QueryBatch(ctx, pendingStatements(recs, seal)); err != nil {
+			return fmt.Errorf("audit append: %w", err)
+		}
 		return nil
 	}
 	if _, ok := s.db.(Batcher); ok && s.dialect.SkipLocked != "" {
@@ -112,7 +121,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 	if err != nil {
 		return fmt.Errorf("audit append: begin: %w", err)
 	}
-	if err := appendAudit(ctx, c, s.dialect, recs, seal); err != nil {
+	if err := appendAudit(ctx, c, s.dialect, recs, seal, false); err != nil {
 		_ = c.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
@@ -124,6 +133,50 @@ func (s *Store) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, se
 	s.auditHead.set(last.Seq, last.Hash, false)
 	return nil
 }
+
+// Leaser is a database on which a process can hold a lease for as long as
+// it lives (PostgreSQL: a session advisory lock on a connection of its
+// own, released when the process or its connection dies): the audit
+// log's appender role.
+type Leaser interface {
+	// TryLease takes the lease when nobody holds it, or checks that this
+	// process still does, and reports whether it holds it.
+	TryLease(ctx context.Context) (bool, error)
+}
+
+// The audit log's roles (Store.auditRole).
+const (
+	roleUnclaimed int32 = iota // never claimed: append to the chain
+	roleAppender               // this process holds the role
+	rolePending                // another process holds it: store pending
+)
+
+// ClaimAppender implements storage.AuditAppenderRole. On a database that
+// keeps no pending events (SQLite, one process) this process is always
+// the appender. When the lease cannot be checked (the database is
+// unreachable) the process appends to the chain, as one that never
+// claimed the role does: correctness never depends on the role.
+func (s *Store) ClaimAppender(ctx context.Context) (bool, error) {
+	l, ok := s.db.(Leaser)
+	if !ok || s.dialect.SkipLocked == "" {
+		s.auditRole.Store(roleAppender)
+		return true, nil
+	}
+	held, err := l.TryLease(ctx)
+	switch {
+	case err != nil:
+		s.auditRole.Store(roleUnclaimed)
+		return false, fmt.Errorf("audit appender role: %w", err)
+	case held:
+		s.auditRole.Store(roleAppender)
+	default:
+		s.auditRole.Store(rolePending)
+	}
+	return held, nil
+}
+
+// storesPending reports whether another process holds the appender's role.
+func (s *Store) storesPending() bool { return s.auditRole.Load() == rolePending }
 
 // Batcher is a database that runs several statements in one round trip,
 // in order, as one transaction: all of them or none.
@@ -213,7 +266,7 @@ func (t *tx) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal 
 	// the head moves: this process expects it where this transaction
 	// leaves it once it commits
 	t.s.auditHead.forget()
-	if err := appendAudit(ctx, t.c, t.s.dialect, recs, seal); err != nil {
+	if err := appendAudit(ctx, t.c, t.s.dialect, recs, seal, t.s.storesPending()); err != nil {
 		return err
 	}
 	if last := recs[len(recs)-1]; last.Seq > 0 {
@@ -222,7 +275,10 @@ func (t *tx) AppendAudit(ctx context.Context, recs []*storage.AuditRecord, seal 
 	return nil
 }
 
-func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRecord, seal storage.AuditSealer) error {
+// appendAudit appends recs in the transaction c, or stores them pending
+// (pending: another process holds the appender's role; or the head is
+// held by another transaction).
+func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRecord, seal storage.AuditSealer, pending bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -235,15 +291,19 @@ func appendAudit(ctx context.Context, c Conn, d Dialect, recs []*storage.AuditRe
 		lock = d.SkipLocked
 	}
 	stmts := []Stmt(nil)
-	switch err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&seq, &hash); {
-	case err == nil:
-		stmts = auditStatements(recs, seal, seq, hash, false, d.batchInsert())
-	case errors.Is(err, ErrNoRows) && d.SkipLocked != "":
-		// another appender holds the head: the events wait sealed by their
-		// MAC, and the write does not wait for the head
+	if pending && d.SkipLocked != "" {
 		stmts = pendingStatements(recs, seal)
-	default:
-		return fmt.Errorf("audit append: head: %w", err)
+	} else {
+		switch err := c.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&seq, &hash); {
+		case err == nil:
+			stmts = auditStatements(recs, seal, seq, hash, false, d.batchInsert())
+		case errors.Is(err, ErrNoRows) && d.SkipLocked != "":
+			// another appender holds the head: the events wait sealed by
+			// their MAC, and the write does not wait for the head
+			stmts = pendingStatements(recs, seal)
+		default:
+			return fmt.Errorf("audit append: head: %w", err)
+		}
 	}
 	if b, ok := c.(TxBatcher); ok && len(stmts) > 1 {
 		// the events, their postings and the head's move: one round trip

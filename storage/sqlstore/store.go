@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/fhir"
@@ -75,6 +76,9 @@ type Store struct {
 	commitHook storage.CommitHook
 	// auditHead is the audit head this process expects (AppendAudit).
 	auditHead headCache
+	// auditRole is where this process stands in a log shared by several
+	// (ClaimAppender): roleUnclaimed, roleAppender or rolePending.
+	auditRole atomic.Int32
 	// announce, on a database other processes write too, tells them in
 	// the transaction what it replaced (ShareCache).
 	announce func(ctx context.Context, c Conn, payload string) error

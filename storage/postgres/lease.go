@@ -1,0 +1,79 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirgate/fhirgate/storage/sqlstore"
+)
+
+var _ sqlstore.Leaser = (*DB)(nil)
+
+// appenderLease is the advisory lock class of the audit log's appender
+// role; the lock's second key is the schema's name hashed, so that
+// gateways on other schemas of one database (tests, tenants) do not share
+// it.
+const appenderLease = 0x61756474 // "audt"
+
+// leaseTimeout bounds a lease's statements: a lease is checked from the
+// trail's sealer, not from a request.
+const leaseTimeout = 5 * time.Second
+
+// TryLease implements sqlstore.Leaser with a session advisory lock held on
+// a connection taken out of the pool for it. The lock lives as long as
+// that session: when the process dies (or its connection does), PostgreSQL
+// releases it and another replica's next TryLease takes it. A lease that
+// is held is checked with one statement on its connection: an error means
+// the session, and the lock with it, is gone.
+func (d *DB) TryLease(ctx context.Context) (bool, error) {
+	d.leaseMu.Lock()
+	defer d.leaseMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseTimeout)
+	defer cancel()
+	if d.lease != nil {
+		if _, err := d.lease.Exec(ctx, "SELECT 1"); err == nil {
+			return true, nil
+		}
+		_ = d.lease.Close(ctx)
+		d.lease = nil
+	}
+	if d.closed {
+		return false, fmt.Errorf("postgres: closed")
+	}
+	pc, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("postgres: lease: %w", err)
+	}
+	var held bool
+	if err := pc.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))", int32(appenderLease)).Scan(&held); err != nil {
+		pc.Release()
+		return false, fmt.Errorf("postgres: lease: %w", err)
+	}
+	if !held {
+		pc.Release()
+		return false, nil
+	}
+	// the session now holds the lock: it leaves the pool, which would
+	// otherwise hand it to requests (and close it when idle)
+	d.lease = pc.Hijack()
+	return true, nil
+}
+
+// closeLease ends the lease's session (releasing the lock).
+func (d *DB) closeLease() {
+	d.leaseMu.Lock()
+	defer d.leaseMu.Unlock()
+	d.closed = true
+	if d.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
+		defer cancel()
+		_ = d.lease.Close(ctx)
+		d.lease = nil
+	}
+}
+
+// leaseConn is the lease's session.
+type leaseConn = *pgx.Conn
