@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
 	"github.com/fhirgate/fhirgate/storage/postgres"
+	"github.com/fhirgate/fhirgate/storage/postgres/pgtest"
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
 
