@@ -58,6 +58,9 @@ type Options struct {
 	// (another appender held the trail's head: stored > 0) and of those
 	// its sealer moved into the trail or refused (their MAC did not hold).
 	OnPending func(stored, sealed, refused int)
+	// OnRole, when set, is told after every check of the appender's role
+	// (storage.AuditAppenderRole) whether this process holds it.
+	OnRole func(held bool)
 }
 
 // DefaultGroupCommit is how long an append waits, at most, for the other
@@ -613,6 +616,9 @@ func (t *Trail) claim(ctx context.Context) {
 		t.log_.Info("audit: appender's role", "held", held)
 	}
 	t.appender.Store(held)
+	if t.opts.OnRole != nil {
+		t.opts.OnRole(held)
+	}
 }
 
 // sealer moves pending events into the trail when told some were stored,

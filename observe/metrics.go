@@ -39,6 +39,7 @@ type Metrics struct {
 	auditFlushes   *prometheus.CounterVec
 	auditEvents    prometheus.Counter
 	auditPending   *prometheus.CounterVec
+	auditRole      prometheus.Gauge
 	auditSeconds   prometheus.Histogram
 	jobs           *prometheus.CounterVec
 	jobSeconds     *prometheus.HistogramVec
@@ -119,7 +120,9 @@ func NewMetrics(version, commit string) *Metrics {
 		Help: "Writes of the audit trail, by outcome (ok, error)."}, []string{"outcome"})
 	m.auditEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "fhirgate_audit_events_total", Help: "Audit events written."})
 	m.auditPending = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fhirgate_audit_pending_events_total",
-		Help: "Audit events this process stored pending because another appender held the trail's head (stored), and pending events its sealer moved into the trail (sealed) or refused because their MAC did not hold (refused: someone wrote to the database without the key)."}, []string{"what"})
+		Help: "Audit events this process stored pending, because another replica holds the appender's role or another appender held the trail's head (stored), and pending events its sealer moved into the trail (sealed) or refused because their MAC did not hold (refused: someone wrote to the database without the key)."}, []string{"what"})
+	m.auditRole = prometheus.NewGauge(prometheus.GaugeOpts{Name: "fhirgate_audit_appender_role",
+		Help: "1 when this process holds the audit trail's appender role (it appends to the chain and seals what the other replicas stored pending), 0 when another replica does."})
 	m.auditSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fhirgate_audit_flush_duration_seconds", Help: "Time of one write of the audit trail.", Buckets: buckets})
 	m.jobs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fhirgate_jobs_total",
 		Help: "River jobs this process finished, by kind, queue and outcome (completed, retryable, discarded, cancelled, snoozed)."}, []string{"kind", "queue", "outcome"})
@@ -133,7 +136,7 @@ func NewMetrics(version, commit string) *Metrics {
 		Help: "Subscription notification attempts, by type (handshake, heartbeat, event-notification) and outcome (delivered, failed)."}, []string{"type", "outcome"})
 	m.notifySeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fhirgate_notification_duration_seconds",
 		Help: "Time to post one notification, by type.", Buckets: buckets}, []string{"type"})
-	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.inFlight, m.storeSeconds, m.auditFlushes, m.auditEvents, m.auditPending,
+	for _, c := range []prometheus.Collector{m.requests, m.requestSeconds, m.inFlight, m.storeSeconds, m.auditFlushes, m.auditEvents, m.auditPending, m.auditRole,
 		m.auditSeconds, m.jobs, m.jobSeconds, m.mllpMessages, m.mllpSeconds, m.mllpConns, m.notifications, m.notifySeconds} {
 		f(c)
 	}
@@ -218,6 +221,19 @@ func (m *Metrics) AuditPending(stored, sealed, refused int) {
 			m.auditPending.WithLabelValues(what).Add(float64(n))
 		}
 	}
+}
+
+// AuditRole records whether this process holds the audit trail's
+// appender role (the trail's OnRole).
+func (m *Metrics) AuditRole(held bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.auditRole.Set(v)
 }
 
 // JobDone records a River job this process ran.

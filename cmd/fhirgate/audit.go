@@ -91,7 +91,7 @@ func defaultKeyFile(db string) string {
 }
 
 // openTrail starts the audit trail on the store.
-func openTrail(ctx context.Context, st storage.Store, db string, f *auditFlags, base string, log *slog.Logger, onAppend func(int, time.Duration, error), onPending func(stored, sealed, refused int)) (*audit.Trail, error) {
+func openTrail(ctx context.Context, st storage.Store, db string, f *auditFlags, base string, log *slog.Logger, onAppend func(int, time.Duration, error), onPending func(stored, sealed, refused int), onRole func(held bool)) (*audit.Trail, error) {
 	keys, err := f.keys(db, true, log)
 	if err != nil {
 		return nil, err
@@ -99,7 +99,7 @@ func openTrail(ctx context.Context, st storage.Store, db string, f *auditFlags, 
 	return audit.Open(ctx, st, audit.Options{
 		Keys: keys, Logger: log.With(slog.String("component", "audit")), Server: base,
 		CheckpointInterval: f.checkpointPeriod, CheckpointFile: f.checkpointFile, CheckpointURL: f.checkpointURL,
-		GroupCommit: f.groupCommit, OnAppend: onAppend, OnPending: onPending,
+		GroupCommit: f.groupCommit, OnAppend: onAppend, OnPending: onPending, OnRole: onRole,
 	})
 }
 

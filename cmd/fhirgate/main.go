@@ -304,7 +304,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		authn = v
 	}
-	auditor, err := openTrail(ctx, store, f.db, &f.audit, cfg.Server.BaseURL, log, metrics.AuditFlush, metrics.AuditPending)
+	auditor, err := openTrail(ctx, store, f.db, &f.audit, cfg.Server.BaseURL, log, metrics.AuditFlush, metrics.AuditPending, metrics.AuditRole)
 	if err != nil {
 		return err
 	}

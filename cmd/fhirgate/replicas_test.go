@@ -43,6 +43,7 @@ type replicaEnv struct {
 	t        *testing.T
 	bin, db  string
 	replicas []string // base URLs
+	logs     []string // their log files
 	lb       *httptest.Server
 	lbServed [3]atomic.Int64
 	pushes   [3]atomic.Int64 // ABDM data pushes each replica took
@@ -304,6 +305,7 @@ sources:
 			}
 		})
 		e.replicas = append(e.replicas, "")
+		e.logs = append(e.logs, logFile)
 		addr := ""
 		e.waitFor(fmt.Sprintf("replica %d serving", i), func() bool {
 			b, _ := os.ReadFile(logFile)
@@ -690,6 +692,30 @@ func TestReplicas(t *testing.T) {
 		if e.lbServed[i].Load() == 0 {
 			t.Errorf("replica %d took nothing through the load balancer", i)
 		}
+	}
+	// one of them holds the audit trail's appender role (the others store
+	// their events pending for it to seal): each logs when it finds
+	// itself without the role or takes it over
+	holders := 0
+	for i, lf := range e.logs {
+		b, err := os.ReadFile(lf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := true // a trail starts as the appender, and logs a change
+		for _, l := range strings.Split(string(b), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "audit: appender's role" {
+				held, _ = m["held"].(bool)
+			}
+		}
+		if held {
+			holders++
+			t.Logf("replica %d holds the audit trail's appender role", i)
+		}
+	}
+	if holders != 1 {
+		t.Errorf("%d replicas hold the audit trail's appender role, want one", holders)
 	}
 	// the audit trail of all three is one chain, and it verifies
 	out, err := exec.Command(e.bin, "audit", "verify", "--db", e.db, "--audit-key", replicaAuditKey).CombinedOutput()
