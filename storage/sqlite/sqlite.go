@@ -121,7 +121,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", walFileLimit), "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)"} {
+	for _, p := range []string{"journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", walFileLimit), "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)", "temp_store(MEMORY)", "mmap_size(1073741824)", "analysis_limit(2000)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -163,9 +163,9 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	}
 	// statistics for the query planner: analyse what needs it now, again
 	// after bulk writes (Wrote) and periodically (PRAGMA optimize is cheap
-	// when nothing changed); analysis_limit bounds what one ANALYZE reads
+	// when nothing changed); analysis_limit, set on every connection (the
+	// refreshes run on the writer's), bounds what one ANALYZE reads
 	_ = ck.QueryRowContext(ctx, "PRAGMA page_size").Scan(&db.pageSize)
-	_, _ = ck.ExecContext(ctx, "PRAGMA analysis_limit=2000")
 	_, _ = ck.ExecContext(ctx, "PRAGMA optimize=0x10002")
 	go db.checkpointer()
 	return db, nil

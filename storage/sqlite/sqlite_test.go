@@ -219,3 +219,34 @@ func TestIndexing(t *testing.T) {
 		return s
 	}, `CREATE TRIGGER no_poison BEFORE INSERT ON idx_token WHEN NEW.code = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END`)
 }
+
+// TestAnalysisBounded: the statistics refreshed after bulk writes run on
+// the writer's connection (ANALYZE writes sqlite_stat1), so every
+// connection bounds what one ANALYZE reads: unbounded, each refresh read
+// every index in full and held writers up for as long as that took.
+func TestAnalysisBounded(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.OpenDB(ctx, filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	limit := func(c sqlstore.Conn) int {
+		var n int
+		if err := c.QueryRow(ctx, "PRAGMA analysis_limit").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := limit(db); n <= 0 {
+		t.Errorf("a reading connection: analysis_limit %d", n)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if n := limit(tx); n <= 0 {
+		t.Errorf("the writer's connection: analysis_limit %d (unbounded)", n)
+	}
+}
