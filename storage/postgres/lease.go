@@ -59,6 +59,14 @@ func (d *DB) TryLease(ctx context.Context) (bool, error) {
 	// the session now holds the lock: it leaves the pool, which would
 	// otherwise hand it to requests (and close it when idle)
 	d.lease = pc.Hijack()
+	// an idle session whose client vanished without closing its socket
+	// (its machine died) would keep the lock until the kernel's keepalive
+	// gave up, hours later by default: PostgreSQL probes this one's client
+	// after 10 s of silence, so another replica takes the role within a
+	// minute (ignored on a Unix socket, where the question does not arise)
+	for _, q := range []string{"SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5", "SET tcp_keepalives_count = 3"} {
+		_, _ = d.lease.Exec(ctx, q)
+	}
 	return true, nil
 }
 
