@@ -111,9 +111,12 @@ type Trail struct {
 	// reports whether this process holds it (always, without a role)
 	role     storage.AuditAppenderRole
 	appender atomic.Bool
-	sealWake chan struct{}
-	stopSeal chan struct{}
-	sealDone chan struct{}
+	// claimFailing is set while the role cannot be checked (claim runs
+	// in Open, then only in the sealer: no lock needed)
+	claimFailing bool
+	sealWake     chan struct{}
+	stopSeal     chan struct{}
+	sealDone     chan struct{}
 	// sealMu makes one sealing pass of this process at a time
 	sealMu sync.Mutex
 
@@ -609,9 +612,13 @@ const roleSweep = 200 * time.Millisecond
 func (t *Trail) claim(ctx context.Context) {
 	held, err := t.role.ClaimAppender(ctx)
 	if err != nil {
-		t.log_.Warn("audit: the appender's role could not be checked; appending to the chain meanwhile", "err", err)
+		// said once, not at every sweep while the database is away
+		if !t.claimFailing {
+			t.log_.Warn("audit: the appender's role could not be checked; appending to the chain meanwhile", "err", err)
+		}
 		held = true // the store appends to the chain when the role is unknown
 	}
+	t.claimFailing = err != nil
 	if held != t.appender.Load() {
 		t.log_.Info("audit: appender's role", "held", held)
 	}

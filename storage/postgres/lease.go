@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fhirgate/fhirgate/storage/sqlstore"
 )
 
@@ -82,6 +80,3 @@ func (d *DB) closeLease() {
 		d.lease = nil
 	}
 }
-
-// leaseConn is the lease's session.
-type leaseConn = *pgx.Conn

@@ -178,7 +178,7 @@ type DB struct {
 	// lease is the session that holds the audit log's appender role, if
 	// this process does (lease.go); closed is set by Close.
 	leaseMu sync.Mutex
-	lease   leaseConn
+	lease   *pgx.Conn
 	closed  bool
 }
 
