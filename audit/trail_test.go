@@ -329,6 +329,89 @@ func TestGroupCommit(t *testing.T) {
 	})
 }
 
+// TestRegroup: after an append of at least four events, a smaller group
+// waits (here for up to an hour) for as many to ask again, as clients that
+// ask again at once do; after an append of fewer, a lone event never
+// waits (open-loop clients never come back: it would wait the whole
+// interval for an arrival).
+func TestRegroup(t *testing.T) {
+	each(t, func(t *testing.T, st *sqlstore.Store) {
+		tr := open(t, st, audit.Options{GroupCommit: time.Hour})
+		ctx := context.Background()
+		n := 0
+		// group records n events in one append: their requests are in
+		// flight until all of them have recorded
+		group := func(size int) {
+			t.Helper()
+			guard := tr.Begin()
+			errs := make(chan error, size)
+			for range size {
+				n++
+				go func(i int) {
+					end := tr.Begin()
+					end()
+					errs <- tr.Record(ctx, read(i, "Patient/p1"))
+				}(n)
+			}
+			waitQueued(t, tr, size)
+			guard() // nobody else in flight: the append goes
+			for range size {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// lone records one event and reports whether it returned within
+		// wait (errs gets its result either way)
+		lone := func(errs chan error, wait time.Duration) bool {
+			n++
+			go func(i int) { errs <- tr.Record(ctx, read(i, "Patient/p2")) }(n)
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Fatal(err)
+				}
+				return true
+			case <-time.After(wait):
+				return false
+			}
+		}
+		errs := make(chan error, 4)
+		group(2)
+		if !lone(errs, 10*time.Second) {
+			t.Fatal("after an append of two, a lone event waited for the group-commit interval")
+		}
+		group(4)
+		if lone(errs, 100*time.Millisecond) {
+			t.Fatal("after an append of four, a lone event did not wait for the clients to ask again")
+		}
+		for range 3 { // they ask again: the append of four goes
+			n++
+			go func(i int) { errs <- tr.Record(ctx, read(i, "Patient/p3")) }(n)
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rep := mustVerify(t, tr.Log(), nil); !rep.OK() || rep.Events != n {
+			t.Fatalf("%d events (want %d), problems %v", rep.Events, n, rep.Problems)
+		}
+	})
+}
+
+// waitQueued waits until n events wait in the batch being formed.
+func waitQueued(t *testing.T, tr *audit.Trail, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events queued, want %d", tr.Queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestRecordRace: requests that append their own events (nobody else in
 // flight) and requests whose events the writer groups, all at once: every
 // event is appended once, the chain verifies, and nothing is recorded
