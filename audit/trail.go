@@ -47,8 +47,8 @@ type Options struct {
 	// spent waiting for the previous append to commit counts, so a read
 	// waits for its event at most GroupCommit or the commit before (the
 	// longer), then its own commit. It waits only while other requests are
-	// in flight or it carries fewer events than the last append did, so a
-	// lone client is not slowed down.
+	// in flight or it carries fewer events than the last append did (when
+	// that one carried four or more), so a lone client is not slowed down.
 	GroupCommit time.Duration
 	// OnAppend, when set, is told of every append of reads' events (how
 	// many, how long it took, its error): the gateway's metrics. A write's
@@ -272,8 +272,9 @@ func (t *Trail) holds(b *batch) bool {
 	return last >= regroupMin && int64(len(b.recs)) < last
 }
 
-// regroupMin is how many requests the last append must have released for
-// the next one to wait for them to ask again. Clients that ask again as
+// regroupMin is how many events the last append must have carried (about
+// as many requests released) for the next one to wait for their clients
+// to ask again. Clients that ask again as
 // soon as they are answered (a saturated gateway: wrk's 32 connections)
 // come back in numbers, and waiting for them is what fills the appends
 // (without it a served gateway's read rate fell by a quarter and its p99
