@@ -34,11 +34,11 @@ var keys = audit.NewKeyring(audit.Key{ID: "k1", Secret: []byte("0123456789abcdef
 
 type kind struct {
 	name string
-	open func(t *testing.T) *sqlstore.Store
+	open func(t testing.TB) *sqlstore.Store
 }
 
 var kinds = []kind{
-	{"sqlite", func(t *testing.T) *sqlstore.Store {
+	{"sqlite", func(t testing.TB) *sqlstore.Store {
 		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"), sqlstore.Options{Registry: registry})
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +46,7 @@ var kinds = []kind{
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
-	{"postgres", func(t *testing.T) *sqlstore.Store {
+	{"postgres", func(t testing.TB) *sqlstore.Store {
 		s, err := postgres.Open(context.Background(), pgtest.Config(t), sqlstore.Options{Registry: registry})
 		if err != nil {
 			t.Fatal(err)
@@ -62,7 +62,7 @@ func each(t *testing.T, fn func(t *testing.T, st *sqlstore.Store)) {
 	}
 }
 
-func open(t *testing.T, st storage.Store, opts audit.Options) *audit.Trail {
+func open(t testing.TB, st storage.Store, opts audit.Options) *audit.Trail {
 	t.Helper()
 	if opts.Keys == nil {
 		opts.Keys = keys

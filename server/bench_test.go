@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/auth"
 	"github.com/fhirgate/fhirgate/config"
+	"github.com/fhirgate/fhirgate/internal/openloop"
 	"github.com/fhirgate/fhirgate/server"
 )
 
@@ -105,18 +105,7 @@ func runClients(b *testing.B, fn func()) {
 
 // reportLatencies reports the p50 and p99 of lat (and p99.9 with tail).
 func reportLatencies(b *testing.B, lat []time.Duration, tail bool) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	at := func(q float64) float64 {
-		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds())
-	}
-	b.ReportMetric(at(0.50), "p50-µs")
-	b.ReportMetric(at(0.99), "p99-µs")
-	if tail {
-		b.ReportMetric(at(0.999), "p999-µs")
-	}
+	openloop.Report(b, "", lat, tail)
 }
 
 // BenchmarkReadNoAudit is BenchmarkRead without the audit trail: the
@@ -157,50 +146,18 @@ func BenchmarkReadLatency(b *testing.B) {
 					srv = h.srv
 				}
 				b.Run(fmt.Sprintf("rate=%d/trail=%v", rate, trail), func(b *testing.B) {
-					openLoop(b, rate, func() {
+					lat := openloop.Run(b, rate, func() {
 						w := httptest.NewRecorder()
 						srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/Patient/"+id, nil))
 						if w.Code != http.StatusOK {
 							b.Errorf("%d", w.Code)
 						}
 					})
+					openloop.Report(b, "", lat, true)
 				})
 			}
 		}
 	})
-}
-
-// openLoop starts fn b.N times at rate calls a second, each in its own
-// goroutine, and reports the percentiles of the time from when each call
-// was due to when it returned.
-func openLoop(b *testing.B, rate int, fn func()) {
-	lat := make([]time.Duration, b.N)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for i := range b.N {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		// timed from when it was started or due, whichever is later: the
-		// timer that wakes this loop is late by up to a millisecond here,
-		// which is not the gateway's latency (a stalled gateway does not
-		// hold this loop up: it starts the calls behind the stalled ones)
-		from := due
-		if now := time.Now(); now.After(due) {
-			from = now
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn()
-			lat[i] = time.Since(from)
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	reportLatencies(b, lat, true)
 }
 
 // BenchmarkVRead measures GET /Patient/{id}/_history/{vid}.
