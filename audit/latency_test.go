@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,14 +33,9 @@ func BenchmarkRecordLatency(b *testing.B) {
 					mu.Unlock()
 				}})
 				ctx := context.Background()
-				var seq sync.Mutex
-				n := 0
+				var n atomic.Int64 // numbers the events
 				lat := openloop.Run(b, rate, func() {
-					seq.Lock()
-					n++
-					i := n
-					seq.Unlock()
-					if err := tr.Record(ctx, read(i, "Patient/p1")); err != nil {
+					if err := tr.Record(ctx, read(int(n.Add(1)), "Patient/p1")); err != nil {
 						b.Error(err)
 					}
 				})
